@@ -1,0 +1,211 @@
+//! Naming rules that users, infrastructure and the original system's data depend on.
+
+use sha2::{Digest, Sha256};
+
+use crate::ids::{BranchName, JiraKey, MAX_SESSION_ID_LEN, SessionId};
+
+/// Prefix of every PR preview session id, kept from the original (`tt-` for "test tickets").
+pub const PREVIEW_PREFIX: &str = "tt-";
+
+/// Hidden marker carried by every comment and PR body this system writes. A comment holding it
+/// is never treated as a prompt, so the agent's own reports cannot loop back into it.
+pub const MARKER: &str = "<!-- claude-agent -->";
+
+/// Length of the hash suffix of a truncated preview id: 8 hex digits (32 bits) make an
+/// accidental clash between two long branch names sharing their first 41 characters negligible.
+const PREVIEW_HASH_LEN: usize = 8;
+
+/// Branch of a GitHub issue's agent session: `claude/<n>`.
+pub fn issue_branch(issue_number: u64) -> BranchName {
+    BranchName::parse(&format!("claude/{issue_number}")).unwrap_or_else(|_| unreachable!())
+}
+
+/// Branch of a JIRA issue's agent session: `claude/<key lower-case>`.
+pub fn jira_branch(key: &JiraKey) -> BranchName {
+    BranchName::parse(&format!("claude/{}", key.as_str().to_ascii_lowercase()))
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// Preview session id of a PR branch, as the original made it: `tt-<slug>`, the slug being the
+/// branch lower-cased with `/`, `_` (and any other character a DNS label cannot hold) turned into
+/// `-`. At most 50 characters: a longer id is cut and suffixed with a hash of the whole branch
+/// name, so two branches that differ only after the cut never share an id.
+///
+/// Folding can still map two live branches onto one id (`feature/x` and `feature-x`); the
+/// webhook detects that against the store and then uses [`preview_session_id_hashed`].
+pub fn preview_session_id(branch: &str) -> String {
+    let whole = format!("{PREVIEW_PREFIX}{}", slug(branch));
+    if whole.len() <= MAX_SESSION_ID_LEN {
+        whole
+    } else {
+        with_hash(&whole, branch)
+    }
+}
+
+/// Preview session id that always carries the hash of the branch name: unique per branch, used
+/// when the readable id is already held by another PR's preview.
+pub fn preview_session_id_hashed(branch: &str) -> String {
+    with_hash(&format!("{PREVIEW_PREFIX}{}", slug(branch)), branch)
+}
+
+fn slug(branch: &str) -> String {
+    let slug: String = branch
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }
+        })
+        .collect();
+    // No leading `-`: `tt--x` would read as an IDNA-reserved label to browsers.
+    let mut slug = slug.trim_matches('-').to_owned();
+    if slug.is_empty() {
+        slug.push('x');
+    }
+    slug
+}
+
+fn with_hash(id: &str, branch: &str) -> String {
+    let digest = Sha256::digest(branch.as_bytes());
+    let hash = &hex::encode(digest)[..PREVIEW_HASH_LEN];
+    let keep = MAX_SESSION_ID_LEN - PREVIEW_HASH_LEN - 1;
+    let mut cut: String = id.chars().take(keep).collect();
+    while cut.ends_with('-') {
+        cut.pop();
+    }
+    format!("{cut}-{hash}")
+}
+
+/// Title of the draft PR for a GitHub issue, as the original: `[Claude] <title>`.
+pub fn issue_pr_title(title: &str) -> String {
+    format!("[Claude] {}", one_line(title, 200))
+}
+
+/// Title of the draft PR for a JIRA issue: `[Claude] <KEY>: <summary>`.
+pub fn jira_pr_title(key: &JiraKey, summary: &str) -> String {
+    format!("[Claude] {key}: {}", one_line(summary, 200))
+}
+
+/// Body of the draft PR for a GitHub issue. `Closes #n` links the PR so merging closes the issue;
+/// the marker identifies the PR as the agent's.
+pub fn issue_pr_body(issue_number: u64, issue_body: &str, preview_url: &str) -> String {
+    format!(
+        "## Automated Implementation\n\nThis PR was created by Claude Cloud Agent to implement \
+         issue #{issue_number}.\n\nCloses #{issue_number}\n\n### Original Issue\n{}\n\n\
+         ### UAT Preview\n{preview_url} (live once the agent reports ready)\n\n---\n*This PR is \
+         being worked on by an automated agent. Mention @claude in a comment to give it \
+         feedback; `/claude stop` stops it.*\n\n{MARKER}",
+        clip(issue_body, 50_000)
+    )
+}
+
+/// Body of the draft PR for a JIRA issue, linking back to it.
+pub fn jira_pr_body(
+    key: &JiraKey,
+    browse_url: &str,
+    summary: &str,
+    description: &str,
+    preview_url: &str,
+) -> String {
+    format!(
+        "## Automated Implementation\n\nThis PR was created by Claude Cloud Agent to implement \
+         [{key}]({browse_url}).\n\n### Original Issue\n**{}**\n\n{}\n\n### UAT Preview\n\
+         {preview_url} (live once the agent reports ready)\n\n---\n*This PR is being worked on by \
+         an automated agent. Mention @claude in a comment to give it feedback; `/claude stop` \
+         stops it.*\n\n{MARKER}",
+        one_line(summary, 200),
+        clip(description, 50_000)
+    )
+}
+
+/// The first prompt of a GitHub issue's session, as the original phrased it (the explicit
+/// "commit" wording matters: without it the CLI tends to answer instead of acting).
+pub fn issue_prompt(issue_number: u64, title: &str, body: &str) -> String {
+    format!(
+        "GitHub Issue #{issue_number}: {title}\n\n{body}\n\nImplement the requirements described \
+         above. When complete, commit and push your changes."
+    )
+}
+
+/// The first prompt of a JIRA issue's session.
+pub fn jira_prompt(key: &JiraKey, summary: &str, description: &str) -> String {
+    format!(
+        "JIRA Issue {key}: {summary}\n\n{description}\n\nImplement the requirements described \
+         above. When complete, commit and push your changes."
+    )
+}
+
+/// The preview URL of a session.
+pub fn preview_url(id: &SessionId, domain_suffix: &str) -> String {
+    format!("https://{id}.{}", domain_suffix.trim_start_matches('.'))
+}
+
+fn one_line(s: &str, max_chars: usize) -> String {
+    let line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    clip(&line, max_chars).into_owned()
+}
+
+/// Cuts `s` to at most `max_chars` characters (on a character boundary).
+pub fn clip(s: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]).into(),
+        None => s.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches() {
+        assert_eq!(issue_branch(42).as_str(), "claude/42");
+        assert_eq!(jira_branch(&JiraKey::parse("AGNTS-7").unwrap()).as_str(), "claude/agnts-7");
+    }
+
+    #[test]
+    fn preview_ids_follow_the_original_slug() {
+        assert_eq!(preview_session_id("feature-login"), "tt-feature-login");
+        assert_eq!(preview_session_id("Feature/Login_Page"), "tt-feature-login-page");
+        assert_eq!(preview_session_id("fix42"), "tt-fix42");
+    }
+
+    #[test]
+    fn preview_ids_are_valid_session_ids() {
+        for b in ["Feature/Login_Page", "a", "___", "x/y/z", &"long-branch-".repeat(10), "ünï/cödé"] {
+            let id = preview_session_id(b);
+            let hashed = preview_session_id_hashed(b);
+            assert!(SessionId::parse(&hashed).is_ok(), "{b} -> {hashed}");
+            assert!(id.len() <= MAX_SESSION_ID_LEN, "{id}");
+            assert!(SessionId::parse(&id).is_ok(), "{b} -> {id}");
+            assert!(SessionId::parse(&id).unwrap().is_preview());
+        }
+    }
+
+    #[test]
+    fn preview_ids_never_collide_after_truncation_or_folding() {
+        let base = "feature/a-very-long-branch-name-that-goes-on-and-on-";
+        let a = preview_session_id(&format!("{base}one"));
+        let b = preview_session_id(&format!("{base}two"));
+        assert_ne!(a, b);
+        assert!(a.len() <= MAX_SESSION_ID_LEN && b.len() <= MAX_SESSION_ID_LEN);
+        // Folding collides; the hashed form, used on a clash, does not.
+        assert_eq!(preview_session_id("feature/x"), preview_session_id("feature-x"));
+        assert_ne!(preview_session_id_hashed("feature/x"), preview_session_id_hashed("feature-x"));
+        assert!(SessionId::parse(&preview_session_id_hashed("feature/x")).is_ok());
+    }
+
+    #[test]
+    fn pr_texts() {
+        assert_eq!(issue_pr_title("Add  login\n page"), "[Claude] Add login page");
+        let body = issue_pr_body(7, "Do it", "https://x.uat.example.com");
+        assert!(body.contains("Closes #7") && body.contains(MARKER));
+        let k = JiraKey::parse("P-1").unwrap();
+        assert_eq!(jira_pr_title(&k, "Sum"), "[Claude] P-1: Sum");
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("héllo", 2), "hé…");
+        assert_eq!(clip("hi", 2), "hi");
+    }
+}

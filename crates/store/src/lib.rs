@@ -1,0 +1,103 @@
+//! The session store: one interface, two implementations.
+//!
+//! [`DynamoStore`] keeps sessions in the DynamoDB table of the deployed system (keyed by
+//! `session_id`, GSI `pr-index`); [`SqliteStore`] keeps the same fields in an embedded SQLite
+//! file for `cca up`. Both enforce the rules that must hold under concurrent writers inside the
+//! store itself, with conditional writes rather than a read followed by a write:
+//! - a status change is applied only from a status that may precede it ([`Status::allowed_predecessors`]);
+//! - at most one session is active per [`ActiveKey`] (one agent per issue, one preview per PR);
+//! - a webhook delivery id is recorded once.
+//!
+//! The conformance suite in `tests/conformance.rs` runs the same scenarios against both.
+
+mod dynamo;
+mod sqlite;
+
+use async_trait::async_trait;
+use cca_domain::session::SessionPatch;
+use cca_domain::{ActiveKey, RepoName, Session, SessionId, Status};
+
+pub use dynamo::DynamoStore;
+pub use sqlite::SqliteStore;
+
+/// Seconds a delivery id is remembered: GitHub redelivers for up to 3 days, so 3 days plus a day
+/// of margin.
+pub const DELIVERY_TTL_SECS: i64 = 4 * 24 * 3600;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another session is already active for this key (one agent per issue, one preview per PR).
+    #[error("an active session already exists for {key}: {existing}")]
+    ActiveExists { key: String, existing: SessionId },
+    /// A session with this id exists already.
+    #[error("session {0} exists already")]
+    IdTaken(SessionId),
+    /// No session has this id.
+    #[error("session {0} not found")]
+    NotFound(SessionId),
+    /// The session is not in a status from which the change is allowed.
+    #[error("session {id} cannot move to {to}: it is {from}")]
+    IllegalTransition { id: SessionId, from: Status, to: Status },
+    /// The backing service failed (network, throttling, a corrupt row).
+    #[error("session store backend failed: {0}")]
+    Backend(String),
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<Status>,
+    /// At most this many (all when `None`).
+    pub limit: Option<usize>,
+}
+
+/// Sessions, wherever they are kept. See the crate documentation for the guarantees.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new session (status must be `PROVISIONING`) and claims its active key.
+    /// Fails with [`StoreError::ActiveExists`] when another session holds the key and has not
+    /// ended, and [`StoreError::IdTaken`] when the id exists.
+    async fn create(&self, session: &Session) -> StoreResult<()>;
+
+    /// The session with this id.
+    async fn get(&self, id: &SessionId) -> StoreResult<Option<Session>>;
+
+    /// Moves a session to `to` and writes `patch`, only if its current status may precede `to`.
+    /// Reaching a terminal status sets `ttl` to now + 7 days and releases the active key.
+    /// Returns the record as written.
+    async fn transition(
+        &self,
+        id: &SessionId,
+        to: Status,
+        patch: SessionPatch,
+        now: i64,
+    ) -> StoreResult<Session>;
+
+    /// Writes `patch` without changing the status (address, cost, activity…). Refused with
+    /// [`StoreError::IllegalTransition`] (from = to = current) once the session has ended, so a
+    /// late heartbeat cannot revive a record.
+    async fn update(&self, id: &SessionId, patch: SessionPatch, now: i64) -> StoreResult<Session>;
+
+    /// Starts an ended session again on the same id, branch and PR: `STOPPED | COMPLETED |
+    /// FAILED → PROVISIONING`, clearing `task_arn`, `container_ip`, `error` and `ttl`, writing
+    /// `patch`, and claiming the active key again (so it fails with `ActiveExists` like `create`).
+    async fn relaunch(&self, id: &SessionId, patch: SessionPatch, now: i64) -> StoreResult<Session>;
+
+    /// The session holding or last holding `key`, active or not (newest claim wins).
+    async fn by_active_key(&self, key: &ActiveKey) -> StoreResult<Option<Session>>;
+
+    /// Sessions of a PR through `pr-index`, newest `created_at` first.
+    async fn by_pr(&self, repo: &RepoName, pr_number: u64) -> StoreResult<Vec<Session>>;
+
+    /// Sessions matching `filter`, newest first.
+    async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<Session>>;
+
+    /// Records a webhook delivery id; `true` the first time, `false` for a redelivery. Kept for
+    /// [`DELIVERY_TTL_SECS`].
+    async fn record_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
+}

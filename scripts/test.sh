@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The one test command of the repository: lint, then the whole test suite
+# against a local AWS emulator and real recorded GitHub webhook payloads.
+#
+#   scripts/test.sh                 # fmt, clippy, cargo test --workspace
+#   scripts/test.sh -p cca-store    # extra arguments go to `cargo test`
+#   CCA_SKIP_LINT=1 scripts/test.sh # skip fmt and clippy for quick local runs
+#
+# Everything it installs goes under ${CCA_CACHE:-$HOME/.cache/cca} and is
+# reused on the next run, so only the first run on a machine needs the
+# package registries. It needs no standard input.
+set -euo pipefail
+
+MOTO_VERSION=5.2.1
+WEBHOOK_EXAMPLES_VERSION=7.6.1
+MOTO_START_TIMEOUT_SECS=30
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+export CCA_CACHE="${CCA_CACHE:-$HOME/.cache/cca}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CCA_CACHE/target}"
+mkdir -p "$CCA_CACHE"
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+    printf '\nFAILED: %s\n' "$*" >&2
+    exit 1
+}
+
+# Background processes started here are stopped on every exit path, so a
+# failed or interrupted run never leaves an emulator holding a port.
+moto_pid=""
+moto_log=""
+cleanup() {
+    if [[ -n "$moto_pid" ]] && kill -0 "$moto_pid" 2>/dev/null; then
+        kill "$moto_pid" 2>/dev/null || true
+        wait "$moto_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$moto_log" ]]; then
+        rm -f "$moto_log"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "Python venv with moto[server]==$MOTO_VERSION"
+venv="$CCA_CACHE/venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv" || fail "could not create a Python venv at $venv (is python3-venv installed?)"
+fi
+if "$venv/bin/python" -c "import sys, moto; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    echo "moto $MOTO_VERSION already installed in $venv"
+else
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
+        fail "pip could not install moto[server]==$MOTO_VERSION"
+fi
+
+step "GitHub webhook examples (@octokit/webhooks-examples@$WEBHOOK_EXAMPLES_VERSION)"
+npm_prefix="$CCA_CACHE/npm"
+examples_dir="$npm_prefix/node_modules/@octokit/webhooks-examples"
+installed_examples_version=""
+if [[ -f "$examples_dir/package.json" ]]; then
+    installed_examples_version="$(node -p "require(process.argv[1]).version" "$examples_dir/package.json" 2>/dev/null || true)"
+fi
+if [[ "$installed_examples_version" == "$WEBHOOK_EXAMPLES_VERSION" ]]; then
+    echo "already installed in $npm_prefix"
+else
+    mkdir -p "$npm_prefix"
+    npm install --prefix "$npm_prefix" --no-audit --no-fund --loglevel=error \
+        "@octokit/webhooks-examples@$WEBHOOK_EXAMPLES_VERSION" </dev/null ||
+        fail "npm could not install @octokit/webhooks-examples@$WEBHOOK_EXAMPLES_VERSION"
+fi
+export CCA_WEBHOOK_EXAMPLES="$examples_dir/api.github.com/index.json"
+[[ -f "$CCA_WEBHOOK_EXAMPLES" ]] || fail "missing $CCA_WEBHOOK_EXAMPLES after install"
+
+step "Starting the AWS emulator (moto)"
+port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+moto_log="$(mktemp "${TMPDIR:-/tmp}/cca-moto.XXXXXX")"
+"$venv/bin/python" scripts/moto_server.py --host 127.0.0.1 --port "$port" >"$moto_log" 2>&1 </dev/null &
+moto_pid=$!
+export CCA_MOTO_URL="http://127.0.0.1:$port"
+deadline=$((SECONDS + MOTO_START_TIMEOUT_SECS))
+until "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=2)' "$CCA_MOTO_URL" 2>/dev/null; do
+    if ! kill -0 "$moto_pid" 2>/dev/null; then
+        cat "$moto_log" >&2
+        fail "moto exited before answering"
+    fi
+    if ((SECONDS >= deadline)); then
+        cat "$moto_log" >&2
+        fail "moto did not answer on $CCA_MOTO_URL within ${MOTO_START_TIMEOUT_SECS}s"
+    fi
+    sleep 0.3
+done
+echo "moto answers on $CCA_MOTO_URL (pid $moto_pid)"
+
+export AWS_ENDPOINT_URL="$CCA_MOTO_URL"
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+
+if [[ "${CCA_SKIP_LINT:-0}" == "1" ]]; then
+    step "Skipping cargo fmt and clippy (CCA_SKIP_LINT=1)"
+else
+    step "cargo fmt --all -- --check"
+    cargo fmt --all -- --check || fail "formatting differs: run 'cargo fmt --all'"
+
+    step "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || fail "clippy reported warnings or errors"
+fi
+
+step "cargo test --workspace $*"
+if ! cargo test --workspace "$@"; then
+    echo "--- last lines of the moto log ---" >&2
+    tail -n 40 "$moto_log" >&2 || true
+    fail "cargo test"
+fi
+
+step "All checks passed"

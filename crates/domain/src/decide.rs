@@ -1,1 +1,416 @@
-//! placeholder
+//! The pure decisions: from a verified event to what should happen.
+//!
+//! [`decide_github`] and [`decide_jira`] look only at the event and the [`Rules`]; the webhook
+//! then checks the actor's permission where [`Intent::requires_write`] says so, looks up the
+//! sessions involved, and asks [`plan_start`] and [`plan_comment`] what to do with them. Every
+//! branch of these functions is covered by tests without any I/O.
+
+use crate::event::{
+    Actor, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, PrAction, PullRequest,
+};
+use crate::ids::{JiraKey, Login, RepoName};
+use crate::naming::MARKER;
+use crate::session::{ImageChannel, Session, SessionType, Status};
+
+/// The labels and words that trigger work. Defaults are the original's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Starts an agent session (`claude-dev`).
+    pub agent_label: String,
+    /// Starts an agent session on the staging image (`claude-dev-staging`).
+    pub agent_staging_label: String,
+    /// Starts a PR preview (`uat`).
+    pub preview_label: String,
+    /// Starts a PR preview on the staging image (`uat-staging`).
+    pub preview_staging_label: String,
+    /// A comment mentioning this reaches the agent (`@claude`).
+    pub mention: String,
+    /// Forward every human comment on a session's PR, mention or not.
+    pub forward_all_comments: bool,
+    /// A comment starting with this stops the session (`/claude stop`).
+    pub stop_command: String,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            agent_label: "claude-dev".into(),
+            agent_staging_label: "claude-dev-staging".into(),
+            preview_label: "uat".into(),
+            preview_staging_label: "uat-staging".into(),
+            mention: "@claude".into(),
+            forward_all_comments: false,
+            stop_command: "/claude stop".into(),
+        }
+    }
+}
+
+impl Rules {
+    fn agent_channel(&self, label: &str) -> Option<ImageChannel> {
+        if label.eq_ignore_ascii_case(&self.agent_label) {
+            Some(ImageChannel::Latest)
+        } else if label.eq_ignore_ascii_case(&self.agent_staging_label) {
+            Some(ImageChannel::Staging)
+        } else {
+            None
+        }
+    }
+
+    fn preview_channel(&self, label: &str) -> Option<ImageChannel> {
+        if label.eq_ignore_ascii_case(&self.preview_label) {
+            Some(ImageChannel::Latest)
+        } else if label.eq_ignore_ascii_case(&self.preview_staging_label) {
+            Some(ImageChannel::Staging)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `body` mentions the trigger as a whole word (`@claude`, not `@claude-bot` or
+    /// `me@claude.dev`), in any case.
+    pub fn mentions(&self, body: &str) -> bool {
+        let needle = self.mention.to_ascii_lowercase();
+        let hay = body.to_ascii_lowercase();
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        let mut from = 0;
+        while let Some(pos) = hay[from..].find(&needle) {
+            let start = from + pos;
+            let end = start + needle.len();
+            let before_ok = hay[..start]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !word(c) && c != '.');
+            let after_ok = hay[end..].chars().next().is_none_or(|c| !word(c));
+            if before_ok && after_ok {
+                return true;
+            }
+            from = end;
+        }
+        false
+    }
+
+    /// Whether `body` is the stop command (its first line, trimmed, in any case).
+    pub fn is_stop_command(&self, body: &str) -> bool {
+        let first = body.trim_start().lines().next().unwrap_or("").trim();
+        first.eq_ignore_ascii_case(&self.stop_command)
+    }
+}
+
+/// Why sessions are being stopped; decides the final status and what the PR is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    IssueClosed,
+    LabelRemoved(String),
+    PrClosed { merged: bool },
+    Command { by: Login },
+}
+
+impl StopReason {
+    /// The status a session ends in: `COMPLETED` when its PR was merged, else `STOPPED`.
+    pub fn final_status(&self) -> Status {
+        match self {
+            StopReason::PrClosed { merged: true } => Status::Completed,
+            _ => Status::Stopped,
+        }
+    }
+
+    /// Said on the PR and in the record.
+    pub fn describe(&self) -> String {
+        match self {
+            StopReason::IssueClosed => "the issue was closed".into(),
+            StopReason::LabelRemoved(l) => format!("the `{l}` label was removed"),
+            StopReason::PrClosed { merged: true } => "the PR was merged".into(),
+            StopReason::PrClosed { merged: false } => "the PR was closed".into(),
+            StopReason::Command { by } => format!("@{by} asked it to stop"),
+        }
+    }
+}
+
+/// What an event asks for, before any state is consulted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// Start (or restart) the agent session of a GitHub issue.
+    StartAgent {
+        repo: RepoName,
+        issue: Issue,
+        channel: ImageChannel,
+        actor: Actor,
+        installation_id: Option<u64>,
+    },
+    /// Stop the agent session of a GitHub issue.
+    StopIssue {
+        repo: RepoName,
+        issue_number: u64,
+        reason: StopReason,
+    },
+    /// Start the preview of a PR.
+    StartPreview {
+        repo: RepoName,
+        pr: PullRequest,
+        channel: ImageChannel,
+        actor: Actor,
+        installation_id: Option<u64>,
+    },
+    /// Stop sessions of a PR: only its preview, or every session (agent and preview).
+    StopPr {
+        repo: RepoName,
+        pr_number: u64,
+        only: Option<SessionType>,
+        reason: StopReason,
+    },
+    /// New commits on a PR: a running preview fetches and restarts.
+    RefreshPreview {
+        repo: RepoName,
+        pr_number: u64,
+        head_sha: String,
+    },
+    /// A comment for the agent of a PR.
+    Prompt {
+        repo: RepoName,
+        pr_number: u64,
+        comment: Comment,
+        installation_id: Option<u64>,
+    },
+    /// `/claude stop` on a PR.
+    StopCommand {
+        repo: RepoName,
+        pr_number: u64,
+        actor: Actor,
+    },
+    /// Start the agent session of a JIRA issue.
+    StartJira {
+        key: JiraKey,
+        project_key: String,
+        summary: String,
+        description: serde_json::Value,
+        channel: ImageChannel,
+    },
+    /// Nothing to do, and why (answered 200 with this reason).
+    Ignore(String),
+}
+
+impl Intent {
+    /// The GitHub user who must have write access for this to go ahead. Lifecycle stops (a closed
+    /// issue or PR, a removed label) need none: GitHub already checked who may do those.
+    pub fn requires_write(&self) -> Option<&Login> {
+        match self {
+            Intent::StartAgent { actor, .. }
+            | Intent::StartPreview { actor, .. }
+            | Intent::StopCommand { actor, .. } => Some(&actor.login),
+            Intent::Prompt { comment, .. } => Some(&comment.author.login),
+            _ => None,
+        }
+    }
+}
+
+fn ignore(reason: impl Into<String>) -> Intent {
+    Intent::Ignore(reason.into())
+}
+
+/// Decides what a GitHub event asks for.
+pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
+    match event {
+        GitHubEvent::Ping => ignore("pong"),
+        GitHubEvent::Unhandled { event, action } => match action {
+            Some(a) => ignore(format!("event {event}.{a} is not handled")),
+            None => ignore(format!("event {event} is not handled")),
+        },
+        GitHubEvent::Issues {
+            action,
+            repo,
+            issue,
+            sender,
+            installation_id,
+        } => match action {
+            IssuesAction::Labeled(label) => match rules.agent_channel(&label) {
+                None => ignore(format!("label {label} is not a trigger label")),
+                Some(_) if sender.is_bot => ignore(format!("sender {} is a bot", sender.login)),
+                Some(_) if issue.is_pull_request => {
+                    ignore("agent labels on pull requests are not handled")
+                }
+                Some(channel) => Intent::StartAgent {
+                    repo,
+                    issue,
+                    channel,
+                    actor: sender,
+                    installation_id,
+                },
+            },
+            IssuesAction::Unlabeled(label) => match rules.agent_channel(&label) {
+                None => ignore(format!("label {label} is not a trigger label")),
+                Some(_) => Intent::StopIssue {
+                    repo,
+                    issue_number: issue.number,
+                    reason: StopReason::LabelRemoved(label),
+                },
+            },
+            IssuesAction::Closed => Intent::StopIssue {
+                repo,
+                issue_number: issue.number,
+                reason: StopReason::IssueClosed,
+            },
+        },
+        GitHubEvent::PullRequest {
+            action,
+            repo,
+            pr,
+            sender,
+            installation_id,
+        } => match action {
+            PrAction::Labeled(label) => match rules.preview_channel(&label) {
+                None => ignore(format!("label {label} is not a trigger label")),
+                Some(_) if sender.is_bot => ignore(format!("sender {} is a bot", sender.login)),
+                Some(channel) => Intent::StartPreview {
+                    repo,
+                    pr,
+                    channel,
+                    actor: sender,
+                    installation_id,
+                },
+            },
+            PrAction::Unlabeled(label) => match rules.preview_channel(&label) {
+                None => ignore(format!("label {label} is not a trigger label")),
+                Some(_) => Intent::StopPr {
+                    repo,
+                    pr_number: pr.number,
+                    only: Some(SessionType::Preview),
+                    reason: StopReason::LabelRemoved(label),
+                },
+            },
+            PrAction::Closed => Intent::StopPr {
+                repo,
+                pr_number: pr.number,
+                only: None,
+                reason: StopReason::PrClosed { merged: pr.merged },
+            },
+            PrAction::Synchronize => Intent::RefreshPreview {
+                repo,
+                pr_number: pr.number,
+                head_sha: pr.head_sha,
+            },
+        },
+        GitHubEvent::CommentCreated {
+            repo,
+            issue,
+            comment,
+            installation_id,
+        } => {
+            if !issue.is_pull_request {
+                ignore("comment is not on a pull request")
+            } else if comment.author.is_bot {
+                ignore(format!("comment author {} is a bot", comment.author.login))
+            } else if comment.body.contains(MARKER) {
+                ignore("comment was written by this system")
+            } else if rules.is_stop_command(&comment.body) {
+                Intent::StopCommand {
+                    repo,
+                    pr_number: issue.number,
+                    actor: comment.author,
+                }
+            } else if rules.forward_all_comments || rules.mentions(&comment.body) {
+                Intent::Prompt {
+                    repo,
+                    pr_number: issue.number,
+                    comment,
+                    installation_id,
+                }
+            } else {
+                ignore(format!("comment does not mention {}", rules.mention))
+            }
+        }
+    }
+}
+
+/// Decides what a JIRA event asks for. The project mapping is checked by the caller.
+pub fn decide_jira(event: JiraEvent, rules: &Rules) -> Intent {
+    if !matches!(
+        event.kind.as_str(),
+        "jira:issue_created" | "jira:issue_updated"
+    ) {
+        return ignore(format!("JIRA event {} is not handled", event.kind));
+    }
+    let Some(issue) = event.issue else {
+        return ignore("JIRA event has no issue");
+    };
+    let has = |l: &str| event.labels_added.iter().any(|a| a.eq_ignore_ascii_case(l));
+    // Staging first, as the original: an issue given both labels runs the staging image.
+    let channel = if has(&rules.agent_staging_label) {
+        ImageChannel::Staging
+    } else if has(&rules.agent_label) {
+        ImageChannel::Latest
+    } else {
+        return ignore("no trigger label was added");
+    };
+    Intent::StartJira {
+        key: issue.key,
+        project_key: issue.project_key,
+        summary: issue.summary,
+        description: issue.description,
+        channel,
+    }
+}
+
+/// What to do about a start request, given the session last holding its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartPlan {
+    /// No session ever: create branch, PR, record, task.
+    Create,
+    /// The last session ended: start it again on the same id, branch and PR.
+    Relaunch,
+    /// A session is active: nothing to do.
+    AlreadyActive,
+}
+
+/// Plans a start from the session that holds or last held the key.
+pub fn plan_start(last: Option<&Session>) -> StartPlan {
+    match last {
+        None => StartPlan::Create,
+        Some(s) if s.status.is_terminal() => StartPlan::Relaunch,
+        Some(_) => StartPlan::AlreadyActive,
+    }
+}
+
+/// What to do with a permitted comment on a PR.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommentPlan {
+    /// The agent is up: send the comment to its control API.
+    Forward(Session),
+    /// The agent session ended: start it again with the comment as its prompt.
+    Relaunch(Session),
+    /// The agent is still starting: tell the commenter to try again shortly.
+    NotReady(Session),
+    /// The PR has no agent session.
+    NoSession,
+}
+
+/// Plans a comment from the PR's sessions (newest first): the newest agent session decides.
+pub fn plan_comment(sessions: &[Session]) -> CommentPlan {
+    match sessions
+        .iter()
+        .find(|s| s.session_type == SessionType::Agent)
+    {
+        None => CommentPlan::NoSession,
+        Some(s) => match s.status {
+            Status::Running | Status::Idle
+                if s.container_ip.is_some() && s.control_port.is_some() =>
+            {
+                CommentPlan::Forward(s.clone())
+            }
+            st if st.is_terminal() => CommentPlan::Relaunch(s.clone()),
+            _ => CommentPlan::NotReady(s.clone()),
+        },
+    }
+}
+
+/// The sessions of a PR that a stop applies to: those not ended, of the requested type.
+pub fn sessions_to_stop(sessions: &[Session], only: Option<SessionType>) -> Vec<Session> {
+    sessions
+        .iter()
+        .filter(|s| !s.status.is_terminal() && s.status != Status::Stopping)
+        .filter(|s| only.is_none_or(|t| s.session_type == t))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

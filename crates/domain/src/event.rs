@@ -1,1 +1,580 @@
-//! placeholder
+//! Typed webhook events: the few fields of GitHub and JIRA payloads that decisions use.
+//!
+//! Parsing takes bytes whose signature was already verified and yields an event whose ids are
+//! normalised. A payload of a handled kind that lacks a field the decision needs is an error
+//! (the webhook answers 400 with the reason); an event or action the system does not handle is
+//! [`GitHubEvent::Unhandled`] (answered 200), as long as the body is JSON at all.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::ids::{IdError, JiraKey, Login, RepoName};
+
+/// Why a payload could not be turned into an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or JSON of the wrong shape; the text is serde's, which names the field.
+    #[error("invalid payload: {0}")]
+    Json(String),
+    /// A field held a value that is not a valid identifier.
+    #[error("invalid payload: {0}")]
+    Id(#[from] IdError),
+}
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub login: Login,
+    /// A GitHub App or other bot account: never allowed to trigger work.
+    pub is_bot: bool,
+}
+
+/// A GitHub issue (or the issue side of a PR, for comments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    /// Whether this "issue" is a pull request (comments on PRs arrive as issue comments).
+    pub is_pull_request: bool,
+}
+
+/// A GitHub pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head_ref: String,
+    pub head_sha: String,
+    pub merged: bool,
+}
+
+/// A comment on an issue or PR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: u64,
+    pub body: String,
+    pub author: Actor,
+}
+
+/// What happened to an issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuesAction {
+    Labeled(String),
+    Unlabeled(String),
+    Closed,
+}
+
+/// What happened to a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrAction {
+    Labeled(String),
+    Unlabeled(String),
+    Closed,
+    Synchronize,
+}
+
+/// A GitHub webhook event the system acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitHubEvent {
+    Issues {
+        action: IssuesAction,
+        repo: RepoName,
+        issue: Issue,
+        sender: Actor,
+        installation_id: Option<u64>,
+    },
+    PullRequest {
+        action: PrAction,
+        repo: RepoName,
+        pr: PullRequest,
+        sender: Actor,
+        installation_id: Option<u64>,
+    },
+    /// A new comment on an issue or PR.
+    CommentCreated {
+        repo: RepoName,
+        issue: Issue,
+        comment: Comment,
+        installation_id: Option<u64>,
+    },
+    /// GitHub's check that the hook works.
+    Ping,
+    /// Any other event or action: answered 200 with a reason, nothing done.
+    Unhandled {
+        event: String,
+        action: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    login: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl RawUser {
+    fn actor(self) -> Result<Actor, ParseError> {
+        let is_bot = self.kind.as_deref() == Some("Bot") || self.login.ends_with("[bot]");
+        Ok(Actor {
+            login: Login::parse(&self.login)?,
+            is_bot,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RawLabel {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawRepo {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct RawInstallation {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct RawIssue {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    pull_request: Option<IgnoredAny>,
+}
+
+impl From<RawIssue> for Issue {
+    fn from(r: RawIssue) -> Self {
+        Issue {
+            number: r.number,
+            title: r.title,
+            body: r.body.unwrap_or_default(),
+            is_pull_request: r.pull_request.is_some(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRef {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct RawPr {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    head: RawRef,
+    #[serde(default)]
+    merged: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: RawUser,
+}
+
+#[derive(Deserialize)]
+struct ActionOnly {
+    #[serde(default)]
+    action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IssuesPayload {
+    action: String,
+    issue: RawIssue,
+    #[serde(default)]
+    label: Option<RawLabel>,
+    repository: RawRepo,
+    sender: RawUser,
+    #[serde(default)]
+    installation: Option<RawInstallation>,
+}
+
+#[derive(Deserialize)]
+struct PrPayload {
+    action: String,
+    pull_request: RawPr,
+    #[serde(default)]
+    label: Option<RawLabel>,
+    repository: RawRepo,
+    sender: RawUser,
+    #[serde(default)]
+    installation: Option<RawInstallation>,
+}
+
+#[derive(Deserialize)]
+struct CommentPayload {
+    action: String,
+    issue: RawIssue,
+    comment: RawComment,
+    repository: RawRepo,
+    #[serde(default)]
+    installation: Option<RawInstallation>,
+}
+
+fn json_err(e: serde_json::Error) -> ParseError {
+    ParseError::Json(e.to_string())
+}
+
+fn handled_action(event: &str, action: &str) -> bool {
+    match event {
+        "issues" => matches!(action, "labeled" | "unlabeled" | "closed"),
+        "pull_request" => matches!(action, "labeled" | "unlabeled" | "closed" | "synchronize"),
+        "issue_comment" => action == "created",
+        _ => false,
+    }
+}
+
+/// Parses a GitHub webhook body of the event named by `X-GitHub-Event`.
+pub fn parse_github(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let unhandled = |action: Option<String>| GitHubEvent::Unhandled {
+        event: event.to_owned(),
+        action,
+    };
+    let result = match event {
+        "ping" => serde_json::from_slice::<IgnoredAny>(body)
+            .map(|_| GitHubEvent::Ping)
+            .map_err(json_err),
+        "issues" => parse_issues(body),
+        "pull_request" => parse_pr(body),
+        "issue_comment" => parse_comment(body),
+        _ => {
+            let a: ActionOnly = serde_json::from_slice(body).map_err(json_err)?;
+            return Ok(unhandled(a.action));
+        }
+    };
+    match result {
+        Ok(ev) => Ok(ev),
+        // A payload of an action this system ignores may lack fields it would need; it is
+        // still a valid delivery, so answer "not handled" rather than "bad request".
+        Err(e) => match serde_json::from_slice::<ActionOnly>(body) {
+            Ok(ActionOnly { action: Some(a) }) if !handled_action(event, &a) => {
+                Ok(unhandled(Some(a)))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+fn label_name(label: Option<RawLabel>) -> Result<String, ParseError> {
+    label
+        .map(|l| l.name)
+        .ok_or_else(|| ParseError::Json("missing field `label`".into()))
+}
+
+fn parse_issues(body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: IssuesPayload = serde_json::from_slice(body).map_err(json_err)?;
+    let action = match p.action.as_str() {
+        "labeled" => IssuesAction::Labeled(label_name(p.label)?),
+        "unlabeled" => IssuesAction::Unlabeled(label_name(p.label)?),
+        "closed" => IssuesAction::Closed,
+        _ => {
+            return Ok(GitHubEvent::Unhandled {
+                event: "issues".into(),
+                action: Some(p.action),
+            });
+        }
+    };
+    Ok(GitHubEvent::Issues {
+        action,
+        repo: RepoName::parse(&p.repository.full_name)?,
+        issue: p.issue.into(),
+        sender: p.sender.actor()?,
+        installation_id: p.installation.map(|i| i.id),
+    })
+}
+
+fn parse_pr(body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: PrPayload = serde_json::from_slice(body).map_err(json_err)?;
+    let action = match p.action.as_str() {
+        "labeled" => PrAction::Labeled(label_name(p.label)?),
+        "unlabeled" => PrAction::Unlabeled(label_name(p.label)?),
+        "closed" => PrAction::Closed,
+        "synchronize" => PrAction::Synchronize,
+        _ => {
+            return Ok(GitHubEvent::Unhandled {
+                event: "pull_request".into(),
+                action: Some(p.action),
+            });
+        }
+    };
+    let r = p.pull_request;
+    Ok(GitHubEvent::PullRequest {
+        action,
+        repo: RepoName::parse(&p.repository.full_name)?,
+        pr: PullRequest {
+            number: r.number,
+            title: r.title,
+            body: r.body.unwrap_or_default(),
+            head_ref: r.head.git_ref,
+            head_sha: r.head.sha,
+            merged: r.merged.unwrap_or(false),
+        },
+        sender: p.sender.actor()?,
+        installation_id: p.installation.map(|i| i.id),
+    })
+}
+
+fn parse_comment(body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: CommentPayload = serde_json::from_slice(body).map_err(json_err)?;
+    if p.action != "created" {
+        return Ok(GitHubEvent::Unhandled {
+            event: "issue_comment".into(),
+            action: Some(p.action),
+        });
+    }
+    Ok(GitHubEvent::CommentCreated {
+        repo: RepoName::parse(&p.repository.full_name)?,
+        issue: p.issue.into(),
+        comment: Comment {
+            id: p.comment.id,
+            body: p.comment.body.unwrap_or_default(),
+            author: p.comment.user.actor()?,
+        },
+        installation_id: p.installation.map(|i| i.id),
+    })
+}
+
+/// A JIRA webhook event, reduced to what the trigger needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JiraEvent {
+    /// `webhookEvent`, e.g. `jira:issue_updated`.
+    pub kind: String,
+    pub issue: Option<JiraIssue>,
+    /// Labels this event added: all labels of a created issue; for an update, the labels in the
+    /// changelog's `toString` that were not in its `fromString`.
+    pub labels_added: Vec<String>,
+    /// Display name of the acting user, for logs.
+    pub user: Option<String>,
+}
+
+/// The issue of a JIRA event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JiraIssue {
+    pub key: JiraKey,
+    pub project_key: String,
+    pub summary: String,
+    /// ADF document (JIRA Cloud API v3), plain string (v2) or null.
+    pub description: serde_json::Value,
+    pub labels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawJira {
+    #[serde(rename = "webhookEvent", default)]
+    webhook_event: Option<String>,
+    #[serde(default)]
+    issue: Option<RawJiraIssue>,
+    #[serde(default)]
+    changelog: Option<RawChangelog>,
+    #[serde(default)]
+    user: Option<RawJiraUser>,
+}
+
+#[derive(Deserialize)]
+struct RawJiraUser {
+    #[serde(rename = "displayName", default)]
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawJiraIssue {
+    key: String,
+    fields: RawJiraFields,
+}
+
+#[derive(Deserialize)]
+struct RawJiraFields {
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    description: serde_json::Value,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    project: Option<RawJiraProject>,
+}
+
+#[derive(Deserialize)]
+struct RawJiraProject {
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct RawChangelog {
+    #[serde(default)]
+    items: Vec<RawChangeItem>,
+}
+
+#[derive(Deserialize)]
+struct RawChangeItem {
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(rename = "fromString", default)]
+    from_string: Option<String>,
+    #[serde(rename = "toString", default)]
+    to_string: Option<String>,
+}
+
+/// Parses a JIRA webhook body.
+pub fn parse_jira(body: &[u8]) -> Result<JiraEvent, ParseError> {
+    let raw: RawJira = serde_json::from_slice(body).map_err(json_err)?;
+    let kind = raw.webhook_event.unwrap_or_default();
+    let issue = match raw.issue {
+        Some(i) => {
+            let key = JiraKey::parse(&i.key)?;
+            let project_key = i
+                .fields
+                .project
+                .map(|p| p.key)
+                .unwrap_or_else(|| key.project().to_owned());
+            Some(JiraIssue {
+                key,
+                project_key: project_key.to_ascii_uppercase(),
+                summary: i.fields.summary.unwrap_or_default(),
+                description: i.fields.description,
+                labels: i.fields.labels,
+            })
+        }
+        None => None,
+    };
+    let labels_added = match kind.as_str() {
+        "jira:issue_created" => issue.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+        _ => {
+            let mut added = Vec::new();
+            for item in raw.changelog.map(|c| c.items).unwrap_or_default() {
+                if item.field.as_deref() != Some("labels") {
+                    continue;
+                }
+                let before: Vec<&str> = item
+                    .from_string
+                    .as_deref()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                for l in item.to_string.as_deref().unwrap_or("").split_whitespace() {
+                    if !before.contains(&l) && !added.iter().any(|a: &String| a == l) {
+                        added.push(l.to_owned());
+                    }
+                }
+            }
+            added
+        }
+    };
+    Ok(JiraEvent {
+        kind,
+        issue,
+        labels_added,
+        user: raw.user.and_then(|u| u.display_name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn issues(action: &str, label: &str, sender_type: &str) -> Vec<u8> {
+        json!({
+            "action": action,
+            "issue": {"number": 5, "title": "T", "body": null},
+            "label": {"name": label},
+            "repository": {"full_name": "Octo/Repo"},
+            "sender": {"login": "alice", "type": sender_type},
+            "installation": {"id": 9}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn issues_labeled() {
+        let ev = parse_github("issues", &issues("labeled", "claude-dev", "User")).unwrap();
+        let GitHubEvent::Issues {
+            action,
+            repo,
+            issue,
+            sender,
+            installation_id,
+        } = ev
+        else {
+            panic!("wrong event")
+        };
+        assert_eq!(action, IssuesAction::Labeled("claude-dev".into()));
+        assert_eq!(repo.as_str(), "octo/repo");
+        assert_eq!(issue.body, "");
+        assert!(!sender.is_bot);
+        assert_eq!(installation_id, Some(9));
+    }
+
+    #[test]
+    fn bots_are_recognised() {
+        let ev = parse_github("issues", &issues("labeled", "x", "Bot")).unwrap();
+        assert!(matches!(
+            ev,
+            GitHubEvent::Issues {
+                sender: Actor { is_bot: true, .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unhandled_events_and_actions() {
+        assert_eq!(
+            parse_github("star", br#"{"action":"created"}"#).unwrap(),
+            GitHubEvent::Unhandled {
+                event: "star".into(),
+                action: Some("created".into())
+            }
+        );
+        // An ignored action with fields missing is still "not handled", not a bad request.
+        assert!(matches!(
+            parse_github("issues", br#"{"action":"opened"}"#).unwrap(),
+            GitHubEvent::Unhandled { .. }
+        ));
+        assert!(parse_github("issues", br#"{"action":"labeled"}"#).is_err());
+        assert!(parse_github("star", b"not json").is_err());
+        assert!(parse_github("ping", b"{}").is_ok());
+    }
+
+    #[test]
+    fn jira_labels_added_from_changelog() {
+        let body = json!({
+            "webhookEvent": "jira:issue_updated",
+            "issue": {"key": "agnts-4", "fields": {"summary": "S", "labels": ["a", "claude-dev"],
+                      "project": {"key": "AGNTS"}}},
+            "changelog": {"items": [
+                {"field": "status", "fromString": "x", "toString": "y"},
+                {"field": "labels", "fromString": "a", "toString": "a claude-dev"}
+            ]}
+        });
+        let ev = parse_jira(body.to_string().as_bytes()).unwrap();
+        assert_eq!(ev.labels_added, vec!["claude-dev".to_owned()]);
+        assert_eq!(ev.issue.unwrap().key.as_str(), "AGNTS-4");
+    }
+
+    #[test]
+    fn jira_created_counts_every_label() {
+        let body = json!({"webhookEvent": "jira:issue_created",
+            "issue": {"key": "P-1", "fields": {"labels": ["claude-dev"]}}});
+        let ev = parse_jira(body.to_string().as_bytes()).unwrap();
+        assert_eq!(ev.labels_added, vec!["claude-dev".to_owned()]);
+        assert_eq!(ev.issue.unwrap().project_key, "P");
+    }
+}

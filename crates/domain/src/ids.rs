@@ -68,7 +68,8 @@ impl RepoName {
         let ok_part = |p: &str| {
             !p.is_empty()
                 && p.len() <= 100
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 && p != "."
                 && p != ".."
         };
@@ -109,7 +110,8 @@ impl BranchName {
             || s.contains("..")
             || s.contains("//")
             || s.contains("@{")
-            || s.bytes().any(|b| b < 0x20 || b == 0x7f || b" ~^:?*[\\".contains(&b));
+            || s.bytes()
+                .any(|b| b < 0x20 || b == 0x7f || b" ~^:?*[\\".contains(&b));
         if bad {
             Err(IdError::Branch(s.to_owned()))
         } else {
@@ -139,7 +141,11 @@ impl JiraKey {
             }
             None => false,
         };
-        if ok { Ok(Self(up)) } else { Err(IdError::JiraKey(s.to_owned())) }
+        if ok {
+            Ok(Self(up))
+        } else {
+            Err(IdError::JiraKey(s.to_owned()))
+        }
     }
 
     /// The project part, `PROJ` of `PROJ-123`.
@@ -192,8 +198,14 @@ impl SessionId {
             && low.len() <= MAX_SESSION_ID_LEN
             && low.as_bytes()[0].is_ascii_lowercase()
             && !low.ends_with('-')
-            && low.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok { Ok(Self(low)) } else { Err(IdError::Session(s.to_owned())) }
+            && low
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(low))
+        } else {
+            Err(IdError::Session(s.to_owned()))
+        }
     }
 
     /// A new random agent session id from the operating system's generator.
@@ -225,7 +237,10 @@ mod tests {
 
     #[test]
     fn repo_names_are_normalised_and_checked() {
-        assert_eq!(RepoName::parse("Octo/Hello.World").unwrap().as_str(), "octo/hello.world");
+        assert_eq!(
+            RepoName::parse("Octo/Hello.World").unwrap().as_str(),
+            "octo/hello.world"
+        );
         for bad in ["", "octo", "/x", "x/", "a/b/c", "a b/c", "../x", "a/.."] {
             assert!(RepoName::parse(bad).is_err(), "{bad}");
         }
@@ -238,7 +253,9 @@ mod tests {
         for ok in ["claude/12", "feature/a_b", "main"] {
             assert!(BranchName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/a", "a/", "a..b", "a b", "a:b", "a~1", "a.lock", "-x", "a@{1}"] {
+        for bad in [
+            "", "/a", "a/", "a..b", "a b", "a:b", "a~1", "a.lock", "-x", "a@{1}",
+        ] {
             assert!(BranchName::parse(bad).is_err(), "{bad}");
         }
     }

@@ -53,7 +53,11 @@ fn slug(branch: &str) -> String {
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
         })
         .collect();
     // No leading `-`: `tt--x` would read as an IDNA-reserved label to browsers.
@@ -159,19 +163,32 @@ mod tests {
     #[test]
     fn branches() {
         assert_eq!(issue_branch(42).as_str(), "claude/42");
-        assert_eq!(jira_branch(&JiraKey::parse("AGNTS-7").unwrap()).as_str(), "claude/agnts-7");
+        assert_eq!(
+            jira_branch(&JiraKey::parse("AGNTS-7").unwrap()).as_str(),
+            "claude/agnts-7"
+        );
     }
 
     #[test]
     fn preview_ids_follow_the_original_slug() {
         assert_eq!(preview_session_id("feature-login"), "tt-feature-login");
-        assert_eq!(preview_session_id("Feature/Login_Page"), "tt-feature-login-page");
+        assert_eq!(
+            preview_session_id("Feature/Login_Page"),
+            "tt-feature-login-page"
+        );
         assert_eq!(preview_session_id("fix42"), "tt-fix42");
     }
 
     #[test]
     fn preview_ids_are_valid_session_ids() {
-        for b in ["Feature/Login_Page", "a", "___", "x/y/z", &"long-branch-".repeat(10), "ünï/cödé"] {
+        for b in [
+            "Feature/Login_Page",
+            "a",
+            "___",
+            "x/y/z",
+            &"long-branch-".repeat(10),
+            "ünï/cödé",
+        ] {
             let id = preview_session_id(b);
             let hashed = preview_session_id_hashed(b);
             assert!(SessionId::parse(&hashed).is_ok(), "{b} -> {hashed}");
@@ -189,14 +206,23 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.len() <= MAX_SESSION_ID_LEN && b.len() <= MAX_SESSION_ID_LEN);
         // Folding collides; the hashed form, used on a clash, does not.
-        assert_eq!(preview_session_id("feature/x"), preview_session_id("feature-x"));
-        assert_ne!(preview_session_id_hashed("feature/x"), preview_session_id_hashed("feature-x"));
+        assert_eq!(
+            preview_session_id("feature/x"),
+            preview_session_id("feature-x")
+        );
+        assert_ne!(
+            preview_session_id_hashed("feature/x"),
+            preview_session_id_hashed("feature-x")
+        );
         assert!(SessionId::parse(&preview_session_id_hashed("feature/x")).is_ok());
     }
 
     #[test]
     fn pr_texts() {
-        assert_eq!(issue_pr_title("Add  login\n page"), "[Claude] Add login page");
+        assert_eq!(
+            issue_pr_title("Add  login\n page"),
+            "[Claude] Add login page"
+        );
         let body = issue_pr_body(7, "Do it", "https://x.uat.example.com");
         assert!(body.contains("Closes #7") && body.contains(MARKER));
         let k = JiraKey::parse("P-1").unwrap();

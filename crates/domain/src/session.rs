@@ -113,7 +113,10 @@ impl Status {
 
     /// The statuses from which `to` may be reached: what a store puts in its condition.
     pub fn allowed_predecessors(to: Status) -> Vec<Status> {
-        Status::ALL.into_iter().filter(|from| from.can_transition_to(to)).collect()
+        Status::ALL
+            .into_iter()
+            .filter(|from| from.can_transition_to(to))
+            .collect()
     }
 }
 

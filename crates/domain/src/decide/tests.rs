@@ -1,0 +1,411 @@
+//! Every branch of the decisions, without I/O.
+
+use super::*;
+use crate::SessionId;
+use crate::ids::BranchName;
+use crate::session::Source;
+
+fn repo() -> RepoName {
+    RepoName::parse("octo/app").unwrap()
+}
+
+fn human(login: &str) -> Actor {
+    Actor {
+        login: Login::parse(login).unwrap(),
+        is_bot: false,
+    }
+}
+
+fn bot() -> Actor {
+    Actor {
+        login: Login::parse("ci[bot]").unwrap(),
+        is_bot: true,
+    }
+}
+
+fn issue(is_pr: bool) -> Issue {
+    Issue {
+        number: 7,
+        title: "Add login".into(),
+        body: "b".into(),
+        is_pull_request: is_pr,
+    }
+}
+
+fn pr(merged: bool) -> PullRequest {
+    PullRequest {
+        number: 8,
+        title: "t".into(),
+        body: String::new(),
+        head_ref: "feature/x".into(),
+        head_sha: "abc".into(),
+        merged,
+    }
+}
+
+fn issues(action: IssuesAction, sender: Actor) -> GitHubEvent {
+    GitHubEvent::Issues {
+        action,
+        repo: repo(),
+        issue: issue(false),
+        sender,
+        installation_id: Some(1),
+    }
+}
+
+fn pull(action: PrAction, sender: Actor, merged: bool) -> GitHubEvent {
+    GitHubEvent::PullRequest {
+        action,
+        repo: repo(),
+        pr: pr(merged),
+        sender,
+        installation_id: Some(1),
+    }
+}
+
+fn comment(body: &str, author: Actor, on_pr: bool) -> GitHubEvent {
+    GitHubEvent::CommentCreated {
+        repo: repo(),
+        issue: issue(on_pr),
+        comment: Comment {
+            id: 99,
+            body: body.into(),
+            author,
+        },
+        installation_id: Some(1),
+    }
+}
+
+fn decide(ev: GitHubEvent) -> Intent {
+    decide_github(ev, &Rules::default())
+}
+
+#[test]
+fn trigger_labels_start_agents_on_their_channel() {
+    for (label, channel) in [
+        ("claude-dev", ImageChannel::Latest),
+        ("Claude-Dev-Staging", ImageChannel::Staging),
+    ] {
+        let i = decide(issues(IssuesAction::Labeled(label.into()), human("alice")));
+        assert!(
+            matches!(i, Intent::StartAgent { channel: c, .. } if c == channel),
+            "{label}: {i:?}"
+        );
+        assert_eq!(i.requires_write().map(Login::as_str), Some("alice"));
+    }
+}
+
+#[test]
+fn other_labels_bots_and_prs_are_ignored() {
+    assert!(matches!(
+        decide(issues(IssuesAction::Labeled("bug".into()), human("a"))),
+        Intent::Ignore(_)
+    ));
+    assert!(matches!(
+        decide(issues(IssuesAction::Labeled("claude-dev".into()), bot())),
+        Intent::Ignore(_)
+    ));
+    let on_pr = GitHubEvent::Issues {
+        action: IssuesAction::Labeled("claude-dev".into()),
+        repo: repo(),
+        issue: issue(true),
+        sender: human("a"),
+        installation_id: None,
+    };
+    assert!(matches!(decide(on_pr), Intent::Ignore(_)));
+}
+
+#[test]
+fn issue_unlabel_and_close_stop_without_permission() {
+    let i = decide(issues(
+        IssuesAction::Unlabeled("claude-dev".into()),
+        human("a"),
+    ));
+    assert!(matches!(
+        &i,
+        Intent::StopIssue {
+            issue_number: 7,
+            reason: StopReason::LabelRemoved(_),
+            ..
+        }
+    ));
+    assert_eq!(i.requires_write(), None);
+    assert!(matches!(
+        decide(issues(IssuesAction::Unlabeled("bug".into()), human("a"))),
+        Intent::Ignore(_)
+    ));
+    let i = decide(issues(IssuesAction::Closed, bot()));
+    assert!(matches!(
+        i,
+        Intent::StopIssue {
+            reason: StopReason::IssueClosed,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn preview_labels() {
+    let i = decide(pull(
+        PrAction::Labeled("uat-staging".into()),
+        human("a"),
+        false,
+    ));
+    assert!(matches!(
+        i,
+        Intent::StartPreview {
+            channel: ImageChannel::Staging,
+            ..
+        }
+    ));
+    let i = decide(pull(PrAction::Labeled("uat".into()), human("a"), false));
+    assert!(matches!(
+        i,
+        Intent::StartPreview {
+            channel: ImageChannel::Latest,
+            ..
+        }
+    ));
+    assert!(matches!(
+        decide(pull(PrAction::Labeled("uat".into()), bot(), false)),
+        Intent::Ignore(_)
+    ));
+    assert!(matches!(
+        decide(pull(PrAction::Labeled("x".into()), human("a"), false)),
+        Intent::Ignore(_)
+    ));
+    let i = decide(pull(PrAction::Unlabeled("uat".into()), human("a"), false));
+    assert!(matches!(
+        i,
+        Intent::StopPr {
+            only: Some(SessionType::Preview),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn closing_a_pr_stops_everything_and_merge_completes() {
+    let i = decide(pull(PrAction::Closed, human("a"), true));
+    let Intent::StopPr {
+        only: None, reason, ..
+    } = i
+    else {
+        panic!("{i:?}")
+    };
+    assert_eq!(reason.final_status(), Status::Completed);
+    let Intent::StopPr { reason, .. } = decide(pull(PrAction::Closed, human("a"), false)) else {
+        panic!()
+    };
+    assert_eq!(reason.final_status(), Status::Stopped);
+}
+
+#[test]
+fn synchronize_refreshes() {
+    let i = decide(pull(PrAction::Synchronize, human("a"), false));
+    assert_eq!(
+        i,
+        Intent::RefreshPreview {
+            repo: repo(),
+            pr_number: 8,
+            head_sha: "abc".into()
+        }
+    );
+}
+
+#[test]
+fn comments() {
+    assert!(matches!(
+        decide(comment("@claude fix it", human("a"), true)),
+        Intent::Prompt { pr_number: 7, .. }
+    ));
+    assert!(matches!(
+        decide(comment("@claude fix it", human("a"), false)),
+        Intent::Ignore(_)
+    ));
+    assert!(matches!(
+        decide(comment("@claude fix it", bot(), true)),
+        Intent::Ignore(_)
+    ));
+    let own = format!("{MARKER}\n@claude done");
+    assert!(matches!(
+        decide(comment(&own, human("a"), true)),
+        Intent::Ignore(_)
+    ));
+    assert!(matches!(
+        decide(comment("looks good", human("a"), true)),
+        Intent::Ignore(_)
+    ));
+    assert!(matches!(
+        decide(comment("  /Claude Stop\nplease", human("a"), true)),
+        Intent::StopCommand { .. }
+    ));
+    let rules = Rules {
+        forward_all_comments: true,
+        ..Rules::default()
+    };
+    assert!(matches!(
+        decide_github(comment("looks good", human("a"), true), &rules),
+        Intent::Prompt { .. }
+    ));
+    assert!(matches!(
+        decide_github(comment("x", bot(), true), &rules),
+        Intent::Ignore(_)
+    ));
+    let i = decide(comment("@claude hi", human("bob"), true));
+    assert_eq!(i.requires_write().map(Login::as_str), Some("bob"));
+}
+
+#[test]
+fn mentions_are_whole_words() {
+    let r = Rules::default();
+    for yes in [
+        "@claude",
+        "hey @Claude, do it",
+        "(@claude)",
+        "@claude: x",
+        "x\n@claude",
+    ] {
+        assert!(r.mentions(yes), "{yes}");
+    }
+    for no in ["@claude-bot", "me@claude.dev", "@claudette", "claude", ""] {
+        assert!(!r.mentions(no), "{no}");
+    }
+}
+
+#[test]
+fn unhandled_and_ping() {
+    assert!(matches!(decide(GitHubEvent::Ping), Intent::Ignore(_)));
+    let i = decide(GitHubEvent::Unhandled {
+        event: "push".into(),
+        action: None,
+    });
+    assert_eq!(i, Intent::Ignore("event push is not handled".into()));
+}
+
+fn jira(kind: &str, added: &[&str]) -> JiraEvent {
+    JiraEvent {
+        kind: kind.into(),
+        issue: Some(crate::event::JiraIssue {
+            key: JiraKey::parse("AG-1").unwrap(),
+            project_key: "AG".into(),
+            summary: "S".into(),
+            description: serde_json::Value::Null,
+            labels: vec![],
+        }),
+        labels_added: added.iter().map(|s| s.to_string()).collect(),
+        user: None,
+    }
+}
+
+#[test]
+fn jira_triggers() {
+    let r = Rules::default();
+    assert!(matches!(
+        decide_jira(jira("jira:issue_updated", &["claude-dev"]), &r),
+        Intent::StartJira {
+            channel: ImageChannel::Latest,
+            ..
+        }
+    ));
+    assert!(matches!(
+        decide_jira(
+            jira("jira:issue_created", &["claude-dev", "claude-dev-staging"]),
+            &r
+        ),
+        Intent::StartJira {
+            channel: ImageChannel::Staging,
+            ..
+        }
+    ));
+    assert!(matches!(
+        decide_jira(jira("jira:issue_updated", &["other"]), &r),
+        Intent::Ignore(_)
+    ));
+    assert!(matches!(
+        decide_jira(jira("jira:issue_deleted", &["claude-dev"]), &r),
+        Intent::Ignore(_)
+    ));
+    let mut none = jira("jira:issue_updated", &["claude-dev"]);
+    none.issue = None;
+    assert!(matches!(decide_jira(none, &r), Intent::Ignore(_)));
+}
+
+fn session(status: Status, kind: SessionType) -> Session {
+    let mut s = Session::new(
+        SessionId::random_agent(),
+        kind,
+        Source::Github,
+        repo(),
+        BranchName::parse("claude/7").unwrap(),
+        ImageChannel::Latest,
+        0,
+    );
+    s.status = status;
+    s
+}
+
+#[test]
+fn start_plans() {
+    assert_eq!(plan_start(None), StartPlan::Create);
+    for st in Status::ALL {
+        let expected = if st.is_terminal() {
+            StartPlan::Relaunch
+        } else {
+            StartPlan::AlreadyActive
+        };
+        assert_eq!(
+            plan_start(Some(&session(st, SessionType::Agent))),
+            expected,
+            "{st}"
+        );
+    }
+}
+
+#[test]
+fn comment_plans() {
+    assert_eq!(plan_comment(&[]), CommentPlan::NoSession);
+    assert_eq!(
+        plan_comment(&[session(Status::Running, SessionType::Preview)]),
+        CommentPlan::NoSession
+    );
+    let mut up = session(Status::Running, SessionType::Agent);
+    assert!(
+        matches!(plan_comment(&[up.clone()]), CommentPlan::NotReady(_)),
+        "no address yet"
+    );
+    up.container_ip = Some("10.0.0.5".into());
+    up.control_port = Some(8081);
+    assert!(matches!(
+        plan_comment(&[session(Status::Running, SessionType::Preview), up.clone()]),
+        CommentPlan::Forward(_)
+    ));
+    up.status = Status::Idle;
+    assert!(matches!(plan_comment(&[up]), CommentPlan::Forward(_)));
+    for st in [Status::Stopped, Status::Failed, Status::Completed] {
+        assert!(matches!(
+            plan_comment(&[session(st, SessionType::Agent)]),
+            CommentPlan::Relaunch(_)
+        ));
+    }
+    for st in [Status::Provisioning, Status::Starting, Status::Stopping] {
+        assert!(matches!(
+            plan_comment(&[session(st, SessionType::Agent)]),
+            CommentPlan::NotReady(_)
+        ));
+    }
+}
+
+#[test]
+fn stop_selection() {
+    let all = [
+        session(Status::Running, SessionType::Agent),
+        session(Status::Provisioning, SessionType::Preview),
+        session(Status::Stopped, SessionType::Agent),
+        session(Status::Stopping, SessionType::Preview),
+    ];
+    assert_eq!(sessions_to_stop(&all, None).len(), 2);
+    let previews = sessions_to_stop(&all, Some(SessionType::Preview));
+    assert_eq!(previews.len(), 1);
+    assert_eq!(previews[0].status, Status::Provisioning);
+}

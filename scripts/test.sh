@@ -112,8 +112,17 @@ else
     cargo clippy --workspace --all-targets -- -D warnings || fail "clippy reported warnings or errors"
 fi
 
-step "cargo test --workspace $*"
-if ! cargo test --workspace "$@"; then
+# `--workspace` would override any `-p` given to the script, so it is added
+# only when the caller did not pick packages.
+scope=(--workspace)
+for arg in "$@"; do
+    case "$arg" in
+    --) break ;;
+    -p | -p* | --package | --package=*) scope=() ;;
+    esac
+done
+step "cargo test ${scope[*]} $*"
+if ! cargo test "${scope[@]}" "$@"; then
     echo "--- last lines of the moto log ---" >&2
     tail -n 40 "$moto_log" >&2 || true
     fail "cargo test"

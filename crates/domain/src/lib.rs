@@ -11,6 +11,7 @@ pub mod control;
 pub mod decide;
 pub mod event;
 pub mod ids;
+pub mod mask;
 pub mod naming;
 pub mod session;
 

@@ -1,1 +1,63 @@
-//! placeholder
+//! GitHub adapter: App authentication and the REST calls the system makes, through octocrab.
+//!
+//! Every call goes to the configured API URL (`GITHUB_API_URL`: github.com, GitHub Enterprise or
+//! a test server), so nothing here special-cases an environment. Two ways to authenticate:
+//! a GitHub App (RS256 JWT → installation tokens, cached until shortly before they expire) or a
+//! personal token for local use.
+
+mod app;
+mod client;
+
+pub use app::{AppCredentials, GitHub, GitHubAuth, InstallationToken};
+pub use client::{Permission, PullRef, RepoClient, RepoInfo};
+
+/// A failure talking to GitHub.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// The App key or token could not be used.
+    #[error("GitHub authentication failed: {0}")]
+    Auth(String),
+    /// GitHub answered with an error status.
+    #[error("GitHub API {route} answered {status}: {message}")]
+    Api {
+        route: String,
+        status: u16,
+        message: String,
+    },
+    /// The request did not complete (network, time-out, an answer that did not parse).
+    #[error("GitHub request {route} failed: {message}")]
+    Transport { route: String, message: String },
+}
+
+impl GitHubError {
+    /// The HTTP status GitHub answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GitHubError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying later may succeed (GitHub or the network failed, not the request).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GitHubError::Api { status, .. } => *status >= 500 || *status == 429,
+            GitHubError::Transport { .. } => true,
+            GitHubError::Auth(_) => false,
+        }
+    }
+
+    pub(crate) fn from_octocrab(route: &str, e: octocrab::Error) -> Self {
+        match e {
+            octocrab::Error::GitHub { source, .. } => GitHubError::Api {
+                route: route.to_owned(),
+                status: source.status_code.as_u16(),
+                message: source.message.clone(),
+            },
+            other => GitHubError::Transport {
+                route: route.to_owned(),
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,1 +1,111 @@
-//! placeholder
+//! Launchers start and stop the container of a session.
+//!
+//! Two implementations behind one interface: [`EcsLauncher`] runs an ECS Fargate task (the
+//! deployed system) and [`ProcessLauncher`] spawns `cca-agent` as a local process (`cca up`).
+//! Both pass the same settings, built once by [`LaunchRequest::environment`]; neither passes a
+//! secret: the agent reads its credentials itself (Secrets Manager or local files), and reads its
+//! prompt from the session record.
+
+mod ecs;
+mod process;
+
+use async_trait::async_trait;
+use cca_domain::{BranchName, ImageChannel, RepoName, SessionId, SessionType};
+
+pub use ecs::{
+    DEFAULT_AGENT_CONTAINER, DEFAULT_PREVIEW_CONTAINER, DEFAULT_STARTED_BY_PREFIX, EcsLauncher,
+    EcsSettings, MAX_STARTED_BY_LEN, MAX_STOP_REASON_LEN, TaskDefinitions,
+};
+pub use process::ProcessLauncher;
+
+/// Names of the variables every launcher sets for the agent, read by `cca-agent` at start-up.
+pub mod env {
+    /// The session id.
+    pub const SESSION_ID: &str = "SESSION_ID";
+    /// `agent` or `preview`.
+    pub const SESSION_TYPE: &str = "SESSION_TYPE";
+    /// `latest` or `staging`.
+    pub const IMAGE_CHANNEL: &str = "IMAGE_CHANNEL";
+    /// `owner/name`, the name kept from the original.
+    pub const REPO_FULL_NAME: &str = "REPO_FULL_NAME";
+    /// The branch the session works on (agent) or serves (preview).
+    pub const BRANCH_NAME: &str = "BRANCH_NAME";
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    /// The session the container serves.
+    pub session_id: SessionId,
+    /// Coding session or preview: picks the task definition and the `cca-agent` mode.
+    pub kind: SessionType,
+    /// Image channel: picks the task definition.
+    pub channel: ImageChannel,
+    /// The repository to clone.
+    pub repo: RepoName,
+    /// The branch to check out.
+    pub branch: BranchName,
+    /// Extra environment for the container. Non-secret settings only: ECS shows overrides to
+    /// anyone who may describe the task, and both launchers log the names and values.
+    pub env: Vec<(String, String)>,
+}
+
+impl LaunchRequest {
+    /// The `cca-agent` sub-command for this kind of session.
+    pub fn mode(&self) -> &'static str {
+        match self.kind {
+            SessionType::Agent => "run",
+            SessionType::Preview => "preview",
+        }
+    }
+
+    /// The container's environment: the session's own variables (see [`env`]) followed by
+    /// [`Self::env`], so a caller's extra settings come last and win where the runtime keeps
+    /// the last of two equal names.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let own = [
+            (env::SESSION_ID, self.session_id.as_str()),
+            (env::SESSION_TYPE, self.kind.as_str()),
+            (env::IMAGE_CHANNEL, self.channel.as_str()),
+            (env::REPO_FULL_NAME, self.repo.as_str()),
+            (env::BRANCH_NAME, self.branch.as_str()),
+        ];
+        own.into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain(self.env.iter().cloned())
+            .collect()
+    }
+}
+
+/// What was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// ECS task ARN, or `process:<pid>` for a local process.
+    pub task_arn: String,
+}
+
+/// A launch or stop failure, with the reason as the service gave it.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The service refused the request (bad task definition, no capacity, access denied).
+    #[error("launch refused: {0}")]
+    Refused(String),
+    /// The service could not be reached or failed.
+    #[error("launcher backend failed: {0}")]
+    Backend(String),
+}
+
+/// Starts and stops session containers.
+#[async_trait]
+pub trait Launcher: Send + Sync + std::fmt::Debug {
+    /// Starts the container of a session; answers once the start is accepted, never waiting for
+    /// the container itself.
+    async fn launch(&self, req: &LaunchRequest) -> Result<Launched, LaunchError>;
+
+    /// Asks the container to stop (SIGTERM, then SIGKILL after the grace period). Stopping a
+    /// task that already ended is not an error.
+    async fn stop(&self, task_arn: &str, reason: &str) -> Result<(), LaunchError>;
+
+    /// Whether the task is still running (or about to).
+    async fn is_running(&self, task_arn: &str) -> Result<bool, LaunchError>;
+}

@@ -11,6 +11,7 @@
 //! The conformance suite in `tests/conformance.rs` runs the same scenarios against both.
 
 mod dynamo;
+mod record;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -38,7 +39,11 @@ pub enum StoreError {
     NotFound(SessionId),
     /// The session is not in a status from which the change is allowed.
     #[error("session {id} cannot move to {to}: it is {from}")]
-    IllegalTransition { id: SessionId, from: Status, to: Status },
+    IllegalTransition {
+        id: SessionId,
+        from: Status,
+        to: Status,
+    },
     /// The backing service failed (network, throttling, a corrupt row).
     #[error("session store backend failed: {0}")]
     Backend(String),
@@ -86,7 +91,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Starts an ended session again on the same id, branch and PR: `STOPPED | COMPLETED |
     /// FAILED → PROVISIONING`, clearing `task_arn`, `container_ip`, `error` and `ttl`, writing
     /// `patch`, and claiming the active key again (so it fails with `ActiveExists` like `create`).
-    async fn relaunch(&self, id: &SessionId, patch: SessionPatch, now: i64) -> StoreResult<Session>;
+    async fn relaunch(&self, id: &SessionId, patch: SessionPatch, now: i64)
+    -> StoreResult<Session>;
 
     /// The session holding or last holding `key`, active or not (newest claim wins).
     async fn by_active_key(&self, key: &ActiveKey) -> StoreResult<Option<Session>>;
@@ -100,4 +106,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Records a webhook delivery id; `true` the first time, `false` for a redelivery. Kept for
     /// [`DELIVERY_TTL_SECS`].
     async fn record_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
+
+    /// Forgets a recorded delivery, so a redelivery of work that failed is handled again.
+    /// Forgetting an unknown id is not an error.
+    async fn forget_delivery(&self, delivery_id: &str) -> StoreResult<()>;
 }

@@ -1,0 +1,317 @@
+//! GitHub App authentication: JWTs, installation tokens and their cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cca_domain::RepoName;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use octocrab::Octocrab;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::GitHubError;
+use crate::client::RepoClient;
+
+/// How far in the past a JWT's `iat` is set: GitHub rejects tokens "issued in the future", and
+/// clocks drift; GitHub's own guidance is 60 s.
+const JWT_BACKDATE_SECS: u64 = 60;
+
+/// A JWT's lifetime from its `iat`. GitHub refuses more than 10 minutes; 9 leaves a minute for
+/// clock skew on top of the backdating.
+const JWT_LIFETIME_SECS: u64 = 9 * 60;
+
+/// An installation token is replaced when less than this remains of its hour, so no request
+/// starts with a token about to expire.
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// A GitHub App's identity.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("app_id", &self.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppCredentials {
+    /// From the App id and its private key in PEM (PKCS#1 or PKCS#8), as GitHub issues it.
+    pub fn new(app_id: u64, private_key_pem: &SecretString) -> Result<Self, GitHubError> {
+        let key =
+            EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes()).map_err(|e| {
+                GitHubError::Auth(format!(
+                    "GitHub App private key is not a usable RSA PEM key: {e}"
+                ))
+            })?;
+        Ok(Self { app_id, key })
+    }
+
+    /// A JWT identifying the App, valid for about nine minutes.
+    pub fn jwt(&self, now: SystemTime) -> Result<String, GitHubError> {
+        #[derive(Serialize)]
+        struct Claims {
+            iat: u64,
+            exp: u64,
+            iss: String,
+        }
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let iat = now.saturating_sub(JWT_BACKDATE_SECS);
+        let claims = Claims {
+            iat,
+            exp: iat + JWT_LIFETIME_SECS,
+            iss: self.app_id.to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| GitHubError::Auth(format!("cannot sign the App JWT: {e}")))
+    }
+}
+
+/// How the system authenticates to GitHub.
+#[derive(Debug, Clone)]
+pub enum GitHubAuth {
+    /// A GitHub App; `default_installation` serves events that carry no installation (JIRA).
+    App {
+        app: AppCredentials,
+        default_installation: Option<u64>,
+    },
+    /// A personal access token (local use).
+    Token(SecretString),
+}
+
+/// A short-lived installation token.
+#[derive(Clone)]
+pub struct InstallationToken {
+    pub token: SecretString,
+    pub expires_at: SystemTime,
+}
+
+impl std::fmt::Debug for InstallationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallationToken")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct AccessTokenAnswer {
+    token: String,
+    expires_at: String,
+}
+
+type TokenKey = (u64, Option<String>);
+
+/// Entry point to GitHub: hands out clients authenticated for an installation (or the personal
+/// token), minting and caching installation tokens as needed.
+#[derive(Clone)]
+pub struct GitHub {
+    api_url: String,
+    auth: GitHubAuth,
+    /// Unauthenticated client; every authenticated one is derived from it and shares its pool.
+    base: Octocrab,
+    tokens: Arc<tokio::sync::Mutex<HashMap<TokenKey, (InstallationToken, RepoClient)>>>,
+    personal: Option<RepoClient>,
+    permissions: crate::client::PermissionCache,
+}
+
+impl std::fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHub")
+            .field("api_url", &self.api_url)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bound on connecting to GitHub: the webhook has 10 s to answer in all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on waiting for one answer; GitHub answers REST calls in well under a second.
+const READ_TIMEOUT: Duration = Duration::from_secs(8);
+
+fn build_octocrab(api_url: &str) -> Result<Octocrab, GitHubError> {
+    Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| {
+            GitHubError::Auth(format!(
+                "GITHUB_API_URL {api_url:?} is not a valid URL: {e}"
+            ))
+        })?
+        .set_connect_timeout(Some(CONNECT_TIMEOUT))
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .build()
+        .map_err(|e| GitHubError::Auth(format!("cannot build the GitHub client: {e}")))
+}
+
+fn with_token(base: &Octocrab, token: &str) -> Result<Octocrab, GitHubError> {
+    base.user_access_token(token.to_owned())
+        .map_err(|e| GitHubError::Auth(format!("cannot authenticate the GitHub client: {e}")))
+}
+
+impl GitHub {
+    /// A GitHub entry point for `api_url` (e.g. `https://api.github.com`).
+    pub fn new(api_url: &str, auth: GitHubAuth) -> Result<Self, GitHubError> {
+        let api_url = api_url.trim_end_matches('/').to_owned();
+        let base = build_octocrab(&api_url)?;
+        let personal = match &auth {
+            GitHubAuth::Token(t) => Some(RepoClient::new(with_token(&base, t.expose_secret())?)),
+            GitHubAuth::App { .. } => None,
+        };
+        Ok(Self {
+            api_url,
+            auth,
+            base,
+            tokens: Arc::default(),
+            personal,
+            permissions: crate::client::PermissionCache::default(),
+        })
+    }
+
+    /// The API URL every call goes to.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// The installation used when an event names none (JIRA events).
+    pub fn default_installation(&self) -> Option<u64> {
+        match &self.auth {
+            GitHubAuth::App {
+                default_installation,
+                ..
+            } => *default_installation,
+            GitHubAuth::Token(_) => None,
+        }
+    }
+
+    /// A client acting for `installation` (App mode) or the personal token.
+    pub async fn client(&self, installation: Option<u64>) -> Result<RepoClient, GitHubError> {
+        if let Some(p) = &self.personal {
+            return Ok(p.clone().with_permissions(self.permissions.clone()));
+        }
+        let id = installation
+            .or(self.default_installation())
+            .ok_or_else(|| GitHubError::Auth("the event names no GitHub App installation and no default_installation_id is configured".into()))?;
+        let (_, client) = self.cached_token(id, None).await?;
+        Ok(client.with_permissions(self.permissions.clone()))
+    }
+
+    /// An installation token, limited to `repo` when given (what an agent container gets).
+    pub async fn installation_token(
+        &self,
+        installation: u64,
+        repo: Option<&RepoName>,
+    ) -> Result<InstallationToken, GitHubError> {
+        match &self.auth {
+            GitHubAuth::Token(t) => Ok(InstallationToken {
+                token: t.clone(),
+                expires_at: SystemTime::now() + Duration::from_secs(3600),
+            }),
+            GitHubAuth::App { .. } => Ok(self.cached_token(installation, repo).await?.0),
+        }
+    }
+
+    async fn cached_token(
+        &self,
+        installation: u64,
+        repo: Option<&RepoName>,
+    ) -> Result<(InstallationToken, RepoClient), GitHubError> {
+        let key = (installation, repo.map(|r| r.name().to_owned()));
+        // One lock for the whole cache: minting is rare (once an hour per installation), and
+        // holding it while minting makes concurrent requests share one token instead of each
+        // minting their own.
+        let mut cache = self.tokens.lock().await;
+        if let Some((tok, client)) = cache.get(&key) {
+            if tok.expires_at > SystemTime::now() + TOKEN_REFRESH_MARGIN {
+                return Ok((tok.clone(), client.clone()));
+            }
+        }
+        let tok = self.mint(installation, repo).await?;
+        let client = RepoClient::new(with_token(&self.base, tok.token.expose_secret())?);
+        cache.insert(key, (tok.clone(), client.clone()));
+        Ok((tok, client))
+    }
+
+    async fn mint(
+        &self,
+        installation: u64,
+        repo: Option<&RepoName>,
+    ) -> Result<InstallationToken, GitHubError> {
+        let (GitHubAuth::App { app, .. }, octo) = (&self.auth, &self.base) else {
+            return Err(GitHubError::Auth(
+                "installation tokens need GitHub App credentials".into(),
+            ));
+        };
+        let route = format!("/app/installations/{installation}/access_tokens");
+        let jwt = app.jwt(SystemTime::now())?;
+        let body = match repo {
+            Some(r) => serde_json::json!({ "repositories": [r.name()] }),
+            None => serde_json::json!({}),
+        };
+        let as_app = octo
+            .user_access_token(jwt)
+            .map_err(|e| GitHubError::Auth(format!("cannot authenticate as the App: {e}")))?;
+        let answer: AccessTokenAnswer = as_app
+            .post(&route, Some(&body))
+            .await
+            .map_err(|e| GitHubError::from_octocrab(&route, e))?;
+        let expires_at = parse_rfc3339(&answer.expires_at)
+            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3000));
+        tracing::debug!(
+            installation,
+            scoped = repo.is_some(),
+            "minted an installation token"
+        );
+        Ok(InstallationToken {
+            token: SecretString::from(answer.token),
+            expires_at,
+        })
+    }
+}
+
+/// Parses GitHub's `2026-11-21T10:00:00Z` (UTC, whole seconds) without a date library.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        let t = parse_rfc3339("2026-11-21T10:00:00Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_795_255_200
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert!(parse_rfc3339("nonsense").is_none());
+    }
+}

@@ -1,0 +1,329 @@
+//! The REST calls of the control plane, each idempotent where a retry could repeat it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cca_domain::{BranchName, Login, RepoName};
+use octocrab::Octocrab;
+use serde::Deserialize;
+
+use crate::GitHubError;
+
+/// How long a collaborator's permission is remembered. Short, so a revoked permission stops
+/// working within a minute, yet a burst of comments costs one look-up.
+const PERMISSION_TTL: Duration = Duration::from_secs(60);
+
+/// A user's role on a repository, from the collaborator permission API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Admin,
+    Maintain,
+    Write,
+    Triage,
+    Read,
+    None,
+}
+
+impl Permission {
+    fn parse(role_name: Option<&str>, permission: &str) -> Self {
+        match role_name.unwrap_or(permission) {
+            "admin" => Permission::Admin,
+            "maintain" => Permission::Maintain,
+            "write" | "push" => Permission::Write,
+            "triage" => Permission::Triage,
+            "read" | "pull" => Permission::Read,
+            // Custom roles carry their base permission in `permission`.
+            _ => match permission {
+                "admin" => Permission::Admin,
+                "write" => Permission::Write,
+                "read" => Permission::Read,
+                _ => Permission::None,
+            },
+        }
+    }
+
+    /// Write or above: may start, prompt and stop agents.
+    pub fn can_write(self) -> bool {
+        matches!(
+            self,
+            Permission::Admin | Permission::Maintain | Permission::Write
+        )
+    }
+}
+
+/// Cache of collaborator permissions shared by every client of one [`crate::GitHub`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PermissionCache(Arc<Mutex<HashMap<(String, String), (Permission, Instant)>>>);
+
+impl PermissionCache {
+    fn get(&self, key: &(String, String)) -> Option<Permission> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < PERMISSION_TTL)
+            .map(|(p, _)| *p)
+    }
+
+    fn put(&self, key: (String, String), p: Permission) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, at)| at.elapsed() < PERMISSION_TTL);
+        map.insert(key, (p, Instant::now()));
+    }
+}
+
+/// What the system needs of a repository.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoInfo {
+    pub full_name: String,
+    pub default_branch: String,
+    /// The clone URL as the API gives it (github.com, Enterprise or a test server alike).
+    pub clone_url: String,
+}
+
+/// A pull request, as far as the system refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PullRef {
+    pub number: u64,
+    pub html_url: String,
+}
+
+#[derive(Deserialize)]
+struct PermissionAnswer {
+    permission: String,
+    #[serde(default)]
+    role_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RefAnswer {
+    object: RefObject,
+}
+
+#[derive(Deserialize)]
+struct RefObject {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct CommitAnswer {
+    sha: String,
+    tree: TreeRef,
+}
+
+#[derive(Deserialize)]
+struct TreeRef {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct CommentAnswer {
+    id: u64,
+}
+
+/// A GitHub client with one identity (an installation token or a personal token).
+#[derive(Clone)]
+pub struct RepoClient {
+    octo: Octocrab,
+    permissions: PermissionCache,
+}
+
+impl std::fmt::Debug for RepoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoClient").finish_non_exhaustive()
+    }
+}
+
+impl RepoClient {
+    pub(crate) fn new(octo: Octocrab) -> Self {
+        Self {
+            octo,
+            permissions: PermissionCache::default(),
+        }
+    }
+
+    pub(crate) fn with_permissions(mut self, cache: PermissionCache) -> Self {
+        self.permissions = cache;
+        self
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, route: &str) -> Result<T, GitHubError> {
+        self.octo
+            .get(route, None::<&()>)
+            .await
+            .map_err(|e| GitHubError::from_octocrab(route, e))
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, GitHubError> {
+        self.octo
+            .post(route, Some(body))
+            .await
+            .map_err(|e| GitHubError::from_octocrab(route, e))
+    }
+
+    /// The repository's default branch and clone URL.
+    pub async fn repo(&self, repo: &RepoName) -> Result<RepoInfo, GitHubError> {
+        self.get(&format!("/repos/{repo}")).await
+    }
+
+    /// The user's role on the repository (cached for a minute).
+    pub async fn permission(
+        &self,
+        repo: &RepoName,
+        user: &Login,
+    ) -> Result<Permission, GitHubError> {
+        let key = (repo.as_str().to_owned(), user.as_str().to_ascii_lowercase());
+        if let Some(p) = self.permissions.get(&key) {
+            return Ok(p);
+        }
+        let route = format!("/repos/{repo}/collaborators/{user}/permission");
+        let p = match self.get::<PermissionAnswer>(&route).await {
+            Ok(a) => Permission::parse(a.role_name.as_deref(), &a.permission),
+            // Not a collaborator (or not a user at all).
+            Err(e) if e.status() == Some(404) => Permission::None,
+            Err(e) => return Err(e),
+        };
+        self.permissions.put(key, p);
+        Ok(p)
+    }
+
+    /// The head commit of a branch, if the branch exists.
+    pub async fn branch_head(
+        &self,
+        repo: &RepoName,
+        branch: &str,
+    ) -> Result<Option<String>, GitHubError> {
+        match self
+            .get::<RefAnswer>(&format!("/repos/{repo}/git/ref/heads/{branch}"))
+            .await
+        {
+            Ok(r) => Ok(Some(r.object.sha)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `branch` exist, starting with one empty commit on top of `base`, made with the Git
+    /// Data API so nothing is added to the user's tree. A branch that exists already is reused
+    /// as it is (a retry, or a relaunch). Returns the branch head.
+    pub async fn ensure_branch(
+        &self,
+        repo: &RepoName,
+        base: &str,
+        branch: &BranchName,
+        message: &str,
+    ) -> Result<String, GitHubError> {
+        if let Some(sha) = self.branch_head(repo, branch.as_str()).await? {
+            return Ok(sha);
+        }
+        let base_sha = self
+            .branch_head(repo, base)
+            .await?
+            .ok_or_else(|| GitHubError::Api {
+                route: format!("/repos/{repo}/git/ref/heads/{base}"),
+                status: 404,
+                message: format!("base branch {base} does not exist"),
+            })?;
+        let base_commit: CommitAnswer = self
+            .get(&format!("/repos/{repo}/git/commits/{base_sha}"))
+            .await?;
+        let commit: CommitAnswer = self
+            .post(
+                &format!("/repos/{repo}/git/commits"),
+                &serde_json::json!({
+                    "message": message,
+                    "tree": base_commit.tree.sha,
+                    "parents": [base_commit.sha],
+                }),
+            )
+            .await?;
+        let route = format!("/repos/{repo}/git/refs");
+        let body = serde_json::json!({ "ref": format!("refs/heads/{branch}"), "sha": commit.sha });
+        match self.post::<serde_json::Value>(&route, &body).await {
+            Ok(_) => Ok(commit.sha),
+            // Made concurrently by another delivery: use that one (our commit stays unreferenced).
+            Err(e) if e.status() == Some(422) => {
+                self.branch_head(repo, branch.as_str()).await?.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The open PR from `head`, opened as a draft if there is none.
+    pub async fn ensure_draft_pr(
+        &self,
+        repo: &RepoName,
+        head: &BranchName,
+        base: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<PullRef, GitHubError> {
+        if let Some(pr) = self.open_pr_for(repo, head).await? {
+            return Ok(pr);
+        }
+        let route = format!("/repos/{repo}/pulls");
+        let req = serde_json::json!({
+            "title": title, "head": head.as_str(), "base": base, "body": body, "draft": true,
+        });
+        match self.post::<PullRef>(&route, &req).await {
+            Ok(pr) => Ok(pr),
+            Err(e) if e.status() == Some(422) => self.open_pr_for(repo, head).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_pr_for(
+        &self,
+        repo: &RepoName,
+        head: &BranchName,
+    ) -> Result<Option<PullRef>, GitHubError> {
+        let route = format!(
+            "/repos/{repo}/pulls?state=open&head={}:{}",
+            repo.owner(),
+            head
+        );
+        let list: Vec<PullRef> = self.get(&route).await?;
+        Ok(list.into_iter().next())
+    }
+
+    /// Posts a comment on an issue or PR; returns its id.
+    pub async fn comment(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        body: &str,
+    ) -> Result<u64, GitHubError> {
+        let route = format!("/repos/{repo}/issues/{number}/comments");
+        let c: CommentAnswer = self
+            .post(&route, &serde_json::json!({ "body": body }))
+            .await?;
+        Ok(c.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_map_roles() {
+        assert_eq!(
+            Permission::parse(Some("maintain"), "write"),
+            Permission::Maintain
+        );
+        assert_eq!(
+            Permission::parse(Some("triage"), "read"),
+            Permission::Triage
+        );
+        assert_eq!(Permission::parse(None, "admin"), Permission::Admin);
+        assert_eq!(
+            Permission::parse(Some("custom-role"), "write"),
+            Permission::Write
+        );
+        assert_eq!(Permission::parse(Some("x"), "none"), Permission::None);
+        assert!(Permission::Maintain.can_write() && !Permission::Triage.can_write());
+    }
+}

@@ -1,0 +1,595 @@
+//! The webhook's configuration: environment variables (or the same as flags), loaded once and
+//! validated at start-up with an error that names the variable at fault. docs/CONFIGURATION.md
+//! lists every variable; a test checks that list against this file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cca_domain::RepoName;
+use cca_domain::decide::Rules;
+use secrecy::SecretString;
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set: {why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// Every setting, as flags and environment variables.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookArgs {
+    /// Session store: `dynamodb:<table>` or `sqlite:<path>`.
+    #[arg(long, env = "SESSION_STORE")]
+    pub session_store: Option<String>,
+    /// DynamoDB sessions table (the original's name; same as `SESSION_STORE=dynamodb:<table>`).
+    #[arg(long, env = "SESSIONS_TABLE")]
+    pub sessions_table: Option<String>,
+    /// `ecs` or `process`. Default: `ecs` when ECS_CLUSTER is set, else `process`.
+    #[arg(long, env = "LAUNCHER")]
+    pub launcher: Option<String>,
+    #[arg(long, env = "ECS_CLUSTER")]
+    pub ecs_cluster: Option<String>,
+    #[arg(long, env = "AGENT_TASK_DEFINITION")]
+    pub agent_task_definition: Option<String>,
+    #[arg(long, env = "AGENT_TASK_DEFINITION_STAGING")]
+    pub agent_task_definition_staging: Option<String>,
+    #[arg(long, env = "UAT_TASK_DEFINITION")]
+    pub uat_task_definition: Option<String>,
+    #[arg(long, env = "UAT_TASK_DEFINITION_STAGING")]
+    pub uat_task_definition_staging: Option<String>,
+    /// Comma-separated subnet ids for agent and preview tasks.
+    #[arg(long, env = "AGENT_SUBNETS")]
+    pub agent_subnets: Option<String>,
+    /// Comma-separated security group ids for agent and preview tasks.
+    #[arg(long, env = "AGENT_SECURITY_GROUPS")]
+    pub agent_security_groups: Option<String>,
+    #[arg(long, env = "AGENT_ASSIGN_PUBLIC_IP")]
+    pub agent_assign_public_ip: Option<bool>,
+    #[arg(long, env = "AGENT_CONTAINER_NAME")]
+    pub agent_container_name: Option<String>,
+    #[arg(long, env = "UAT_CONTAINER_NAME")]
+    pub uat_container_name: Option<String>,
+    /// The `cca-agent` program the process launcher runs. Default: beside this binary.
+    #[arg(long, env = "CCA_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+    /// Where the process launcher writes agent logs.
+    #[arg(long, env = "CCA_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    #[arg(long, env = "UAT_DOMAIN_SUFFIX")]
+    pub uat_domain_suffix: Option<String>,
+    #[arg(long, env = "GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
+    pub github_app_secret_arn: Option<String>,
+    #[arg(long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_private_key_file: Option<PathBuf>,
+    #[arg(long, env = "GITHUB_INSTALLATION_ID")]
+    pub github_installation_id: Option<u64>,
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// Comma-separated: the current secret first, older ones still accepted during a rotation.
+    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+    #[arg(long, env = "JIRA_SECRET_ARN")]
+    pub jira_secret_arn: Option<String>,
+    #[arg(long, env = "JIRA_BASE_URL")]
+    pub jira_base_url: Option<String>,
+    #[arg(long, env = "JIRA_EMAIL")]
+    pub jira_email: Option<String>,
+    #[arg(long, env = "JIRA_API_TOKEN", hide_env_values = true)]
+    pub jira_api_token: Option<String>,
+    #[arg(long, env = "JIRA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub jira_webhook_secret: Option<String>,
+    /// JSON object `{"PROJ": "owner/repo"}` or `PROJ=owner/repo,OTHER=owner/other`.
+    #[arg(long, env = "JIRA_PROJECT_MAPPING")]
+    pub jira_project_mapping: Option<String>,
+    /// Secrets Manager secret holding the key control tokens are derived from.
+    #[arg(long, env = "CONTROL_SECRET_ARN")]
+    pub control_secret_arn: Option<String>,
+    #[arg(long, env = "CCA_CONTROL_SECRET", hide_env_values = true)]
+    pub control_secret: Option<String>,
+    #[arg(long, env = "TRIGGER_LABEL")]
+    pub trigger_label: Option<String>,
+    #[arg(long, env = "TRIGGER_LABEL_STAGING")]
+    pub trigger_label_staging: Option<String>,
+    #[arg(long, env = "UAT_LABEL")]
+    pub uat_label: Option<String>,
+    #[arg(long, env = "UAT_LABEL_STAGING")]
+    pub uat_label_staging: Option<String>,
+    /// The mention that sends a comment to the agent.
+    #[arg(long, env = "CLAUDE_MENTION")]
+    pub claude_mention: Option<String>,
+    /// Forward every human comment on a session's PR, mention or not.
+    #[arg(long, env = "FORWARD_ALL_COMMENTS")]
+    pub forward_all_comments: Option<bool>,
+    /// Seconds to wait for an agent's control API.
+    #[arg(long, env = "CONTROL_TIMEOUT_SECS")]
+    pub control_timeout_secs: Option<u64>,
+}
+
+/// Where sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    Dynamo { table: String },
+    Sqlite { path: PathBuf },
+}
+
+/// How containers are started.
+#[derive(Debug, Clone)]
+pub enum LauncherSpec {
+    Ecs(cca_launcher::EcsSettings),
+    Process { program: PathBuf, log_dir: PathBuf },
+}
+
+/// Where the GitHub credentials come from.
+#[derive(Debug, Clone)]
+pub enum GitHubSource {
+    SecretArn(String),
+    App {
+        app_id: u64,
+        private_key_file: PathBuf,
+        webhook_secrets: Vec<SecretString>,
+        installation_id: Option<u64>,
+    },
+    Token {
+        token: SecretString,
+        webhook_secrets: Vec<SecretString>,
+    },
+}
+
+/// Where the JIRA credentials come from (JIRA is optional).
+#[derive(Debug, Clone)]
+pub enum JiraSource {
+    SecretArn(String),
+    Local {
+        base_url: String,
+        email: String,
+        api_token: SecretString,
+        webhook_secrets: Vec<SecretString>,
+        project_mapping: BTreeMap<String, RepoName>,
+    },
+}
+
+/// Where the control key comes from.
+#[derive(Debug, Clone)]
+pub enum ControlSource {
+    SecretArn(String),
+    Local(SecretString),
+}
+
+/// The validated configuration of `cca-webhook`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreSpec,
+    pub launcher: LauncherSpec,
+    pub github_api_url: String,
+    pub github: GitHubSource,
+    pub jira: Option<JiraSource>,
+    pub control: ControlSource,
+    pub uat_domain_suffix: String,
+    pub rules: Rules,
+    pub control_timeout: Duration,
+}
+
+/// Default bound on a call to an agent's control API: GitHub allows the webhook 10 s in all.
+pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(4);
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn secrets(s: &str) -> Vec<SecretString> {
+    list(s).into_iter().map(SecretString::from).collect()
+}
+
+/// Parses `JIRA_PROJECT_MAPPING`: a JSON object or `KEY=owner/repo` pairs.
+pub fn parse_mapping(
+    var: &'static str,
+    s: &str,
+) -> Result<BTreeMap<String, RepoName>, ConfigError> {
+    let pairs: Vec<(String, String)> = if s.trim_start().starts_with('{') {
+        let m: BTreeMap<String, String> =
+            serde_json::from_str(s).map_err(|e| ConfigError::Invalid {
+                var,
+                reason: e.to_string(),
+            })?;
+        m.into_iter().collect()
+    } else {
+        list(s)
+            .into_iter()
+            .map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        var,
+                        reason: format!("{p:?} is not KEY=owner/repo"),
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let repo = RepoName::parse(&v).map_err(|e| ConfigError::Invalid {
+                var,
+                reason: e.to_string(),
+            })?;
+            Ok((k.to_ascii_uppercase(), repo))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Validates the settings.
+    pub fn from_args(a: WebhookArgs) -> Result<Self, ConfigError> {
+        let store = match (&a.session_store, &a.sessions_table) {
+            (Some(s), _) => match s.split_once(':') {
+                Some(("dynamodb", t)) if !t.is_empty() => StoreSpec::Dynamo {
+                    table: t.to_owned(),
+                },
+                Some(("sqlite", p)) if !p.is_empty() => StoreSpec::Sqlite {
+                    path: PathBuf::from(p),
+                },
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "SESSION_STORE",
+                        reason: format!("{s:?} is neither dynamodb:<table> nor sqlite:<path>"),
+                    });
+                }
+            },
+            (None, Some(t)) if !t.is_empty() => StoreSpec::Dynamo { table: t.clone() },
+            _ => {
+                return Err(ConfigError::Missing {
+                    var: "SESSION_STORE",
+                    why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
+                });
+            }
+        };
+
+        let launcher_kind = a.launcher.clone().unwrap_or_else(|| {
+            if a.ecs_cluster.is_some() {
+                "ecs".into()
+            } else {
+                "process".into()
+            }
+        });
+        let launcher = match launcher_kind.as_str() {
+            "ecs" => {
+                let need = |v: &Option<String>, var: &'static str| {
+                    v.clone()
+                        .filter(|s| !s.is_empty())
+                        .ok_or(ConfigError::Missing {
+                            var,
+                            why: "required by LAUNCHER=ecs",
+                        })
+                };
+                let cluster = need(&a.ecs_cluster, "ECS_CLUSTER")?;
+                let agent = need(&a.agent_task_definition, "AGENT_TASK_DEFINITION")?;
+                let uat = need(&a.uat_task_definition, "UAT_TASK_DEFINITION")?;
+                let subnets = list(&need(&a.agent_subnets, "AGENT_SUBNETS")?);
+                let security_groups =
+                    list(&need(&a.agent_security_groups, "AGENT_SECURITY_GROUPS")?);
+                let task_definitions = cca_launcher::TaskDefinitions {
+                    agent_staging: a
+                        .agent_task_definition_staging
+                        .clone()
+                        .unwrap_or_else(|| format!("{agent}-staging")),
+                    agent_latest: agent,
+                    preview_staging: a
+                        .uat_task_definition_staging
+                        .clone()
+                        .unwrap_or_else(|| format!("{uat}-staging")),
+                    preview_latest: uat,
+                };
+                let mut settings = cca_launcher::EcsSettings::new(
+                    cluster,
+                    task_definitions,
+                    subnets,
+                    security_groups,
+                    a.agent_assign_public_ip.unwrap_or(false),
+                );
+                if let Some(c) = a.agent_container_name.clone() {
+                    settings.agent_container = c;
+                }
+                if let Some(c) = a.uat_container_name.clone() {
+                    settings.preview_container = c;
+                }
+                LauncherSpec::Ecs(settings)
+            }
+            "process" => {
+                let program = match &a.agent_bin {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe()
+                        .ok()
+                        .and_then(|p| p.parent().map(|d| d.join("cca-agent")))
+                        .unwrap_or_else(|| PathBuf::from("cca-agent")),
+                };
+                let log_dir = a
+                    .log_dir
+                    .clone()
+                    .unwrap_or_else(|| std::env::temp_dir().join("cca-logs"));
+                LauncherSpec::Process { program, log_dir }
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "LAUNCHER",
+                    reason: format!("{other:?} is neither ecs nor process"),
+                });
+            }
+        };
+
+        let github = if let Some(arn) = a.github_app_secret_arn.clone() {
+            GitHubSource::SecretArn(arn)
+        } else {
+            let webhook_secrets = a
+                .github_webhook_secret
+                .as_deref()
+                .map(secrets)
+                .unwrap_or_default();
+            if webhook_secrets.is_empty() {
+                return Err(ConfigError::Missing {
+                    var: "GITHUB_WEBHOOK_SECRET",
+                    why: "needed to verify GitHub deliveries (or set GITHUB_APP_SECRET_ARN)",
+                });
+            }
+            match (
+                a.github_app_id,
+                &a.github_app_private_key_file,
+                &a.github_token,
+            ) {
+                (Some(app_id), Some(file), _) => GitHubSource::App {
+                    app_id,
+                    private_key_file: file.clone(),
+                    webhook_secrets,
+                    installation_id: a.github_installation_id,
+                },
+                (Some(_), None, _) => {
+                    return Err(ConfigError::Missing {
+                        var: "GITHUB_APP_PRIVATE_KEY_FILE",
+                        why: "GITHUB_APP_ID is set",
+                    });
+                }
+                (None, _, Some(t)) if !t.is_empty() => GitHubSource::Token {
+                    token: SecretString::from(t.clone()),
+                    webhook_secrets,
+                },
+                _ => {
+                    return Err(ConfigError::Missing {
+                        var: "GITHUB_APP_SECRET_ARN",
+                        why: "set it, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE, or GITHUB_TOKEN",
+                    });
+                }
+            }
+        };
+
+        let jira = if let Some(arn) = a.jira_secret_arn.clone() {
+            Some(JiraSource::SecretArn(arn))
+        } else if let Some(base_url) = a.jira_base_url.clone() {
+            let need = |v: &Option<String>, var: &'static str| {
+                v.clone()
+                    .filter(|s| !s.is_empty())
+                    .ok_or(ConfigError::Missing {
+                        var,
+                        why: "JIRA_BASE_URL is set",
+                    })
+            };
+            Some(JiraSource::Local {
+                base_url,
+                email: need(&a.jira_email, "JIRA_EMAIL")?,
+                api_token: SecretString::from(need(&a.jira_api_token, "JIRA_API_TOKEN")?),
+                webhook_secrets: secrets(&need(&a.jira_webhook_secret, "JIRA_WEBHOOK_SECRET")?),
+                project_mapping: parse_mapping(
+                    "JIRA_PROJECT_MAPPING",
+                    &need(&a.jira_project_mapping, "JIRA_PROJECT_MAPPING")?,
+                )?,
+            })
+        } else {
+            None
+        };
+
+        let control = match (&a.control_secret_arn, &a.control_secret) {
+            (Some(arn), _) => ControlSource::SecretArn(arn.clone()),
+            (None, Some(s)) if s.len() >= 16 => ControlSource::Local(SecretString::from(s.clone())),
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    var: "CCA_CONTROL_SECRET",
+                    reason: "shorter than 16 characters".into(),
+                });
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    var: "CONTROL_SECRET_ARN",
+                    why: "the agents' control tokens are derived from it (locally: CCA_CONTROL_SECRET)",
+                });
+            }
+        };
+
+        let uat_domain_suffix = a
+            .uat_domain_suffix
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError::Missing {
+                var: "UAT_DOMAIN_SUFFIX",
+                why: "previews are served under it",
+            })?
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+
+        let github_api_url = a
+            .github_api_url
+            .clone()
+            .unwrap_or_else(|| "https://api.github.com".into());
+        if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                var: "GITHUB_API_URL",
+                reason: format!("{github_api_url:?} is not an http(s) URL"),
+            });
+        }
+
+        let mut rules = Rules::default();
+        let set = |slot: &mut String, v: &Option<String>| {
+            if let Some(v) = v.clone().filter(|s| !s.is_empty()) {
+                *slot = v;
+            }
+        };
+        set(&mut rules.agent_label, &a.trigger_label);
+        set(&mut rules.agent_staging_label, &a.trigger_label_staging);
+        set(&mut rules.preview_label, &a.uat_label);
+        set(&mut rules.preview_staging_label, &a.uat_label_staging);
+        set(&mut rules.mention, &a.claude_mention);
+        rules.forward_all_comments = a.forward_all_comments.unwrap_or(false);
+
+        Ok(Config {
+            store,
+            launcher,
+            github_api_url,
+            github,
+            jira,
+            control,
+            uat_domain_suffix,
+            rules,
+            control_timeout: a
+                .control_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_CONTROL_TIMEOUT),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> WebhookArgs {
+        WebhookArgs {
+            session_store: Some("sqlite:/tmp/x.db".into()),
+            github_token: Some("t".into()),
+            github_webhook_secret: Some("s1,s2".into()),
+            control_secret: Some("0123456789abcdef".into()),
+            uat_domain_suffix: Some(".UAT.example.com".into()),
+            ..WebhookArgs::default()
+        }
+    }
+
+    fn err(a: WebhookArgs) -> String {
+        Config::from_args(a).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn local_minimum_is_valid() {
+        let c = Config::from_args(base()).unwrap();
+        assert_eq!(
+            c.store,
+            StoreSpec::Sqlite {
+                path: "/tmp/x.db".into()
+            }
+        );
+        assert!(matches!(c.launcher, LauncherSpec::Process { .. }));
+        assert_eq!(c.uat_domain_suffix, "uat.example.com");
+        assert!(
+            matches!(c.github, GitHubSource::Token { ref webhook_secrets, .. } if webhook_secrets.len() == 2)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert!(
+            err(WebhookArgs {
+                session_store: None,
+                ..base()
+            })
+            .starts_with("SESSION_STORE is not set")
+        );
+        assert!(
+            err(WebhookArgs {
+                session_store: Some("redis:x".into()),
+                ..base()
+            })
+            .starts_with("SESSION_STORE is invalid")
+        );
+        assert!(
+            err(WebhookArgs {
+                uat_domain_suffix: None,
+                ..base()
+            })
+            .starts_with("UAT_DOMAIN_SUFFIX")
+        );
+        assert!(
+            err(WebhookArgs {
+                github_webhook_secret: None,
+                ..base()
+            })
+            .starts_with("GITHUB_WEBHOOK_SECRET")
+        );
+        assert!(
+            err(WebhookArgs {
+                control_secret: Some("short".into()),
+                ..base()
+            })
+            .starts_with("CCA_CONTROL_SECRET")
+        );
+        assert!(
+            err(WebhookArgs {
+                launcher: Some("ecs".into()),
+                ..base()
+            })
+            .starts_with("ECS_CLUSTER is not set")
+        );
+        let jira = WebhookArgs {
+            jira_base_url: Some("https://j".into()),
+            ..base()
+        };
+        assert!(err(jira).starts_with("JIRA_EMAIL is not set"));
+    }
+
+    #[test]
+    fn sessions_table_alone_means_dynamodb() {
+        let c = Config::from_args(WebhookArgs {
+            session_store: None,
+            sessions_table: Some("t".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(c.store, StoreSpec::Dynamo { table: "t".into() });
+    }
+
+    #[test]
+    fn ecs_settings_default_staging_families() {
+        let a = WebhookArgs {
+            ecs_cluster: Some("c".into()),
+            agent_task_definition: Some("agent".into()),
+            uat_task_definition: Some("preview".into()),
+            agent_subnets: Some("subnet-1, subnet-2".into()),
+            agent_security_groups: Some("sg-1".into()),
+            ..base()
+        };
+        let LauncherSpec::Ecs(e) = Config::from_args(a).unwrap().launcher else {
+            panic!("not ecs")
+        };
+        assert_eq!(e.task_definitions.agent_staging, "agent-staging");
+        assert_eq!(e.subnets, vec!["subnet-1", "subnet-2"]);
+    }
+
+    #[test]
+    fn mappings() {
+        let m = parse_mapping("X", r#"{"ag": "Octo/App"}"#).unwrap();
+        assert_eq!(m["AG"].as_str(), "octo/app");
+        let m = parse_mapping("X", "AG=o/a, BE=o/b").unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(parse_mapping("X", "AG").is_err());
+        assert!(parse_mapping("X", "AG=nope").is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! Intake: bytes → verified → typed event → intent, then delivery dedupe, the permission check,
+//! and the act. Each step that refuses answers at once with the reason; nothing is parsed before
+//! the signature is checked.
+
+use axum::http::{HeaderMap, StatusCode};
+use cca_domain::decide::{Intent, Rules, decide_github, decide_jira};
+use cca_domain::event::{parse_github, parse_jira};
+use secrecy::SecretString;
+use tracing::{info, warn};
+
+use crate::act;
+use crate::app::{App, now};
+use crate::reply::Reply;
+use crate::verify::{SignatureError, verify};
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn signature_reply(e: SignatureError, source: &str) -> Reply {
+    match e {
+        SignatureError::Missing => Reply::error(
+            StatusCode::UNAUTHORIZED,
+            format!("Missing {source} signature"),
+        ),
+        SignatureError::Invalid => Reply::error(
+            StatusCode::UNAUTHORIZED,
+            format!("Invalid {source} signature"),
+        ),
+    }
+}
+
+/// Verify, parse and decide a GitHub delivery: the pure, I/O-free part of intake.
+pub fn triage_github(
+    secrets: &[SecretString],
+    rules: &Rules,
+    signature: Option<&str>,
+    event: Option<&str>,
+    body: &[u8],
+) -> Result<Intent, Reply> {
+    verify(secrets, signature, body).map_err(|e| signature_reply(e, "GitHub"))?;
+    let event = event
+        .ok_or_else(|| Reply::error(StatusCode::BAD_REQUEST, "Missing X-GitHub-Event header"))?;
+    let parsed = parse_github(event, body)
+        .map_err(|e| Reply::error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(decide_github(parsed, rules))
+}
+
+/// Verify, parse and decide a JIRA delivery.
+pub fn triage_jira(
+    secrets: &[SecretString],
+    rules: &Rules,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<Intent, Reply> {
+    verify(secrets, signature, body).map_err(|e| signature_reply(e, "JIRA"))?;
+    let parsed =
+        parse_jira(body).map_err(|e| Reply::error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(decide_jira(parsed, rules))
+}
+
+/// Handles a GitHub delivery.
+pub async fn github(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let intent = match triage_github(
+        &app.github_webhook_secrets,
+        &app.rules,
+        header(headers, "x-hub-signature-256"),
+        header(headers, "x-github-event"),
+        body,
+    ) {
+        Ok(i) => i,
+        Err(reply) => {
+            warn!(status = reply.status.as_u16(), reason = %reply.body, "GitHub delivery refused");
+            return reply;
+        }
+    };
+    handle(app, intent, header(headers, "x-github-delivery")).await
+}
+
+/// Handles a JIRA delivery.
+pub async fn jira(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let Some(jira) = &app.jira else {
+        return Reply::error(StatusCode::NOT_FOUND, "JIRA is not configured");
+    };
+    let intent = match triage_jira(
+        &jira.webhook_secrets,
+        &app.rules,
+        header(headers, "x-hub-signature"),
+        body,
+    ) {
+        Ok(i) => i,
+        Err(reply) => {
+            warn!(status = reply.status.as_u16(), reason = %reply.body, "JIRA delivery refused");
+            return reply;
+        }
+    };
+    handle(
+        app,
+        intent,
+        header(headers, "x-atlassian-webhook-identifier"),
+    )
+    .await
+}
+
+async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
+    if let Intent::Ignore(reason) = intent {
+        info!(%reason, "delivery ignored");
+        return Reply::ok(reason);
+    }
+    let delivery = delivery.filter(|d| !d.is_empty() && d.len() <= 200);
+    if let Some(id) = delivery {
+        match app.store.record_delivery(id, now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(delivery = id, "redelivery ignored");
+                return Reply::ok("duplicate");
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot record the delivery");
+                return Reply::error(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable");
+            }
+        }
+    }
+    if let Some(refusal) = act::check_permission(app, &intent).await {
+        return refusal;
+    }
+    let reply = act::execute(app, intent).await;
+    if reply.status.is_server_error() {
+        if let Some(id) = delivery {
+            // The work did not happen: forget the delivery so GitHub's redelivery can retry it.
+            if let Err(e) = app.store.forget_delivery(id).await {
+                warn!(delivery = id, error = %e, "cannot forget a failed delivery");
+            }
+        }
+    }
+    reply
+}

@@ -1,0 +1,919 @@
+//! Scenarios through the real router: signed real payloads in, assertions on what the fake
+//! GitHub, the fake JIRA, moto's ECS and the session store hold afterwards.
+
+mod support;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use cca_domain::control::control_token;
+use cca_domain::session::SessionPatch;
+use cca_domain::{ImageChannel, SessionType, Source, Status};
+use cca_testkit::control::FakeAgent;
+use cca_testkit::jira::Adf;
+use serde_json::json;
+use support::*;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A label by a collaborator: exactly one branch whose head is an empty commit on the default
+/// branch, one draft PR that closes the issue, one session `PROVISIONING` with the task, one task.
+#[tokio::test]
+async fn label_by_collaborator_opens_branch_pr_session_and_task() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand
+            .github
+            .add_issue(REPO, "Add a login page", "Email and password, please.");
+        let (status, reply) = stand
+            .deliver(
+                "issues",
+                &issue_labeled(
+                    n,
+                    "Add a login page",
+                    "Email and password, please.",
+                    "claude-dev",
+                    "walt",
+                ),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["message"], "Session started");
+
+        let branches = stand.new_branches();
+        assert_eq!(branches.len(), 1, "{branches:?}");
+        let (branch, head) = &branches[0];
+        assert_eq!(branch, &format!("claude/{n}"));
+        let head = stand.github.commit(REPO, head).expect("head commit");
+        let main_head = stand.github.branches(REPO)["main"].clone();
+        let base = stand.github.commit(REPO, &main_head).expect("main commit");
+        assert_eq!(
+            head.parents,
+            vec![main_head.clone()],
+            "branch starts on the default branch"
+        );
+        assert_eq!(
+            head.tree, base.tree,
+            "the first commit is empty: same tree as its parent"
+        );
+
+        let pulls = stand.github.pulls(REPO);
+        assert_eq!(pulls.len(), 1);
+        let pr = &pulls[0];
+        assert!(pr.draft);
+        assert_eq!(pr.title, "[Claude] Add a login page");
+        assert_eq!(pr.head, format!("claude/{n}"));
+        let body = pr.body.clone().unwrap_or_default();
+        assert!(body.contains(&format!("Closes #{n}")), "{body}");
+        assert!(body.contains("<!-- claude-agent -->"));
+
+        let sessions = stand.sessions().await;
+        assert_eq!(sessions.len(), 1);
+        let s = &sessions[0];
+        assert_eq!(s.status, Status::Provisioning);
+        assert_eq!(
+            (s.session_type, s.source),
+            (SessionType::Agent, Source::Github)
+        );
+        assert_eq!(s.issue_number, Some(n));
+        assert_eq!(s.pr_number, Some(pr.number));
+        assert_eq!(s.branch_name.as_str(), format!("claude/{n}"));
+        assert!(
+            s.initial_prompt
+                .as_deref()
+                .unwrap_or("")
+                .contains("Email and password")
+        );
+        assert_eq!(
+            s.uat_url.as_deref(),
+            Some(format!("https://{}.{DOMAIN}", s.session_id).as_str())
+        );
+
+        let tasks = stand.tasks().await;
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(s.task_arn.as_deref(), Some(tasks[0].as_str()));
+        assert_eq!(reply["task_arn"], tasks[0]);
+
+        // The App authenticated with a JWT backdated 60 s and living under 10 minutes.
+        let claims = stand.github.jwt_claims();
+        assert!(!claims.is_empty());
+        for c in claims {
+            let (iat, exp) = (c["iat"].as_i64().unwrap(), c["exp"].as_i64().unwrap());
+            assert!(iat <= now() - 59 && iat >= now() - 70, "iat {iat}");
+            assert!(exp - iat < 600, "lifetime {}", exp - iat);
+        }
+    })
+    .await;
+}
+
+/// Nothing at all happens for a reader, a bot or a label that is not a trigger.
+#[tokio::test]
+async fn unpermitted_bot_or_other_label_does_nothing() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        for (label, sender) in [
+            ("claude-dev", "rita"),
+            ("claude-dev", "tina"),
+            ("claude-dev", "stranger"),
+            ("claude-dev", "ci[bot]"),
+            ("bug", "alice"),
+        ] {
+            let (status, reply) = stand
+                .deliver(
+                    "issues",
+                    &issue_labeled(n, "T", "B", label, sender),
+                    &delivery(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{label} by {sender}: {reply}");
+        }
+        assert!(stand.new_branches().is_empty());
+        assert!(stand.github.pulls(REPO).is_empty());
+        assert!(stand.github.comments(REPO, n).is_empty());
+        assert!(stand.sessions().await.is_empty());
+        assert!(stand.tasks().await.is_empty());
+    })
+    .await;
+}
+
+/// 20 identical deliveries at once: one branch, one PR, one task; the rest are duplicates.
+#[tokio::test]
+async fn concurrent_identical_deliveries_act_once() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        stand
+            .github
+            .set_latency(std::time::Duration::from_millis(20));
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let id = delivery();
+        let replies =
+            futures::future::join_all((0..20).map(|_| stand.deliver("issues", &payload, &id)))
+                .await;
+        assert!(
+            replies.iter().all(|(s, _)| *s == StatusCode::OK),
+            "{replies:?}"
+        );
+        let dupes = replies
+            .iter()
+            .filter(|(_, r)| r["message"] == "duplicate")
+            .count();
+        assert_eq!(dupes, 19);
+        assert_eq!(stand.new_branches().len(), 1);
+        assert_eq!(stand.github.pulls(REPO).len(), 1);
+        assert_eq!(stand.tasks().await.len(), 1);
+        assert_eq!(stand.sessions().await.len(), 1);
+    })
+    .await;
+}
+
+/// 20 different deliveries for the same issue at once: one session, one PR, one task.
+#[tokio::test]
+async fn concurrent_deliveries_for_one_issue_make_one_session() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        stand
+            .github
+            .set_latency(std::time::Duration::from_millis(20));
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let ids: Vec<String> = (0..20).map(|_| delivery()).collect();
+        let replies =
+            futures::future::join_all(ids.iter().map(|id| stand.deliver("issues", &payload, id)))
+                .await;
+        assert!(
+            replies.iter().all(|(s, _)| *s == StatusCode::OK),
+            "{replies:?}"
+        );
+        let started = replies
+            .iter()
+            .filter(|(_, r)| r["message"] == "Session started")
+            .count();
+        assert_eq!(started, 1, "{replies:?}");
+        assert_eq!(stand.sessions().await.len(), 1);
+        assert_eq!(stand.github.pulls(REPO).len(), 1);
+        assert_eq!(stand.new_branches().len(), 1);
+        assert_eq!(stand.tasks().await.len(), 1);
+    })
+    .await;
+}
+
+/// A redelivery of a handled delivery has no side effect.
+#[tokio::test]
+async fn redelivery_is_a_duplicate() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let id = delivery();
+        assert_eq!(
+            stand.deliver("issues", &payload, &id).await.1["message"],
+            "Session started"
+        );
+        let requests = stand.github.requests().len();
+        let (status, reply) = stand.deliver("issues", &payload, &id).await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("duplicate"))
+        );
+        assert_eq!(
+            stand.github.requests().len(),
+            requests,
+            "no GitHub call for a duplicate"
+        );
+        assert_eq!(stand.tasks().await.len(), 1);
+    })
+    .await;
+}
+
+/// RunTask failing: the session ends `FAILED` with the reason, the PR gets one clear comment
+/// with no secret in it, and the answer is an error naming the cause.
+#[tokio::test]
+async fn launch_failure_fails_the_session_and_says_so_once() {
+    within(async {
+        let Some(stand) = Stand::with(Options {
+            missing_agent_task_definition: true,
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let (status, reply) = stand
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+        let sessions = stand.sessions().await;
+        assert_eq!(sessions.len(), 1);
+        let s = &sessions[0];
+        assert_eq!(s.status, Status::Failed);
+        let error = s.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&stand.families.agent_latest),
+            "the reason names the task definition: {error}"
+        );
+        assert!(s.ttl.is_some());
+        let pr = s.pr_number.expect("the PR exists");
+        let comments = stand.github.comments(REPO, pr);
+        assert_eq!(comments.len(), 1, "{comments:?}");
+        let body = &comments[0].body;
+        assert!(
+            body.contains("Agent failed to start") && body.contains(&stand.families.agent_latest),
+            "{body}"
+        );
+        let mut secrets: Vec<String> = vec![
+            WEBHOOK_SECRET.into(),
+            OLD_WEBHOOK_SECRET.into(),
+            CONTROL_KEY.into(),
+            JIRA_SECRET.into(),
+        ];
+        secrets.extend(stand.github.issued_tokens().into_iter().map(|t| t.token));
+        for secret in &secrets {
+            assert!(
+                !body.contains(secret.as_str()) && !reply.to_string().contains(secret.as_str()),
+                "secret leaked"
+            );
+        }
+    })
+    .await;
+}
+
+/// Makes the session of a freshly labelled issue look like a running agent at `agent`.
+async fn running_agent(stand: &Stand, agent: &FakeAgent) -> cca_domain::Session {
+    let n = stand.github.add_issue(REPO, "T", "B");
+    let (_, reply) = stand
+        .deliver(
+            "issues",
+            &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+            &delivery(),
+        )
+        .await;
+    assert_eq!(reply["message"], "Session started", "{reply}");
+    let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+    let store = &stand.store;
+    store
+        .transition(&id, Status::Starting, SessionPatch::default(), now())
+        .await
+        .unwrap();
+    let patch = SessionPatch {
+        container_ip: Some(agent.addr().ip().to_string()),
+        control_port: Some(agent.addr().port()),
+        app_port: Some(3000),
+        ..SessionPatch::default()
+    };
+    store
+        .transition(&id, Status::Running, patch, now())
+        .await
+        .unwrap()
+}
+
+/// A permitted mention reaches the agent's control API with a valid token; bot, own, unmentioned
+/// and unpermitted comments reach nothing.
+#[tokio::test]
+async fn comments_are_routed_only_when_permitted_and_meant() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&stand, &agent).await;
+        let pr = s.pr_number.unwrap();
+        let token = control_token(CONTROL_KEY.as_bytes(), &s.session_id);
+        agent.set_token(Some(token.clone()));
+
+        for (body, author) in [
+            ("@claude please fix", "ci[bot]"),
+            ("<!-- claude-agent -->\n@claude done", "alice"),
+            ("looks good to me", "alice"),
+            ("@claude please fix", "rita"),
+            ("@claude please fix", "stranger"),
+        ] {
+            let (status, reply) = stand
+                .deliver("issue_comment", &pr_comment(pr, body, author), &delivery())
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body} by {author}: {reply}");
+        }
+        assert!(agent.requests().is_empty(), "{:?}", agent.requests());
+
+        let (status, reply) = stand
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "@claude add a test, please", "maya"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Prompt forwarded")),
+            "{reply}"
+        );
+        let reqs = agent.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].path.as_str()),
+            ("POST", "/prompt")
+        );
+        assert_eq!(
+            reqs[0].authorization.as_deref(),
+            Some(format!("Bearer {token}").as_str())
+        );
+        assert_eq!(reqs[0].body["prompt"], "@claude add a test, please");
+        assert_eq!(reqs[0].body["author"], "maya");
+        assert_eq!(reqs[0].body["comment_id"], 424242);
+    })
+    .await;
+}
+
+/// Closing the PR stops every session of it: the agent is told to stop (and its task stopped),
+/// the preview that never reported an address is ended directly.
+#[tokio::test]
+async fn closing_a_pr_stops_every_session() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&stand, &agent).await;
+        let pr = s.pr_number.unwrap();
+        agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
+        let head = s.branch_name.to_string();
+        let (_, reply) = stand
+            .deliver(
+                "pull_request",
+                &pull_request("labeled", pr, &head, Some("uat"), "alice", false),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Preview started", "{reply}");
+        assert_eq!(stand.tasks().await.len(), 2);
+
+        let (status, reply) = stand
+            .deliver(
+                "pull_request",
+                &pull_request("closed", pr, &head, None, "alice", true),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let stops: Vec<_> = agent
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/stop")
+            .collect();
+        assert_eq!(stops.len(), 1);
+        assert_eq!(stops[0].body["final_status"], "COMPLETED");
+        let sessions = stand
+            .store
+            .by_pr(&cca_domain::RepoName::parse(REPO).unwrap(), pr)
+            .await
+            .unwrap();
+        assert_eq!(sessions.len(), 2);
+        for s in &sessions {
+            match s.session_type {
+                // The agent pushes its work and records its own end.
+                SessionType::Agent => assert_eq!(s.status, Status::Stopping),
+                SessionType::Preview => assert_eq!(s.status, Status::Completed),
+            }
+        }
+        for (_, last) in stand.describe_tasks().await {
+            assert_eq!(last, "STOPPED");
+        }
+    })
+    .await;
+}
+
+/// `/claude stop` by a writer stops the agent session and says so.
+#[tokio::test]
+async fn stop_command_stops_the_agent() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&stand, &agent).await;
+        let pr = s.pr_number.unwrap();
+        let (status, reply) = stand
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "/claude stop", "rita"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            agent.requests().is_empty(),
+            "a reader cannot stop it: {reply}"
+        );
+        let (_, reply) = stand
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "/claude stop", "walt"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Stopping", "{reply}");
+        assert_eq!(
+            agent
+                .requests()
+                .iter()
+                .filter(|r| r.path == "/stop")
+                .count(),
+            1
+        );
+        assert_eq!(
+            stand
+                .store
+                .get(&s.session_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::Stopping
+        );
+    })
+    .await;
+}
+
+/// Removing and re-adding the label after a failure starts the same session again, on the same
+/// branch and PR.
+#[tokio::test]
+async fn relabel_relaunches_an_ended_session() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let (_, first) = stand
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                &delivery(),
+            )
+            .await;
+        let id = cca_domain::SessionId::parse(first["session_id"].as_str().unwrap()).unwrap();
+        stand
+            .store
+            .transition(
+                &id,
+                Status::Failed,
+                SessionPatch {
+                    error: Some("boom".into()),
+                    ..Default::default()
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        let (_, again) = stand
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(again["message"], "Session started", "{again}");
+        assert_eq!(again["session_id"], first["session_id"]);
+        let s = stand.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.status, s.error.clone(), s.ttl),
+            (Status::Provisioning, None, None)
+        );
+        assert_eq!(stand.github.pulls(REPO).len(), 1);
+        assert_eq!(stand.new_branches().len(), 1);
+        assert_eq!(stand.tasks().await.len(), 2);
+    })
+    .await;
+}
+
+/// A mention while the session is stopped launches it again with the comment as its prompt.
+#[tokio::test]
+async fn mention_relaunches_a_stopped_session() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&stand, &agent).await;
+        stand
+            .store
+            .transition(
+                &s.session_id,
+                Status::Stopping,
+                SessionPatch::default(),
+                now(),
+            )
+            .await
+            .unwrap();
+        stand
+            .store
+            .transition(
+                &s.session_id,
+                Status::Stopped,
+                SessionPatch::default(),
+                now(),
+            )
+            .await
+            .unwrap();
+        let pr = s.pr_number.unwrap();
+        let (_, reply) = stand
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "@claude carry on with the tests", "alice"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Session relaunched", "{reply}");
+        let s = stand.store.get(&s.session_id).await.unwrap().unwrap();
+        assert_eq!(s.status, Status::Provisioning);
+        assert!(
+            s.initial_prompt
+                .unwrap()
+                .contains("carry on with the tests")
+        );
+        assert_eq!(stand.tasks().await.len(), 2);
+    })
+    .await;
+}
+
+/// A staging label runs the staging task definition and leaves the latest one untouched.
+#[tokio::test]
+async fn staging_launch_uses_the_staging_task_definition() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let revisions = |family: String| {
+            let ecs = stand.ecs.clone();
+            async move {
+                ecs.list_task_definitions()
+                    .family_prefix(family)
+                    .send()
+                    .await
+                    .unwrap()
+                    .task_definition_arns()
+                    .to_vec()
+            }
+        };
+        let latest_before = revisions(stand.families.agent_latest.clone()).await;
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let (_, reply) = stand
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev-staging", "alice"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Session started", "{reply}");
+        let tasks = stand.describe_tasks().await;
+        assert_eq!(tasks.len(), 1);
+        assert!(
+            tasks[0]
+                .0
+                .contains(&format!("/{}:", stand.families.agent_staging)),
+            "{tasks:?}"
+        );
+        assert_eq!(
+            revisions(stand.families.agent_latest.clone()).await,
+            latest_before
+        );
+        assert_eq!(
+            stand.sessions().await[0].image_channel,
+            ImageChannel::Staging
+        );
+    })
+    .await;
+}
+
+/// A PR labelled `uat` gets a preview session `tt-<branch>` and a preview task; new commits
+/// refresh a running preview; removing the label stops it.
+#[tokio::test]
+async fn preview_lifecycle() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let pr = stand.open_pr("feature/Login_Page").await;
+        let (_, reply) = stand
+            .deliver(
+                "pull_request",
+                &pull_request(
+                    "labeled",
+                    pr,
+                    "feature/Login_Page",
+                    Some("uat"),
+                    "walt",
+                    false,
+                ),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Preview started", "{reply}");
+        assert_eq!(reply["session_id"], "tt-feature-login-page");
+        let tasks = stand.describe_tasks().await;
+        assert!(
+            tasks[0]
+                .0
+                .contains(&format!("/{}:", stand.families.preview_latest))
+        );
+
+        let agent = FakeAgent::start(None).await;
+        let id = cca_domain::SessionId::parse("tt-feature-login-page").unwrap();
+        stand
+            .store
+            .transition(&id, Status::Starting, SessionPatch::default(), now())
+            .await
+            .unwrap();
+        let patch = SessionPatch {
+            container_ip: Some("127.0.0.1".into()),
+            control_port: Some(agent.addr().port()),
+            ..Default::default()
+        };
+        stand
+            .store
+            .transition(&id, Status::Running, patch, now())
+            .await
+            .unwrap();
+
+        let mut sync = pull_request("synchronize", pr, "feature/Login_Page", None, "walt", false);
+        sync["pull_request"]["head"]["sha"] = json!("0123456789abcdef0123456789abcdef01234567");
+        let (_, reply) = stand.deliver("pull_request", &sync, &delivery()).await;
+        assert_eq!(reply["message"], "Preview refreshing", "{reply}");
+        let refresh = agent.requests();
+        assert_eq!(refresh.len(), 1);
+        assert_eq!(refresh[0].path, "/refresh");
+        assert_eq!(
+            refresh[0].body["head_sha"],
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+        assert_eq!(
+            refresh[0].authorization.as_deref(),
+            Some(format!("Bearer {}", control_token(CONTROL_KEY.as_bytes(), &id)).as_str())
+        );
+
+        // Labelled again while running: one "already running" note, no second task.
+        let (_, reply) = stand
+            .deliver(
+                "pull_request",
+                &pull_request(
+                    "labeled",
+                    pr,
+                    "feature/Login_Page",
+                    Some("uat"),
+                    "walt",
+                    false,
+                ),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Session already exists");
+        assert_eq!(stand.tasks().await.len(), 1);
+
+        let (_, reply) = stand
+            .deliver(
+                "pull_request",
+                &pull_request(
+                    "unlabeled",
+                    pr,
+                    "feature/Login_Page",
+                    Some("uat"),
+                    "walt",
+                    false,
+                ),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Stopping", "{reply}");
+        assert_eq!(
+            agent
+                .requests()
+                .iter()
+                .filter(|r| r.path == "/stop")
+                .count(),
+            1
+        );
+        let comments: Vec<String> = stand
+            .github
+            .comments(REPO, pr)
+            .into_iter()
+            .map(|c| c.body)
+            .collect();
+        assert!(
+            comments.iter().any(|c| c.contains("UAT Already Running")),
+            "{comments:?}"
+        );
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.contains("UAT Environment Stopped")),
+            "{comments:?}"
+        );
+    })
+    .await;
+}
+
+/// Two PR branches that fold to the same readable preview id still get distinct sessions.
+#[tokio::test]
+async fn colliding_preview_ids_fall_back_to_hashed_ids() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let (pa, pb) = (
+            stand.open_pr("feature/x").await,
+            stand.open_pr("feature-x").await,
+        );
+        let (_, a) = stand
+            .deliver(
+                "pull_request",
+                &pull_request("labeled", pa, "feature/x", Some("uat"), "walt", false),
+                &delivery(),
+            )
+            .await;
+        let (_, b) = stand
+            .deliver(
+                "pull_request",
+                &pull_request("labeled", pb, "feature-x", Some("uat"), "walt", false),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(a["session_id"], "tt-feature-x");
+        assert_eq!(b["message"], "Preview started", "{b}");
+        assert_ne!(a["session_id"], b["session_id"]);
+        assert_eq!(stand.tasks().await.len(), 2);
+    })
+    .await;
+}
+
+/// A JIRA label on a mapped project: branch, PR, session and a JIRA comment with the links; the
+/// prompt keeps the description's paragraphs.
+#[tokio::test]
+async fn jira_label_starts_a_session_and_comments_back() {
+    within(async {
+        let Some(stand) = Stand::new().await else { return };
+        let description = Adf::new()
+            .paragraph("Users need to reset their password from the login page.")
+            .paragraph("The reset link expires after one hour.")
+            .bullet_list(&["send the email", "show a confirmation"])
+            .mention("557058:1", "Dave", "@Dave")
+            .build();
+        stand.jira.add_issue("AG-12", "Password reset", description.clone(), &["claude-dev"]);
+        let payload = json!({
+            "webhookEvent": "jira:issue_updated",
+            "user": {"displayName": "Dave"},
+            "issue": {"key": "AG-12", "fields": {"summary": "Password reset", "description": description,
+                      "labels": ["backend", "claude-dev"], "project": {"key": "AG"}}},
+            "changelog": {"items": [{"field": "labels", "fromString": "backend", "toString": "backend claude-dev"}]}
+        });
+        let (status, reply) = stand.deliver_jira(&payload, &delivery()).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["message"], "Session started", "{reply}");
+
+        assert_eq!(stand.new_branches().into_iter().map(|(b, _)| b).collect::<Vec<_>>(), vec!["claude/ag-12".to_owned()]);
+        let pulls = stand.github.pulls(REPO);
+        assert_eq!(pulls.len(), 1);
+        assert_eq!(pulls[0].title, "[Claude] AG-12: Password reset");
+        assert!(pulls[0].body.clone().unwrap_or_default().contains(&format!("{}/browse/AG-12", stand.jira.url())));
+
+        let s = &stand.sessions().await[0];
+        assert_eq!((s.source, s.jira_issue_key.as_ref().map(|k| k.as_str())), (Source::Jira, Some("AG-12")));
+        let prompt = s.initial_prompt.clone().unwrap();
+        assert!(prompt.contains("reset their password from the login page.\n\nThe reset link expires"), "{prompt}");
+        assert!(prompt.contains("- send the email"), "{prompt}");
+
+        let comments = stand.jira.comments("AG-12");
+        assert_eq!(comments.len(), 1);
+        let text = comments[0].to_string();
+        assert!(text.contains(&pulls[0].number.to_string()) && text.contains(s.session_id.as_str()), "{text}");
+        assert_eq!(stand.tasks().await.len(), 1);
+
+        // An unmapped project is refused with the reason; nothing else happens.
+        let mut other = payload.clone();
+        other["issue"]["key"] = json!("ZZ-1");
+        other["issue"]["fields"]["project"]["key"] = json!("ZZ");
+        let (_, reply) = stand.deliver_jira(&other, &delivery()).await;
+        assert_eq!(reply["message"], "No repo mapping for project ZZ");
+        assert_eq!(stand.sessions().await.len(), 1);
+    })
+    .await;
+}
+
+/// Wrong, missing, rotated-out and malformed signatures: 401 and nothing happens; the older
+/// secret of a rotation is still accepted.
+#[tokio::test]
+async fn signatures_are_checked_before_anything() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let body = serde_json::to_vec(&issue_labeled(n, "T", "B", "claude-dev", "alice")).unwrap();
+        let with = |sig: Option<String>| {
+            let mut h = vec![
+                ("x-github-event", "issues".to_owned()),
+                ("x-github-delivery", delivery()),
+            ];
+            if let Some(s) = sig {
+                h.push(("x-hub-signature-256", s));
+            }
+            h
+        };
+        for sig in [
+            None,
+            Some("sha256=00".into()),
+            Some(cca_testkit::fixtures::sign_github("wrong", &body)),
+            Some("md5=abc".into()),
+        ] {
+            let (status, reply) = stand
+                .send("/webhooks/github", &with(sig), body.clone())
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+            assert!(reply["error"].as_str().unwrap().contains("signature"));
+        }
+        let (status, _) = stand
+            .send(
+                "/webhooks/jira",
+                &[("x-hub-signature", "sha256=00".into())],
+                b"{}".to_vec(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(stand.sessions().await.is_empty() && stand.github.pulls(REPO).is_empty());
+        let (status, reply) = stand
+            .send(
+                "/webhooks/github",
+                &with(Some(cca_testkit::fixtures::sign_github(
+                    OLD_WEBHOOK_SECRET,
+                    &body,
+                ))),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Session started"))
+        );
+    })
+    .await;
+}

@@ -1,0 +1,397 @@
+//! The test stand of the webhook scenarios: the real router and production clients, wired to a
+//! stateful fake GitHub and JIRA over HTTP, moto for ECS (and DynamoDB), and a real store.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cca_domain::decide::Rules;
+use cca_domain::mask::Masker;
+use cca_github::{AppCredentials, GitHub, GitHubAuth};
+use cca_launcher::{EcsLauncher, EcsSettings, TaskDefinitions};
+use cca_store::{SessionStore, SqliteStore};
+use cca_testkit::fixtures::{github_example, sign_github};
+use cca_testkit::github::{APP_ID, FakeGitHub, app_private_key_pem};
+use cca_testkit::jira::FakeJira;
+use cca_testkit::moto::{Moto, unique_name};
+use cca_webhook::app::JiraSetup;
+use cca_webhook::control::ControlClient;
+use cca_webhook::{App, router};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+pub const WEBHOOK_SECRET: &str = "gh-webhook-secret-for-tests";
+pub const OLD_WEBHOOK_SECRET: &str = "gh-webhook-secret-rotated-out";
+pub const JIRA_SECRET: &str = "jira-webhook-secret-for-tests";
+pub const CONTROL_KEY: &str = "control-key-for-tests-0123456789";
+pub const REPO: &str = "octo/app";
+pub const INSTALLATION: u64 = 1;
+pub const DOMAIN: &str = "uat.example.test";
+
+/// Bound on every scenario, so a hang fails instead of stalling CI.
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a scenario under the global time-out.
+pub async fn within<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(SCENARIO_TIMEOUT, f)
+        .await
+        .expect("scenario timed out");
+}
+
+/// Everything a scenario touches.
+pub struct Stand {
+    pub github: FakeGitHub,
+    pub jira: FakeJira,
+    pub moto: Moto,
+    pub ecs: aws_sdk_ecs::Client,
+    pub cluster: String,
+    pub families: TaskDefinitions,
+    pub store: Arc<dyn SessionStore>,
+    pub app: Arc<App>,
+    pub router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// How to build the stand.
+#[derive(Default)]
+pub struct Options {
+    /// Leave the agent `latest` task definition unregistered, so RunTask fails.
+    pub missing_agent_task_definition: bool,
+    pub rules: Rules,
+}
+
+impl Stand {
+    /// The stand, or `None` (the test then returns) when no moto server is configured.
+    pub async fn new() -> Option<Stand> {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Option<Stand> {
+        let Some(moto) = Moto::from_env() else {
+            eprintln!("skipped: CCA_MOTO_URL is not set (run scripts/test.sh)");
+            return None;
+        };
+        moto.ecs_manual_transitions().await;
+        let ecs = moto.ecs().await;
+        let cluster = unique_name("cluster");
+        moto.create_cluster(&ecs, &cluster).await.expect("cluster");
+        let network = moto.create_network().await.expect("network");
+        let families = TaskDefinitions {
+            agent_latest: unique_name("agent"),
+            agent_staging: unique_name("agent-staging"),
+            preview_latest: unique_name("preview"),
+            preview_staging: unique_name("preview-staging"),
+        };
+        let mut settings = EcsSettings::new(
+            cluster.clone(),
+            families.clone(),
+            network.subnet_ids.clone(),
+            vec![network.security_group_id.clone()],
+            false,
+        );
+        settings.agent_container = "agent".into();
+        settings.preview_container = "preview".into();
+        for (family, container) in [
+            (&families.agent_latest, "agent"),
+            (&families.agent_staging, "agent"),
+            (&families.preview_latest, "preview"),
+            (&families.preview_staging, "preview"),
+        ] {
+            if opts.missing_agent_task_definition && family == &families.agent_latest {
+                continue;
+            }
+            moto.register_task_definition(&ecs, family, container)
+                .await
+                .expect("task definition");
+        }
+        let launcher = Arc::new(EcsLauncher::new(ecs.clone(), settings));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn SessionStore> =
+            Arc::new(SqliteStore::open(dir.path().join("sessions.db")).expect("sqlite store"));
+
+        let github = FakeGitHub::start().await;
+        github.add_installation(INSTALLATION);
+        github.add_repo(REPO);
+        for (login, role) in [
+            ("alice", "admin"),
+            ("maya", "maintain"),
+            ("walt", "write"),
+            ("rita", "read"),
+            ("tina", "triage"),
+        ] {
+            github.set_permission(REPO, login, role);
+        }
+        let jira = FakeJira::start("bot@example.test", "jira-api-token-for-tests").await;
+
+        let app_creds = AppCredentials::new(
+            APP_ID,
+            &SecretString::from(app_private_key_pem().to_owned()),
+        )
+        .expect("app key");
+        let gh = GitHub::new(
+            github.url(),
+            GitHubAuth::App {
+                app: app_creds,
+                default_installation: Some(INSTALLATION),
+            },
+        )
+        .expect("github client");
+        let mut masker = Masker::default();
+        for s in [
+            WEBHOOK_SECRET,
+            OLD_WEBHOOK_SECRET,
+            JIRA_SECRET,
+            CONTROL_KEY,
+            "jira-api-token-for-tests",
+        ] {
+            masker.add(s);
+        }
+        let jira_setup = JiraSetup {
+            client: cca_jira::Jira::new(
+                jira.url(),
+                "bot@example.test",
+                SecretString::from("jira-api-token-for-tests"),
+            )
+            .expect("jira client"),
+            webhook_secrets: vec![SecretString::from(JIRA_SECRET)],
+            project_mapping: [(
+                "AG".to_owned(),
+                cca_domain::RepoName::parse(REPO).expect("repo"),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let app = Arc::new(App {
+            store: store.clone(),
+            launcher,
+            github: gh,
+            github_webhook_secrets: vec![
+                SecretString::from(WEBHOOK_SECRET),
+                SecretString::from(OLD_WEBHOOK_SECRET),
+            ],
+            jira: Some(jira_setup),
+            control: ControlClient::new(SecretString::from(CONTROL_KEY), Duration::from_secs(3)),
+            uat_domain_suffix: DOMAIN.into(),
+            rules: opts.rules,
+            masker,
+        });
+        Some(Stand {
+            router: router(app.clone()),
+            github,
+            jira,
+            moto,
+            ecs,
+            cluster,
+            families,
+            store,
+            app,
+            _dir: dir,
+        })
+    }
+
+    /// Sends raw bytes with the given headers through the real router.
+    pub async fn send(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method("POST").uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req.body(Body::from(body)).expect("request");
+        let resp = tower::ServiceExt::oneshot(self.router.clone(), req)
+            .await
+            .expect("router answers");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("non-JSON reply {status}: {bytes:?}"));
+        (status, json)
+    }
+
+    /// Delivers a GitHub event, signed with the current secret.
+    pub async fn deliver(
+        &self,
+        event: &str,
+        payload: &Value,
+        delivery: &str,
+    ) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(payload).expect("json");
+        let headers = [
+            ("x-github-event", event.to_owned()),
+            ("x-github-delivery", delivery.to_owned()),
+            ("x-hub-signature-256", sign_github(WEBHOOK_SECRET, &body)),
+            ("content-type", "application/json".to_owned()),
+        ];
+        self.send("/webhook", &headers, body).await
+    }
+
+    /// Delivers a JIRA event, signed.
+    pub async fn deliver_jira(&self, payload: &Value, delivery: &str) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(payload).expect("json");
+        let headers = [
+            ("x-atlassian-webhook-identifier", delivery.to_owned()),
+            ("x-hub-signature", sign_github(JIRA_SECRET, &body)),
+            ("content-type", "application/json".to_owned()),
+        ];
+        self.send("/webhook", &headers, body).await
+    }
+
+    /// Task ARNs in the stand's cluster.
+    pub async fn tasks(&self) -> Vec<String> {
+        self.moto.list_task_arns(&self.ecs, &self.cluster).await
+    }
+
+    /// (task definition ARN, last status) of each task.
+    pub async fn describe_tasks(&self) -> Vec<(String, String)> {
+        let arns = self.tasks().await;
+        if arns.is_empty() {
+            return vec![];
+        }
+        let out = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .expect("describe");
+        out.tasks()
+            .iter()
+            .map(|t| {
+                (
+                    t.task_definition_arn().unwrap_or_default().to_owned(),
+                    t.last_status().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every session in the store.
+    pub async fn sessions(&self) -> Vec<cca_domain::Session> {
+        self.store
+            .list(&cca_store::ListFilter::default())
+            .await
+            .expect("list")
+    }
+
+    /// Pushes a commit to `head` and opens a PR from it, as a person would; returns its number.
+    pub async fn open_pr(&self, head: &str) -> u64 {
+        self.github.push_commit(REPO, head, "work");
+        self.github.add_personal_token("person-token-for-tests");
+        let resp: Value = reqwest::Client::new()
+            .post(format!("{}/repos/{REPO}/pulls", self.github.url()))
+            .bearer_auth("person-token-for-tests")
+            .json(&json!({ "title": format!("Work on {head}"), "head": head, "base": "main", "body": "" }))
+            .send()
+            .await
+            .expect("create PR")
+            .json()
+            .await
+            .expect("PR json");
+        resp["number"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no PR number in {resp}"))
+    }
+
+    /// Branches of the repository other than the default one.
+    pub fn new_branches(&self) -> Vec<(String, String)> {
+        self.github
+            .branches(REPO)
+            .into_iter()
+            .filter(|(b, _)| b != "main")
+            .collect()
+    }
+}
+
+fn adapt_common(p: &mut Value, sender: &str, sender_type: &str) {
+    p["repository"]["full_name"] = json!(REPO);
+    p["repository"]["name"] = json!("app");
+    p["repository"]["owner"]["login"] = json!("octo");
+    p["sender"]["login"] = json!(sender);
+    p["sender"]["type"] = json!(sender_type);
+    p["installation"] = json!({ "id": INSTALLATION });
+}
+
+/// A real `issues.labeled` payload, adapted to the stand's repository and an issue.
+pub fn issue_labeled(number: u64, title: &str, body: &str, label: &str, sender: &str) -> Value {
+    let mut p = github_example("issues", Some("labeled"));
+    adapt_common(
+        &mut p,
+        sender,
+        if sender.ends_with("[bot]") {
+            "Bot"
+        } else {
+            "User"
+        },
+    );
+    p["issue"]["number"] = json!(number);
+    p["issue"]["title"] = json!(title);
+    p["issue"]["body"] = json!(body);
+    if let Some(o) = p["issue"].as_object_mut() {
+        o.remove("pull_request");
+    }
+    p["label"] = json!({ "name": label, "id": 1, "color": "ededed" });
+    p
+}
+
+/// A real `pull_request` payload of `action`, adapted.
+pub fn pull_request(
+    action: &str,
+    number: u64,
+    head_ref: &str,
+    label: Option<&str>,
+    sender: &str,
+    merged: bool,
+) -> Value {
+    let mut p = github_example("pull_request", Some(action));
+    adapt_common(
+        &mut p,
+        sender,
+        if sender.ends_with("[bot]") {
+            "Bot"
+        } else {
+            "User"
+        },
+    );
+    p["number"] = json!(number);
+    p["pull_request"]["number"] = json!(number);
+    p["pull_request"]["head"]["ref"] = json!(head_ref);
+    p["pull_request"]["merged"] = json!(merged);
+    if let Some(l) = label {
+        p["label"] = json!({ "name": l, "id": 2, "color": "ededed" });
+    }
+    p
+}
+
+/// A real `issue_comment.created` payload on PR `number`, adapted.
+pub fn pr_comment(number: u64, body: &str, author: &str) -> Value {
+    let mut p = github_example("issue_comment", Some("created"));
+    let kind = if author.ends_with("[bot]") {
+        "Bot"
+    } else {
+        "User"
+    };
+    adapt_common(&mut p, author, kind);
+    p["issue"]["number"] = json!(number);
+    p["issue"]["pull_request"] =
+        json!({ "url": format!("https://api.github.com/repos/{REPO}/pulls/{number}") });
+    p["comment"]["id"] = json!(424242);
+    p["comment"]["body"] = json!(body);
+    p["comment"]["user"]["login"] = json!(author);
+    p["comment"]["user"]["type"] = json!(kind);
+    p
+}
+
+/// A fresh delivery id.
+pub fn delivery() -> String {
+    unique_name("delivery")
+}

@@ -72,12 +72,19 @@ fn target(intent: &Intent) -> Option<(&RepoName, Option<u64>)> {
 pub async fn check_permission(app: &App, intent: &Intent) -> Option<Reply> {
     let user = intent.requires_write()?;
     let (repo, installation) = target(intent)?;
-    let result = async {
-        let gh = app.github.client(installation).await?;
-        gh.permission(repo, user).await
-    }
-    .await;
-    match result {
+    let gh = match app.github.client(installation).await {
+        Ok(gh) => gh,
+        // The delivery names an installation this App cannot act for: bad input, not an outage.
+        Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => {
+            warn!(installation = ?installation, error = %e, "refused: installation not accessible");
+            return Some(Reply::error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot act for installation {installation:?}: {e}"),
+            ));
+        }
+        Err(e) => return Some(ActError::from(e).reply(app)),
+    };
+    match gh.permission(repo, user).await {
         Ok(p) if p.can_write() => None,
         Ok(p) => {
             info!(user = %user, repo = %repo, permission = ?p, "refused: the actor lacks write permission");

@@ -242,6 +242,10 @@ fn handled_action(event: &str, action: &str) -> bool {
 
 /// Parses a GitHub webhook body of the event named by `X-GitHub-Event`.
 pub fn parse_github(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    // Every webhook payload is a JSON object; a scalar or array is not a delivery at all.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ParseError::Json("the payload is not a JSON object".into()));
+    }
     let unhandled = |action: Option<String>| GitHubEvent::Unhandled {
         event: event.to_owned(),
         action,
@@ -433,6 +437,9 @@ struct RawChangeItem {
 
 /// Parses a JIRA webhook body.
 pub fn parse_jira(body: &[u8]) -> Result<JiraEvent, ParseError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ParseError::Json("the payload is not a JSON object".into()));
+    }
     let raw: RawJira = serde_json::from_slice(body).map_err(json_err)?;
     let kind = raw.webhook_event.unwrap_or_default();
     let issue = match raw.issue {
@@ -551,6 +558,9 @@ mod tests {
         assert!(parse_github("issues", br#"{"action":"labeled"}"#).is_err());
         assert!(parse_github("star", b"not json").is_err());
         assert!(parse_github("ping", b"{}").is_ok());
+        assert!(parse_github("ping", b"42").is_err());
+        assert!(parse_github("push", b" []").is_err());
+        assert!(parse_jira(b"[]").is_err());
     }
 
     #[test]

@@ -137,7 +137,7 @@ async fn agent_launch_on_latest_runs_the_agent_task_definition_with_overrides_an
 
     let moto = Moto::from_env().unwrap();
     let listed = moto.list_task_arns(&stand.ecs, stand.cluster()).await;
-    assert_eq!(listed, [launched.task_arn.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&launched.task_arn));
 
     let task = stand.describe(&launched.task_arn).await;
     assert_eq!(

@@ -31,7 +31,7 @@ pub const BOT_LOGIN: &str = "cca-test[bot]";
 pub const PERSONAL_LOGIN: &str = "cca-test-user";
 /// Webhook secret handed out by the manifest conversion.
 pub const MANIFEST_WEBHOOK_SECRET: &str = "cca-test-webhook-secret";
-/// Installation token lifetime unless changed with [`FakeGitHub::set_token_lifetime`]: GitHub's hour.
+/// Installation token lifetime until [`FakeGitHub::set_token_lifetime`] changes it: GitHub's hour.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Longest App JWT lifetime (`exp - iat`) GitHub accepts: ten minutes.
 const MAX_JWT_LIFETIME_SECS: i64 = 600;
@@ -59,7 +59,7 @@ const DEPLOYMENT_STATES: [&str; 7] = [
 const APP_PRIVATE_KEY_PEM: &str = include_str!("../keys/app.pem");
 const APP_PUBLIC_KEY_PEM: &str = include_str!("../keys/app.pub.pem");
 
-/// PEM of the fake App's RSA private key (PKCS#1, like the keys GitHub issues), for signing App JWTs.
+/// PEM of the fake App's RSA private key (PKCS#1, as GitHub issues them), to sign App JWTs with.
 pub fn app_private_key_pem() -> &'static str {
     APP_PRIVATE_KEY_PEM
 }
@@ -397,7 +397,7 @@ impl FakeGitHub {
         number
     }
 
-    /// Adds a comment written by `login` (a person, say) on an issue or pull request; returns its id.
+    /// Adds a comment by `login` (a person, say) on an issue or pull request; returns its id.
     ///
     /// # Panics
     /// When the issue or pull request does not exist.
@@ -1113,6 +1113,8 @@ impl RepoCtx<'_> {
         *self.last_id
     }
 
+    /// Routes a request on the repository. GitHub takes POST wherever it takes PATCH (for clients
+    /// that cannot send PATCH), and octocrab relies on it, e.g. to edit comments.
     fn route(&mut self, method: &str, rest: &[&str]) -> Answer {
         match (method, rest) {
             ("GET", []) => ok(self.repo.json(self.api)),
@@ -1130,7 +1132,7 @@ impl RepoCtx<'_> {
             }
             ("POST", ["git", "commits"]) => self.create_commit(),
             ("POST", ["git", "refs"]) => self.create_ref(),
-            ("PATCH", ["git", "refs", "heads", branch @ ..]) if !branch.is_empty() => {
+            ("PATCH" | "POST", ["git", "refs", "heads", branch @ ..]) if !branch.is_empty() => {
                 self.update_ref(&branch.join("/"))
             }
             ("DELETE", ["git", "refs", "heads", branch @ ..]) if !branch.is_empty() => {
@@ -1147,13 +1149,13 @@ impl RepoCtx<'_> {
                     .ok_or_else(ApiError::not_found)?;
                 ok(self.repo.pull_json(self.api, pull))
             }
-            ("PATCH", ["pulls", number]) => self.update_pull(parse_number(number)?),
+            ("PATCH" | "POST", ["pulls", number]) => self.update_pull(parse_number(number)?),
             ("GET", ["issues", "comments", id]) => {
                 let id = parse_number(id)?;
                 let comment = self.repo.comment(id).ok_or_else(ApiError::not_found)?;
                 ok(self.repo.comment_json(self.api, comment))
             }
-            ("PATCH", ["issues", "comments", id]) => self.edit_comment(parse_number(id)?),
+            ("PATCH" | "POST", ["issues", "comments", id]) => self.edit_comment(parse_number(id)?),
             ("DELETE", ["issues", "comments", id]) => {
                 let id = parse_number(id)?;
                 let before = self.repo.comments.len();

@@ -386,9 +386,13 @@ async fn status_comment_is_edited_in_place_and_reacted_to() {
     assert_eq!(comment["user"]["login"], "cca-test[bot]");
     assert_eq!(comment["user"]["type"], "Bot");
     let id = comment["id"].as_u64().expect("id");
-    for body in ["Step 1 done", "Step 2 done"] {
+    // GitHub takes POST for PATCH, and octocrab edits comments that way.
+    for (method, body) in [
+        (reqwest::Method::PATCH, "Step 1 done"),
+        (reqwest::Method::POST, "Step 2 done"),
+    ] {
         let response = c
-            .patch(format!("{repo_url}/issues/comments/{id}"))
+            .request(method, format!("{repo_url}/issues/comments/{id}"))
             .bearer_auth(&token)
             .json(&json!({ "body": body }))
             .send()

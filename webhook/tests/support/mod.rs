@@ -43,6 +43,79 @@ pub async fn within<F: std::future::Future<Output = ()>>(f: F) {
         .expect("scenario timed out");
 }
 
+/// The router over an App with no AWS at all: SQLite in memory, a process launcher whose
+/// program does not exist, the fake GitHub (where nobody has write access) and JIRA. For input
+/// tests, which must never get as far as launching anything.
+pub async fn offline_router() -> (Router, FakeGitHub) {
+    let github = FakeGitHub::start().await;
+    github.add_installation(INSTALLATION);
+    github.add_repo(REPO);
+    let app_creds = AppCredentials::new(
+        APP_ID,
+        &SecretString::from(app_private_key_pem().to_owned()),
+    )
+    .expect("app key");
+    let gh = GitHub::new(
+        github.url(),
+        GitHubAuth::App {
+            app: app_creds,
+            default_installation: Some(INSTALLATION),
+        },
+    )
+    .expect("github client");
+    let dir = std::env::temp_dir().join(unique_name("cca-offline"));
+    let launcher = Arc::new(cca_launcher::ProcessLauncher::new(
+        dir.join("no-such-agent"),
+        dir.clone(),
+        Vec::new(),
+        Duration::from_secs(1),
+    ));
+    let jira = JiraSetup {
+        client: cca_jira::Jira::new(
+            "http://127.0.0.1:9",
+            "x@example.test",
+            SecretString::from("t"),
+        )
+        .expect("jira"),
+        webhook_secrets: vec![SecretString::from(JIRA_SECRET)],
+        project_mapping: Default::default(),
+    };
+    let app = Arc::new(App {
+        store: Arc::new(SqliteStore::in_memory().expect("sqlite")),
+        launcher,
+        github: gh,
+        github_webhook_secrets: vec![SecretString::from(WEBHOOK_SECRET)],
+        jira: Some(jira),
+        control: ControlClient::new(SecretString::from(CONTROL_KEY), Duration::from_secs(1)),
+        uat_domain_suffix: DOMAIN.into(),
+        rules: Rules::default(),
+        masker: Masker::default(),
+    });
+    (router(app), github)
+}
+
+/// Sends a request through `router`; the reply must be JSON.
+pub async fn send_to(
+    router: &Router,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method("POST").uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(Body::from(body)).expect("request");
+    let resp = tower::ServiceExt::oneshot(router.clone(), req)
+        .await
+        .expect("router answers");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("non-JSON reply {status}: {bytes:?}"));
+    (status, json)
+}
+
 /// Everything a scenario touches.
 pub struct Stand {
     pub github: FakeGitHub,

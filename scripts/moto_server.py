@@ -10,9 +10,11 @@ each patch is kept as small as the fault. The patches target moto 5.2.x
 """
 
 import argparse
+import threading
 import types
 
 from moto import server
+from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecs import models as ecs_models
 
@@ -61,6 +63,21 @@ def _patch_container_sizes_as_strings():
     ecs_models.Container.__init__ = init
 
 
+def _patch_serialized_dynamodb():
+    # moto checks a DynamoDB write's condition and then writes without a lock,
+    # and undoes a cancelled transaction by restoring a copy of the table, so
+    # two racing conditional writes can both succeed; DynamoDB applies each
+    # request atomically. One lock around each DynamoDB request restores that.
+    lock = threading.Lock()
+    original = DynamoHandler.call_action
+
+    def call_action(self):
+        with lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -70,6 +87,7 @@ def main():
     _patch_missing_container_memory()
     _patch_eni_dns_name()
     _patch_container_sizes_as_strings()
+    _patch_serialized_dynamodb()
 
     server.main(["--host", args.host, "--port", str(args.port)])
 

@@ -80,11 +80,7 @@ fn walk(node: &Value, out: &mut String, depth: usize) {
     match kind {
         "paragraph" | "heading" | "blockquote" | "panel" | "rule" | "table" => out.push_str("\n\n"),
         "codeBlock" => out.push_str("\n```\n\n"),
-        "listItem" | "tableRow" => {
-            if !out.ends_with('\n') {
-                out.push('\n');
-            }
-        }
+        "listItem" | "tableRow" if !out.ends_with('\n') => out.push('\n'),
         "tableCell" | "tableHeader" => out.push_str(" | "),
         _ => {}
     }

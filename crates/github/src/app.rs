@@ -106,6 +106,7 @@ struct AccessTokenAnswer {
 }
 
 type TokenKey = (u64, Option<String>);
+type TokenCache = HashMap<TokenKey, (InstallationToken, RepoClient)>;
 
 /// Entry point to GitHub: hands out clients authenticated for an installation (or the personal
 /// token), minting and caching installation tokens as needed.
@@ -115,7 +116,7 @@ pub struct GitHub {
     auth: GitHubAuth,
     /// Unauthenticated client; every authenticated one is derived from it and shares its pool.
     base: Octocrab,
-    tokens: Arc<tokio::sync::Mutex<HashMap<TokenKey, (InstallationToken, RepoClient)>>>,
+    tokens: Arc<tokio::sync::Mutex<TokenCache>>,
     personal: Option<RepoClient>,
     permissions: crate::client::PermissionCache,
 }

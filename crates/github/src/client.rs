@@ -54,17 +54,20 @@ impl Permission {
 
 /// Cache of collaborator permissions shared by every client of one [`crate::GitHub`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct PermissionCache(Arc<Mutex<HashMap<(String, String), (Permission, Instant)>>>);
+pub(crate) struct PermissionCache(Arc<Mutex<HashMap<PermissionKey, (Permission, Instant)>>>);
+
+/// (repository, lower-cased login).
+type PermissionKey = (String, String);
 
 impl PermissionCache {
-    fn get(&self, key: &(String, String)) -> Option<Permission> {
+    fn get(&self, key: &PermissionKey) -> Option<Permission> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key)
             .filter(|(_, at)| at.elapsed() < PERMISSION_TTL)
             .map(|(p, _)| *p)
     }
 
-    fn put(&self, key: (String, String), p: Permission) {
+    fn put(&self, key: PermissionKey, p: Permission) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (_, at)| at.elapsed() < PERMISSION_TTL);
         map.insert(key, (p, Instant::now()));

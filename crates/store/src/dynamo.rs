@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
@@ -37,7 +38,7 @@ use crate::record::{self, CLEARED_BY_RELAUNCH, Value, backend};
 use crate::{DELIVERY_TTL_SECS, ListFilter, SessionStore, StoreError, StoreResult};
 
 /// Name of the global secondary index on `repo_full_name` + `pr_number`.
-pub const PR_INDEX: &str = "pr-index";
+pub(crate) const PR_INDEX: &str = "pr-index";
 
 /// Attempts at a write that keeps colliding with concurrent transactions on the same items.
 /// Each collision means another writer made progress, so ten attempts (about 4 s of backoff at
@@ -65,6 +66,14 @@ pub struct DynamoStore {
 /// What a transaction came to when it was not applied: the reasons, one per item in order.
 type Cancelled = Vec<CancellationReason>;
 
+/// A conditional update of one session item: the expression placeholders, the update and the
+/// condition it depends on.
+struct SessionWrite {
+    expr: Expr,
+    update: String,
+    condition: String,
+}
+
 impl DynamoStore {
     /// A store on an existing `table` (made by [`DynamoStore::create_table`] or infrastructure
     /// code with the same key, index and TTL attribute).
@@ -75,7 +84,7 @@ impl DynamoStore {
         }
     }
 
-    /// Creates `table` on demand billing with the key `session_id`, the GSI [`PR_INDEX`]
+    /// Creates `table` on demand billing with the key `session_id`, the GSI `pr-index`
     /// (projecting every attribute) and TTL on `ttl`, and waits until it is active.
     pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
         const OP: &str = "create_table";
@@ -265,24 +274,18 @@ impl DynamoStore {
         }
     }
 
-    /// An update of one session item, conditional on `condition`.
-    fn session_update(
-        &self,
-        id: &SessionId,
-        expr: Expr,
-        update: String,
-        condition: String,
-    ) -> StoreResult<Update> {
+    /// `write` as an item of a transaction.
+    fn session_update(&self, op: &str, id: &SessionId, write: SessionWrite) -> StoreResult<Update> {
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(item::key(id.to_string())))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
+            .update_expression(write.update)
+            .condition_expression(write.condition)
+            .set_expression_attribute_names(write.expr.names())
+            .set_expression_attribute_values(write.expr.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| backend("build update", e))
+            .map_err(|e| backend(op, e))
     }
 
     /// A plain conditional `UpdateItem` of one session, returning the record as written.
@@ -291,10 +294,13 @@ impl DynamoStore {
         op: &str,
         id: &SessionId,
         refused_to: Option<Status>,
-        expr: Expr,
-        update: String,
-        condition: String,
+        write: SessionWrite,
     ) -> StoreResult<Session> {
+        let SessionWrite {
+            expr,
+            update,
+            condition,
+        } = write;
         let result = retry_conflicts(op, || {
             self.client
                 .update_item()
@@ -317,12 +323,8 @@ impl DynamoStore {
                 None => self.load_existing(op, id).await,
             },
             Err(err) => match err.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => {
-                    let old = match e {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item.as_ref(),
-                        _ => None,
-                    };
-                    Err(self.refused(op, id, refused_to, old).await)
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                    Err(self.refused(op, id, refused_to, e.item.as_ref()).await)
                 }
                 _ => Err(sdk_error(op, err)),
             },
@@ -521,13 +523,14 @@ impl SessionStore for DynamoStore {
                 expr.name("session_id"),
                 expr.status_in(&predecessors)
             );
-            (expr, update, condition)
+            SessionWrite {
+                expr,
+                update,
+                condition,
+            }
         };
         if !to.is_terminal() {
-            let (expr, update, condition) = build();
-            return self
-                .update_session(OP, id, Some(to), expr, update, condition)
-                .await;
+            return self.update_session(OP, id, Some(to), build()).await;
         }
 
         // Ending releases the session's pointer in the same transaction. The pointer's key comes
@@ -545,11 +548,8 @@ impl SessionStore for DynamoStore {
             }
             let key = current.active_key();
             let owned = matches!(self.pointer(OP, &key).await?, Some((owner, _)) if &owner == id);
-            let (expr, update, condition) = build();
             if !owned {
-                return self
-                    .update_session(OP, id, Some(to), expr, update, condition)
-                    .await;
+                return self.update_session(OP, id, Some(to), build()).await;
             }
             let mut release = Expr::default();
             let release_update = format!(
@@ -573,7 +573,7 @@ impl SessionStore for DynamoStore {
                 .map_err(|e| backend(OP, e))?;
             let items = vec![
                 TransactWriteItem::builder()
-                    .update(self.session_update(id, expr, update, condition)?)
+                    .update(self.session_update(OP, id, build())?)
                     .build(),
                 TransactWriteItem::builder().update(release).build(),
             ];
@@ -611,8 +611,12 @@ impl SessionStore for DynamoStore {
             expr.name("session_id"),
             expr.status_in(&ended)
         );
-        self.update_session(OP, id, None, expr, update, condition)
-            .await
+        let write = SessionWrite {
+            expr,
+            update,
+            condition,
+        };
+        self.update_session(OP, id, None, write).await
     }
 
     async fn relaunch(
@@ -647,6 +651,11 @@ impl SessionStore for DynamoStore {
             let mut expr = Expr::default();
             let update = expr.update(&sets, &clears);
             let condition = expr.status_in(&ended);
+            let write = SessionWrite {
+                expr,
+                update,
+                condition,
+            };
             let mut claim = Expr::default();
             let claim_condition = format!(
                 "attribute_not_exists({}) OR {} = {} OR {} = {}",
@@ -669,7 +678,7 @@ impl SessionStore for DynamoStore {
                 .map_err(|e| backend(OP, e))?;
             let items = vec![
                 TransactWriteItem::builder()
-                    .update(self.session_update(id, expr, update, condition)?)
+                    .update(self.session_update(OP, id, write)?)
                     .build(),
                 TransactWriteItem::builder().put(put_pointer).build(),
             ];

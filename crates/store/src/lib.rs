@@ -8,6 +8,9 @@
 //! - at most one session is active per [`ActiveKey`] (one agent per issue, one preview per PR);
 //! - a webhook delivery id is recorded once.
 //!
+//! The active key of a session is derived from its stored record ([`Session::active_key`]); a
+//! preview's `pr_number` is part of its key, so it is set at creation and not patched later.
+//!
 //! The conformance suite in `tests/conformance.rs` runs the same scenarios against both.
 
 mod dynamo;
@@ -44,7 +47,9 @@ pub enum StoreError {
         from: Status,
         to: Status,
     },
-    /// The backing service failed (network, throttling, a corrupt row).
+    /// The backing service failed (network, throttling, a corrupt row), or a value cannot be
+    /// stored (a cost that is not finite). The message names the operation, and for a corrupt
+    /// record the session and field.
     #[error("session store backend failed: {0}")]
     Backend(String),
 }
@@ -64,16 +69,20 @@ pub struct ListFilter {
 /// Sessions, wherever they are kept. See the crate documentation for the guarantees.
 #[async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
-    /// Stores a new session (status must be `PROVISIONING`) and claims its active key.
-    /// Fails with [`StoreError::ActiveExists`] when another session holds the key and has not
-    /// ended, and [`StoreError::IdTaken`] when the id exists.
+    /// Stores a new session (status must be `PROVISIONING`, else
+    /// [`StoreError::IllegalTransition`]) and claims its active key, both or neither.
+    /// Fails with [`StoreError::ActiveExists`] when a session holds the key and has not ended,
+    /// and [`StoreError::IdTaken`] when the id exists; when both hold, `ActiveExists` is the one
+    /// reported, since it names the session to deal with.
     async fn create(&self, session: &Session) -> StoreResult<()>;
 
     /// The session with this id.
     async fn get(&self, id: &SessionId) -> StoreResult<Option<Session>>;
 
-    /// Moves a session to `to` and writes `patch`, only if its current status may precede `to`.
-    /// Reaching a terminal status sets `ttl` to now + 7 days and releases the active key.
+    /// Moves a session to `to` and writes `patch` and `updated_at`, only if its current status
+    /// may precede `to` (else [`StoreError::IllegalTransition`] with the current status, or
+    /// [`StoreError::NotFound`]). Reaching a terminal status sets `ttl` to now + 7 days and, in
+    /// the same write, releases the active key if this session holds it.
     /// Returns the record as written.
     async fn transition(
         &self,
@@ -90,21 +99,24 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
     /// Starts an ended session again on the same id, branch and PR: `STOPPED | COMPLETED |
     /// FAILED → PROVISIONING`, clearing `task_arn`, `container_ip`, `error` and `ttl`, writing
-    /// `patch`, and claiming the active key again (so it fails with `ActiveExists` like `create`).
+    /// `patch` (which wins over the clearing), and claiming the active key again: it fails with
+    /// `ActiveExists` when another session holds the key, and with `IllegalTransition` (to
+    /// `PROVISIONING`) when the session has not ended.
     async fn relaunch(&self, id: &SessionId, patch: SessionPatch, now: i64)
     -> StoreResult<Session>;
 
     /// The session holding or last holding `key`, active or not (newest claim wins).
     async fn by_active_key(&self, key: &ActiveKey) -> StoreResult<Option<Session>>;
 
-    /// Sessions of a PR through `pr-index`, newest `created_at` first.
+    /// Sessions of a PR through `pr-index`, newest `created_at` first (ties by id). DynamoDB
+    /// index reads are eventually consistent, so a session created a moment ago may be missing.
     async fn by_pr(&self, repo: &RepoName, pr_number: u64) -> StoreResult<Vec<Session>>;
 
-    /// Sessions matching `filter`, newest first.
+    /// Sessions matching `filter`, newest `created_at` first (ties by id).
     async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<Session>>;
 
     /// Records a webhook delivery id; `true` the first time, `false` for a redelivery. Kept for
-    /// [`DELIVERY_TTL_SECS`].
+    /// [`DELIVERY_TTL_SECS`]: from `now` + that many seconds on, the id may be recorded again.
     async fn record_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
 
     /// Forgets a recorded delivery, so a redelivery of work that failed is handled again.

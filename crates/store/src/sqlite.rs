@@ -587,6 +587,33 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_connections_to_one_file_let_one_create_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.db");
+        let stores = [
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        ];
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                let mut s = session(&format!("racer{i}"));
+                s.issue_number = Some(7);
+                tokio::spawn(async move { store.create(&s).await })
+            })
+            .collect();
+        let mut oks = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => oks += 1,
+                Err(StoreError::ActiveExists { .. }) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(oks, 1);
+    }
+
     #[test]
     fn a_file_from_a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();

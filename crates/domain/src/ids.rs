@@ -161,12 +161,18 @@ pub struct Login(String);
 string_newtype!(Login);
 
 impl Login {
-    /// Any non-empty login of at most 100 characters (bots carry a `[bot]` suffix).
+    /// GitHub's login rules: letters, digits and `-`, at most 39 characters, and a `[bot]`
+    /// suffix for Apps. Checked strictly because logins go into API paths.
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        if s.is_empty() || s.len() > 100 || s.chars().any(char::is_whitespace) {
-            Err(IdError::Login(s.to_owned()))
-        } else {
+        let name = s.strip_suffix("[bot]").unwrap_or(s);
+        let ok = !name.is_empty()
+            && name.len() <= 39
+            && !name.starts_with('-')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if ok {
             Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::Login(s.to_owned()))
         }
     }
 }
@@ -267,6 +273,16 @@ mod tests {
         assert_eq!(k.project(), "AGNTS");
         for bad in ["", "AGNTS", "AGNTS-", "-1", "1A-2", "A-B"] {
             assert!(JiraKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn logins() {
+        for ok in ["octocat", "a-b", "dependabot[bot]", "A1"] {
+            assert!(Login::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a/b", "&%", "[bot]", &"x".repeat(40)] {
+            assert!(Login::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -24,6 +24,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/webhooks/jira", post(jira))
         .route("/health", get(health))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 
@@ -33,6 +34,10 @@ async fn health() -> Reply {
 
 async fn not_found() -> Reply {
     Reply::error(StatusCode::NOT_FOUND, "no such route")
+}
+
+async fn method_not_allowed() -> Reply {
+    Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
 }
 
 async fn read(body: Body) -> Result<Bytes, Reply> {

@@ -26,8 +26,8 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(d) = pending.pop() {
-        let entries = std::fs::read_dir(&d)
-            .unwrap_or_else(|e| panic!("cannot list {}: {e}", d.display()));
+        let entries =
+            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("cannot list {}: {e}", d.display()));
         for entry in entries {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
@@ -136,9 +136,7 @@ fn variable_rows(doc: &str) -> Vec<Row> {
         let cells = cells(line);
         if !header_seen {
             header_seen = true;
-            read_by_column = cells
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case("read by"));
+            read_by_column = cells.iter().position(|c| c.eq_ignore_ascii_case("read by"));
             continue;
         }
         let Some(col) = read_by_column else { continue };

@@ -257,12 +257,9 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
             return;
         };
         let n = stand.github.add_issue(REPO, "T", "B");
+        let id = delivery();
         let (status, reply) = stand
-            .deliver(
-                "issues",
-                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
-                &delivery(),
-            )
+            .deliver("issues", &issue_labeled(n, "T", "B", "claude-dev", "alice"), &id)
             .await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
         let sessions = stand.sessions().await;
@@ -296,6 +293,15 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
                 "secret leaked"
             );
         }
+
+        // The failed delivery was forgotten: GitHub's redelivery is handled again (and, with the
+        // task definition still missing, fails again and says so once more), not "duplicate".
+        let (status, again) = stand
+            .deliver("issues", &issue_labeled(n, "T", "B", "claude-dev", "alice"), &id)
+            .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{again}");
+        assert_eq!(stand.github.comments(REPO, pr).len(), 2);
+        assert_eq!(stand.sessions().await.len(), 1, "the same session was relaunched");
     })
     .await;
 }

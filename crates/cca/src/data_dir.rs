@@ -171,6 +171,11 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0);
         fs::write(&path, "short").unwrap();
-        assert!(dir.control_key().unwrap_err().to_string().contains("delete it"));
+        assert!(
+            dir.control_key()
+                .unwrap_err()
+                .to_string()
+                .contains("delete it")
+        );
     }
 }

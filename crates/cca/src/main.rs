@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cca", version, about = "Claude Cloud Agent operator command line")]
+#[command(
+    name = "cca",
+    version,
+    about = "Claude Cloud Agent operator command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

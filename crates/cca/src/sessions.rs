@@ -315,7 +315,10 @@ fn fields(s: &Session) -> Vec<(&'static str, String)> {
         ("control_port", opt(&s.control_port)),
         ("uat_url", opt(&s.uat_url)),
         ("claude_session_id", opt(&s.claude_session_id)),
-        ("cost_usd", s.cost_usd.map_or("-".into(), |c| format!("{c:.4}"))),
+        (
+            "cost_usd",
+            s.cost_usd.map_or("-".into(), |c| format!("{c:.4}")),
+        ),
         ("turns", opt(&s.turns)),
         ("error", opt(&s.error)),
         ("created_at", time(&Some(s.created_at))),

@@ -56,11 +56,13 @@ pub struct UpArgs {
 /// Why GitHub cannot be used, if it cannot: checked before anything is created, so a first run
 /// without credentials leaves nothing behind.
 fn missing_github(s: &WebhookArgs) -> Option<&'static str> {
-    if s.github_app_secret_arn.is_some() {
+    // An exported but empty variable is as good as none.
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if set(&s.github_app_secret_arn) {
         return None;
     }
-    let credentials = s.github_token.is_some() || s.github_app_id.is_some();
-    match (credentials, s.github_webhook_secret.is_some()) {
+    let credentials = set(&s.github_token) || s.github_app_id.is_some();
+    match (credentials, set(&s.github_webhook_secret)) {
         (true, true) => None,
         (false, _) => Some("no GitHub credentials"),
         (true, false) => Some("GITHUB_WEBHOOK_SECRET is not set"),
@@ -71,12 +73,21 @@ fn missing_github(s: &WebhookArgs) -> Option<&'static str> {
 /// `SESSION_STORE` or `LAUNCHER` say otherwise: `SESSIONS_TABLE` or `ECS_CLUSTER` left in an
 /// operator's shell must not make a local run write to the deployed system.
 fn fill_defaults(s: &mut WebhookArgs, dir: &DataDir) -> anyhow::Result<()> {
-    s.session_store
-        .get_or_insert_with(|| format!("sqlite:{}", dir.sessions_db().display()));
-    s.launcher.get_or_insert_with(|| "process".into());
+    // An exported but empty variable is as good as none.
+    let default = |v: &mut Option<String>, d: String| {
+        if v.as_deref().is_none_or(str::is_empty) {
+            *v = Some(d);
+        }
+    };
+    default(
+        &mut s.session_store,
+        format!("sqlite:{}", dir.sessions_db().display()),
+    );
+    default(&mut s.launcher, "process".into());
+    default(&mut s.uat_domain_suffix, "localhost".into());
     s.log_dir.get_or_insert_with(|| dir.logs());
-    s.uat_domain_suffix.get_or_insert_with(|| "localhost".into());
-    if s.control_secret_arn.is_none() && s.control_secret.is_none() {
+    s.control_secret_arn = s.control_secret_arn.take().filter(|v| !v.is_empty());
+    if s.control_secret_arn.is_none() && s.control_secret.as_deref().is_none_or(str::is_empty) {
         s.control_secret = Some(dir.control_key()?);
     }
     Ok(())
@@ -85,10 +96,7 @@ fn fill_defaults(s: &mut WebhookArgs, dir: &DataDir) -> anyhow::Result<()> {
 /// Settings the agents need that they would not inherit: defaults filled in here and values
 /// given as flags rather than environment. Credentials are inherited with the environment.
 fn agent_env(s: &WebhookArgs, dir: &DataDir) -> Vec<(String, String)> {
-    let mut env = vec![(
-        "CCA_DATA_DIR".to_owned(),
-        dir.root().display().to_string(),
-    )];
+    let mut env = vec![("CCA_DATA_DIR".to_owned(), dir.root().display().to_string())];
     let settings = [
         ("SESSION_STORE", &s.session_store),
         ("UAT_DOMAIN_SUFFIX", &s.uat_domain_suffix),
@@ -225,11 +233,10 @@ mod tests {
     fn credentials_are_checked_before_anything_is_made() {
         let mut s = WebhookArgs::default();
         assert_eq!(missing_github(&s), Some("no GitHub credentials"));
+        s.github_token = Some(String::new());
+        assert_eq!(missing_github(&s), Some("no GitHub credentials"));
         s.github_token = Some("t".into());
-        assert_eq!(
-            missing_github(&s),
-            Some("GITHUB_WEBHOOK_SECRET is not set")
-        );
+        assert_eq!(missing_github(&s), Some("GITHUB_WEBHOOK_SECRET is not set"));
         s.github_webhook_secret = Some("w".into());
         assert_eq!(missing_github(&s), None);
         let arn = WebhookArgs {

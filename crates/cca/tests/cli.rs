@@ -145,7 +145,12 @@ async fn stopping_a_session_that_never_started_an_agent_ends_it() {
         session.issue_number = Some(3);
         store.create(&session).await.unwrap();
         store
-            .transition(&id, Status::Starting, SessionPatch::default(), 1_700_000_001)
+            .transition(
+                &id,
+                Status::Starting,
+                SessionPatch::default(),
+                1_700_000_001,
+            )
             .await
             .unwrap();
 
@@ -271,95 +276,186 @@ fn alive(pid: u32) -> bool {
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), None).is_ok()
 }
 
+/// `cca up` serving, after one labelled issue started one agent.
+struct Running {
+    home: tempfile::TempDir,
+    data: PathBuf,
+    up: Up,
+    base: String,
+    github: FakeGitHub,
+    session_id: String,
+    agent_pid: u32,
+}
+
+impl Running {
+    fn home(&self) -> &Path {
+        self.home.path()
+    }
+}
+
+/// Starts `cca up`, has `alice` (an admin) label an issue through `cca replay`, and waits for the
+/// agent it starts.
+async fn up_with_one_session() -> Running {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let data = dir.join("data");
+    let github = FakeGitHub::start().await;
+    github.add_personal_token(TOKEN);
+    github.add_repo(REPO);
+    github.set_permission(REPO, "alice", "admin");
+    let issue = github.add_issue(REPO, "Greet the user", "Print a greeting on start.");
+    let agent = write_agent(dir);
+
+    let up = start_up(dir, &data, &github, &agent).await;
+    let base = format!("http://{}", up.addr);
+    let http = reqwest::Client::new();
+    wait_for("/health", async || {
+        let r = http.get(format!("{base}/health")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+
+    // A developer labels the issue; the delivery is replayed as GitHub would send it.
+    let payload = dir.join("labeled.json");
+    std::fs::write(
+        &payload,
+        serde_json::to_vec(&issue_labeled(issue, "alice")).unwrap(),
+    )
+    .unwrap();
+    let out = output(
+        cca(dir)
+            .arg("replay")
+            .arg(&payload)
+            .args(["--event", "issues", "--url", &format!("{base}/webhook")])
+            .args(["--secret", SECRET]),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "replay: {out:?}\ncca up stderr:\n{}",
+        stderr_of(dir)
+    );
+
+    // One session, in the store `cca up` made.
+    let out = output(
+        cca(dir)
+            .args(["sessions", "list", "--json", "--data-dir"])
+            .arg(&data),
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let sessions: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["repo_full_name"], REPO);
+    assert_eq!(sessions[0]["issue_number"], issue);
+    let session_id = sessions[0]["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(github.pulls(REPO).len(), 1, "one draft PR");
+
+    // Its agent was started as `cca-agent run`, for this session, on this store.
+    let record = dir.join("agent-record");
+    let record = wait_for("the agent's record", async || {
+        std::fs::read_to_string(&record).ok()
+    })
+    .await;
+    let lines: Vec<&str> = record.lines().collect();
+    assert!(lines.contains(&"args=run"), "{record}");
+    assert!(
+        lines.contains(&format!("SESSION_ID={session_id}").as_str()),
+        "{record}"
+    );
+    let store = format!(
+        "SESSION_STORE=sqlite:{}",
+        data.join("sessions.db").display()
+    );
+    assert!(lines.contains(&store.as_str()), "{record}");
+    let agent_pid: u32 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {record}"));
+    assert!(alive(agent_pid));
+
+    Running {
+        home,
+        data,
+        up,
+        base,
+        github,
+        session_id,
+        agent_pid,
+    }
+}
+
+/// Sends SIGINT to `cca up` and expects a clean exit within [`STOP_TIMEOUT`].
+async fn interrupt(r: &mut Running) {
+    signal(r.up.child.id().unwrap(), Signal::SIGINT).unwrap();
+    let status: ExitStatus = tokio::time::timeout(STOP_TIMEOUT, r.up.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("cca up still running; stderr:\n{}", stderr_of(r.home())))
+        .unwrap();
+    assert!(
+        status.success(),
+        "{status:?}; stderr:\n{}",
+        stderr_of(r.home())
+    );
+}
+
 #[tokio::test]
 async fn up_handles_a_replayed_label_and_stops_its_agent_on_ctrl_c() {
     bounded(async {
-        let home = tempfile::tempdir().unwrap();
-        let home = home.path();
-        let data = home.join("data");
-        let github = FakeGitHub::start().await;
-        github.add_personal_token(TOKEN);
-        github.add_repo(REPO);
-        github.set_permission(REPO, "alice", "admin");
-        let issue = github.add_issue(REPO, "Greet the user", "Print a greeting on start.");
-        let agent = write_agent(home);
+        let mut r = up_with_one_session().await;
 
-        let mut up = start_up(home, &data, &github, &agent).await;
-        let base = format!("http://{}", up.addr);
-        let http = reqwest::Client::new();
-        wait_for("/health", async || {
-            let r = http.get(format!("{base}/health")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-
-        // A developer labels the issue; the delivery is replayed as GitHub would send it.
-        let payload = home.join("labeled.json");
-        std::fs::write(&payload, serde_json::to_vec(&issue_labeled(issue, "alice")).unwrap())
-            .unwrap();
-        let out = output(
-            cca(home)
-                .arg("replay")
-                .arg(&payload)
-                .args(["--event", "issues", "--url", &format!("{base}/webhook")])
-                .args(["--secret", SECRET]),
-        )
-        .await;
+        // Ctrl-C: the webhook stops, then the agent, then `cca up` exits cleanly.
+        interrupt(&mut r).await;
         assert!(
-            out.status.success(),
-            "replay: {out:?}\ncca up stderr:\n{}",
-            stderr_of(home)
+            !alive(r.agent_pid),
+            "agent process {} outlived cca up",
+            r.agent_pid
         );
 
-        // One session, in the store `cca up` made.
+        let printed = (&mut r.up.stdout).await.unwrap().join("\n");
+        assert!(
+            printed.contains(&format!("{}/webhook", r.base)),
+            "{printed}"
+        );
+        assert!(printed.contains("/health"), "{printed}");
+        assert!(printed.contains("https://<session>.localhost"), "{printed}");
+        assert_eq!(r.github.pulls(REPO).len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stopping_a_session_signals_its_local_agent() {
+    bounded(async {
+        let mut r = up_with_one_session().await;
         let out = output(
-            cca(home)
-                .args(["sessions", "list", "--json", "--data-dir"])
-                .arg(&data),
+            cca(r.home())
+                .args(["sessions", "stop", &r.session_id, "--data-dir"])
+                .arg(&r.data),
         )
         .await;
         assert!(out.status.success(), "{out:?}");
-        let sessions: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let sessions = sessions.as_array().unwrap();
-        assert_eq!(sessions.len(), 1, "{sessions:?}");
-        assert_eq!(sessions[0]["repo_full_name"], REPO);
-        assert_eq!(sessions[0]["issue_number"], issue);
-        let id = sessions[0]["session_id"].as_str().unwrap().to_owned();
-        assert_eq!(github.pulls(REPO).len(), 1, "one draft PR");
+        assert!(text(&out.stdout).contains("SIGTERM"), "{out:?}");
+        let pid = r.agent_pid;
+        wait_for("the agent to exit", async || (!alive(pid)).then_some(())).await;
 
-        // Its agent was started as `cca-agent run`, for this session, on this store.
-        let record = home.join("agent-record");
-        let record = wait_for("the agent's record", async || {
-            std::fs::read_to_string(&record).ok()
-        })
+        let out = output(
+            cca(r.home())
+                .args(["sessions", "show", &r.session_id, "--data-dir"])
+                .arg(&r.data),
+        )
         .await;
-        let lines: Vec<&str> = record.lines().collect();
-        assert!(lines.contains(&"args=run"), "{record}");
+        assert!(out.status.success(), "{out:?}");
+        let shown = text(&out.stdout);
         assert!(
-            lines.contains(&format!("SESSION_ID={id}").as_str()),
-            "{record}"
+            shown
+                .lines()
+                .any(|l| l.starts_with("status") && l.ends_with("STOPPING")),
+            "{shown}"
         );
-        let store = format!("SESSION_STORE=sqlite:{}", data.join("sessions.db").display());
-        assert!(lines.contains(&store.as_str()), "{record}");
-        let agent_pid: u32 = lines
-            .iter()
-            .find_map(|l| l.strip_prefix("pid="))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {record}"));
-        assert!(alive(agent_pid));
-
-        // Ctrl-C: the webhook stops, then the agent, then `cca up` exits cleanly.
-        signal(up.child.id().unwrap(), Signal::SIGINT).unwrap();
-        let status: ExitStatus = tokio::time::timeout(STOP_TIMEOUT, up.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("cca up still running; stderr:\n{}", stderr_of(home)))
-            .unwrap();
-        assert!(status.success(), "{status:?}; stderr:\n{}", stderr_of(home));
-        assert!(!alive(agent_pid), "agent process {agent_pid} outlived cca up");
-
-        let printed = up.stdout.await.unwrap().join("\n");
-        assert!(printed.contains(&format!("{base}/webhook")), "{printed}");
-        assert!(printed.contains("https://<session>.localhost"), "{printed}");
+        interrupt(&mut r).await;
     })
     .await;
 }

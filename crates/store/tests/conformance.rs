@@ -75,6 +75,7 @@ conformance!(
     list_filters_by_status_newest_first_and_limits,
     deliveries_are_recorded_once_until_they_expire,
     concurrent_identical_deliveries_record_once,
+    a_forgotten_delivery_can_be_recorded_again,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -921,6 +922,18 @@ async fn deliveries_are_recorded_once_until_they_expire(store: Arc<dyn SessionSt
             .await
             .unwrap()
     );
+}
+
+async fn a_forgotten_delivery_can_be_recorded_again(store: Arc<dyn SessionStore>) {
+    let now = 2_000_000;
+    assert!(store.record_delivery("d-forget", now).await.unwrap());
+    assert!(!store.record_delivery("d-forget", now).await.unwrap());
+    store.forget_delivery("d-forget").await.unwrap();
+    assert!(store.record_delivery("d-forget", now).await.unwrap(), "forgotten, so new again");
+    // Forgetting what was never recorded is not an error, and touches nothing else.
+    store.forget_delivery("d-never-seen").await.unwrap();
+    assert!(!store.record_delivery("d-forget", now).await.unwrap());
+    assert!(store.list(&ListFilter::default()).await.unwrap().is_empty());
 }
 
 async fn concurrent_identical_deliveries_record_once(store: Arc<dyn SessionStore>) {

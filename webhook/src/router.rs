@@ -37,7 +37,10 @@ async fn not_found() -> Reply {
 }
 
 async fn method_not_allowed() -> Reply {
-    Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+    Reply::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
 }
 
 async fn read(body: Body) -> Result<Bytes, Reply> {

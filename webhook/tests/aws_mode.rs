@@ -17,7 +17,13 @@ use serde_json::json;
 use support::*;
 
 async fn put_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: String) -> String {
-    let out = client.create_secret().name(name).secret_string(value).send().await.expect("create secret");
+    let out = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret");
     out.arn().expect("arn").to_owned()
 }
 
@@ -35,13 +41,17 @@ async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
 
         let table = unique_name("sessions");
-        DynamoStore::create_table(&dynamo, &table).await.expect("table");
+        DynamoStore::create_table(&dynamo, &table)
+            .await
+            .expect("table");
         let cluster = unique_name("cluster");
         moto.create_cluster(&ecs, &cluster).await.expect("cluster");
         let network = moto.create_network().await.expect("network");
         let (agent, preview) = (unique_name("agent"), unique_name("preview"));
         for (family, container) in [(&agent, "agent"), (&preview, "preview")] {
-            moto.register_task_definition(&ecs, family, container).await.expect("task definition");
+            moto.register_task_definition(&ecs, family, container)
+                .await
+                .expect("task definition");
         }
 
         let github = FakeGitHub::start().await;
@@ -75,7 +85,8 @@ async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
             .to_string(),
         )
         .await;
-        let control_arn = put_secret(&secrets, &unique_name("control"), CONTROL_KEY.repeat(2)).await;
+        let control_arn =
+            put_secret(&secrets, &unique_name("control"), CONTROL_KEY.repeat(2)).await;
 
         let args = WebhookArgs {
             sessions_table: Some(table.clone()),
@@ -93,14 +104,28 @@ async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
         };
         let config = Config::from_args(args).expect("config");
         let app = Arc::new(App::from_config(config).await.expect("app"));
-        assert!(app.jira.as_ref().is_some_and(|j| j.project_mapping.contains_key("AG")));
+        assert!(
+            app.jira
+                .as_ref()
+                .is_some_and(|j| j.project_mapping.contains_key("AG"))
+        );
         let router = router(app);
 
-        let body = serde_json::to_vec(&issue_labeled(n, "Dark mode", "Add a dark theme.", "claude-dev", "alice")).unwrap();
+        let body = serde_json::to_vec(&issue_labeled(
+            n,
+            "Dark mode",
+            "Add a dark theme.",
+            "claude-dev",
+            "alice",
+        ))
+        .unwrap();
         let headers = [
             ("x-github-event", "issues".to_owned()),
             ("x-github-delivery", delivery()),
-            ("x-hub-signature-256", cca_testkit::fixtures::sign_github(WEBHOOK_SECRET, &body)),
+            (
+                "x-hub-signature-256",
+                cca_testkit::fixtures::sign_github(WEBHOOK_SECRET, &body),
+            ),
         ];
         let (status, reply) = send_to(&router, "/webhook", &headers, body).await;
         assert_eq!(status, StatusCode::OK, "{reply}");
@@ -114,7 +139,14 @@ async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
         assert_eq!(tasks.len(), 1);
         assert_eq!(sessions[0].task_arn.as_deref(), Some(tasks[0].as_str()));
         let pr = sessions[0].pr_number.expect("pr");
-        assert_eq!(store.by_pr(&cca_domain::RepoName::parse(REPO).unwrap(), pr).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .by_pr(&cca_domain::RepoName::parse(REPO).unwrap(), pr)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(github.pulls(REPO).len(), 1);
     })
     .await;

@@ -22,7 +22,11 @@ use serde_json::{Value, json};
 const SECRET: &str = "modes-webhook-secret";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed when the test ends, however it ends.
@@ -42,11 +46,17 @@ fn webhook(args: &[&str], envs: &[(&str, String)]) -> Command {
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SESSION_STORE", format!("sqlite:{}", dir.join("s.db").display()))
+        .env(
+            "SESSION_STORE",
+            format!("sqlite:{}", dir.join("s.db").display()),
+        )
         .env("GITHUB_TOKEN", "personal-token-for-modes")
         .env("GITHUB_API_URL", "http://127.0.0.1:9")
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
-        .env("CCA_CONTROL_SECRET", "modes-control-secret-0123456789abcdef")
+        .env(
+            "CCA_CONTROL_SECRET",
+            "modes-control-secret-0123456789abcdef",
+        )
         .env("UAT_DOMAIN_SUFFIX", "localhost")
         .env("CCA_LOG_DIR", dir.join("logs"))
         .stdin(Stdio::null())
@@ -66,7 +76,11 @@ fn ping_body() -> Vec<u8> {
 async fn serve_mode_answers_over_http() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _server = Running(webhook(&["serve", "--listen", &listen], &[]).spawn().expect("spawn"));
+    let _server = Running(
+        webhook(&["serve", "--listen", &listen], &[])
+            .spawn()
+            .expect("spawn"),
+    );
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -88,17 +102,27 @@ async fn serve_mode_answers_over_http() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["message"], "pong");
-    let r = client.post(format!("http://{listen}/webhook")).header("x-github-event", "ping").body(body).send().await.unwrap();
+    let r = client
+        .post(format!("http://{listen}/webhook"))
+        .header("x-github-event", "ping")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
 #[test]
 fn a_bad_configuration_names_the_variable() {
-    let out = webhook(&["serve"], &[("SESSION_STORE", "redis:nope".into())]).output().unwrap();
+    let out = webhook(&["serve"], &[("SESSION_STORE", "redis:nope".into())])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SESSION_STORE is invalid"), "{stderr}");
-    let out = webhook(&["serve"], &[("UAT_DOMAIN_SUFFIX", String::new())]).output().unwrap();
+    let out = webhook(&["serve"], &[("UAT_DOMAIN_SUFFIX", String::new())])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("UAT_DOMAIN_SUFFIX"));
 }
 
@@ -122,22 +146,37 @@ async fn next(State(api): State<RuntimeApi>) -> impl IntoResponse {
             let mut h = HeaderMap::new();
             h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
             h.insert("lambda-runtime-deadline-ms", deadline.parse().unwrap());
-            h.insert("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:cca-webhook".parse().unwrap());
-            h.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".parse().unwrap());
+            h.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:cca-webhook"
+                    .parse()
+                    .unwrap(),
+            );
+            h.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+            );
             return (StatusCode::OK, h, event.to_string());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn response(State(api): State<RuntimeApi>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+async fn response(
+    State(api): State<RuntimeApi>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
     api.answers.lock().unwrap().push((id, v));
     StatusCode::ACCEPTED
 }
 
 async fn error(State(api): State<RuntimeApi>, body: Bytes) -> StatusCode {
-    api.errors.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+    api.errors
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&body).into_owned());
     StatusCode::ACCEPTED
 }
 
@@ -178,14 +217,20 @@ async fn lambda_mode_serves_function_url_and_alb_events() {
     let signed = json!({"x-github-event": "ping", "x-hub-signature-256": sign_github(SECRET, &body), "content-type": "application/json"});
     let unsigned = json!({"x-github-event": "ping", "content-type": "application/json"});
     api.events.lock().unwrap().extend([
-        ("req-1".to_owned(), apigw_v2(&body, signed.clone(), "/webhook")),
+        (
+            "req-1".to_owned(),
+            apigw_v2(&body, signed.clone(), "/webhook"),
+        ),
         ("req-2".to_owned(), apigw_v2(&body, unsigned, "/webhook")),
         ("req-3".to_owned(), alb(&body, signed, "/webhooks/github")),
         ("req-4".to_owned(), apigw_v2(b"", json!({}), "/health")),
     ]);
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(error))
         .with_state(api.clone());
@@ -198,24 +243,41 @@ async fn lambda_mode_serves_function_url_and_alb_events() {
         ("AWS_LAMBDA_FUNCTION_NAME", "cca-webhook".into()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/cca-webhook".into()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/cca-webhook".into(),
+        ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "stream".into()),
         ("AWS_REGION", "us-east-1".into()),
     ];
     let _function = Running(webhook(&[], &lambda_env).spawn().expect("spawn"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.answers.lock().unwrap().len() < 4 {
-        assert!(api.errors.lock().unwrap().is_empty(), "{:?}", api.errors.lock().unwrap());
-        assert!(Instant::now() < deadline, "answers: {:?}", api.answers.lock().unwrap());
+        assert!(
+            api.errors.lock().unwrap().is_empty(),
+            "{:?}",
+            api.errors.lock().unwrap()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "answers: {:?}",
+            api.answers.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let answers: std::collections::HashMap<String, Value> = api.answers.lock().unwrap().iter().cloned().collect();
+    let answers: std::collections::HashMap<String, Value> =
+        api.answers.lock().unwrap().iter().cloned().collect();
     let status = |id: &str| answers[id]["statusCode"].as_u64().unwrap();
     let body_of = |id: &str| -> Value {
         let a = &answers[id];
         let raw = a["body"].as_str().unwrap_or_default();
         let text = if a["isBase64Encoded"] == true {
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).unwrap()).unwrap()
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap(),
+            )
+            .unwrap()
         } else {
             raw.to_owned()
         };
@@ -226,6 +288,14 @@ async fn lambda_mode_serves_function_url_and_alb_events() {
     assert_eq!(status("req-2"), 401);
     assert_eq!(status("req-3"), 200, "{:?}", answers["req-3"]);
     assert_eq!(body_of("req-3")["message"], "pong");
-    assert_eq!(status("req-4"), 405, "GET-only /health was POSTed: {:?}", answers["req-4"]);
-    assert_eq!(body_of("req-4")["error"], "method not allowed on this route");
+    assert_eq!(
+        status("req-4"),
+        405,
+        "GET-only /health was POSTed: {:?}",
+        answers["req-4"]
+    );
+    assert_eq!(
+        body_of("req-4")["error"],
+        "method not allowed on this route"
+    );
 }

@@ -259,7 +259,11 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
         let n = stand.github.add_issue(REPO, "T", "B");
         let id = delivery();
         let (status, reply) = stand
-            .deliver("issues", &issue_labeled(n, "T", "B", "claude-dev", "alice"), &id)
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                &id,
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
         let sessions = stand.sessions().await;
@@ -297,11 +301,19 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
         // The failed delivery was forgotten: GitHub's redelivery is handled again (and, with the
         // task definition still missing, fails again and says so once more), not "duplicate".
         let (status, again) = stand
-            .deliver("issues", &issue_labeled(n, "T", "B", "claude-dev", "alice"), &id)
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                &id,
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{again}");
         assert_eq!(stand.github.comments(REPO, pr).len(), 2);
-        assert_eq!(stand.sessions().await.len(), 1, "the same session was relaunched");
+        assert_eq!(
+            stand.sessions().await.len(),
+            1,
+            "the same session was relaunched"
+        );
     })
     .await;
 }
@@ -920,6 +932,53 @@ async fn signatures_are_checked_before_anything() {
             (status, reply["message"].as_str()),
             (StatusCode::OK, Some("Session started"))
         );
+    })
+    .await;
+}
+
+/// Removing the trigger label, or closing the issue, stops the issue's agent session.
+#[tokio::test]
+async fn unlabel_or_close_stops_the_issue_session() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        for action in ["unlabeled", "closed"] {
+            let agent = FakeAgent::start(None).await;
+            let s = running_agent(&stand, &agent).await;
+            let n = s.issue_number.unwrap();
+            let mut event = issue_labeled(n, "T", "B", "claude-dev", "rita");
+            event["action"] = json!(action);
+            let (status, reply) = stand.deliver("issues", &event, &delivery()).await;
+            assert_eq!(
+                (status, reply["message"].as_str()),
+                (StatusCode::OK, Some("Stopping")),
+                "{action}: {reply}"
+            );
+            let stops: Vec<_> = agent
+                .requests()
+                .into_iter()
+                .filter(|r| r.path == "/stop")
+                .collect();
+            assert_eq!(stops.len(), 1, "{action}");
+            assert_eq!(stops[0].body["final_status"], "STOPPED");
+            assert_eq!(
+                stand
+                    .store
+                    .get(&s.session_id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status,
+                Status::Stopping
+            );
+            // A second close finds nothing left to stop.
+            let (_, reply) = stand.deliver("issues", &event, &delivery()).await;
+            assert_eq!(
+                reply["message"], "no active session to stop",
+                "{action}: {reply}"
+            );
+        }
     })
     .await;
 }

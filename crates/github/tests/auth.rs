@@ -9,8 +9,19 @@ use cca_testkit::github::{APP_ID, AuthKind, FakeGitHub, app_private_key_pem};
 use secrecy::{ExposeSecret, SecretString};
 
 fn app(fake: &FakeGitHub) -> GitHub {
-    let creds = AppCredentials::new(APP_ID, &SecretString::from(app_private_key_pem().to_owned())).unwrap();
-    GitHub::new(fake.url(), GitHubAuth::App { app: creds, default_installation: Some(7) }).unwrap()
+    let creds = AppCredentials::new(
+        APP_ID,
+        &SecretString::from(app_private_key_pem().to_owned()),
+    )
+    .unwrap();
+    GitHub::new(
+        fake.url(),
+        GitHubAuth::App {
+            app: creds,
+            default_installation: Some(7),
+        },
+    )
+    .unwrap()
 }
 
 async fn fake() -> FakeGitHub {
@@ -29,12 +40,26 @@ fn repo() -> RepoName {
 async fn jwt_is_backdated_and_short_lived() {
     let f = fake().await;
     let gh = app(&f);
-    gh.client(Some(7)).await.unwrap().repo(&repo()).await.unwrap();
+    gh.client(Some(7))
+        .await
+        .unwrap()
+        .repo(&repo())
+        .await
+        .unwrap();
     let claims = f.jwt_claims();
     assert_eq!(claims.len(), 1);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (iat, exp) = (claims[0]["iat"].as_i64().unwrap(), claims[0]["exp"].as_i64().unwrap());
-    assert!((now - 70..=now - 59).contains(&iat), "iat {iat} vs now {now}");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (iat, exp) = (
+        claims[0]["iat"].as_i64().unwrap(),
+        claims[0]["exp"].as_i64().unwrap(),
+    );
+    assert!(
+        (now - 70..=now - 59).contains(&iat),
+        "iat {iat} vs now {now}"
+    );
     assert!(exp > now && exp - iat < 600, "exp {exp}");
     assert_eq!(claims[0]["iss"], APP_ID.to_string());
 }
@@ -47,7 +72,11 @@ async fn installation_tokens_are_cached_and_shared() {
     for c in clients {
         c.unwrap().repo(&repo()).await.unwrap();
     }
-    assert_eq!(f.issued_tokens().len(), 1, "concurrent callers share one token");
+    assert_eq!(
+        f.issued_tokens().len(),
+        1,
+        "concurrent callers share one token"
+    );
     let used: std::collections::HashSet<String> = f
         .requests()
         .into_iter()
@@ -66,7 +95,12 @@ async fn tokens_near_expiry_are_replaced() {
     f.set_token_lifetime(Duration::from_secs(240));
     let gh = app(&f);
     for _ in 0..3 {
-        gh.client(Some(7)).await.unwrap().repo(&repo()).await.unwrap();
+        gh.client(Some(7))
+            .await
+            .unwrap()
+            .repo(&repo())
+            .await
+            .unwrap();
     }
     assert_eq!(f.issued_tokens().len(), 3);
 }
@@ -78,11 +112,18 @@ async fn scoped_tokens_reach_only_their_repository() {
     let token = gh.installation_token(7, Some(&repo())).await.unwrap();
     let issued = f.issued_tokens();
     assert_eq!(issued.len(), 1);
-    assert_eq!(issued[0].repositories.as_deref(), Some(&["octo/app".to_owned()][..]));
+    assert_eq!(
+        issued[0].repositories.as_deref(),
+        Some(&["octo/app".to_owned()][..])
+    );
     assert_eq!(issued[0].token, token.token.expose_secret());
     assert!(token.expires_at > SystemTime::now() + Duration::from_secs(3000));
     let http = reqwest::Client::new();
-    let get = |r: &str| http.get(format!("{}/repos/{r}", f.url())).bearer_auth(token.token.expose_secret()).send();
+    let get = |r: &str| {
+        http.get(format!("{}/repos/{r}", f.url()))
+            .bearer_auth(token.token.expose_secret())
+            .send()
+    };
     assert_eq!(get("octo/app").await.unwrap().status(), 200);
     assert_eq!(get("octo/other").await.unwrap().status(), 404);
 }
@@ -91,7 +132,11 @@ async fn scoped_tokens_reach_only_their_repository() {
 async fn personal_token_mode_uses_the_token_directly() {
     let f = fake().await;
     f.add_personal_token("ghp_personal_for_tests");
-    let gh = GitHub::new(f.url(), GitHubAuth::Token(SecretString::from("ghp_personal_for_tests"))).unwrap();
+    let gh = GitHub::new(
+        f.url(),
+        GitHubAuth::Token(SecretString::from("ghp_personal_for_tests")),
+    )
+    .unwrap();
     let c = gh.client(None).await.unwrap();
     assert_eq!(c.repo(&repo()).await.unwrap().default_branch, "main");
     assert!(f.jwt_claims().is_empty() && f.issued_tokens().is_empty());
@@ -101,7 +146,13 @@ async fn personal_token_mode_uses_the_token_directly() {
 #[tokio::test]
 async fn permissions_are_read_and_cached() {
     let f = fake().await;
-    for (who, role) in [("ann", "admin"), ("max", "maintain"), ("wes", "write"), ("tom", "triage"), ("rob", "read")] {
+    for (who, role) in [
+        ("ann", "admin"),
+        ("max", "maintain"),
+        ("wes", "write"),
+        ("tom", "triage"),
+        ("rob", "read"),
+    ] {
         f.set_permission("octo/app", who, role);
     }
     let c = app(&f).client(None).await.unwrap();
@@ -118,7 +169,11 @@ async fn permissions_are_read_and_cached() {
     assert_eq!(p("nobody").await, Permission::None);
     let lookups = f.permission_lookups();
     assert_eq!(p("ann").await, Permission::Admin);
-    assert_eq!(f.permission_lookups(), lookups, "a second look-up within a minute is cached");
+    assert_eq!(
+        f.permission_lookups(),
+        lookups,
+        "a second look-up within a minute is cached"
+    );
 }
 
 #[tokio::test]
@@ -126,13 +181,32 @@ async fn branch_and_pr_are_idempotent() {
     let f = fake().await;
     let c = app(&f).client(None).await.unwrap();
     let branch = BranchName::parse("claude/1").unwrap();
-    let a = c.ensure_branch(&repo(), "main", &branch, "start").await.unwrap();
-    let b = c.ensure_branch(&repo(), "main", &branch, "start").await.unwrap();
+    let a = c
+        .ensure_branch(&repo(), "main", &branch, "start")
+        .await
+        .unwrap();
+    let b = c
+        .ensure_branch(&repo(), "main", &branch, "start")
+        .await
+        .unwrap();
     assert_eq!(a, b);
-    let p1 = c.ensure_draft_pr(&repo(), &branch, "main", "t", "b").await.unwrap();
-    let p2 = c.ensure_draft_pr(&repo(), &branch, "main", "t", "b").await.unwrap();
+    let p1 = c
+        .ensure_draft_pr(&repo(), &branch, "main", "t", "b")
+        .await
+        .unwrap();
+    let p2 = c
+        .ensure_draft_pr(&repo(), &branch, "main", "t", "b")
+        .await
+        .unwrap();
     assert_eq!(p1, p2);
     assert_eq!(f.pulls("octo/app").len(), 1);
-    let missing = c.ensure_branch(&repo(), "nope", &BranchName::parse("claude/2").unwrap(), "m").await;
+    let missing = c
+        .ensure_branch(
+            &repo(),
+            "nope",
+            &BranchName::parse("claude/2").unwrap(),
+            "m",
+        )
+        .await;
     assert_eq!(missing.unwrap_err().status(), Some(404));
 }

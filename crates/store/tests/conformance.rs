@@ -929,7 +929,10 @@ async fn a_forgotten_delivery_can_be_recorded_again(store: Arc<dyn SessionStore>
     assert!(store.record_delivery("d-forget", now).await.unwrap());
     assert!(!store.record_delivery("d-forget", now).await.unwrap());
     store.forget_delivery("d-forget").await.unwrap();
-    assert!(store.record_delivery("d-forget", now).await.unwrap(), "forgotten, so new again");
+    assert!(
+        store.record_delivery("d-forget", now).await.unwrap(),
+        "forgotten, so new again"
+    );
     // Forgetting what was never recorded is not an error, and touches nothing else.
     store.forget_delivery("d-never-seen").await.unwrap();
     assert!(!store.record_delivery("d-forget", now).await.unwrap());

@@ -43,6 +43,20 @@ pub async fn within<F: std::future::Future<Output = ()>>(f: F) {
         .expect("scenario timed out");
 }
 
+/// The production GitHub client, as the stand's App, pointed at the fake.
+fn app_client(github: &FakeGitHub) -> GitHub {
+    let key = SecretString::from(app_private_key_pem().to_owned());
+    let app = AppCredentials::new(APP_ID, &key).expect("app key");
+    GitHub::new(
+        github.url(),
+        GitHubAuth::App {
+            app,
+            default_installation: Some(INSTALLATION),
+        },
+    )
+    .expect("github client")
+}
+
 /// The router over an App with no AWS at all: SQLite in memory, a process launcher whose
 /// program does not exist, the fake GitHub (where nobody has write access) and JIRA. For input
 /// tests, which must never get as far as launching anything.
@@ -50,19 +64,7 @@ pub async fn offline_router() -> (Router, FakeGitHub) {
     let github = FakeGitHub::start().await;
     github.add_installation(INSTALLATION);
     github.add_repo(REPO);
-    let app_creds = AppCredentials::new(
-        APP_ID,
-        &SecretString::from(app_private_key_pem().to_owned()),
-    )
-    .expect("app key");
-    let gh = GitHub::new(
-        github.url(),
-        GitHubAuth::App {
-            app: app_creds,
-            default_installation: Some(INSTALLATION),
-        },
-    )
-    .expect("github client");
+    let gh = app_client(&github);
     let dir = std::env::temp_dir().join(unique_name("cca-offline"));
     let launcher = Arc::new(cca_launcher::ProcessLauncher::new(
         dir.join("no-such-agent"),
@@ -202,19 +204,7 @@ impl Stand {
         }
         let jira = FakeJira::start("bot@example.test", "jira-api-token-for-tests").await;
 
-        let app_creds = AppCredentials::new(
-            APP_ID,
-            &SecretString::from(app_private_key_pem().to_owned()),
-        )
-        .expect("app key");
-        let gh = GitHub::new(
-            github.url(),
-            GitHubAuth::App {
-                app: app_creds,
-                default_installation: Some(INSTALLATION),
-            },
-        )
-        .expect("github client");
+        let gh = app_client(&github);
         let mut masker = Masker::default();
         for s in [
             WEBHOOK_SECRET,

@@ -24,6 +24,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::app::{App, now};
+use crate::control::ControlError;
 use crate::reply::Reply;
 
 /// A dependency failed; answered 502 (GitHub's delivery log shows it, and the delivery id is
@@ -63,7 +64,11 @@ fn target(intent: &Intent) -> Option<(&RepoName, Option<u64>)> {
             installation_id,
             ..
         } => Some((repo, *installation_id)),
-        Intent::StopCommand { repo, .. } => Some((repo, None)),
+        Intent::StopCommand {
+            repo,
+            installation_id,
+            ..
+        } => Some((repo, *installation_id)),
         _ => None,
     }
 }
@@ -154,6 +159,7 @@ pub async fn execute(app: &App, intent: Intent) -> Reply {
             repo,
             pr_number,
             actor,
+            ..
         } => {
             let reason = StopReason::Command { by: actor.login };
             match app.store.by_pr(&repo, pr_number).await {
@@ -675,11 +681,15 @@ async fn stop_all(
             Err(e) => return Err(e.into()),
         };
         let body = json!({ "reason": reason.describe(), "final_status": reason.final_status() });
+        // An agent that reported an address pushes its work and records its own end, even if
+        // it could not be reached just now (SIGTERM from the task stop reaches it, and the
+        // sweeper ends it if it dies). One that never reported an address has nothing to push.
         let delegated = match app.control.post(&s, "/stop", &body).await {
             Ok(()) => true,
+            Err(ControlError::NoAddress) => false,
             Err(e) => {
-                info!(session = %s.session_id, error = %e, "agent not told to stop; stopping its task");
-                false
+                warn!(session = %s.session_id, error = %e, "agent not reached; its task is stopped");
+                true
             }
         };
         if let Some(arn) = &s.task_arn {
@@ -688,10 +698,7 @@ async fn stop_all(
             }
         }
         if !delegated {
-            let patch = SessionPatch {
-                error: None,
-                ..SessionPatch::default()
-            };
+            let patch = SessionPatch::default();
             if let Err(e) = app
                 .store
                 .transition(&s.session_id, reason.final_status(), patch, now())

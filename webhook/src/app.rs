@@ -20,7 +20,7 @@ use crate::control::ControlClient;
 
 /// Grace the process launcher gives an agent between SIGTERM and SIGKILL; ECS uses the task
 /// definition's `stopTimeout` instead. Long enough to commit and push work in progress.
-const PROCESS_STOP_GRACE: Duration = Duration::from_secs(30);
+pub const PROCESS_STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// JIRA, when configured.
 #[derive(Debug, Clone)]
@@ -88,13 +88,17 @@ impl App {
                 aws_sdk_ecs::Client::new(aws_ref()?),
                 settings.clone(),
             )),
-            LauncherSpec::Process { program, log_dir } => {
+            LauncherSpec::Process {
+                program,
+                log_dir,
+                env,
+            } => {
                 std::fs::create_dir_all(log_dir)
                     .with_context(|| format!("creating CCA_LOG_DIR {}", log_dir.display()))?;
                 Arc::new(ProcessLauncher::new(
                     program.clone(),
                     log_dir.clone(),
-                    Vec::new(),
+                    env.clone(),
                     PROCESS_STOP_GRACE,
                 ))
             }

@@ -123,11 +123,54 @@ pub enum StoreSpec {
     Sqlite { path: PathBuf },
 }
 
+impl StoreSpec {
+    /// The store named by `SESSION_STORE` (`dynamodb:<table>` or `sqlite:<path>`), else by
+    /// `SESSIONS_TABLE` (the original's variable, meaning DynamoDB); `None` when neither is set.
+    pub fn from_vars(
+        session_store: Option<&str>,
+        sessions_table: Option<&str>,
+    ) -> Result<Option<Self>, ConfigError> {
+        if let Some(s) = session_store.filter(|s| !s.is_empty()) {
+            return match s.split_once(':') {
+                Some(("dynamodb", t)) if !t.is_empty() => Ok(Some(StoreSpec::Dynamo {
+                    table: t.to_owned(),
+                })),
+                Some(("sqlite", p)) if !p.is_empty() => Ok(Some(StoreSpec::Sqlite {
+                    path: PathBuf::from(p),
+                })),
+                _ => Err(ConfigError::Invalid {
+                    var: "SESSION_STORE",
+                    reason: format!("{s:?} is neither dynamodb:<table> nor sqlite:<path>"),
+                }),
+            };
+        }
+        Ok(sessions_table
+            .filter(|t| !t.is_empty())
+            .map(|t| StoreSpec::Dynamo {
+                table: t.to_owned(),
+            }))
+    }
+}
+
+impl std::fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Dynamo { table } => write!(f, "dynamodb:{table}"),
+            StoreSpec::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
+        }
+    }
+}
+
 /// How containers are started.
 #[derive(Debug, Clone)]
 pub enum LauncherSpec {
     Ecs(cca_launcher::EcsSettings),
-    Process { program: PathBuf, log_dir: PathBuf },
+    /// Local processes; `env` is added to what they inherit (the settings `cca up` filled in).
+    Process {
+        program: PathBuf,
+        log_dir: PathBuf,
+        env: Vec<(String, String)>,
+    },
 }
 
 /// Where the GitHub credentials come from.
@@ -180,6 +223,10 @@ pub struct Config {
     pub control_timeout: Duration,
 }
 
+/// Shortest control key accepted: 32 characters, as for the key in Secrets Manager, so that
+/// the derived tokens are as strong as the HMAC behind them.
+pub const MIN_CONTROL_SECRET_LEN: usize = 32;
+
 /// Default bound on a call to an agent's control API: GitHub allows the webhook 10 s in all.
 pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -193,6 +240,23 @@ fn list(s: &str) -> Vec<String> {
 
 fn secrets(s: &str) -> Vec<SecretString> {
     list(s).into_iter().map(SecretString::from).collect()
+}
+
+/// The staging task definition: as set, or `<family>-staging` when the latest one is named by
+/// its family alone. An ARN or `family:revision` cannot be suffixed, so it needs the variable.
+fn staging_family(
+    latest: &str,
+    set: &Option<String>,
+    var: &'static str,
+) -> Result<String, ConfigError> {
+    match set.clone().filter(|s| !s.is_empty()) {
+        Some(s) => Ok(s),
+        None if latest.contains(':') || latest.contains('/') => Err(ConfigError::Missing {
+            var,
+            why: "the latest task definition is given as an ARN or family:revision, so the staging one cannot be derived",
+        }),
+        None => Ok(format!("{latest}-staging")),
+    }
 }
 
 /// Parses `JIRA_PROJECT_MAPPING`: a JSON object or `KEY=owner/repo` pairs.
@@ -235,29 +299,11 @@ pub fn parse_mapping(
 impl Config {
     /// Validates the settings.
     pub fn from_args(a: WebhookArgs) -> Result<Self, ConfigError> {
-        let store = match (&a.session_store, &a.sessions_table) {
-            (Some(s), _) => match s.split_once(':') {
-                Some(("dynamodb", t)) if !t.is_empty() => StoreSpec::Dynamo {
-                    table: t.to_owned(),
-                },
-                Some(("sqlite", p)) if !p.is_empty() => StoreSpec::Sqlite {
-                    path: PathBuf::from(p),
-                },
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: "SESSION_STORE",
-                        reason: format!("{s:?} is neither dynamodb:<table> nor sqlite:<path>"),
-                    });
-                }
-            },
-            (None, Some(t)) if !t.is_empty() => StoreSpec::Dynamo { table: t.clone() },
-            _ => {
-                return Err(ConfigError::Missing {
-                    var: "SESSION_STORE",
-                    why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
-                });
-            }
-        };
+        let store = StoreSpec::from_vars(a.session_store.as_deref(), a.sessions_table.as_deref())?
+            .ok_or(ConfigError::Missing {
+                var: "SESSION_STORE",
+                why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
+            })?;
 
         let launcher_kind = a.launcher.clone().unwrap_or_else(|| {
             if a.ecs_cluster.is_some() {
@@ -283,15 +329,17 @@ impl Config {
                 let security_groups =
                     list(&need(&a.agent_security_groups, "AGENT_SECURITY_GROUPS")?);
                 let task_definitions = cca_launcher::TaskDefinitions {
-                    agent_staging: a
-                        .agent_task_definition_staging
-                        .clone()
-                        .unwrap_or_else(|| format!("{agent}-staging")),
+                    agent_staging: staging_family(
+                        &agent,
+                        &a.agent_task_definition_staging,
+                        "AGENT_TASK_DEFINITION_STAGING",
+                    )?,
                     agent_latest: agent,
-                    preview_staging: a
-                        .uat_task_definition_staging
-                        .clone()
-                        .unwrap_or_else(|| format!("{uat}-staging")),
+                    preview_staging: staging_family(
+                        &uat,
+                        &a.uat_task_definition_staging,
+                        "UAT_TASK_DEFINITION_STAGING",
+                    )?,
                     preview_latest: uat,
                 };
                 let mut settings = cca_launcher::EcsSettings::new(
@@ -321,7 +369,11 @@ impl Config {
                     .log_dir
                     .clone()
                     .unwrap_or_else(|| std::env::temp_dir().join("cca-logs"));
-                LauncherSpec::Process { program, log_dir }
+                LauncherSpec::Process {
+                    program,
+                    log_dir,
+                    env: Vec::new(),
+                }
             }
             other => {
                 return Err(ConfigError::Invalid {
@@ -402,11 +454,13 @@ impl Config {
 
         let control = match (&a.control_secret_arn, &a.control_secret) {
             (Some(arn), _) => ControlSource::SecretArn(arn.clone()),
-            (None, Some(s)) if s.len() >= 16 => ControlSource::Local(SecretString::from(s.clone())),
+            (None, Some(s)) if s.len() >= MIN_CONTROL_SECRET_LEN => {
+                ControlSource::Local(SecretString::from(s.clone()))
+            }
             (None, Some(_)) => {
                 return Err(ConfigError::Invalid {
                     var: "CCA_CONTROL_SECRET",
-                    reason: "shorter than 16 characters".into(),
+                    reason: format!("shorter than {MIN_CONTROL_SECRET_LEN} characters"),
                 });
             }
             (None, None) => {
@@ -478,7 +532,7 @@ mod tests {
             session_store: Some("sqlite:/tmp/x.db".into()),
             github_token: Some("t".into()),
             github_webhook_secret: Some("s1,s2".into()),
-            control_secret: Some("0123456789abcdef".into()),
+            control_secret: Some("0123456789abcdef0123456789abcdef".into()),
             uat_domain_suffix: Some(".UAT.example.com".into()),
             ..WebhookArgs::default()
         }
@@ -580,6 +634,15 @@ mod tests {
             panic!("not ecs")
         };
         assert_eq!(e.task_definitions.agent_staging, "agent-staging");
+        let arn = WebhookArgs {
+            ecs_cluster: Some("c".into()),
+            agent_task_definition: Some("arn:aws:ecs:us-east-1:1:task-definition/agent:3".into()),
+            uat_task_definition: Some("preview".into()),
+            agent_subnets: Some("subnet-1".into()),
+            agent_security_groups: Some("sg-1".into()),
+            ..base()
+        };
+        assert!(err(arn).starts_with("AGENT_TASK_DEFINITION_STAGING is not set"));
         assert_eq!(e.subnets, vec!["subnet-1", "subnet-2"]);
     }
 

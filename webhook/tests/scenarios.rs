@@ -462,6 +462,52 @@ async fn closing_a_pr_stops_every_session() {
     .await;
 }
 
+/// An agent that reported an address but cannot be reached is not ended behind its back: it
+/// stays `STOPPING` (its task is stopped, so SIGTERM makes it push and record its end).
+#[tokio::test]
+async fn an_unreachable_agent_is_left_stopping() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&stand, &agent).await;
+        // The discard port: nothing listens there.
+        let unreachable = SessionPatch {
+            control_port: Some(9),
+            ..SessionPatch::default()
+        };
+        stand
+            .store
+            .update(&s.session_id, unreachable, now())
+            .await
+            .unwrap();
+        let pr = s.pr_number.unwrap();
+        let (status, reply) = stand
+            .deliver(
+                "pull_request",
+                &pull_request("closed", pr, s.branch_name.as_str(), None, "alice", false),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(
+            stand
+                .store
+                .get(&s.session_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::Stopping
+        );
+        for (_, last) in stand.describe_tasks().await {
+            assert_eq!(last, "STOPPED");
+        }
+    })
+    .await;
+}
+
 /// `/claude stop` by a writer stops the agent session and says so.
 #[tokio::test]
 async fn stop_command_stops_the_agent() {
@@ -943,7 +989,8 @@ async fn unlabel_or_close_stops_the_issue_session() {
         let Some(stand) = Stand::new().await else {
             return;
         };
-        for action in ["unlabeled", "closed"] {
+        // Closed as completed (also what merging a PR that closes the issue sends) completes it.
+        for (action, final_status) in [("unlabeled", "STOPPED"), ("closed", "COMPLETED")] {
             let agent = FakeAgent::start(None).await;
             let s = running_agent(&stand, &agent).await;
             let n = s.issue_number.unwrap();
@@ -961,7 +1008,7 @@ async fn unlabel_or_close_stops_the_issue_session() {
                 .filter(|r| r.path == "/stop")
                 .collect();
             assert_eq!(stops.len(), 1, "{action}");
-            assert_eq!(stops[0].body["final_status"], "STOPPED");
+            assert_eq!(stops[0].body["final_status"], final_status);
             assert_eq!(
                 stand
                     .store

@@ -114,10 +114,11 @@ fn read_key(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read {}", path.display()))?
         .trim()
         .to_owned();
-    if key.len() < 16 {
+    if key.len() < cca_webhook::config::MIN_CONTROL_SECRET_LEN {
         bail!(
-            "{} holds no usable key (at least 16 characters); delete it to get a new one",
-            path.display()
+            "{} holds no usable key (at least {} characters); delete it to get a new one",
+            path.display(),
+            cca_webhook::config::MIN_CONTROL_SECRET_LEN
         );
     }
     Ok(key)
@@ -165,9 +166,12 @@ mod tests {
     fn a_key_left_readable_is_tightened_and_a_short_one_refused() {
         let (_tmp, dir) = in_temp();
         let path = dir.control_key_path();
-        fs::write(&path, "0123456789abcdef0123\n").unwrap();
+        fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(dir.control_key().unwrap(), "0123456789abcdef0123");
+        assert_eq!(
+            dir.control_key().unwrap(),
+            "0123456789abcdef0123456789abcdef"
+        );
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0);
         fs::write(&path, "short").unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cca_launcher::ProcessLauncher;
+use cca_webhook::app::PROCESS_STOP_GRACE;
 use cca_webhook::config::{LauncherSpec, StoreSpec};
 use cca_webhook::{App, Config, WebhookArgs, init_logging, router};
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,10 +19,6 @@ use crate::data_dir::{DataDir, DataDirArgs};
 
 /// Exit status of a start refused for want of settings (as clap's usage errors).
 const USAGE: u8 = 2;
-
-/// Grace a local agent gets between SIGTERM and SIGKILL, on `cca sessions stop` or when `cca up`
-/// ends: long enough to commit and push its work, as ECS's stop timeout allows in AWS.
-pub const AGENT_STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// How long requests in flight may finish after a stop signal before they are dropped: a
 /// webhook handler answers within GitHub's 10 s or GitHub has given up on it anyway.
@@ -138,7 +134,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     dir.create()?;
     fill_defaults(&mut settings, &dir)?;
     let child_env = agent_env(&settings, &dir);
-    let config = match Config::from_args(settings) {
+    let mut config = match Config::from_args(settings) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("cca up: {e}");
@@ -151,25 +147,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         StoreSpec::Sqlite { path } => format!("sqlite:{}", path.display()),
         StoreSpec::Dynamo { table } => format!("dynamodb:{table}"),
     };
-    let local = match &config.launcher {
-        LauncherSpec::Process { program, log_dir } => Some((program.clone(), log_dir.clone())),
+    let local = match &mut config.launcher {
+        LauncherSpec::Process {
+            program,
+            log_dir,
+            env,
+        } => {
+            // Agents get the settings `up` filled in, not only what it inherited.
+            *env = child_env;
+            Some((program.clone(), log_dir.clone()))
+        }
         LauncherSpec::Ecs(_) => None,
     };
     let suffix = config.uat_domain_suffix.clone();
-    let mut app = App::from_config(config).await.context("cannot start")?;
-    // The webhook's own process launcher cannot be reached behind its trait object, and `up`
-    // must stop every agent it started when it ends: it puts in one it keeps a handle on.
-    let launcher = local.as_ref().map(|(program, log_dir)| {
-        ProcessLauncher::new(
-            program.clone(),
-            log_dir.clone(),
-            child_env,
-            AGENT_STOP_GRACE,
-        )
-    });
-    if let Some(launcher) = &launcher {
-        app.launcher = Arc::new(launcher.clone());
-    }
+    let app = App::from_config(config).await.context("cannot start")?;
+    let launcher = app.launcher.clone();
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -215,13 +207,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             Ok(())
         }
     };
-    if let Some(launcher) = launcher {
+    if local.is_some() {
         eprintln!(
             "cca up: stopping agents (each has {}s to push its work)",
-            AGENT_STOP_GRACE.as_secs()
+            PROCESS_STOP_GRACE.as_secs()
         );
-        launcher.shutdown_all().await;
     }
+    launcher.shutdown().await;
     served.map(|()| ExitCode::SUCCESS)
 }
 

@@ -99,17 +99,29 @@ impl Rules {
 /// Why sessions are being stopped; decides the final status and what the PR is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
-    IssueClosed,
+    /// The issue was closed; `completed` unless closed as not planned. Merging a PR that closes
+    /// the issue sends this too, possibly before the PR's own event, so it must end the session
+    /// the same way the merge would.
+    IssueClosed {
+        completed: bool,
+    },
     LabelRemoved(String),
-    PrClosed { merged: bool },
-    Command { by: Login },
+    PrClosed {
+        merged: bool,
+    },
+    Command {
+        by: Login,
+    },
 }
 
 impl StopReason {
-    /// The status a session ends in: `COMPLETED` when its PR was merged, else `STOPPED`.
+    /// The status a session ends in: `COMPLETED` when its PR was merged or its issue closed as
+    /// completed, else `STOPPED`.
     pub fn final_status(&self) -> Status {
         match self {
-            StopReason::PrClosed { merged: true } => Status::Completed,
+            StopReason::PrClosed { merged: true } | StopReason::IssueClosed { completed: true } => {
+                Status::Completed
+            }
             _ => Status::Stopped,
         }
     }
@@ -117,7 +129,12 @@ impl StopReason {
     /// Said on the PR and in the record.
     pub fn describe(&self) -> String {
         match self {
-            StopReason::IssueClosed => "the issue was closed".into(),
+            StopReason::IssueClosed { completed: true } => {
+                "the issue was closed as completed".into()
+            }
+            StopReason::IssueClosed { completed: false } => {
+                "the issue was closed as not planned".into()
+            }
             StopReason::LabelRemoved(l) => format!("the `{l}` label was removed"),
             StopReason::PrClosed { merged: true } => "the PR was merged".into(),
             StopReason::PrClosed { merged: false } => "the PR was closed".into(),
@@ -176,6 +193,7 @@ pub enum Intent {
         repo: RepoName,
         pr_number: u64,
         actor: Actor,
+        installation_id: Option<u64>,
     },
     /// Start the agent session of a JIRA issue.
     StartJira {
@@ -247,7 +265,9 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
             IssuesAction::Closed => Intent::StopIssue {
                 repo,
                 issue_number: issue.number,
-                reason: StopReason::IssueClosed,
+                reason: StopReason::IssueClosed {
+                    completed: !issue.not_planned,
+                },
             },
         },
         GitHubEvent::PullRequest {
@@ -306,6 +326,7 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                     repo,
                     pr_number: issue.number,
                     actor: comment.author,
+                    installation_id,
                 }
             } else if rules.forward_all_comments || rules.mentions(&comment.body) {
                 Intent::Prompt {

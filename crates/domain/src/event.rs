@@ -37,6 +37,8 @@ pub struct Issue {
     pub body: String,
     /// Whether this "issue" is a pull request (comments on PRs arrive as issue comments).
     pub is_pull_request: bool,
+    /// Closed as not planned (GitHub's `state_reason`), rather than completed.
+    pub not_planned: bool,
 }
 
 /// A GitHub pull request.
@@ -148,6 +150,8 @@ struct RawIssue {
     body: Option<String>,
     #[serde(default)]
     pull_request: Option<IgnoredAny>,
+    #[serde(default)]
+    state_reason: Option<String>,
 }
 
 impl From<RawIssue> for Issue {
@@ -157,6 +161,7 @@ impl From<RawIssue> for Issue {
             title: r.title,
             body: r.body.unwrap_or_default(),
             is_pull_request: r.pull_request.is_some(),
+            not_planned: r.state_reason.as_deref() == Some("not_planned"),
         }
     }
 }

@@ -218,8 +218,8 @@ impl SessionId {
     pub fn random_agent() -> Self {
         let mut rng = rand::rng();
         let mut s = String::with_capacity(AGENT_ID_LEN);
-        // First character a letter (indices 0..23 of the alphabet are letters).
-        s.push(ID_ALPHABET[rng.random_range(0..23)] as char);
+        // First character a letter (the alphabet's first 24 entries are letters).
+        s.push(ID_ALPHABET[rng.random_range(0..24)] as char);
         for _ in 1..AGENT_ID_LEN {
             s.push(ID_ALPHABET[rng.random_range(0..32)] as char);
         }

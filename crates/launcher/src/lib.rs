@@ -108,4 +108,8 @@ pub trait Launcher: Send + Sync + std::fmt::Debug {
 
     /// Whether the task is still running (or about to).
     async fn is_running(&self, task_arn: &str) -> Result<bool, LaunchError>;
+
+    /// Stops whatever this launcher started that would otherwise outlive the process hosting
+    /// it, and waits for it to end. ECS tasks run on their own, so by default this does nothing.
+    async fn shutdown(&self) {}
 }

@@ -246,4 +246,8 @@ impl Launcher for ProcessLauncher {
             .get(&pid)
             .is_some_and(|t| t.exited.borrow().is_none()))
     }
+
+    async fn shutdown(&self) {
+        self.shutdown_all().await;
+    }
 }

@@ -29,6 +29,7 @@ fn issue(is_pr: bool) -> Issue {
         title: "Add login".into(),
         body: "b".into(),
         is_pull_request: is_pr,
+        not_planned: false,
     }
 }
 
@@ -138,10 +139,28 @@ fn issue_unlabel_and_close_stop_without_permission() {
     assert!(matches!(
         i,
         Intent::StopIssue {
-            reason: StopReason::IssueClosed,
+            reason: StopReason::IssueClosed { completed: true },
             ..
         }
     ));
+    let not_planned = GitHubEvent::Issues {
+        action: IssuesAction::Closed,
+        repo: repo(),
+        issue: Issue {
+            not_planned: true,
+            ..issue(false)
+        },
+        sender: human("a"),
+        installation_id: None,
+    };
+    let Intent::StopIssue { reason, .. } = decide(not_planned) else {
+        panic!("not a stop")
+    };
+    assert_eq!(reason.final_status(), Status::Stopped);
+    assert_eq!(
+        StopReason::IssueClosed { completed: true }.final_status(),
+        Status::Completed
+    );
 }
 
 #[test]

@@ -491,16 +491,7 @@ async fn an_unreachable_agent_is_left_stopping() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{reply}");
-        assert_eq!(
-            stand
-                .store
-                .get(&s.session_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .status,
-            Status::Stopping
-        );
+        assert_eq!(stand.status(&s.session_id).await, Status::Stopping);
         for (_, last) in stand.describe_tasks().await {
             assert_eq!(last, "STOPPED");
         }
@@ -546,16 +537,7 @@ async fn stop_command_stops_the_agent() {
                 .count(),
             1
         );
-        assert_eq!(
-            stand
-                .store
-                .get(&s.session_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .status,
-            Status::Stopping
-        );
+        assert_eq!(stand.status(&s.session_id).await, Status::Stopping);
     })
     .await;
 }
@@ -1009,16 +991,7 @@ async fn unlabel_or_close_stops_the_issue_session() {
                 .collect();
             assert_eq!(stops.len(), 1, "{action}");
             assert_eq!(stops[0].body["final_status"], final_status);
-            assert_eq!(
-                stand
-                    .store
-                    .get(&s.session_id)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .status,
-                Status::Stopping
-            );
+            assert_eq!(stand.status(&s.session_id).await, Status::Stopping);
             // A second close finds nothing left to stop.
             let (_, reply) = stand.deliver("issues", &event, &delivery()).await;
             assert_eq!(

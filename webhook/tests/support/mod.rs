@@ -338,6 +338,16 @@ impl Stand {
             .collect()
     }
 
+    /// The status of a session that must exist.
+    pub async fn status(&self, id: &cca_domain::SessionId) -> cca_domain::Status {
+        self.store
+            .get(id)
+            .await
+            .expect("store")
+            .expect("session exists")
+            .status
+    }
+
     /// Every session in the store.
     pub async fn sessions(&self) -> Vec<cca_domain::Session> {
         self.store

@@ -8,11 +8,16 @@
 #
 # Everything it installs goes under ${CCA_CACHE:-$HOME/.cache/cca} and is
 # reused on the next run, so only the first run on a machine needs the
-# package registries. It needs no standard input.
+# package registries; Chromium, for the preview proxy's browser test, comes
+# from Debian's packages (installed as root when /usr/bin/chromium is
+# missing). It needs no standard input.
 set -euo pipefail
 
 MOTO_VERSION=5.2.1
 WEBHOOK_EXAMPLES_VERSION=7.6.1
+VITE_VERSION=7.3.8
+PLAYWRIGHT_CORE_VERSION=1.65.1
+CHROMIUM=/usr/bin/chromium
 MOTO_START_TIMEOUT_SECS=30
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,6 +79,38 @@ else
 fi
 export CCA_WEBHOOK_EXAMPLES="$examples_dir/api.github.com/index.json"
 [[ -f "$CCA_WEBHOOK_EXAMPLES" ]] || fail "missing $CCA_WEBHOOK_EXAMPLES after install"
+
+step "Browser test tools (Chromium, vite@$VITE_VERSION, playwright-core@$PLAYWRIGHT_CORE_VERSION)"
+if [[ -x "$CHROMIUM" ]]; then
+    echo "Chromium present at $CHROMIUM"
+else
+    [[ "$(id -u)" == "0" ]] ||
+        fail "$CHROMIUM is missing; install Debian's chromium package as root (apt-get install chromium)"
+    apt-get update -qq </dev/null || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null ||
+        fail "apt-get could not install chromium"
+    [[ -x "$CHROMIUM" ]] || fail "chromium installed but $CHROMIUM is missing"
+fi
+browser_prefix="$CCA_CACHE/browser-npm"
+# The version of an npm package installed under $browser_prefix, or nothing.
+installed_version() {
+    local manifest="$browser_prefix/node_modules/$1/package.json"
+    if [[ -f "$manifest" ]]; then
+        node -p "require(process.argv[1]).version" "$manifest" 2>/dev/null || true
+    fi
+}
+if [[ "$(installed_version vite)" == "$VITE_VERSION" &&
+    "$(installed_version playwright-core)" == "$PLAYWRIGHT_CORE_VERSION" ]]; then
+    echo "already installed in $browser_prefix"
+else
+    mkdir -p "$browser_prefix"
+    npm install --prefix "$browser_prefix" --save-exact --no-audit --no-fund --loglevel=error \
+        "vite@$VITE_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" </dev/null ||
+        fail "npm could not install vite@$VITE_VERSION and playwright-core@$PLAYWRIGHT_CORE_VERSION"
+fi
+export CCA_BROWSER_TESTS=1
+export CCA_NODE_PREFIX="$browser_prefix"
+export CCA_CHROMIUM="$CHROMIUM"
 
 step "Starting the AWS emulator (moto)"
 port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"

@@ -1,1 +1,487 @@
-//! placeholder
+//! The proxy's configuration: environment variables (or the same as flags), loaded once and
+//! validated at start-up with an error that names the variable at fault.
+//!
+//! [`ProxyArgs`] is what the command line and environment hold, as text; [`Config::from_args`]
+//! checks it and makes the typed [`Config`]. [`Settings`] is the part the server itself needs,
+//! which tests build directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::cache::CacheConfig;
+use crate::guard::{self, Guard};
+
+/// How long a client may take to send a request's headers (slowloris). A browser or the load
+/// balancer sends them at once; ten seconds leaves room for a slow mobile link.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client connection may sit idle between requests. Longer than the load balancer's
+/// default idle time-out (60 s), as AWS advises, so the load balancer always closes an idle
+/// connection first and never sends a request on one the proxy is closing (a 502).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// How long to wait for an app to accept a connection. Inside a VPC a connection takes
+/// milliseconds; a container that is gone does not answer at all, and the visitor should see
+/// "not answering" soon rather than wait for the load balancer's time-out.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long in-flight requests may finish after SIGTERM. Below ECS's default stop time-out
+/// (30 s, after which it kills the task), so the proxy exits on its own having logged what it
+/// cut off.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set: {why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// Every setting, as flags and environment variables (text, checked by [`Config::from_args`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProxyArgs {
+    /// Session store: `dynamodb:<table>` or `sqlite:<path>`.
+    #[arg(long, env = "SESSION_STORE")]
+    pub session_store: Option<String>,
+    /// DynamoDB sessions table (the original's name; same as `SESSION_STORE=dynamodb:<table>`).
+    #[arg(long, env = "SESSIONS_TABLE")]
+    pub sessions_table: Option<String>,
+    /// Domain under which previews are served: `<session>.<suffix>`.
+    #[arg(long, env = "UAT_DOMAIN_SUFFIX")]
+    pub uat_domain_suffix: Option<String>,
+    /// Comma-separated CIDRs the proxy may forward to. Default: 10.0.0.0/8, 172.16.0.0/12,
+    /// 192.168.0.0/16, fc00::/7.
+    #[arg(long, env = "PROXY_ALLOWED_CIDRS")]
+    pub allowed_cidrs: Option<String>,
+    /// Also forward to loopback (for `cca up`, where apps run on this machine).
+    #[arg(long, env = "PROXY_LOCAL_MODE")]
+    pub local_mode: Option<String>,
+    /// Send the upstream address as `Host` instead of the visitor's host name.
+    #[arg(long, env = "PROXY_REWRITE_HOST")]
+    pub rewrite_host: Option<String>,
+    /// Milliseconds a found session is served from memory.
+    #[arg(long, env = "PROXY_CACHE_TTL_MS")]
+    pub cache_ttl_ms: Option<String>,
+    /// Milliseconds an unknown session is remembered as unknown.
+    #[arg(long, env = "PROXY_NEGATIVE_TTL_MS")]
+    pub negative_ttl_ms: Option<String>,
+    /// Seconds a cached session may still be served while the store fails.
+    #[arg(long, env = "PROXY_STALE_SECS")]
+    pub stale_secs: Option<String>,
+    /// Address of the Prometheus metrics listener (off when unset).
+    #[arg(long, env = "PROXY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Seconds a client may take to send request headers.
+    #[arg(long, env = "PROXY_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<String>,
+    /// Seconds an idle client connection is kept open.
+    #[arg(long, env = "PROXY_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<String>,
+    /// Milliseconds to wait for an app to accept a connection.
+    #[arg(long, env = "PROXY_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: Option<String>,
+    /// Seconds in-flight requests may finish after SIGTERM.
+    #[arg(long, env = "PROXY_DRAIN_SECS")]
+    pub drain_secs: Option<String>,
+}
+
+/// Where sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// The deployed system's DynamoDB table.
+    Dynamo { table: String },
+    /// An SQLite file (`cca up`).
+    Sqlite { path: PathBuf },
+}
+
+impl StoreSpec {
+    /// The store named by `SESSION_STORE` (`dynamodb:<table>` or `sqlite:<path>`), else by
+    /// `SESSIONS_TABLE` (the original's variable, meaning DynamoDB).
+    pub fn from_vars(
+        session_store: Option<&str>,
+        sessions_table: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(s) = session_store.map(str::trim).filter(|s| !s.is_empty()) {
+            return match s.split_once(':') {
+                Some(("dynamodb", t)) if !t.is_empty() => Ok(StoreSpec::Dynamo {
+                    table: t.to_owned(),
+                }),
+                Some(("sqlite", p)) if !p.is_empty() => Ok(StoreSpec::Sqlite {
+                    path: PathBuf::from(p),
+                }),
+                _ => Err(ConfigError::Invalid {
+                    var: "SESSION_STORE",
+                    reason: format!("{s:?} is neither dynamodb:<table> nor sqlite:<path>"),
+                }),
+            };
+        }
+        match sessions_table.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => Ok(StoreSpec::Dynamo {
+                table: t.to_owned(),
+            }),
+            None => Err(ConfigError::Missing {
+                var: "SESSION_STORE",
+                why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Dynamo { table } => write!(f, "dynamodb:{table}"),
+            StoreSpec::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
+        }
+    }
+}
+
+/// What the server needs to run; built by [`Config::from_args`], or directly in tests.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lower case, without leading or trailing dots: a session host is `<id>.<domain_suffix>`.
+    pub domain_suffix: String,
+    /// Ranges the proxy may forward to (see [`Guard`]).
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Loopback allowed too (`cca up`).
+    pub local_mode: bool,
+    /// Send the upstream address as `Host` instead of the visitor's host name (which dev
+    /// servers usually want to see, so it is kept by default).
+    pub rewrite_host: bool,
+    /// Session look-up cache lifetimes.
+    pub cache: CacheConfig,
+    /// See [`HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// See [`IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// See [`CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// See [`DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
+    /// See [`crate::activity::ACTIVITY_INTERVAL`].
+    pub activity_interval: Duration,
+}
+
+impl Settings {
+    /// Defaults for serving `<id>.<domain_suffix>`.
+    pub fn new(domain_suffix: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            domain_suffix: normalise_suffix(domain_suffix)?,
+            allowed_cidrs: Guard::default_allowed(),
+            local_mode: false,
+            rewrite_host: false,
+            cache: CacheConfig::default(),
+            header_timeout: HEADER_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
+            drain_timeout: DRAIN_TIMEOUT,
+            activity_interval: crate::activity::ACTIVITY_INTERVAL,
+        })
+    }
+
+    /// The upstream address guard these settings describe.
+    pub fn guard(&self) -> Guard {
+        Guard::new(self.allowed_cidrs.clone(), self.local_mode)
+    }
+}
+
+/// The whole configuration of `cca-uat-proxy serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where sessions are read (and activity written).
+    pub store: StoreSpec,
+    /// The metrics listener, off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// What the server itself needs.
+    pub settings: Settings,
+}
+
+impl Config {
+    /// Checks every setting; the error names the first variable at fault.
+    pub fn from_args(args: ProxyArgs) -> Result<Self, ConfigError> {
+        let store = StoreSpec::from_vars(
+            args.session_store.as_deref(),
+            args.sessions_table.as_deref(),
+        )?;
+        let suffix = args
+            .uat_domain_suffix
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(ConfigError::Missing {
+                var: "UAT_DOMAIN_SUFFIX",
+                why: "previews are served at <session>.<UAT_DOMAIN_SUFFIX> (`localhost` locally)",
+            })?;
+        let mut settings = Settings::new(suffix)?;
+        if let Some(text) = non_empty(&args.allowed_cidrs) {
+            settings.allowed_cidrs =
+                guard::parse_cidrs(text).map_err(|reason| ConfigError::Invalid {
+                    var: "PROXY_ALLOWED_CIDRS",
+                    reason,
+                })?;
+        }
+        if let Some(v) = parse_bool("PROXY_LOCAL_MODE", &args.local_mode)? {
+            settings.local_mode = v;
+        }
+        if let Some(v) = parse_bool("PROXY_REWRITE_HOST", &args.rewrite_host)? {
+            settings.rewrite_host = v;
+        }
+        let millis = Duration::from_millis;
+        let secs = Duration::from_secs;
+        set(
+            &mut settings.cache.positive_ttl,
+            "PROXY_CACHE_TTL_MS",
+            &args.cache_ttl_ms,
+            millis,
+        )?;
+        set(
+            &mut settings.cache.negative_ttl,
+            "PROXY_NEGATIVE_TTL_MS",
+            &args.negative_ttl_ms,
+            millis,
+        )?;
+        set(
+            &mut settings.cache.stale_for,
+            "PROXY_STALE_SECS",
+            &args.stale_secs,
+            secs,
+        )?;
+        set(
+            &mut settings.header_timeout,
+            "PROXY_HEADER_TIMEOUT_SECS",
+            &args.header_timeout_secs,
+            secs,
+        )?;
+        set(
+            &mut settings.idle_timeout,
+            "PROXY_IDLE_TIMEOUT_SECS",
+            &args.idle_timeout_secs,
+            secs,
+        )?;
+        set(
+            &mut settings.connect_timeout,
+            "PROXY_CONNECT_TIMEOUT_MS",
+            &args.connect_timeout_ms,
+            millis,
+        )?;
+        set(
+            &mut settings.drain_timeout,
+            "PROXY_DRAIN_SECS",
+            &args.drain_secs,
+            secs,
+        )?;
+        for (var, value) in [
+            ("PROXY_HEADER_TIMEOUT_SECS", settings.header_timeout),
+            ("PROXY_IDLE_TIMEOUT_SECS", settings.idle_timeout),
+            ("PROXY_CONNECT_TIMEOUT_MS", settings.connect_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    var,
+                    reason: "must be more than 0".into(),
+                });
+            }
+        }
+        let metrics_listen = non_empty(&args.metrics_listen)
+            .map(|text| {
+                text.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        var: "PROXY_METRICS_LISTEN",
+                        reason: format!("{text:?} is not HOST:PORT (an IP address and a port)"),
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            store,
+            metrics_listen,
+            settings,
+        })
+    }
+}
+
+/// `preview.example.com`, `.preview.example.com` and `*.Preview.Example.com.` all name the same
+/// suffix.
+fn normalise_suffix(text: &str) -> Result<String, ConfigError> {
+    let s = text
+        .trim()
+        .trim_start_matches("*.")
+        .trim_matches('.')
+        .to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if s.is_empty() || !s.split('.').all(label_ok) {
+        return Err(ConfigError::Invalid {
+            var: "UAT_DOMAIN_SUFFIX",
+            reason: format!("{text:?} is not a domain name such as preview.example.com"),
+        });
+    }
+    Ok(s)
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_bool(var: &'static str, value: &Option<String>) -> Result<Option<bool>, ConfigError> {
+    let Some(text) = non_empty(value) else {
+        return Ok(None);
+    };
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(ConfigError::Invalid {
+            var,
+            reason: format!("{text:?} is not true or false"),
+        }),
+    }
+}
+
+fn set(
+    target: &mut Duration,
+    var: &'static str,
+    value: &Option<String>,
+    unit: fn(u64) -> Duration,
+) -> Result<(), ConfigError> {
+    if let Some(text) = non_empty(value) {
+        let n: u64 = text.parse().map_err(|_| ConfigError::Invalid {
+            var,
+            reason: format!("{text:?} is not a whole number"),
+        })?;
+        *target = unit(n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ProxyArgs {
+        ProxyArgs {
+            session_store: Some("sqlite:/tmp/s.db".into()),
+            uat_domain_suffix: Some("*.Preview.Example.com.".into()),
+            ..ProxyArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::from_args(args()).unwrap();
+        assert_eq!(config.settings.domain_suffix, "preview.example.com");
+        assert_eq!(config.store.to_string(), "sqlite:/tmp/s.db");
+        assert!(!config.settings.local_mode);
+        assert_eq!(config.settings.allowed_cidrs.len(), 4);
+        assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn sessions_table_alone_means_dynamodb() {
+        let config = Config::from_args(ProxyArgs {
+            session_store: None,
+            sessions_table: Some("sessions".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(
+            config.store,
+            StoreSpec::Dynamo {
+                table: "sessions".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: [(ProxyArgs, &str); 7] = [
+            (
+                ProxyArgs {
+                    uat_domain_suffix: None,
+                    ..args()
+                },
+                "UAT_DOMAIN_SUFFIX is not set",
+            ),
+            (
+                ProxyArgs {
+                    session_store: None,
+                    ..args()
+                },
+                "SESSION_STORE is not set",
+            ),
+            (
+                ProxyArgs {
+                    session_store: Some("redis:x".into()),
+                    ..args()
+                },
+                "SESSION_STORE is invalid",
+            ),
+            (
+                ProxyArgs {
+                    allowed_cidrs: Some("10.0.0.0/99".into()),
+                    ..args()
+                },
+                "PROXY_ALLOWED_CIDRS is invalid",
+            ),
+            (
+                ProxyArgs {
+                    local_mode: Some("maybe".into()),
+                    ..args()
+                },
+                "PROXY_LOCAL_MODE is invalid",
+            ),
+            (
+                ProxyArgs {
+                    cache_ttl_ms: Some("-1".into()),
+                    ..args()
+                },
+                "PROXY_CACHE_TTL_MS is invalid",
+            ),
+            (
+                ProxyArgs {
+                    metrics_listen: Some("localhost:9".into()),
+                    ..args()
+                },
+                "PROXY_METRICS_LISTEN is invalid",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = Config::from_args(args).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
+        assert!(Settings::new("bad_suffix.com").is_err());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let config = Config::from_args(ProxyArgs {
+            local_mode: Some("true".into()),
+            rewrite_host: Some("1".into()),
+            cache_ttl_ms: Some("250".into()),
+            stale_secs: Some("60".into()),
+            metrics_listen: Some("127.0.0.1:9100".into()),
+            allowed_cidrs: Some("10.1.0.0/16".into()),
+            ..args()
+        })
+        .unwrap();
+        let s = &config.settings;
+        assert!(s.local_mode && s.rewrite_host);
+        assert_eq!(s.cache.positive_ttl, Duration::from_millis(250));
+        assert_eq!(s.cache.stale_for, Duration::from_secs(60));
+        assert_eq!(s.allowed_cidrs.len(), 1);
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+    }
+}

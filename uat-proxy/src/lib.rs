@@ -2,15 +2,35 @@
 //! `*.<UAT_DOMAIN_SUFFIX>` listener rule and this proxy, which maps `Host: <id>.<suffix>` to the
 //! session's container.
 //!
-//! A request goes through phases with one context: route (the host names a session), look up
-//! (read-through [`cache`]), guard (the address is one the proxy may reach), forward (streamed
-//! both ways, upgrades passed through), and log/measure. Pages for sessions that cannot be
-//! reached say why, with the right status.
+//! A request goes through phases with one context ([`proxy`]): route (the host names a
+//! session), look up (read-through [`cache`]), decide (the session's state, and the [`guard`] on
+//! its address), forward (streamed both ways, upgrades passed through), and count
+//! ([`metrics`], [`activity`]). Sessions that cannot be reached get a [`pages`] entry saying
+//! why, with the right status. [`config`] reads the settings; the binary only wires.
 
 pub mod activity;
 pub mod cache;
 pub mod config;
+mod conn;
 pub mod guard;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
+
+pub use config::{Config, ProxyArgs, Settings, StoreSpec};
+pub use proxy::Proxy;
+
+/// Logs to stderr: JSON lines when `json` (AWS), readable text otherwise; the level from
+/// `RUST_LOG` (default `info`). A second call keeps the first subscriber.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

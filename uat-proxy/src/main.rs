@@ -1,38 +1,114 @@
-//! `cca-uat-proxy`: routes `<session>.<UAT_DOMAIN_SUFFIX>` to the session's container. This
-//! placeholder keeps the command line of the real program (`serve --listen`, `--help`,
-//! `--version`) and refuses to run with a status that tells a supervisor the start failed.
+//! `cca-uat-proxy serve --listen HOST:PORT`: routes `<session>.<UAT_DOMAIN_SUFFIX>` to the
+//! session's container. This file only wires: configuration, store, listeners, signals.
 
-use std::process::ExitCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
+use anyhow::Context as _;
+use cca_store::{DynamoStore, SessionStore, SqliteStore};
+use cca_uat_proxy::{Config, Proxy, ProxyArgs, StoreSpec, init_logging, metrics};
 use clap::{Parser, Subcommand};
-
-/// Exit status of a program that cannot do what it was asked: the same status clap uses for a
-/// usage error, so no supervisor mistakes the placeholder for a proxy that stopped normally.
-const NOT_IMPLEMENTED: u8 = 2;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cca-uat-proxy",
     version,
-    about = "Claude Cloud Agent preview proxy (not yet implemented)"
+    about = "Claude Cloud Agent preview proxy"
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
+    #[command(flatten)]
+    settings: ProxyArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the proxy over HTTP (not yet implemented).
+    /// Serve the proxy over HTTP.
     Serve {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        listen: std::net::SocketAddr,
+        #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
     },
 }
 
-fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!("cca-uat-proxy: not yet implemented (coming with the preview proxy)");
-    ExitCode::from(NOT_IMPLEMENTED)
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
+    let config = Config::from_args(cli.settings).context("invalid configuration")?;
+    let Command::Serve { listen } = cli.command;
+    let store = open_store(&config.store).await?;
+    let mut proxy = Proxy::new(store, config.settings);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        terminated().await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    if let Some(addr) = config.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (PROXY_METRICS_LISTEN)"))?;
+        proxy.refuse_listener(listener.local_addr()?);
+        tracing::info!(%addr, "metrics serving");
+        tokio::spawn(metrics::serve(
+            proxy.metrics(),
+            listener,
+            stopped(stop_rx.clone()),
+        ));
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    proxy
+        .serve(listener, stopped(stop_rx))
+        .await
+        .context("proxy failed")
+}
+
+async fn open_store(spec: &StoreSpec) -> anyhow::Result<Arc<dyn SessionStore>> {
+    Ok(match spec {
+        StoreSpec::Sqlite { path } => Arc::new(
+            SqliteStore::open(path).with_context(|| format!("cannot open session store {spec}"))?,
+        ),
+        StoreSpec::Dynamo { table } => {
+            let aws = aws_config::load_from_env().await;
+            Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                table.clone(),
+            ))
+        }
+    })
+}
+
+/// Resolves on SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops the proxy");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

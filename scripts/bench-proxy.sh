@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Benchmark of the preview proxy against nginx on the same machine, same upstream.
+#
+#   scripts/bench-proxy.sh
+#
+# Starts, all on 127.0.0.1 and each with its own files under a temporary directory:
+#   A  nginx answering every request with a fixed small body (the app),
+#   B  nginx as a plain reverse proxy to A (keep-alive to A, X-Forwarded-* set),
+#   C  cca-uat-proxy (release build) with a SQLite store holding a RUNNING session
+#      `bench` -> 127.0.0.1:A, in local mode.
+# Then runs wrk with keep-alive (-t2 -c64, the same duration each) against A directly, C with
+# `Host: bench.localhost`, and B, for BENCH_ROUNDS rounds interleaved, and prints requests/s,
+# p50 and p99 of each run and the medians, the throughput ratio C/B and the p99 that C adds
+# over A. Last, it holds 1,000 idle keep-alive connections open on C (each after one request)
+# and reads the resident memory of cca-uat-proxy (VmRSS), and of nginx B for comparison.
+#
+# Settings (environment): BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS
+# (default 3), BENCH_THREADS (2), BENCH_CONNECTIONS (64), BENCH_IDLE_CONNECTIONS (1000).
+# Installs wrk and nginx from Debian's packages when missing (as root). Everything it starts
+# is stopped on exit; it never touches the system nginx configuration.
+set -euo pipefail
+
+DURATION="${BENCH_DURATION:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+THREADS="${BENCH_THREADS:-2}"
+CONNECTIONS="${BENCH_CONNECTIONS:-64}"
+IDLE_CONNECTIONS="${BENCH_IDLE_CONNECTIONS:-1000}"
+WARMUP_SECS=2
+START_TIMEOUT_SECS=20
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+export CCA_CACHE="${CCA_CACHE:-$HOME/.cache/cca}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CCA_CACHE/target}"
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+    printf '\nFAILED: %s\n' "$*" >&2
+    exit 1
+}
+
+work=""
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n "$work" ]]; then
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "Tools"
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+if ((${#missing[@]} > 0)); then
+    [[ "$(id -u)" == "0" ]] || fail "missing ${missing[*]}; install them as root (apt-get install ${missing[*]})"
+    apt-get update -qq </dev/null || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null >/dev/null ||
+        fail "apt-get could not install ${missing[*]}"
+fi
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+"$nginx_bin" -v
+wrk --version 2>&1 | head -n 1 || true
+# One file descriptor per idle connection, in the proxy and in the client holding them.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+step "cargo build --release -p cca-uat-proxy"
+cargo build --release -p cca-uat-proxy --bins || fail "release build"
+proxy_bin="$CARGO_TARGET_DIR/release/cca-uat-proxy"
+[[ -x "$proxy_bin" ]] || fail "missing $proxy_bin"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/cca-bench-proxy.XXXXXX")"
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+port_a="$(free_port)"
+port_b="$(free_port)"
+port_c="$(free_port)"
+
+# Waits until GET <path> with Host <host> on 127.0.0.1:<port> answers 200.
+wait_ready() {
+    local name="$1" pid="$2" port="$3" host="$4" path="$5" deadline=$((SECONDS + START_TIMEOUT_SECS))
+    until python3 - "$port" "$host" "$path" <<'EOF' 2>/dev/null; do
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+conn.request("GET", sys.argv[3], headers={"Host": sys.argv[2]})
+sys.exit(conn.getresponse().status != 200)
+EOF
+        kill -0 "$pid" 2>/dev/null || fail "$name exited before answering (logs in $work)"
+        ((SECONDS < deadline)) || fail "$name did not answer on port $port within ${START_TIMEOUT_SECS}s"
+        sleep 0.2
+    done
+    echo "$name answers on 127.0.0.1:$port (pid $pid)"
+}
+
+# nginx settings shared by A and B: everything under $work, no access log, keep-alive
+# connections never closed by request count during a run.
+nginx_conf() {
+    local name="$1" body="$2"
+    mkdir -p "$work/$name"
+    cat >"$work/$name/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $work/$name/nginx.pid;
+error_log $work/$name/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path $work/$name/body;
+    proxy_temp_path $work/$name/proxy;
+    fastcgi_temp_path $work/$name/fastcgi;
+    uwsgi_temp_path $work/$name/uwsgi;
+    scgi_temp_path $work/$name/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+$body
+}
+EOF
+}
+
+# Starts nginx with $work/<name>/nginx.conf in the background; its pid goes to `started`.
+started=""
+start_nginx() {
+    local name="$1"
+    "$nginx_bin" -p "$work/$name" -e "$work/$name/error.log" -c "$work/$name/nginx.conf" \
+        </dev/null >"$work/$name/stdout.log" 2>&1 &
+    started=$!
+    pids+=("$started")
+}
+
+step "Starting the upstream (A, nginx) on 127.0.0.1:$port_a"
+nginx_conf upstream "    server {
+        listen 127.0.0.1:$port_a;
+        default_type text/plain;
+        location / {
+            return 200 \"ok\\n\";
+        }
+    }"
+start_nginx upstream
+pid_a="$started"
+wait_ready "upstream nginx" "$pid_a" "$port_a" "127.0.0.1" /
+
+step "Starting nginx as a reverse proxy (B) on 127.0.0.1:$port_b"
+nginx_conf nginx-proxy "    upstream app {
+        server 127.0.0.1:$port_a;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen 127.0.0.1:$port_b;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
+    }"
+start_nginx nginx-proxy
+pid_b="$started"
+wait_ready "nginx proxy" "$pid_b" "$port_b" "bench.localhost" /
+
+step "Starting cca-uat-proxy (C) on 127.0.0.1:$port_c"
+store="$work/sessions.db"
+CCA_BENCH_STORE="$store" CCA_BENCH_UPSTREAM_PORT="$port_a" \
+    cargo test --quiet -p cca-uat-proxy --test browser -- --ignored --exact seed_store_for_benchmark \
+    >"$work/seed.log" 2>&1 || {
+    cat "$work/seed.log" >&2
+    fail "could not write the session into $store"
+}
+SESSION_STORE="sqlite:$store" UAT_DOMAIN_SUFFIX=localhost PROXY_LOCAL_MODE=true \
+    "$proxy_bin" serve --listen "127.0.0.1:$port_c" </dev/null >"$work/proxy.log" 2>&1 &
+pid_c=$!
+pids+=("$pid_c")
+wait_ready "cca-uat-proxy" "$pid_c" "$port_c" "bench.localhost" /
+
+# Runs wrk; prints "<requests/s> <p50 ms> <p99 ms>".
+run_wrk() {
+    local secs="$1" url="$2" host="$3" out
+    out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -H "Host: $host" "$url")" ||
+        fail "wrk against $url"
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        fail "errors or non-2xx answers from $url"
+    fi
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v + 0
+        }
+        /^Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }
+    ' <<<"$out"
+}
+
+url_a="http://127.0.0.1:$port_a/"
+url_b="http://127.0.0.1:$port_b/"
+url_c="http://127.0.0.1:$port_c/"
+
+step "Warm-up (${WARMUP_SECS}s each: fills the proxy's session cache and connection pools)"
+run_wrk "$WARMUP_SECS" "$url_a" "127.0.0.1" >/dev/null
+run_wrk "$WARMUP_SECS" "$url_c" "bench.localhost" >/dev/null
+run_wrk "$WARMUP_SECS" "$url_b" "bench.localhost" >/dev/null
+
+step "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS round(s) of A, C, B"
+results="$work/results"
+: >"$results"
+for round in $(seq 1 "$ROUNDS"); do
+    for target in A C B; do
+        case "$target" in
+        A) line="$(run_wrk "$DURATION" "$url_a" "127.0.0.1")" ;;
+        C) line="$(run_wrk "$DURATION" "$url_c" "bench.localhost")" ;;
+        B) line="$(run_wrk "$DURATION" "$url_b" "bench.localhost")" ;;
+        esac
+        read -r rps p50 p99 <<<"$line"
+        printf 'round %s  %s  %9s req/s  p50 %7s ms  p99 %7s ms\n' "$round" "$target" "$rps" "$p50" "$p99"
+        echo "$target $rps $p50 $p99" >>"$results"
+    done
+done
+
+step "Medians over $ROUNDS round(s)"
+python3 - "$results" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    target, rps, p50, p99 = line.split()
+    rows.setdefault(target, []).append((float(rps), float(p50), float(p99)))
+med = {t: [statistics.median(col) for col in zip(*r)] for t, r in rows.items()}
+names = {"A": "upstream direct", "C": "cca-uat-proxy", "B": "nginx proxy"}
+print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+for t in "ACB":
+    rps, p50, p99 = med[t]
+    print(f"{t} {names[t]:22}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}")
+print(f"throughput C/B: {med['C'][0] / med['B'][0]:.2f}x  (target >= 1.0x)")
+print(f"p99 added by C over A: {med['C'][2] - med['A'][2]:.3f} ms  (target <= 1 ms)")
+print(f"p99 added by B over A: {med['B'][2] - med['A'][2]:.3f} ms")
+EOF
+
+step "Resident memory at $IDLE_CONNECTIONS open idle keep-alive connections"
+nginx_b_pids="$(pgrep -P "$pid_b" | tr '\n' ' ')"
+python3 - "$port_c" "$port_b" "$IDLE_CONNECTIONS" "$pid_c" "$pid_b $nginx_b_pids" <<'EOF'
+import socket, sys, time
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+def hold(port, count):
+    socks = []
+    request = b"GET / HTTP/1.1\r\nHost: bench.localhost\r\n\r\n"
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                sys.exit(f"port {port}: connection closed before an answer")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            sys.exit(f"port {port}: {head.splitlines()[0]!r}")
+        length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                       if l.lower().startswith(b"content-length:")), None)
+        if length is None:
+            sys.exit(f"port {port}: no Content-Length")
+        while len(body) < length:
+            body += s.recv(4096)
+        socks.append(s)
+    return socks
+
+port_c, port_b, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+proxy = [int(sys.argv[4])]
+nginx = [int(p) for p in sys.argv[5].split()]
+for name, port, pids in (("cca-uat-proxy", port_c, proxy), ("nginx proxy (all processes)", port_b, nginx)):
+    before = rss_kib(pids)
+    socks = hold(port, count)
+    time.sleep(1)
+    during = rss_kib(pids)
+    for s in socks:
+        s.close()
+    print(f"{name}: VmRSS {before / 1024:.1f} MiB before, {during / 1024:.1f} MiB with {count} open connections")
+    time.sleep(1)
+EOF
+
+step "Done (logs were in $work)"

@@ -79,10 +79,13 @@ fn direct_variables(source: &str) -> BTreeSet<String> {
 /// What `cca-webhook` reads: its clap settings (config.rs, main.rs) and any direct read in its
 /// sources.
 fn webhook_variables() -> BTreeSet<String> {
-    let src = Path::new(MANIFEST_DIR).join("src");
-    let mut names = clap_variables(&read(&src.join("config.rs")));
-    names.extend(clap_variables(&read(&src.join("main.rs"))));
-    for file in rust_files(&src) {
+    variables_in(&Path::new(MANIFEST_DIR).join("src"))
+}
+
+/// What the sources under `src` read, by clap attribute or directly.
+fn variables_in(src: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for file in rust_files(src) {
         let text = read(&file);
         names.extend(clap_variables(&text));
         names.extend(direct_variables(&text));
@@ -206,6 +209,37 @@ fn every_documented_webhook_variable_is_read() {
         stale.is_empty(),
         "docs/CONFIGURATION.md says cca-webhook reads these variables, but webhook/src does not: \
          {stale:?}"
+    );
+}
+
+/// The proxy's variables, both ways, against the rows marked `cca-uat-proxy`.
+#[test]
+fn the_proxy_variables_match_the_documentation() {
+    let read = variables_in(&Path::new(MANIFEST_DIR).join("../uat-proxy/src"));
+    assert!(
+        read.contains("PROXY_LOCAL_MODE"),
+        "the scan of uat-proxy/src found too little: {read:?}"
+    );
+    let rows: Vec<Row> = variable_rows(&configuration_doc())
+        .into_iter()
+        .filter(|r| {
+            r.read_by
+                .split(',')
+                .any(|who| who.trim().trim_matches('`') == "cca-uat-proxy")
+        })
+        .collect();
+    let documented: BTreeSet<String> = rows.iter().flat_map(|r| r.variables.clone()).collect();
+    let missing: Vec<&String> = read.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "cca-uat-proxy reads these, undocumented: {missing:?}"
+    );
+    let mut known = read.clone();
+    known.extend(READ_BY_LIBRARIES.iter().map(|s| (*s).to_owned()));
+    let stale: Vec<&String> = documented.difference(&known).collect();
+    assert!(
+        stale.is_empty(),
+        "documented as read by cca-uat-proxy, but not read: {stale:?}"
     );
 }
 

@@ -8,10 +8,12 @@
 #   B  nginx as a plain reverse proxy to A (keep-alive to A, X-Forwarded-* set),
 #   C  cca-uat-proxy (release build) with a SQLite store holding a RUNNING session
 #      `bench` -> 127.0.0.1:A, in local mode.
-# Then runs wrk with keep-alive (-t2 -c64, the same duration each) against A directly, C with
-# `Host: bench.localhost`, and B, for BENCH_ROUNDS rounds interleaved, and prints requests/s,
-# p50 and p99 of each run and the medians, the throughput ratio C/B and the p99 that C adds
-# over A. Last, it holds 1,000 idle keep-alive connections open on C (each after one request)
+# Then runs wrk with keep-alive, the same duration each, against A directly, C with
+# `Host: bench.localhost`, and B, for BENCH_ROUNDS rounds interleaved: under load (-t2 -c64,
+# which saturates a small machine) and on a single connection (-t1 -c1, the latency of one
+# request when the CPU is not the bottleneck). It prints requests/s, p50 and p99 of each run
+# and the medians, the throughput ratio C/B and the p99 that C and B add over A, with the CPU time the server under test spent per request (from /proc; for B and C
+# the proxy's own, without the upstream's). Last, it holds 1,000 idle keep-alive connections open on C (each after one request)
 # and reads the resident memory of cca-uat-proxy (VmRSS), and of nginx B for comparison.
 #
 # Settings (environment): BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS
@@ -187,75 +189,119 @@ pid_c=$!
 pids+=("$pid_c")
 wait_ready "cca-uat-proxy" "$pid_c" "$port_c" "bench.localhost" /
 
-# Runs wrk; prints "<requests/s> <p50 ms> <p99 ms>".
+# CPU time (user + system, clock ticks) used so far by the given processes.
+cpu_ticks() {
+    local pid total=0 stat
+    for pid in "$@"; do
+        stat="$(cat "/proc/$pid/stat")"
+        stat="${stat##*) }"
+        # Fields after the command name: utime and stime are the 12th and 13th.
+        total=$((total + $(awk '{ print $12 + $13 }' <<<"$stat")))
+    done
+    echo "$total"
+}
+clk_tck="$(getconf CLK_TCK)"
+
+# Runs wrk with <threads> and <connections> against <url> with <host>, measuring the CPU time
+# the given server processes spend; prints "<requests/s> <p50 ms> <p99 ms> <CPU µs/request>".
 run_wrk() {
-    local secs="$1" url="$2" host="$3" out
-    out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -H "Host: $host" "$url")" ||
+    local threads="$1" conns="$2" secs="$3" url="$4" host="$5" out before after
+    shift 5
+    before="$(cpu_ticks "$@")"
+    out="$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -H "Host: $host" "$url")" ||
         fail "wrk against $url"
+    after="$(cpu_ticks "$@")"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
         printf '%s\n' "$out" >&2
         fail "errors or non-2xx answers from $url"
     fi
-    awk '
+    awk -v ticks=$((after - before)) -v hz="$clk_tck" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
             if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
             if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
             return v + 0
         }
+        / requests in / { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
-        END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }
+        END { printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks / hz * 1e6 / n }
     ' <<<"$out"
 }
+
+# The processes of each server: nginx's master and workers, the proxy's one process.
+pids_a=("$pid_a")
+mapfile -t -O 1 pids_a < <(pgrep -P "$pid_a")
+pids_b=("$pid_b")
+mapfile -t -O 1 pids_b < <(pgrep -P "$pid_b")
+pids_c=("$pid_c")
 
 url_a="http://127.0.0.1:$port_a/"
 url_b="http://127.0.0.1:$port_b/"
 url_c="http://127.0.0.1:$port_c/"
 
-step "Warm-up (${WARMUP_SECS}s each: fills the proxy's session cache and connection pools)"
-run_wrk "$WARMUP_SECS" "$url_a" "127.0.0.1" >/dev/null
-run_wrk "$WARMUP_SECS" "$url_c" "bench.localhost" >/dev/null
-run_wrk "$WARMUP_SECS" "$url_b" "bench.localhost" >/dev/null
+# One wrk run of <mode> (load: THREADS x CONNECTIONS; single: one connection) against <target>.
+measure() {
+    local mode="$1" target="$2" secs="$3" threads="$THREADS" conns="$CONNECTIONS"
+    if [[ "$mode" == single ]]; then
+        threads=1
+        conns=1
+    fi
+    case "$target" in
+    A) run_wrk "$threads" "$conns" "$secs" "$url_a" "127.0.0.1" "${pids_a[@]}" ;;
+    C) run_wrk "$threads" "$conns" "$secs" "$url_c" "bench.localhost" "${pids_c[@]}" ;;
+    B) run_wrk "$threads" "$conns" "$secs" "$url_b" "bench.localhost" "${pids_b[@]}" ;;
+    esac
+}
 
-step "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS round(s) of A, C, B"
+step "Warm-up (${WARMUP_SECS}s each: fills the proxy's session cache and connection pools)"
+for target in A C B; do
+    measure load "$target" "$WARMUP_SECS" >/dev/null
+done
+
+step "$ROUNDS round(s) of A, C, B: wrk -t$THREADS -c$CONNECTIONS (load), then -t1 -c1 (single); -d${DURATION}s --latency"
 results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-    for target in A C B; do
-        case "$target" in
-        A) line="$(run_wrk "$DURATION" "$url_a" "127.0.0.1")" ;;
-        C) line="$(run_wrk "$DURATION" "$url_c" "bench.localhost")" ;;
-        B) line="$(run_wrk "$DURATION" "$url_b" "bench.localhost")" ;;
-        esac
-        read -r rps p50 p99 <<<"$line"
-        printf 'round %s  %s  %9s req/s  p50 %7s ms  p99 %7s ms\n' "$round" "$target" "$rps" "$p50" "$p99"
-        echo "$target $rps $p50 $p99" >>"$results"
+    for mode in load single; do
+        for target in A C B; do
+            line="$(measure "$mode" "$target" "$DURATION")"
+            read -r rps p50 p99 cpu <<<"$line"
+            printf 'round %s  %-6s  %s  %9s req/s  p50 %7s ms  p99 %7s ms  server CPU %6s µs/request\n' \
+                "$round" "$mode" "$target" "$rps" "$p50" "$p99" "$cpu"
+            echo "$mode $target $rps $p50 $p99 $cpu" >>"$results"
+        done
     done
 done
 
 step "Medians over $ROUNDS round(s)"
-python3 - "$results" <<'EOF'
+python3 - "$results" "$THREADS" "$CONNECTIONS" <<'EOF'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    target, rps, p50, p99 = line.split()
-    rows.setdefault(target, []).append((float(rps), float(p50), float(p99)))
-med = {t: [statistics.median(col) for col in zip(*r)] for t, r in rows.items()}
+    mode, target, *values = line.split()
+    rows.setdefault((mode, target), []).append(tuple(float(v) for v in values))
+med = {k: [statistics.median(col) for col in zip(*r)] for k, r in rows.items()}
 names = {"A": "upstream direct", "C": "cca-uat-proxy", "B": "nginx proxy"}
-print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-for t in "ACB":
-    rps, p50, p99 = med[t]
-    print(f"{t} {names[t]:22}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}")
-print(f"throughput C/B: {med['C'][0] / med['B'][0]:.2f}x  (target >= 1.0x)")
-print(f"p99 added by C over A: {med['C'][2] - med['A'][2]:.3f} ms  (target <= 1 ms)")
-print(f"p99 added by B over A: {med['B'][2] - med['A'][2]:.3f} ms")
+titles = {"load": f"load (-t{sys.argv[2]} -c{sys.argv[3]})", "single": "single connection (-t1 -c1)"}
+for mode in ("load", "single"):
+    print(titles[mode])
+    print(f"  {'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/req':>12}")
+    for t in "ACB":
+        rps, p50, p99, cpu = med[(mode, t)]
+        print(f"  {t} {names[t]:22}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}{cpu:>12.1f}")
+def m(mode, t):
+    return med[(mode, t)]
+print(f"throughput C/B under load: {m('load', 'C')[0] / m('load', 'B')[0]:.2f}x  (target >= 1.0x)")
+for mode, label in (("load", "under load"), ("single", "single connection")):
+    added_c = m(mode, "C")[2] - m(mode, "A")[2]
+    added_b = m(mode, "B")[2] - m(mode, "A")[2]
+    print(f"p99 added over A, {label}: C {added_c:+.3f} ms (target <= 1 ms), B {added_b:+.3f} ms")
 EOF
 
 step "Resident memory at $IDLE_CONNECTIONS open idle keep-alive connections"
-nginx_b_pids="$(pgrep -P "$pid_b" | tr '\n' ' ')"
-python3 - "$port_c" "$port_b" "$IDLE_CONNECTIONS" "$pid_c" "$pid_b $nginx_b_pids" <<'EOF'
+python3 - "$port_c" "$port_b" "$IDLE_CONNECTIONS" "$pid_c" "${pids_b[*]}" <<'EOF'
 import socket, sys, time
 
 def rss_kib(pids):

@@ -83,7 +83,8 @@ fn vite_hot_reload_goes_through_the_proxy() {
             .env("SESSION_STORE", format!("sqlite:{}", store_path.display()))
             .env("UAT_DOMAIN_SUFFIX", "localhost")
             .env("PROXY_LOCAL_MODE", "true")
-            .env("RUST_LOG", "info"),
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1"),
         &tmp.path().join("proxy.log"),
     );
     wait_for_status(

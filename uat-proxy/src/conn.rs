@@ -28,6 +28,9 @@ pub(crate) struct ConnState {
     last_io: AtomicU64,
     head_started: AtomicU64,
     in_flight: AtomicUsize,
+    /// Wakes the watchdog when a request head starts, so an idle wait does not delay the
+    /// (shorter) header time-out.
+    head_began: tokio::sync::Notify,
 }
 
 /// Why a connection was closed by its watchdog.
@@ -46,6 +49,7 @@ impl ConnState {
             last_io: AtomicU64::new(0),
             head_started: AtomicU64::new(NOT_STARTED),
             in_flight: AtomicUsize::new(0),
+            head_began: tokio::sync::Notify::new(),
         })
     }
 
@@ -57,12 +61,13 @@ impl ConnState {
         let now = self.now_ms();
         self.last_io.store(now, Ordering::Relaxed);
         if self.in_flight.load(Ordering::Acquire) == 0 {
-            let _ = self.head_started.compare_exchange(
-                NOT_STARTED,
-                now,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            let began = self
+                .head_started
+                .compare_exchange(NOT_STARTED, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            if began {
+                self.head_began.notify_one();
+            }
         }
     }
 
@@ -106,7 +111,11 @@ impl ConnState {
                     deadline
                 }
             };
-            tokio::time::sleep_until(self.start + Duration::from_millis(wake_at)).await;
+            // A head starting while the watchdog waits on the idle clock re-arms it at once.
+            tokio::select! {
+                () = tokio::time::sleep_until(self.start + Duration::from_millis(wake_at)) => {}
+                () = self.head_began.notified() => {}
+            }
         }
     }
 }

@@ -53,7 +53,7 @@ pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// Idle upstream connections kept per app: enough for a browser's parallel requests
 /// (six per host) several times over.
-pub const UPSTREAM_POOL_MAX_IDLE: usize = 32;
+pub const UPSTREAM_POOL_MAX_IDLE: usize = 128;
 
 /// This proxy's entry in `Via`, by which it recognises its own requests coming back.
 const VIA_TOKEN: &str = "cca-uat-proxy";

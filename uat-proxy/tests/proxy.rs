@@ -828,6 +828,21 @@ async fn shutdown_lets_a_request_in_flight_finish_and_refuses_new_connections() 
 struct CountingStore {
     inner: SqliteStore,
     activity_writes: AtomicUsize,
+    /// Session reads that reached the store.
+    gets: AtomicUsize,
+    /// While set, every read fails as an unreachable store would.
+    unreachable: std::sync::atomic::AtomicBool,
+}
+
+impl CountingStore {
+    fn new() -> Self {
+        Self {
+            inner: SqliteStore::in_memory().unwrap(),
+            activity_writes: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+            unreachable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 #[async_trait]
@@ -836,6 +851,14 @@ impl SessionStore for CountingStore {
         self.inner.create(session).await
     }
     async fn get(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        if self.unreachable.load(Ordering::SeqCst) {
+            return Err(cca_store::StoreError::Backend(
+                "store unreachable (test)".into(),
+            ));
+        }
+        // Widen the window in which concurrent misses could each read.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         self.inner.get(id).await
     }
     async fn transition(
@@ -882,10 +905,7 @@ impl SessionStore for CountingStore {
 async fn requests_within_a_minute_record_activity_once() {
     within(async {
         let upstream = app(|_req: Request<Incoming>| async { text(StatusCode::OK, "app") }).await;
-        let store = Arc::new(CountingStore {
-            inner: SqliteStore::in_memory().unwrap(),
-            activity_writes: AtomicUsize::new(0),
-        });
+        let store = Arc::new(CountingStore::new());
         let mut stand = Stand::with_store(store.clone(), settings(true)).await;
         let id = stand.running("busy", "127.0.0.1", upstream.port()).await;
 
@@ -948,6 +968,52 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
                 reply.body
             );
         }
+    })
+    .await;
+}
+
+/// Through the proxy: 100 concurrent requests for a cold host cost one store read, an unknown
+/// host is remembered as unknown, and when the store becomes unreachable known hosts keep
+/// working from their (stale) entries while unknown ones get the "unavailable" page.
+#[tokio::test]
+async fn cold_hosts_cost_one_read_and_known_hosts_survive_a_store_outage() {
+    within(async {
+        let upstream = app(|_req: Request<Incoming>| async { text(StatusCode::OK, "app") }).await;
+        let store = Arc::new(CountingStore::new());
+        let mut config = settings(true);
+        config.cache.positive_ttl = Duration::from_millis(100);
+        config.cache.negative_ttl = Duration::from_millis(100);
+        let mut stand = Stand::with_store(store.clone(), config).await;
+        stand.running("cold", "127.0.0.1", upstream.port()).await;
+        let reads = || store.gets.load(Ordering::SeqCst);
+        let (cold, nobody) = (Stand::host("cold"), Stand::host("nobody"));
+        let before = reads();
+
+        let replies = futures::future::join_all((0..100).map(|_| stand.get(&cold, "/"))).await;
+        assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+        assert_eq!(
+            reads() - before,
+            1,
+            "100 concurrent requests for a cold host: one read"
+        );
+
+        let replies = futures::future::join_all((0..20).map(|_| stand.get(&nobody, "/"))).await;
+        assert!(replies.iter().all(|r| r.status == StatusCode::NOT_FOUND));
+        assert_eq!(reads() - before, 2, "one read for the unknown host too");
+        assert_eq!(
+            stand.get(&Stand::host("nobody"), "/").await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(reads() - before, 2, "the unknown host is remembered");
+
+        // Let the entries expire, then lose the store.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store.unreachable.store(true, Ordering::SeqCst);
+        let known = stand.get(&Stand::host("cold"), "/").await;
+        assert_eq!((known.status, known.body.as_str()), (StatusCode::OK, "app"));
+        let unknown = stand.get(&Stand::host("never-seen"), "/").await;
+        assert_eq!(unknown.status, StatusCode::SERVICE_UNAVAILABLE);
+        stand.shut_down().await;
     })
     .await;
 }

@@ -1013,6 +1013,33 @@ async fn cold_hosts_cost_one_read_and_known_hosts_survive_a_store_outage() {
         assert_eq!((known.status, known.body.as_str()), (StatusCode::OK, "app"));
         let unknown = stand.get(&Stand::host("never-seen"), "/").await;
         assert_eq!(unknown.status, StatusCode::SERVICE_UNAVAILABLE);
+
+        // The same, as the metrics listener reports it in Prometheus text.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_addr = listener.local_addr().unwrap();
+        let (_stop_metrics, stopped) = oneshot::channel::<()>();
+        tokio::spawn(cca_uat_proxy::metrics::serve(
+            stand.metrics.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            // Two cold reads, the failed re-read of `cold`, the read of `never-seen`.
+            "cca_uat_proxy_cache_misses_total 4\n",
+            "cca_uat_proxy_cache_stale_served_total 1\n",
+            "cca_uat_proxy_requests_total{outcome=\"store_unavailable\"} 1\n",
+            "cca_uat_proxy_requests_total{outcome=\"proxied\"} 101\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
         stand.shut_down().await;
     })
     .await;

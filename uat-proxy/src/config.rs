@@ -6,7 +6,6 @@
 //! which tests build directly.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -93,55 +92,22 @@ pub struct ProxyArgs {
     pub drain_secs: Option<String>,
 }
 
-/// Where sessions are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
-    /// The deployed system's DynamoDB table.
-    Dynamo { table: String },
-    /// An SQLite file (`cca up`).
-    Sqlite { path: PathBuf },
-}
+pub use cca_store::StoreSpec;
 
-impl StoreSpec {
-    /// The store named by `SESSION_STORE` (`dynamodb:<table>` or `sqlite:<path>`), else by
-    /// `SESSIONS_TABLE` (the original's variable, meaning DynamoDB).
-    pub fn from_vars(
-        session_store: Option<&str>,
-        sessions_table: Option<&str>,
-    ) -> Result<Self, ConfigError> {
-        if let Some(s) = session_store.map(str::trim).filter(|s| !s.is_empty()) {
-            return match s.split_once(':') {
-                Some(("dynamodb", t)) if !t.is_empty() => Ok(StoreSpec::Dynamo {
-                    table: t.to_owned(),
-                }),
-                Some(("sqlite", p)) if !p.is_empty() => Ok(StoreSpec::Sqlite {
-                    path: PathBuf::from(p),
-                }),
-                _ => Err(ConfigError::Invalid {
-                    var: "SESSION_STORE",
-                    reason: format!("{s:?} is neither dynamodb:<table> nor sqlite:<path>"),
-                }),
-            };
-        }
-        match sessions_table.map(str::trim).filter(|t| !t.is_empty()) {
-            Some(t) => Ok(StoreSpec::Dynamo {
-                table: t.to_owned(),
-            }),
-            None => Err(ConfigError::Missing {
-                var: "SESSION_STORE",
-                why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
-            }),
-        }
-    }
-}
-
-impl std::fmt::Display for StoreSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreSpec::Dynamo { table } => write!(f, "dynamodb:{table}"),
-            StoreSpec::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
-        }
-    }
+/// The store named by `SESSION_STORE` / `SESSIONS_TABLE`; one of them is required.
+fn store_spec(
+    session_store: Option<&str>,
+    sessions_table: Option<&str>,
+) -> Result<StoreSpec, ConfigError> {
+    StoreSpec::from_vars(session_store, sessions_table)
+        .map_err(|e| ConfigError::Invalid {
+            var: "SESSION_STORE",
+            reason: format!("{:?} is neither dynamodb:<table> nor sqlite:<path>", e.0),
+        })?
+        .ok_or(ConfigError::Missing {
+            var: "SESSION_STORE",
+            why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
+        })
 }
 
 /// What the server needs to run; built by [`Config::from_args`], or directly in tests.
@@ -207,7 +173,7 @@ pub struct Config {
 impl Config {
     /// Checks every setting; the error names the first variable at fault.
     pub fn from_args(args: ProxyArgs) -> Result<Self, ConfigError> {
-        let store = StoreSpec::from_vars(
+        let store = store_spec(
             args.session_store.as_deref(),
             args.sessions_table.as_deref(),
         )?;

@@ -116,50 +116,7 @@ pub struct WebhookArgs {
     pub control_timeout_secs: Option<u64>,
 }
 
-/// Where sessions are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
-    Dynamo { table: String },
-    Sqlite { path: PathBuf },
-}
-
-impl StoreSpec {
-    /// The store named by `SESSION_STORE` (`dynamodb:<table>` or `sqlite:<path>`), else by
-    /// `SESSIONS_TABLE` (the original's variable, meaning DynamoDB); `None` when neither is set.
-    pub fn from_vars(
-        session_store: Option<&str>,
-        sessions_table: Option<&str>,
-    ) -> Result<Option<Self>, ConfigError> {
-        if let Some(s) = session_store.filter(|s| !s.is_empty()) {
-            return match s.split_once(':') {
-                Some(("dynamodb", t)) if !t.is_empty() => Ok(Some(StoreSpec::Dynamo {
-                    table: t.to_owned(),
-                })),
-                Some(("sqlite", p)) if !p.is_empty() => Ok(Some(StoreSpec::Sqlite {
-                    path: PathBuf::from(p),
-                })),
-                _ => Err(ConfigError::Invalid {
-                    var: "SESSION_STORE",
-                    reason: format!("{s:?} is neither dynamodb:<table> nor sqlite:<path>"),
-                }),
-            };
-        }
-        Ok(sessions_table
-            .filter(|t| !t.is_empty())
-            .map(|t| StoreSpec::Dynamo {
-                table: t.to_owned(),
-            }))
-    }
-}
-
-impl std::fmt::Display for StoreSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreSpec::Dynamo { table } => write!(f, "dynamodb:{table}"),
-            StoreSpec::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
-        }
-    }
-}
+pub use cca_store::StoreSpec;
 
 /// How containers are started.
 #[derive(Debug, Clone)]
@@ -299,7 +256,11 @@ pub fn parse_mapping(
 impl Config {
     /// Validates the settings.
     pub fn from_args(a: WebhookArgs) -> Result<Self, ConfigError> {
-        let store = StoreSpec::from_vars(a.session_store.as_deref(), a.sessions_table.as_deref())?
+        let store = StoreSpec::from_vars(a.session_store.as_deref(), a.sessions_table.as_deref())
+            .map_err(|e| ConfigError::Invalid {
+                var: "SESSION_STORE",
+                reason: format!("{:?} is neither dynamodb:<table> nor sqlite:<path>", e.0),
+            })?
             .ok_or(ConfigError::Missing {
                 var: "SESSION_STORE",
                 why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",

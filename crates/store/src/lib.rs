@@ -15,6 +15,7 @@
 
 mod dynamo;
 mod record;
+mod spec;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use cca_domain::session::SessionPatch;
 use cca_domain::{ActiveKey, RepoName, Session, SessionId, Status};
 
 pub use dynamo::DynamoStore;
+pub use spec::{InvalidStoreSpec, StoreSpec};
 pub use sqlite::SqliteStore;
 
 /// Seconds a delivery id is remembered: GitHub redelivers for up to 3 days, so 3 days plus a day

@@ -505,142 +505,35 @@ impl Counter {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::sync::atomic::{AtomicU8, AtomicUsize};
-
-    use async_trait::async_trait;
     use cca_domain::session::SessionPatch;
-    use cca_domain::{ActiveKey, BranchName, ImageChannel, RepoName, SessionType, Source, Status};
-    use cca_store::{ListFilter, SqliteStore, StoreError, StoreResult};
+    use cca_domain::{BranchName, ImageChannel, RepoName, SessionType, Source};
+    use cca_store::ListFilter;
+    use cca_testkit::store::{InstrumentedStore, ReadMode};
+    use std::future::Future;
 
     use super::*;
 
     /// Longest any one test may run.
     const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-    const OK: u8 = 0;
-    const FAIL: u8 = 1;
-    const HANG: u8 = 2;
-    const PANIC: u8 = 3;
+    /// The instrumented store, plus a way to add preview sessions.
+    type TestStore = InstrumentedStore;
 
-    /// A real SQLite store whose `get` is counted and can be made slow, failing, hanging or
-    /// panicking.
-    #[derive(Debug)]
-    struct TestStore {
-        inner: SqliteStore,
-        gets: AtomicUsize,
-        mode: AtomicU8,
-        latency_ms: AtomicU64,
-    }
-
-    impl TestStore {
-        fn new() -> Arc<Self> {
-            Arc::new(Self {
-                inner: SqliteStore::in_memory().unwrap(),
-                gets: AtomicUsize::new(0),
-                mode: AtomicU8::new(OK),
-                latency_ms: AtomicU64::new(0),
-            })
-        }
-
-        fn gets(&self) -> usize {
-            self.gets.load(Ordering::SeqCst)
-        }
-
-        fn set_mode(&self, mode: u8) {
-            self.mode.store(mode, Ordering::SeqCst);
-        }
-
-        fn set_latency(&self, latency: Duration) {
-            self.latency_ms
-                .store(latency.as_millis() as u64, Ordering::SeqCst);
-        }
-
-        /// Stores a preview session with this id (one PR per session, so active keys differ).
-        async fn add(&self, id: &str) -> SessionId {
-            let pr = self.inner.list(&ListFilter::default()).await.unwrap().len() as u64 + 1;
-            let mut session = Session::new(
-                sid(id),
-                SessionType::Preview,
-                Source::Github,
-                RepoName::parse("acme/shop").unwrap(),
-                BranchName::parse("feature/cart").unwrap(),
-                ImageChannel::Latest,
-                1_700_000_000,
-            );
-            session.pr_number = Some(pr);
-            self.inner.create(&session).await.unwrap();
-            sid(id)
-        }
-    }
-
-    #[async_trait]
-    impl SessionStore for TestStore {
-        async fn create(&self, session: &Session) -> StoreResult<()> {
-            self.inner.create(session).await
-        }
-
-        async fn get(&self, id: &SessionId) -> StoreResult<Option<Session>> {
-            self.gets.fetch_add(1, Ordering::SeqCst);
-            let latency = self.latency_ms.load(Ordering::SeqCst);
-            if latency > 0 {
-                tokio::time::sleep(Duration::from_millis(latency)).await;
-            }
-            match self.mode.load(Ordering::SeqCst) {
-                FAIL => Err(StoreError::Backend("get: connection refused".into())),
-                HANG => std::future::pending().await,
-                PANIC => panic!("test store asked to panic"),
-                _ => self.inner.get(id).await,
-            }
-        }
-
-        async fn transition(
-            &self,
-            id: &SessionId,
-            to: Status,
-            patch: SessionPatch,
-            now: i64,
-        ) -> StoreResult<Session> {
-            self.inner.transition(id, to, patch, now).await
-        }
-
-        async fn update(
-            &self,
-            id: &SessionId,
-            patch: SessionPatch,
-            now: i64,
-        ) -> StoreResult<Session> {
-            self.inner.update(id, patch, now).await
-        }
-
-        async fn relaunch(
-            &self,
-            id: &SessionId,
-            patch: SessionPatch,
-            now: i64,
-        ) -> StoreResult<Session> {
-            self.inner.relaunch(id, patch, now).await
-        }
-
-        async fn by_active_key(&self, key: &ActiveKey) -> StoreResult<Option<Session>> {
-            self.inner.by_active_key(key).await
-        }
-
-        async fn by_pr(&self, repo: &RepoName, pr_number: u64) -> StoreResult<Vec<Session>> {
-            self.inner.by_pr(repo, pr_number).await
-        }
-
-        async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<Session>> {
-            self.inner.list(filter).await
-        }
-
-        async fn record_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<bool> {
-            self.inner.record_delivery(delivery_id, now).await
-        }
-
-        async fn forget_delivery(&self, delivery_id: &str) -> StoreResult<()> {
-            self.inner.forget_delivery(delivery_id).await
-        }
+    /// Stores a preview session with this id (one PR per session, so active keys differ).
+    async fn add(store: &TestStore, id: &str) -> SessionId {
+        let pr = store.list(&ListFilter::default()).await.unwrap().len() as u64 + 1;
+        let mut session = Session::new(
+            sid(id),
+            SessionType::Preview,
+            Source::Github,
+            RepoName::parse("acme/shop").unwrap(),
+            BranchName::parse("feature/cart").unwrap(),
+            ImageChannel::Latest,
+            1_700_000_000,
+        );
+        session.pr_number = Some(pr);
+        store.create(&session).await.unwrap();
+        sid(id)
     }
 
     fn sid(id: &str) -> SessionId {
@@ -686,7 +579,7 @@ mod tests {
     async fn hundred_concurrent_lookups_of_a_cold_id_make_one_store_read() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             store.set_latency(ms(100));
             let cache = cache(&store, CacheConfig::default());
 
@@ -711,7 +604,7 @@ mod tests {
     async fn found_session_is_served_from_memory_until_positive_ttl_then_read_again() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             let config = CacheConfig {
                 positive_ttl: ms(300),
                 ..CacheConfig::default()
@@ -753,7 +646,7 @@ mod tests {
             let late = sid("late");
 
             assert_eq!(cache.lookup(&late).await, Lookup::Missing);
-            store.add("late").await;
+            add(&store, "late").await;
             assert_eq!(cache.lookup(&late).await, Lookup::Missing);
             assert_eq!(store.gets(), 1);
 
@@ -768,7 +661,7 @@ mod tests {
     async fn invalidated_entry_is_read_again() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             let cache = cache(&store, CacheConfig::default());
 
             cache.lookup(&shop).await;
@@ -783,7 +676,7 @@ mod tests {
     async fn store_outage_serves_known_sessions_from_stale_entries_until_stale_for() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             let config = CacheConfig {
                 positive_ttl: ms(50),
                 negative_ttl: ms(50),
@@ -795,7 +688,7 @@ mod tests {
             assert_eq!(found_id(&cache.lookup(&shop).await), Some("shop"));
             assert_eq!(cache.lookup(&gone).await, Lookup::Missing);
 
-            store.set_mode(FAIL);
+            store.set_mode(ReadMode::Fail);
             tokio::time::sleep(ms(100)).await;
             assert_eq!(found_id(&cache.lookup(&shop).await), Some("shop"));
             assert_eq!(found_id(&cache.lookup(&shop).await), Some("shop"));
@@ -815,7 +708,7 @@ mod tests {
             tokio::time::sleep(ms(800)).await;
             assert!(matches!(cache.lookup(&shop).await, Lookup::Unavailable(_)));
 
-            store.set_mode(OK);
+            store.set_mode(ReadMode::Ok);
             assert_eq!(found_id(&cache.lookup(&shop).await), Some("shop"));
         })
         .await;
@@ -825,14 +718,14 @@ mod tests {
     async fn hanging_store_answers_within_the_read_timeout() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             let config = CacheConfig {
                 positive_ttl: ms(50),
                 ..CacheConfig::default()
             };
             let cache = cache(&store, config);
             cache.lookup(&shop).await;
-            store.set_mode(HANG);
+            store.set_mode(ReadMode::Hang);
             tokio::time::sleep(ms(100)).await;
 
             let never_seen = sid("never-seen");
@@ -859,7 +752,7 @@ mod tests {
     async fn cancelled_first_caller_does_not_block_the_others() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             store.set_latency(ms(500));
             let cache = cache(&store, CacheConfig::default());
 
@@ -885,12 +778,12 @@ mod tests {
     async fn panicking_store_read_does_not_wedge_the_id() {
         within(async {
             let store = TestStore::new();
-            let shop = store.add("shop").await;
+            let shop = add(&store, "shop").await;
             let cache = cache(&store, CacheConfig::default());
 
-            store.set_mode(PANIC);
+            store.set_mode(ReadMode::Panic);
             assert!(matches!(cache.lookup(&shop).await, Lookup::Unavailable(_)));
-            store.set_mode(OK);
+            store.set_mode(ReadMode::Ok);
             assert_eq!(found_id(&cache.lookup(&shop).await), Some("shop"));
             assert_eq!(store.gets(), 2);
         })
@@ -902,9 +795,9 @@ mod tests {
         within(async {
             let store = TestStore::new();
             let (a, b, c) = (
-                store.add("a").await,
-                store.add("b").await,
-                store.add("c").await,
+                add(&store, "a").await,
+                add(&store, "b").await,
+                add(&store, "c").await,
             );
             let config = CacheConfig {
                 negative_ttl: ms(50),

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use cca_domain::session::SessionPatch;
-use cca_domain::{ActiveKey, BranchName, RepoName, Session, SessionId, Status};
+use cca_domain::{BranchName, RepoName, Session, SessionId, Status};
 use cca_domain::{ImageChannel, SessionType, Source};
-use cca_store::{ListFilter, SessionStore, SqliteStore, StoreResult};
+use cca_store::{SessionStore, SqliteStore};
+use cca_testkit::store::{InstrumentedStore, ReadMode};
 use cca_uat_proxy::metrics::{MetricsHandle, Outcome};
 use cca_uat_proxy::{Proxy, Settings};
 use futures::{SinkExt as _, StreamExt as _};
@@ -823,89 +823,11 @@ async fn shutdown_lets_a_request_in_flight_finish_and_refuses_new_connections() 
 
 // ---- activity and metrics -------------------------------------------------------------------
 
-/// The SQLite store, counting the `last_activity` writes that reach it.
-#[derive(Debug)]
-struct CountingStore {
-    inner: SqliteStore,
-    activity_writes: AtomicUsize,
-    /// Session reads that reached the store.
-    gets: AtomicUsize,
-    /// While set, every read fails as an unreachable store would.
-    unreachable: std::sync::atomic::AtomicBool,
-}
-
-impl CountingStore {
-    fn new() -> Self {
-        Self {
-            inner: SqliteStore::in_memory().unwrap(),
-            activity_writes: AtomicUsize::new(0),
-            gets: AtomicUsize::new(0),
-            unreachable: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-#[async_trait]
-impl SessionStore for CountingStore {
-    async fn create(&self, session: &Session) -> StoreResult<()> {
-        self.inner.create(session).await
-    }
-    async fn get(&self, id: &SessionId) -> StoreResult<Option<Session>> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        if self.unreachable.load(Ordering::SeqCst) {
-            return Err(cca_store::StoreError::Backend(
-                "store unreachable (test)".into(),
-            ));
-        }
-        // Widen the window in which concurrent misses could each read.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        self.inner.get(id).await
-    }
-    async fn transition(
-        &self,
-        id: &SessionId,
-        to: Status,
-        patch: SessionPatch,
-        now: i64,
-    ) -> StoreResult<Session> {
-        self.inner.transition(id, to, patch, now).await
-    }
-    async fn update(&self, id: &SessionId, patch: SessionPatch, now: i64) -> StoreResult<Session> {
-        if patch.last_activity.is_some() {
-            self.activity_writes.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.update(id, patch, now).await
-    }
-    async fn relaunch(
-        &self,
-        id: &SessionId,
-        patch: SessionPatch,
-        now: i64,
-    ) -> StoreResult<Session> {
-        self.inner.relaunch(id, patch, now).await
-    }
-    async fn by_active_key(&self, key: &ActiveKey) -> StoreResult<Option<Session>> {
-        self.inner.by_active_key(key).await
-    }
-    async fn by_pr(&self, repo: &RepoName, pr_number: u64) -> StoreResult<Vec<Session>> {
-        self.inner.by_pr(repo, pr_number).await
-    }
-    async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<Session>> {
-        self.inner.list(filter).await
-    }
-    async fn record_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<bool> {
-        self.inner.record_delivery(delivery_id, now).await
-    }
-    async fn forget_delivery(&self, delivery_id: &str) -> StoreResult<()> {
-        self.inner.forget_delivery(delivery_id).await
-    }
-}
-
 #[tokio::test]
 async fn requests_within_a_minute_record_activity_once() {
     within(async {
         let upstream = app(|_req: Request<Incoming>| async { text(StatusCode::OK, "app") }).await;
-        let store = Arc::new(CountingStore::new());
+        let store = InstrumentedStore::new();
         let mut stand = Stand::with_store(store.clone(), settings(true)).await;
         let id = stand.running("busy", "127.0.0.1", upstream.port()).await;
 
@@ -913,7 +835,7 @@ async fn requests_within_a_minute_record_activity_once() {
             stand.get(&Stand::host("busy"), "/").await.status,
             StatusCode::OK
         );
-        while store.activity_writes.load(Ordering::SeqCst) == 0 {
+        while store.activity_writes() == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(
@@ -921,7 +843,7 @@ async fn requests_within_a_minute_record_activity_once() {
             StatusCode::OK
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(store.activity_writes.load(Ordering::SeqCst), 1);
+        assert_eq!(store.activity_writes(), 1);
         let record = store.get(&id).await.unwrap().unwrap();
         assert!(record.last_activity.is_some_and(|t| t > NOW));
         assert_eq!(record.status, Status::Running);
@@ -979,13 +901,15 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
 async fn cold_hosts_cost_one_read_and_known_hosts_survive_a_store_outage() {
     within(async {
         let upstream = app(|_req: Request<Incoming>| async { text(StatusCode::OK, "app") }).await;
-        let store = Arc::new(CountingStore::new());
+        let store = InstrumentedStore::new();
         let mut config = settings(true);
         config.cache.positive_ttl = Duration::from_millis(100);
         config.cache.negative_ttl = Duration::from_millis(100);
         let mut stand = Stand::with_store(store.clone(), config).await;
         stand.running("cold", "127.0.0.1", upstream.port()).await;
-        let reads = || store.gets.load(Ordering::SeqCst);
+        // Widen the window in which concurrent misses could each read.
+        store.set_latency(Duration::from_millis(20));
+        let reads = || store.gets();
         let (cold, nobody) = (Stand::host("cold"), Stand::host("nobody"));
         let before = reads();
 
@@ -1008,7 +932,7 @@ async fn cold_hosts_cost_one_read_and_known_hosts_survive_a_store_outage() {
 
         // Let the entries expire, then lose the store.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        store.unreachable.store(true, Ordering::SeqCst);
+        store.set_mode(ReadMode::Fail);
         let known = stand.get(&Stand::host("cold"), "/").await;
         assert_eq!((known.status, known.body.as_str()), (StatusCode::OK, "app"));
         let unknown = stand.get(&Stand::host("never-seen"), "/").await;

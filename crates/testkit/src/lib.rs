@@ -9,3 +9,4 @@ pub mod fixtures;
 pub mod github;
 pub mod jira;
 pub mod moto;
+pub mod store;

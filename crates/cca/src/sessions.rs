@@ -324,6 +324,7 @@ fn fields(s: &Session) -> Vec<(&'static str, String)> {
         ("created_at", time(&Some(s.created_at))),
         ("updated_at", time(&Some(s.updated_at))),
         ("last_activity", time(&s.last_activity)),
+        ("heartbeat_at", time(&s.heartbeat_at)),
         ("ttl", time(&s.ttl)),
     ]
 }

@@ -198,6 +198,9 @@ pub struct Session {
     pub created_at: i64,
     pub updated_at: i64,
     pub last_activity: Option<i64>,
+    /// When the agent last said it was alive (every heartbeat interval while it runs); the
+    /// sweeper fails sessions whose heartbeat stopped.
+    pub heartbeat_at: Option<i64>,
     /// Expiry (Unix seconds) once the session has ended; DynamoDB's TTL attribute.
     pub ttl: Option<i64>,
 }
@@ -239,6 +242,7 @@ impl Session {
             created_at: now,
             updated_at: now,
             last_activity: None,
+            heartbeat_at: None,
             ttl: None,
         }
     }
@@ -272,6 +276,9 @@ pub struct SessionPatch {
     pub turns: Option<u32>,
     pub error: Option<String>,
     pub last_activity: Option<i64>,
+    /// When the agent last said it was alive (every heartbeat interval while it runs); the
+    /// sweeper fails sessions whose heartbeat stopped.
+    pub heartbeat_at: Option<i64>,
     pub initial_prompt: Option<String>,
 }
 

@@ -13,7 +13,7 @@ use crate::{StoreError, StoreResult};
 
 /// Every field of the record, in the order of [`Session`]: the DynamoDB attribute names and the
 /// SQLite column names.
-pub(crate) const FIELDS: [&str; 25] = [
+pub(crate) const FIELDS: [&str; 26] = [
     "session_id",
     "session_type",
     "source",
@@ -38,11 +38,13 @@ pub(crate) const FIELDS: [&str; 25] = [
     "created_at",
     "updated_at",
     "last_activity",
+    "heartbeat_at",
     "ttl",
 ];
 
 /// The fields `relaunch` clears: what belonged to the previous run's container and ending.
-pub(crate) const CLEARED_BY_RELAUNCH: [&str; 4] = ["task_arn", "container_ip", "error", "ttl"];
+pub(crate) const CLEARED_BY_RELAUNCH: [&str; 5] =
+    ["task_arn", "container_ip", "error", "ttl", "heartbeat_at"];
 
 /// A stored value, before it is written in a backend's own types.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,6 +112,7 @@ pub(crate) fn record_values<'a>(
         ("created_at", Some(Value::Int(s.created_at))),
         ("updated_at", Some(Value::Int(s.updated_at))),
         ("last_activity", int(s.last_activity)),
+        ("heartbeat_at", int(s.heartbeat_at)),
         ("ttl", int(s.ttl)),
     ];
     debug_assert!(values.iter().map(|(f, _)| *f).eq(FIELDS));
@@ -141,6 +144,7 @@ pub(crate) fn patch_values<'a>(
         ("turns", p.turns.map(|v| Value::UInt(v.into()))),
         ("error", text(&p.error)),
         ("last_activity", p.last_activity.map(Value::Int)),
+        ("heartbeat_at", p.heartbeat_at.map(Value::Int)),
         ("initial_prompt", text(&p.initial_prompt)),
     ];
     Ok(candidates
@@ -202,6 +206,7 @@ pub(crate) fn session_from(op: &str, fields: &impl Fields) -> StoreResult<Sessio
         created_at: r.need("created_at", r.int("created_at"))?,
         updated_at: r.need("updated_at", r.int("updated_at"))?,
         last_activity: r.int("last_activity")?,
+        heartbeat_at: r.int("heartbeat_at")?,
         ttl: r.int("ttl")?,
     })
 }

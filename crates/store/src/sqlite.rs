@@ -22,7 +22,7 @@ use crate::{DELIVERY_TTL_SECS, ListFilter, SessionStore, StoreError, StoreResult
 
 /// Version of the schema below, kept in `PRAGMA user_version`. A file written by a newer build is
 /// refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long an operation waits for another process's write lock before failing. Operations hold
 /// the lock for milliseconds, so waiting 5 s means the other process is stuck, not busy.
@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at        INTEGER NOT NULL,
     updated_at        INTEGER NOT NULL,
     last_activity     INTEGER,
+    heartbeat_at      INTEGER,
     ttl               INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS sessions_by_pr ON sessions (repo_full_name, pr_number);
@@ -111,6 +112,13 @@ impl SqliteStore {
                 tx.execute_batch(SCHEMA).map_err(err)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                     .map_err(err)?;
+            }
+            // Version 1 had no heartbeat column.
+            1 => {
+                tx.execute_batch(&format!(
+                    "ALTER TABLE sessions ADD COLUMN heartbeat_at INTEGER; PRAGMA user_version = {SCHEMA_VERSION}"
+                ))
+                .map_err(err)?;
             }
             SCHEMA_VERSION => {}
             newer => {
@@ -624,5 +632,42 @@ mod tests {
             .unwrap();
         let err = SqliteStore::open(&path).unwrap_err();
         assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_the_heartbeat_column_and_keeps_its_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.db");
+        {
+            // A file as version 1 wrote it: the schema without `heartbeat_at`.
+            let v1 = SCHEMA.replace("    heartbeat_at      INTEGER,\n", "");
+            assert_ne!(v1, SCHEMA);
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&v1).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            conn.execute(
+                "INSERT INTO sessions (session_id, session_type, source, repo_full_name, branch_name, status, image_channel, created_at, updated_at) \
+                 VALUES ('old1', 'agent', 'github', 'o/r', 'claude/1', 'RUNNING', 'latest', 1, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let id = SessionId::parse("old1").unwrap();
+        let old = store.get(&id).await.unwrap().expect("kept");
+        assert_eq!(old.heartbeat_at, None);
+        let patch = SessionPatch {
+            heartbeat_at: Some(42),
+            ..SessionPatch::default()
+        };
+        let s = store.update(&id, patch, 50).await.unwrap();
+        assert_eq!(s.heartbeat_at, Some(42));
+        drop(store);
+        // Opening again finds the current version and changes nothing.
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            again.get(&id).await.unwrap().unwrap().heartbeat_at,
+            Some(42)
+        );
     }
 }

@@ -311,6 +311,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         cost_usd: Some(1.25),
         turns: Some(3),
         last_activity: Some(140),
+        heartbeat_at: Some(145),
         ..SessionPatch::default()
     };
     let written = store.update(&s.session_id, patch, 150).await.unwrap();
@@ -319,6 +320,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         cost_usd: Some(1.25),
         turns: Some(3),
         last_activity: Some(140),
+        heartbeat_at: Some(145),
         updated_at: 150,
         ..s.clone()
     };
@@ -348,6 +350,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         turns: Some(9),
         error: Some("transient".to_owned()),
         last_activity: Some(170),
+        heartbeat_at: Some(175),
         initial_prompt: Some("second ✓".to_owned()),
     };
     let written = store.update(&s.session_id, patch, 180).await.unwrap();
@@ -363,6 +366,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         turns: Some(9),
         error: Some("transient".to_owned()),
         last_activity: Some(170),
+        heartbeat_at: Some(175),
         initial_prompt: Some("second ✓".to_owned()),
         status: Status::Running,
         updated_at: 180,

@@ -6,8 +6,15 @@
 //! clients unchanged and assert on the resulting state. Every request is handled inside one
 //! critical section, so concurrent creates race exactly as they do against GitHub: one wins and
 //! the others get 422.
+//!
+//! A repository can also be hosted for real ([`FakeGitHub::host_git`]): it is then a bare git
+//! repository the fake owns, its branches and commits through the API are that repository's, and
+//! git clients clone, fetch and push it over smart HTTP at its `clone_url`, authenticated with an
+//! installation token as on GitHub. Tests that run a git client against the fake must not block
+//! the runtime serving it: use `tokio::process`, `spawn_blocking`, or a multi-threaded runtime.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,10 +23,15 @@ use axum::extract::{Query, State as Shared};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
+
+use crate::git::{Bare, CgiRequest, Expect, Identity, PathContent, is_oid_prefix};
+pub use crate::git::{GitCommitInfo, GitRequest, GitSignature};
 
 /// The fake App's id; App JWTs must carry it as `iss`.
 pub const APP_ID: u64 = 4242;
@@ -33,6 +45,9 @@ pub const PERSONAL_LOGIN: &str = "cca-test-user";
 pub const MANIFEST_WEBHOOK_SECRET: &str = "cca-test-webhook-secret";
 /// Installation token lifetime until [`FakeGitHub::set_token_lifetime`] changes it: GitHub's hour.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// File that [`FakeGitHub::push_commit`] appends to on hosted repositories, so every simulated
+/// push changes the tree.
+pub const PUSH_LOG_FILE: &str = "pushes.txt";
 /// Longest App JWT lifetime (`exp - iat`) GitHub accepts: ten minutes.
 const MAX_JWT_LIFETIME_SECS: i64 = 600;
 /// Page size when a list request names none, as GitHub.
@@ -263,6 +278,7 @@ impl FakeGitHub {
             state: Arc::new(Mutex::new(State::new(url))),
         };
         let app = Router::new()
+            .route("/git/{*path}", axum::routing::any(serve_git))
             .fallback(serve_request)
             .with_state(fake.clone());
         tokio::spawn(async move {
@@ -310,6 +326,7 @@ impl FakeGitHub {
 
     /// Answers the next `times` requests whose method is `method` (`*` for any) and whose path
     /// contains `path_contains` with `status` and a JSON message, before touching any state.
+    /// Requests of git's HTTP protocol (paths `/git/owner/name.git/…`) count too.
     pub fn fail_next(&self, method: &str, path_contains: &str, status: u16, times: usize) {
         self.state()
             .faults
@@ -352,9 +369,10 @@ impl FakeGitHub {
             reactions: BTreeMap::new(),
             deployments: Vec::new(),
             permissions: HashMap::new(),
+            hosted: None,
         };
         let sha = repo.store_commit(random_sha(), Vec::new(), "initial commit".to_owned());
-        repo.set_branch(default_branch, &sha);
+        repo.record_branch(default_branch, &sha);
         state.repos.insert(key, repo);
     }
 
@@ -411,17 +429,55 @@ impl FakeGitHub {
     }
 
     /// Simulates a push: a new commit with a new tree on `branch` (created from the default
-    /// branch when missing); returns the commit sha.
+    /// branch when missing); returns the commit sha. On a hosted repository it is a real commit
+    /// by [`PERSONAL_LOGIN`] appending `message` to [`PUSH_LOG_FILE`].
+    ///
+    /// # Panics
+    /// When git fails on a hosted repository.
     pub fn push_commit(&self, repo: &str, branch: &str, message: &str) -> String {
         self.with_repo(repo, |r| {
+            if r.hosted.is_some() {
+                let line = format!("{message}\n");
+                return r
+                    .commit_hosted_file(branch, PUSH_LOG_FILE, message, |before| {
+                        let mut content = before.unwrap_or_default();
+                        content.extend_from_slice(line.as_bytes());
+                        content
+                    })
+                    .unwrap_or_else(|e| panic!("cannot push to {repo}: {e}"));
+            }
             let parent = r
                 .branches
                 .get(branch)
                 .or_else(|| r.branches.get(&r.default_branch))
                 .cloned();
             let sha = r.store_commit(random_sha(), parent.into_iter().collect(), message.into());
-            r.set_branch(branch, &sha);
+            r.record_branch(branch, &sha);
             sha
+        })
+    }
+
+    /// Simulates someone else pushing a commit that sets `path` to `content` on `branch` of a
+    /// hosted repository (created from the default branch when missing); returns the commit sha.
+    /// Open pull requests from the branch follow it.
+    ///
+    /// # Panics
+    /// When the repository is not hosted or git fails.
+    pub fn commit_file(
+        &self,
+        repo: &str,
+        branch: &str,
+        path: &str,
+        content: &str,
+        message: &str,
+    ) -> String {
+        self.with_repo(repo, |r| {
+            assert!(
+                r.hosted.is_some(),
+                "{repo} is not hosted: call host_git first"
+            );
+            r.commit_hosted_file(branch, path, message, |_| content.as_bytes().to_vec())
+                .unwrap_or_else(|e| panic!("cannot commit {path} to {repo}: {e}"))
         })
     }
 
@@ -430,15 +486,33 @@ impl FakeGitHub {
     ///
     /// # Panics
     /// When the pull request does not exist or is not open.
+    /// On a hosted repository the merge commit is real (git's merge of the two heads); it panics
+    /// when they conflict.
     pub fn merge_pull(&self, repo: &str, number: u64) {
         self.with_repo(repo, |r| {
             let pull = r.pulls.get(&number).expect("no such pull request").clone();
             assert_eq!(pull.state, "open", "pull request #{number} is not open");
             let base_sha = r.branches[&pull.base].clone();
-            let tree = r.commits[&pull.head_sha].tree.clone();
             let message = format!("Merge pull request #{number} from {}", pull.head);
-            let merge = r.store_commit(tree, vec![base_sha, pull.head_sha], message);
-            r.set_branch(&pull.base, &merge);
+            match r.hosted.clone() {
+                Some(bare) => {
+                    let tree = bare
+                        .merge_tree(&base_sha, &pull.head_sha)
+                        .unwrap_or_else(|e| panic!("#{number} does not merge cleanly: {e}"));
+                    let who = identity(PERSONAL_LOGIN);
+                    let parents = [base_sha.clone(), pull.head_sha.clone()];
+                    let merge = bare
+                        .commit_tree(&tree, &parents, &message, &who, &who)
+                        .unwrap_or_else(|e| panic!("cannot merge #{number}: {e}"));
+                    r.move_ref(&pull.base, &merge, Expect::At(&base_sha))
+                        .unwrap_or_else(|e| panic!("cannot merge #{number}: {e}"));
+                }
+                None => {
+                    let tree = r.commits[&pull.head_sha].tree.clone();
+                    let merge = r.store_commit(tree, vec![base_sha, pull.head_sha], message);
+                    r.record_branch(&pull.base, &merge);
+                }
+            }
             let now = SystemTime::now();
             let p = r.pulls.get_mut(&number).expect("pull request exists");
             p.state = "closed".to_owned();
@@ -448,7 +522,8 @@ impl FakeGitHub {
         });
     }
 
-    /// Every request received so far, oldest first.
+    /// Every API request received so far, oldest first (git's are in
+    /// [`FakeGitHub::git_requests`]).
     pub fn requests(&self) -> Vec<Recorded> {
         self.state().requests.clone()
     }
@@ -475,7 +550,99 @@ impl FakeGitHub {
 
     /// A commit of the repository, if stored.
     pub fn commit(&self, repo: &str, sha: &str) -> Option<Commit> {
-        self.with_repo(repo, |r| r.commits.get(sha).cloned())
+        self.with_repo(repo, |r| r.commit(sha))
+    }
+
+    /// Makes `owner/name` (added with [`FakeGitHub::add_repo`] and not touched since) a real git
+    /// repository: a bare repository in a directory the fake owns, whose default branch holds one
+    /// commit adding a `README.md`. From then on the repository's branches and commits, through
+    /// the API and the accessors, are those of the bare repository, and git clients reach it over
+    /// HTTP at its `clone_url` ([`FakeGitHub::git_url`]) with an installation or personal token.
+    /// A `clone_url` set with [`FakeGitHub::set_clone_url`] is dropped.
+    ///
+    /// # Panics
+    /// When the repository does not exist, is hosted already, has branches, pull requests or
+    /// deployments besides its initial state, or git cannot create it.
+    pub fn host_git(&self, repo_full_name: &str) {
+        let mut state = self.state();
+        let root = state.git_root();
+        let r = state.repo_mut(repo_full_name);
+        assert!(r.hosted.is_none(), "{repo_full_name} is hosted already");
+        assert!(
+            r.branches.len() == 1 && r.pulls.is_empty() && r.deployments.is_empty(),
+            "host {repo_full_name} right after adding it, before it has branches or pull requests"
+        );
+        let dir = repos_dir(&root)
+            .join(r.owner.to_lowercase())
+            .join(format!("{}.git", r.name.to_lowercase()));
+        let bare = Bare::create(
+            &home_dir(&root),
+            dir,
+            &r.default_branch,
+            &r.name,
+            &identity(PERSONAL_LOGIN),
+        )
+        .unwrap_or_else(|e| panic!("cannot host {repo_full_name}: {e}"));
+        r.commits.clear();
+        r.branches.clear();
+        r.clone_url = None;
+        r.hosted = Some(bare);
+        r.refresh();
+    }
+
+    /// Whether the repository is hosted for real ([`FakeGitHub::host_git`]).
+    pub fn is_hosted(&self, repo: &str) -> bool {
+        self.with_repo(repo, |r| r.hosted.is_some())
+    }
+
+    /// The URL git clients clone a hosted repository from, as its `clone_url` reports it:
+    /// `<url>/git/<owner>/<name>.git`.
+    pub fn git_url(&self, repo: &str) -> String {
+        let full_name = self.with_repo(repo, |r| r.full_name());
+        format!("{}/git/{full_name}.git", self.url)
+    }
+
+    /// Path of a hosted repository's bare repository, to run git on directly.
+    ///
+    /// # Panics
+    /// When the repository is not hosted.
+    pub fn git_dir(&self, repo: &str) -> PathBuf {
+        self.bare(repo).dir().to_owned()
+    }
+
+    /// The commits reachable from `rev` (a branch name, else any revision git understands, such
+    /// as a sha), newest first; empty when `rev` names nothing.
+    ///
+    /// # Panics
+    /// When the repository is not hosted.
+    pub fn git_log(&self, repo: &str, rev: &str) -> Vec<GitCommitInfo> {
+        let bare = self.bare(repo);
+        match resolve_rev(&bare, rev) {
+            Some(sha) => bare.log(&sha),
+            None => Vec::new(),
+        }
+    }
+
+    /// The contents of `path` at `rev` (a branch name, else any revision), if it is a file there.
+    ///
+    /// # Panics
+    /// When the repository is not hosted.
+    pub fn file_at(&self, repo: &str, rev: &str, path: &str) -> Option<String> {
+        let bare = self.bare(repo);
+        let sha = resolve_rev(&bare, rev)?;
+        bare.blob_at(&sha, path)
+            .map(|content| String::from_utf8_lossy(&content).into_owned())
+    }
+
+    /// Every request of git's HTTP protocol received so far, oldest first (in the order they were
+    /// answered).
+    pub fn git_requests(&self) -> Vec<GitRequest> {
+        self.state().git_requests.clone()
+    }
+
+    fn bare(&self, repo: &str) -> Bare {
+        self.with_repo(repo, |r| r.hosted.clone())
+            .unwrap_or_else(|| panic!("{repo} is not hosted: call host_git first"))
     }
 
     /// Pull requests, by number.
@@ -511,7 +678,10 @@ impl FakeGitHub {
     /// # Panics
     /// When the repository does not exist: a typo in a test should fail loudly.
     fn with_repo<T>(&self, repo: &str, f: impl FnOnce(&mut Repo) -> T) -> T {
-        f(self.state().repo_mut(repo))
+        let mut state = self.state();
+        let r = state.repo_mut(repo);
+        r.refresh();
+        f(r)
     }
 }
 
@@ -531,6 +701,9 @@ struct State {
     faults: Faults,
     latency: Duration,
     permission_lookups: usize,
+    /// Directory of hosted repositories, made when the first one is hosted.
+    git_root: Option<tempfile::TempDir>,
+    git_requests: Vec<GitRequest>,
 }
 
 #[derive(Debug)]
@@ -549,6 +722,9 @@ struct Repo {
     reactions: BTreeMap<u64, Vec<Reaction>>,
     deployments: Vec<Deployment>,
     permissions: HashMap<String, String>,
+    /// The bare repository, when hosted: then `branches` is a copy of its refs, refreshed before
+    /// every use, and `commits` is unused.
+    hosted: Option<Bare>,
 }
 
 #[derive(Debug)]
@@ -737,7 +913,24 @@ impl State {
             faults: Faults::default(),
             latency: Duration::ZERO,
             permission_lookups: 0,
+            git_root: None,
+            git_requests: Vec::new(),
         }
+    }
+
+    /// The directory hosted repositories live under, made on first use.
+    fn git_root(&mut self) -> PathBuf {
+        let root = self.git_root.get_or_insert_with(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("cca-fake-github-")
+                .tempdir()
+                .expect("a temporary directory for hosted repositories");
+            for sub in [repos_dir(dir.path()), home_dir(dir.path())] {
+                std::fs::create_dir_all(&sub).expect("directories for hosted repositories");
+            }
+            dir
+        });
+        root.path().to_owned()
     }
 
     fn next_id(&mut self) -> u64 {
@@ -824,6 +1017,7 @@ impl State {
                 let Some(repo) = self.repos.get_mut(&key) else {
                     return Err(ApiError::not_found());
                 };
+                repo.refresh();
                 let mut ctx = RepoCtx {
                     api: &self.url,
                     last_id,
@@ -976,6 +1170,98 @@ impl State {
         }))
     }
 
+    /// Decides a git request: queued failures, then the credential, then the repository.
+    fn plan_git(
+        &mut self,
+        record: &mut GitRequest,
+        target: Option<(String, String)>,
+        token: Option<&str>,
+        push: bool,
+    ) -> Result<GitPlan, Box<Response>> {
+        if let Some(status) = self.faults.take(&record.method, &record.path) {
+            let body = json!({ "message": "injected failure" });
+            return Err(Box::new(injected_failure(status, body)));
+        }
+        let Some((key, tail)) = target else {
+            return Err(Box::new(git_refusal(
+                StatusCode::NOT_FOUND,
+                "Repository not found.",
+            )));
+        };
+        let (auth, verdict) = self.authorize_git(token, &key, push);
+        record.auth = auth;
+        let login = match verdict {
+            Ok(login) => login,
+            Err(StatusCode::FORBIDDEN) => {
+                let message = format!("Permission to {key}.git denied to {BOT_LOGIN}.");
+                return Err(Box::new(git_refusal(StatusCode::FORBIDDEN, &message)));
+            }
+            Err(status) => {
+                return Err(Box::new(git_refusal(
+                    status,
+                    "Invalid username or token. Password authentication is not supported for Git operations.",
+                )));
+            }
+        };
+        record.authorized = true;
+        let hosted = self.repos.get(&key).is_some_and(|r| r.hosted.is_some());
+        let Some(root) = self.git_root.as_ref().filter(|_| hosted) else {
+            return Err(Box::new(git_refusal(
+                StatusCode::NOT_FOUND,
+                "Repository not found.",
+            )));
+        };
+        Ok(GitPlan {
+            root: repos_dir(root.path()),
+            home: home_dir(root.path()),
+            path_info: format!("/{key}.git/{tail}"),
+            login,
+        })
+    }
+
+    /// Checks the token of a git request as GitHub does: a personal token, or an installation
+    /// token that has not expired and, when scoped, covers the repository; pushing needs
+    /// `contents: write`. Answers how the credential classifies, and who it acts as or the
+    /// status refusing it.
+    fn authorize_git(
+        &self,
+        token: Option<&str>,
+        key: &str,
+        push: bool,
+    ) -> (AuthKind, Result<&'static str, StatusCode>) {
+        let Some(token) = token else {
+            return (AuthKind::None, Err(StatusCode::UNAUTHORIZED));
+        };
+        if self.personal_tokens.contains(token) {
+            return (AuthKind::Personal, Ok(PERSONAL_LOGIN));
+        }
+        let Some(issued) = self.tokens.iter().find(|t| t.token == token) else {
+            let kind = if looks_like_jwt(token) {
+                AuthKind::Jwt
+            } else {
+                AuthKind::None
+            };
+            return (kind, Err(StatusCode::UNAUTHORIZED));
+        };
+        let kind = AuthKind::Installation(token.to_owned());
+        let expired = SystemTime::now() >= issued.expires_at;
+        let out_of_scope = issued
+            .repositories
+            .as_ref()
+            .is_some_and(|scope| !scope.iter().any(|r| r == key));
+        if expired || out_of_scope {
+            return (kind, Err(StatusCode::UNAUTHORIZED));
+        }
+        let can_write = matches!(
+            issued.permissions["contents"].as_str(),
+            Some("write" | "admin")
+        );
+        if push && !can_write {
+            return (kind, Err(StatusCode::FORBIDDEN));
+        }
+        (kind, Ok(BOT_LOGIN))
+    }
+
     /// Resolves the credential of a repository request to who it acts as.
     fn authorize_repo(
         &self,
@@ -1123,12 +1409,8 @@ impl RepoCtx<'_> {
                 self.get_ref(&branch.join("/"))
             }
             ("GET", ["git", "commits", sha]) => {
-                let commit = self
-                    .repo
-                    .commits
-                    .get(*sha)
-                    .ok_or_else(ApiError::not_found)?;
-                ok(self.repo.commit_json(self.api, commit))
+                let commit = self.repo.commit_info(sha).ok_or_else(ApiError::not_found)?;
+                ok(self.repo.commit_json(self.api, &commit))
             }
             ("POST", ["git", "commits"]) => self.create_commit(),
             ("POST", ["git", "refs"]) => self.create_ref(),
@@ -1138,6 +1420,24 @@ impl RepoCtx<'_> {
             ("DELETE", ["git", "refs", "heads", branch @ ..]) if !branch.is_empty() => {
                 self.delete_ref(&branch.join("/"))
             }
+            ("GET", ["branches"]) => self.list_branches(),
+            ("GET", ["branches", branch @ ..]) if !branch.is_empty() => {
+                self.get_branch(&branch.join("/"))
+            }
+            ("GET", ["commits"]) => self.list_commits(),
+            ("GET", ["commits", rev @ ..]) if !rev.is_empty() => {
+                let sha = self
+                    .repo
+                    .resolve(&rev.join("/"))
+                    .ok_or_else(ApiError::not_found)?;
+                let commit = self
+                    .repo
+                    .commit_info(&sha)
+                    .ok_or_else(ApiError::not_found)?;
+                ok(self.repo.rest_commit_json(self.api, &commit))
+            }
+            ("GET", ["compare", spec @ ..]) if !spec.is_empty() => self.compare(&spec.join("/")),
+            ("GET", ["contents", path @ ..]) => self.contents(&path.join("/")),
             ("GET", ["pulls"]) => self.list_pulls(),
             ("POST", ["pulls"]) => self.create_pull(),
             ("GET", ["pulls", number]) => {
@@ -1256,13 +1556,13 @@ impl RepoCtx<'_> {
         let Some(tree) = self.req.str_field("tree") else {
             return Err(ApiError::field("Commit", "tree", "missing_field"));
         };
-        if !self.repo.commits.values().any(|c| c.tree == tree) {
+        if !self.repo.has_tree(tree) {
             return Err(ApiError::unprocessable("Tree SHA does not exist"));
         }
         let mut parents = Vec::new();
         for parent in self.req.body["parents"].as_array().into_iter().flatten() {
             match parent.as_str() {
-                Some(sha) if self.repo.commits.contains_key(sha) => parents.push(sha.to_owned()),
+                Some(sha) if self.repo.has_commit(sha) => parents.push(sha.to_owned()),
                 _ => {
                     return Err(ApiError::unprocessable(
                         "Parent SHA does not exist or is not a commit object",
@@ -1270,10 +1570,25 @@ impl RepoCtx<'_> {
                 }
             }
         }
-        let sha = self
+        let sha = match self.repo.hosted.clone() {
+            Some(bare) => {
+                // As GitHub: the author defaults to the caller, the committer to the author.
+                let author = identity_from(&self.req.body["author"])
+                    .unwrap_or_else(|| identity(self.actor.login));
+                let committer =
+                    identity_from(&self.req.body["committer"]).unwrap_or_else(|| author.clone());
+                bare.commit_tree(tree, &parents, message, &author, &committer)
+                    .map_err(|e| ApiError::unprocessable(&e))?
+            }
+            None => self
+                .repo
+                .store_commit(tree.to_owned(), parents, message.to_owned()),
+        };
+        let commit = self
             .repo
-            .store_commit(tree.to_owned(), parents, message.to_owned());
-        created(self.repo.commit_json(self.api, &self.repo.commits[&sha]))
+            .commit_info(&sha)
+            .ok_or_else(|| ApiError::unprocessable("the new commit cannot be read back"))?;
+        created(self.repo.commit_json(self.api, &commit))
     }
 
     fn create_ref(&mut self) -> Answer {
@@ -1292,10 +1607,13 @@ impl RepoCtx<'_> {
         if self.repo.branches.contains_key(branch) {
             return Err(ApiError::unprocessable("Reference already exists"));
         }
-        if !self.repo.commits.contains_key(sha) {
+        if !self.repo.has_commit(sha) {
             return Err(ApiError::unprocessable("Object does not exist"));
         }
-        self.repo.set_branch(branch, sha);
+        // Made meanwhile by a push: git refuses the update, as the check above would have.
+        self.repo
+            .move_ref(branch, sha, Expect::Absent)
+            .map_err(|_| ApiError::unprocessable("Reference already exists"))?;
         created(self.repo.ref_json(self.api, branch, sha))
     }
 
@@ -1306,22 +1624,219 @@ impl RepoCtx<'_> {
         let Some(old) = self.repo.branches.get(branch).cloned() else {
             return Err(ApiError::unprocessable("Reference does not exist"));
         };
-        if !self.repo.commits.contains_key(sha) {
+        if !self.repo.has_commit(sha) {
             return Err(ApiError::unprocessable("Object does not exist"));
         }
         let force = self.req.body["force"].as_bool().unwrap_or(false);
         if !force && !self.repo.is_ancestor(&old, sha) {
             return Err(ApiError::unprocessable("Update is not a fast forward"));
         }
-        self.repo.set_branch(branch, sha);
+        // Moved meanwhile by a push: git refuses the update rather than losing that push.
+        self.repo
+            .move_ref(branch, sha, Expect::At(&old))
+            .map_err(|_| ApiError::unprocessable("Reference cannot be updated"))?;
         ok(self.repo.ref_json(self.api, branch, sha))
     }
 
     fn delete_ref(&mut self, branch: &str) -> Answer {
-        if self.repo.branches.remove(branch).is_none() {
+        if !self.repo.delete_branch(branch) {
             return Err(ApiError::unprocessable("Reference does not exist"));
         }
         Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    fn list_branches(&self) -> Answer {
+        let list = self
+            .repo
+            .branches
+            .iter()
+            .map(|(name, sha)| {
+                json!({
+                    "name": name,
+                    "commit": {
+                        "sha": sha,
+                        "url": format!("{}/commits/{sha}", self.repo.api_url(self.api)),
+                    },
+                    "protected": false,
+                })
+            })
+            .collect();
+        self.paginate(list)
+    }
+
+    fn get_branch(&self, branch: &str) -> Answer {
+        let sha = self
+            .repo
+            .branches
+            .get(branch)
+            .ok_or_else(ApiError::not_found)?;
+        let commit = self.repo.commit_info(sha).ok_or_else(ApiError::not_found)?;
+        let url = self.repo.api_url(self.api);
+        ok(json!({
+            "name": branch,
+            "commit": self.repo.rest_commit_json(self.api, &commit),
+            "_links": {
+                "self": format!("{url}/branches/{branch}"),
+                "html": format!("{}/tree/{branch}", self.repo.html_url()),
+            },
+            "protected": false,
+            "protection_url": format!("{url}/branches/{branch}/protection"),
+        }))
+    }
+
+    /// Commits reachable from `sha` (a branch or commit; the default branch when absent),
+    /// newest first.
+    fn list_commits(&self) -> Answer {
+        let rev = self
+            .req
+            .query
+            .get("sha")
+            .map_or(self.repo.default_branch.as_str(), String::as_str);
+        let sha = self.repo.resolve(rev).ok_or_else(ApiError::not_found)?;
+        let list = self
+            .repo
+            .history(&sha)
+            .iter()
+            .map(|c| self.repo.rest_commit_json(self.api, c))
+            .collect();
+        self.paginate(list)
+    }
+
+    /// `base...head`, each a branch (optionally `owner:branch`) or a commit.
+    fn compare(&self, spec: &str) -> Answer {
+        let (base, head) = spec.split_once("...").ok_or_else(ApiError::not_found)?;
+        let side = |rev: &str| -> Result<String, ApiError> {
+            let rev = match rev.split_once(':') {
+                Some((owner, branch)) if owner.eq_ignore_ascii_case(&self.repo.owner) => branch,
+                _ => rev,
+            };
+            self.repo.resolve(rev).ok_or_else(ApiError::not_found)
+        };
+        let (base_sha, head_sha) = (side(base)?, side(head)?);
+        let base_history = self.repo.history(&base_sha);
+        let head_history = self.repo.history(&head_sha);
+        let in_base: HashSet<&str> = base_history.iter().map(|c| c.sha.as_str()).collect();
+        let in_head: HashSet<&str> = head_history.iter().map(|c| c.sha.as_str()).collect();
+        let ahead: Vec<&GitCommitInfo> = head_history
+            .iter()
+            .filter(|c| !in_base.contains(c.sha.as_str()))
+            .collect();
+        let behind = base_history
+            .iter()
+            .filter(|c| !in_head.contains(c.sha.as_str()))
+            .count();
+        let merge_base = head_history
+            .iter()
+            .find(|c| in_base.contains(c.sha.as_str()));
+        let status = match (ahead.len(), behind) {
+            (0, 0) => "identical",
+            (_, 0) => "ahead",
+            (0, _) => "behind",
+            _ => "diverged",
+        };
+        let url = self.repo.api_url(self.api);
+        let html = self.repo.html_url();
+        ok(json!({
+            "url": format!("{url}/compare/{spec}"),
+            "html_url": format!("{html}/compare/{spec}"),
+            "permalink_url": format!("{html}/compare/{base_sha}...{head_sha}"),
+            "status": status,
+            "ahead_by": ahead.len(),
+            "behind_by": behind,
+            "total_commits": ahead.len(),
+            "base_commit": base_history
+                .iter()
+                .find(|c| c.sha == base_sha)
+                .map(|c| self.repo.rest_commit_json(self.api, c)),
+            "merge_base_commit": merge_base.map(|c| self.repo.rest_commit_json(self.api, c)),
+            "commits": ahead
+                .iter()
+                .rev()
+                .map(|c| self.repo.rest_commit_json(self.api, c))
+                .collect::<Vec<_>>(),
+            "files": [],
+        }))
+    }
+
+    /// A file (base64, as GitHub) or a directory listing, at `ref` or the default branch. Only
+    /// hosted repositories have contents.
+    fn contents(&self, path: &str) -> Answer {
+        let Some(bare) = &self.repo.hosted else {
+            return Err(ApiError::not_found());
+        };
+        let rev = self
+            .req
+            .query
+            .get("ref")
+            .map_or(self.repo.default_branch.as_str(), String::as_str);
+        let sha = self.repo.resolve(rev).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                &format!("No commit found for the ref {rev}"),
+            )
+        })?;
+        let path = path.trim_matches('/');
+        let url = self.repo.api_url(self.api);
+        let html = self.repo.html_url();
+        let entry = |kind: &str, name: &str, path: &str, sha: &str, size: u64| {
+            let (git_kind, html_kind) = if kind == "dir" {
+                ("trees", "tree")
+            } else {
+                ("blobs", "blob")
+            };
+            let self_url = format!("{url}/contents/{path}?ref={rev}");
+            let git_url = format!("{url}/git/{git_kind}/{sha}");
+            let html_url = format!("{html}/{html_kind}/{rev}/{path}");
+            json!({
+                "type": kind,
+                "name": name,
+                "path": path,
+                "sha": sha,
+                "size": size,
+                "url": self_url,
+                "git_url": git_url,
+                "html_url": html_url,
+                "download_url": (kind == "file").then(|| {
+                    format!("https://raw.githubusercontent.com/{}/{rev}/{path}", self.repo.full_name())
+                }),
+                "_links": { "self": self_url, "git": git_url, "html": html_url },
+            })
+        };
+        match bare.path_at(&sha, path).ok_or_else(ApiError::not_found)? {
+            PathContent::File { sha, content } => {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                let size = u64::try_from(content.len()).unwrap_or(u64::MAX);
+                let mut answer = entry("file", name, path, &sha, size);
+                // GitHub wraps the base64 text at 60 characters.
+                let encoded = BASE64.encode(&content);
+                let wrapped: Vec<String> = encoded
+                    .as_bytes()
+                    .chunks(60)
+                    .map(|line| String::from_utf8_lossy(line).into_owned())
+                    .collect();
+                answer["encoding"] = json!("base64");
+                answer["content"] = json!(format!("{}\n", wrapped.join("\n")));
+                ok(answer)
+            }
+            PathContent::Dir(entries) => ok(Value::Array(
+                entries
+                    .iter()
+                    .map(|e| {
+                        let child = if path.is_empty() {
+                            e.name.clone()
+                        } else {
+                            format!("{path}/{}", e.name)
+                        };
+                        let kind = match e.kind.as_str() {
+                            "tree" => "dir",
+                            "commit" => "submodule",
+                            _ => "file",
+                        };
+                        entry(kind, &e.name, &child, &e.sha, e.size.unwrap_or(0))
+                    })
+                    .collect(),
+            )),
+        }
     }
 
     fn list_pulls(&self) -> Answer {
@@ -1568,7 +2083,7 @@ impl RepoCtx<'_> {
         let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref);
         let sha = match self.repo.branches.get(branch) {
             Some(sha) => sha.clone(),
-            None if self.repo.commits.contains_key(git_ref) => git_ref.to_owned(),
+            None if self.repo.has_commit(git_ref) => git_ref.to_owned(),
             None => {
                 return Err(ApiError::unprocessable(&format!(
                     "No ref found for: {git_ref}"
@@ -1785,8 +2300,8 @@ impl Repo {
         sha
     }
 
-    /// Moves a branch; open pull requests from it follow, as on GitHub.
-    fn set_branch(&mut self, branch: &str, sha: &str) {
+    /// Notes that a branch moved; open pull requests from it follow, as on GitHub.
+    fn record_branch(&mut self, branch: &str, sha: &str) {
         self.branches.insert(branch.to_owned(), sha.to_owned());
         for pull in self.pulls.values_mut() {
             if pull.state == "open" && pull.head == branch {
@@ -1795,8 +2310,165 @@ impl Repo {
         }
     }
 
+    /// Re-reads a hosted repository's branches (pushes move them behind the fake's back), and
+    /// has open pull requests follow their heads.
+    fn refresh(&mut self) {
+        let Some(bare) = &self.hosted else {
+            return;
+        };
+        match bare.branches() {
+            Ok(branches) => {
+                for pull in self.pulls.values_mut() {
+                    if pull.state == "open" {
+                        if let Some(sha) = branches.get(&pull.head) {
+                            pull.head_sha.clone_from(sha);
+                        }
+                    }
+                }
+                self.branches = branches;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the branches of a hosted repository")
+            }
+        }
+    }
+
+    /// Points a branch at `sha` if it currently is as `expect` says (compare-and-swap in git
+    /// for a hosted repository, so a concurrent push is never lost).
+    fn move_ref(&mut self, branch: &str, sha: &str, expect: Expect<'_>) -> Result<(), String> {
+        match &self.hosted {
+            Some(bare) => bare.update_ref(branch, sha, expect)?,
+            None => {
+                let current = self.branches.get(branch).map(String::as_str);
+                match (expect, current) {
+                    (Expect::Absent, Some(_)) => return Err("the branch exists".into()),
+                    (Expect::At(old), current) if current != Some(old) => {
+                        return Err("the branch moved".into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.record_branch(branch, sha);
+        Ok(())
+    }
+
+    /// Deletes a branch; false when there is none.
+    fn delete_branch(&mut self, branch: &str) -> bool {
+        if let Some(bare) = &self.hosted {
+            if bare.delete_ref(branch).is_err() {
+                return false;
+            }
+        }
+        self.branches.remove(branch).is_some()
+    }
+
+    /// Commits a change of one file onto `branch` of a hosted repository (made from the default
+    /// branch when missing) as [`PERSONAL_LOGIN`]: `content` maps the file's current contents, if
+    /// any, to its new ones. Retried when a push moves the branch meanwhile.
+    fn commit_hosted_file(
+        &mut self,
+        branch: &str,
+        path: &str,
+        message: &str,
+        content: impl Fn(Option<Vec<u8>>) -> Vec<u8>,
+    ) -> Result<String, String> {
+        let bare = self.hosted.clone().ok_or("not hosted")?;
+        let who = identity(PERSONAL_LOGIN);
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let current = bare.resolve(&format!("refs/heads/{branch}"));
+            let parent = match &current {
+                Some(sha) => sha.clone(),
+                None => bare
+                    .resolve(&format!("refs/heads/{}", self.default_branch))
+                    .ok_or("the default branch is missing")?,
+            };
+            let tree = bare.tree_with_file(&parent, path, &content(bare.blob_at(&parent, path)))?;
+            let sha = bare.commit_tree(&tree, &[parent], message, &who, &who)?;
+            let expect = current.as_deref().map_or(Expect::Absent, Expect::At);
+            match self.move_ref(branch, &sha, expect) {
+                Ok(()) => return Ok(sha),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// A commit with its author and committer; fake commits are the bot's.
+    fn commit_info(&self, sha: &str) -> Option<GitCommitInfo> {
+        match &self.hosted {
+            Some(bare) => bare.commit(sha),
+            None => self.commits.get(sha).map(fake_commit_info),
+        }
+    }
+
+    fn commit(&self, sha: &str) -> Option<Commit> {
+        match &self.hosted {
+            Some(bare) => bare.commit(sha).map(|c| Commit {
+                sha: c.sha,
+                tree: c.tree,
+                parents: c.parents,
+                message: c.message,
+                created_at: c.committer.time,
+            }),
+            None => self.commits.get(sha).cloned(),
+        }
+    }
+
+    fn has_commit(&self, sha: &str) -> bool {
+        match &self.hosted {
+            Some(bare) => bare.object_type(sha).as_deref() == Some("commit"),
+            None => self.commits.contains_key(sha),
+        }
+    }
+
+    fn has_tree(&self, tree: &str) -> bool {
+        match &self.hosted {
+            Some(bare) => bare.object_type(tree).as_deref() == Some("tree"),
+            None => self.commits.values().any(|c| c.tree == tree),
+        }
+    }
+
+    /// The commit a branch (`name` or `refs/heads/name`) or commit id names.
+    fn resolve(&self, rev: &str) -> Option<String> {
+        let branch = rev.strip_prefix("refs/heads/").unwrap_or(rev);
+        if let Some(sha) = self.branches.get(branch) {
+            return Some(sha.clone());
+        }
+        match &self.hosted {
+            Some(bare) if is_oid_prefix(rev) => bare.resolve(rev),
+            Some(_) => None,
+            None => self.commits.contains_key(rev).then(|| rev.to_owned()),
+        }
+    }
+
+    /// The commits reachable from `sha`, newest first.
+    fn history(&self, sha: &str) -> Vec<GitCommitInfo> {
+        if let Some(bare) = &self.hosted {
+            return bare.commits(&bare.rev_list(sha));
+        }
+        let mut found = Vec::new();
+        let mut queue = VecDeque::from([sha]);
+        let mut seen = HashSet::new();
+        while let Some(sha) = queue.pop_front() {
+            if !seen.insert(sha) {
+                continue;
+            }
+            if let Some(commit) = self.commits.get(sha) {
+                found.push(fake_commit_info(commit));
+                queue.extend(commit.parents.iter().map(String::as_str));
+            }
+        }
+        found.sort_by_key(|c| std::cmp::Reverse(c.committer.time));
+        found
+    }
+
     /// Whether `ancestor` is reachable from `descendant` by parent links (or is it).
     fn is_ancestor(&self, ancestor: &str, descendant: &str) -> bool {
+        if let Some(bare) = &self.hosted {
+            return bare.is_ancestor(ancestor, descendant);
+        }
         let mut queue = VecDeque::from([descendant]);
         let mut seen = HashSet::new();
         while let Some(sha) = queue.pop_front() {
@@ -1872,13 +2544,11 @@ impl Repo {
         })
     }
 
-    fn commit_json(&self, api: &str, commit: &Commit) -> Value {
+    /// A commit as the Git Data API answers it.
+    fn commit_json(&self, api: &str, commit: &GitCommitInfo) -> Value {
         let url = self.api_url(api);
-        let person = json!({
-            "name": BOT_LOGIN,
-            "email": format!("{}+{BOT_LOGIN}@users.noreply.github.com", login_id(BOT_LOGIN)),
-            "date": rfc3339(commit.created_at),
-        });
+        let person =
+            |s: &GitSignature| json!({ "name": s.name, "email": s.email, "date": rfc3339(s.time) });
         let parents: Vec<Value> = commit
             .parents
             .iter()
@@ -1895,8 +2565,8 @@ impl Repo {
             "node_id": node_id("C", self.id),
             "url": format!("{url}/git/commits/{}", commit.sha),
             "html_url": format!("{}/commit/{}", self.html_url(), commit.sha),
-            "author": person,
-            "committer": person,
+            "author": person(&commit.author),
+            "committer": person(&commit.committer),
             "message": commit.message,
             "tree": { "sha": commit.tree, "url": format!("{url}/git/trees/{}", commit.tree) },
             "parents": parents,
@@ -1907,6 +2577,50 @@ impl Repo {
                 "payload": null,
                 "verified_at": null,
             },
+        })
+    }
+
+    /// A commit as the REST commits endpoints answer it.
+    fn rest_commit_json(&self, api: &str, commit: &GitCommitInfo) -> Value {
+        let url = self.api_url(api);
+        let html = self.html_url();
+        let sha = &commit.sha;
+        // GitHub links a commit to an account by e-mail; the fake knows only noreply ones,
+        // `<id>+<login>@users.noreply.github.com`.
+        let account = |s: &GitSignature| {
+            s.email
+                .strip_suffix("@users.noreply.github.com")
+                .and_then(|local| local.split_once('+'))
+                .map_or(Value::Null, |(_, login)| user_json(api, login))
+        };
+        let mut git = self.commit_json(api, commit);
+        if let Some(git) = git.as_object_mut() {
+            for key in ["sha", "node_id", "html_url", "parents"] {
+                git.remove(key);
+            }
+            git.insert("comment_count".into(), json!(0));
+        }
+        let parents: Vec<Value> = commit
+            .parents
+            .iter()
+            .map(|p| {
+                json!({
+                    "sha": p,
+                    "url": format!("{url}/commits/{p}"),
+                    "html_url": format!("{html}/commit/{p}"),
+                })
+            })
+            .collect();
+        json!({
+            "sha": sha,
+            "node_id": node_id("C", self.id),
+            "url": format!("{url}/commits/{sha}"),
+            "html_url": format!("{html}/commit/{sha}"),
+            "comments_url": format!("{url}/commits/{sha}/comments"),
+            "commit": git,
+            "author": account(&commit.author),
+            "committer": account(&commit.committer),
+            "parents": parents,
         })
     }
 
@@ -2092,6 +2806,194 @@ impl Repo {
             "repository_url": self.api_url(api),
         })
     }
+}
+
+/// A fake commit as git would describe it: made by the bot when the fake stored it.
+fn fake_commit_info(commit: &Commit) -> GitCommitInfo {
+    let bot = GitSignature {
+        name: BOT_LOGIN.to_owned(),
+        email: noreply_email(BOT_LOGIN),
+        time: commit.created_at,
+    };
+    GitCommitInfo {
+        sha: commit.sha.clone(),
+        tree: commit.tree.clone(),
+        parents: commit.parents.clone(),
+        subject: commit.message.lines().next().unwrap_or_default().to_owned(),
+        message: commit.message.clone(),
+        author: bot.clone(),
+        committer: bot,
+    }
+}
+
+/// GitHub's noreply address of an account.
+fn noreply_email(login: &str) -> String {
+    format!("{}+{login}@users.noreply.github.com", login_id(login))
+}
+
+/// How an account signs the commits it makes, dated now.
+fn identity(login: &str) -> Identity {
+    Identity {
+        name: login.to_owned(),
+        email: noreply_email(login),
+        date: None,
+    }
+}
+
+/// An `author` or `committer` object of a Git Data API request, if it has a name and an e-mail.
+fn identity_from(value: &Value) -> Option<Identity> {
+    Some(Identity {
+        name: value["name"].as_str()?.to_owned(),
+        email: value["email"].as_str()?.to_owned(),
+        date: value["date"].as_str().map(str::to_owned),
+    })
+}
+
+/// A branch name of a hosted repository, else any revision git understands.
+fn resolve_rev(bare: &Bare, rev: &str) -> Option<String> {
+    bare.resolve(&format!("refs/heads/{rev}"))
+        .or_else(|| bare.resolve(rev))
+}
+
+/// Where hosted repositories live under the fake's directory (`GIT_PROJECT_ROOT`).
+fn repos_dir(root: &std::path::Path) -> PathBuf {
+    root.join("repos")
+}
+
+/// The empty `HOME` git runs with, so no user configuration applies.
+fn home_dir(root: &std::path::Path) -> PathBuf {
+    root.join("home")
+}
+
+/// What a git request needs once it is allowed.
+#[derive(Debug)]
+struct GitPlan {
+    root: PathBuf,
+    home: PathBuf,
+    path_info: String,
+    login: &'static str,
+}
+
+/// Serves git's smart HTTP protocol for hosted repositories, through `git http-backend`; the
+/// backend runs outside the fake's critical section, and a push's new refs are read back after.
+async fn serve_git(Shared(fake): Shared<FakeGitHub>, request: axum::extract::Request) -> Response {
+    let latency = fake.state().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (StatusCode::BAD_REQUEST, "unreadable request body\n").into_response();
+    };
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let target = parse_git_path(&path);
+    let service = target
+        .as_ref()
+        .and_then(|(_, tail)| git_service(tail, &query));
+    let push = service.as_deref() == Some("git-receive-pack");
+    let mut record = GitRequest {
+        method: parts.method.as_str().to_owned(),
+        path,
+        repo: target.as_ref().map(|(key, _)| key.clone()),
+        service,
+        auth: AuthKind::None,
+        content_encoding: parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        authorized: false,
+        status: 0,
+    };
+    let token = basic_token(&parts.headers);
+    let plan = fake
+        .state()
+        .plan_git(&mut record, target, token.as_deref(), push);
+    let response = match plan {
+        Err(refusal) => *refusal,
+        Ok(plan) => {
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            crate::git::http_backend(CgiRequest {
+                home: plan.home,
+                root: plan.root,
+                path_info: plan.path_info,
+                method: record.method.clone(),
+                query,
+                content_type: header("content-type"),
+                content_encoding: header("content-encoding"),
+                git_protocol: header("git-protocol"),
+                remote_user: plan.login.to_owned(),
+                body,
+            })
+            .await
+        }
+    };
+    record.status = response.status().as_u16();
+    let mut state = fake.state();
+    if push && record.authorized {
+        if let Some(repo) = record.repo.as_ref().and_then(|k| state.repos.get_mut(k)) {
+            repo.refresh();
+        }
+    }
+    state.git_requests.push(record);
+    response
+}
+
+/// `/git/<owner>/<name>[.git]/<tail>` → (`owner/name` in lower case, tail).
+fn parse_git_path(path: &str) -> Option<(String, String)> {
+    let mut parts = path.strip_prefix("/git/")?.splitn(3, '/');
+    let owner = percent_decode(parts.next()?);
+    let name = percent_decode(parts.next()?);
+    let name = name.strip_suffix(".git").unwrap_or(&name);
+    let tail = parts.next().unwrap_or_default();
+    let plain = |s: &str| !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\\']);
+    (plain(&owner) && plain(name))
+        .then(|| (format!("{owner}/{name}").to_lowercase(), tail.to_owned()))
+}
+
+/// The git service a request is for, from its path or its `service` parameter.
+fn git_service(tail: &str, query: &str) -> Option<String> {
+    match tail {
+        "git-upload-pack" | "git-receive-pack" => Some(tail.to_owned()),
+        "info/refs" => query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("service="))
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// The token of `Authorization: Basic`: the password, or the user name when the password is
+/// empty (both work with GitHub).
+fn basic_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(BASE64.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    let token = if password.is_empty() { user } else { password };
+    Some(token.to_owned()).filter(|t| !t.is_empty())
+}
+
+/// A plain-text refusal, which git shows its user.
+fn git_refusal(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, format!("{message}\n")).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"GitHub\""),
+        );
+    }
+    response
 }
 
 fn reaction_json(api: &str, r: &Reaction) -> Value {

@@ -6,7 +6,9 @@
 
 pub mod control;
 pub mod fixtures;
+pub mod git;
 pub mod github;
 pub mod jira;
+pub mod model;
 pub mod moto;
 pub mod store;

@@ -15,6 +15,7 @@ set -euo pipefail
 
 MOTO_VERSION=5.2.1
 WEBHOOK_EXAMPLES_VERSION=7.6.1
+CLAUDE_CODE_VERSION=2.1.330
 VITE_VERSION=7.3.8
 PLAYWRIGHT_CORE_VERSION=1.65.1
 CHROMIUM=/usr/bin/chromium
@@ -79,6 +80,30 @@ else
 fi
 export CCA_WEBHOOK_EXAMPLES="$examples_dir/api.github.com/index.json"
 [[ -f "$CCA_WEBHOOK_EXAMPLES" ]] || fail "missing $CCA_WEBHOOK_EXAMPLES after install"
+
+step "Claude Code CLI (@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION)"
+# The package's postinstall copies the native executable of this platform,
+# shipped in an optional dependency, over bin/claude.exe; without it the file
+# stays a stub, so the install counts only when the executable reports the
+# pinned version.
+claude_prefix="$CCA_CACHE/claude-npm"
+claude_cli="$claude_prefix/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+claude_cli_version() {
+    if [[ -x "$claude_cli" ]]; then
+        "$claude_cli" --version </dev/null 2>/dev/null | awk 'NR == 1 { print $1 }' || true
+    fi
+}
+if [[ "$(claude_cli_version)" == "$CLAUDE_CODE_VERSION" ]]; then
+    echo "already installed in $claude_prefix"
+else
+    mkdir -p "$claude_prefix"
+    npm install --prefix "$claude_prefix" --save-exact --include=optional --no-audit --no-fund --loglevel=error \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" </dev/null ||
+        fail "npm could not install @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+    [[ "$(claude_cli_version)" == "$CLAUDE_CODE_VERSION" ]] ||
+        fail "$claude_cli does not run as Claude Code $CLAUDE_CODE_VERSION (native package missing?)"
+fi
+export CCA_CLAUDE_CLI="$claude_cli"
 
 step "Browser test tools (Chromium, vite@$VITE_VERSION, playwright-core@$PLAYWRIGHT_CORE_VERSION)"
 if [[ -x "$CHROMIUM" ]]; then

@@ -201,6 +201,19 @@ impl GitHub {
         Ok(client.with_permissions(self.permissions.clone()))
     }
 
+    /// A client acting with a token limited to one repository (what an agent container uses).
+    /// A personal token is used as it is.
+    pub async fn repo_client(
+        &self,
+        installation: u64,
+        repo: &RepoName,
+    ) -> Result<RepoClient, GitHubError> {
+        if let GitHubAuth::Token(_) = &self.auth {
+            return self.client(None).await;
+        }
+        Ok(self.cached_token(installation, Some(repo)).await?.1)
+    }
+
     /// An installation token, limited to `repo` when given (what an agent container gets).
     pub async fn installation_token(
         &self,

@@ -307,6 +307,127 @@ impl RepoClient {
     }
 }
 
+impl RepoClient {
+    async fn patch<T: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, GitHubError> {
+        self.octo
+            .patch(route, Some(body))
+            .await
+            .map_err(|e| GitHubError::from_octocrab(route, e))
+    }
+
+    /// An issue's title and body (the prompt of a session whose record has none).
+    pub async fn issue(&self, repo: &RepoName, number: u64) -> Result<IssueInfo, GitHubError> {
+        self.get(&format!("/repos/{repo}/issues/{number}")).await
+    }
+
+    /// A pull request's head branch and commit.
+    pub async fn pull(&self, repo: &RepoName, number: u64) -> Result<PullInfo, GitHubError> {
+        self.get(&format!("/repos/{repo}/pulls/{number}")).await
+    }
+
+    /// Replaces the body of a comment.
+    pub async fn edit_comment(
+        &self,
+        repo: &RepoName,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<(), GitHubError> {
+        let route = format!("/repos/{repo}/issues/comments/{comment_id}");
+        let _: CommentAnswer = self
+            .patch(&route, &serde_json::json!({ "body": body }))
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a reaction (`eyes`, `rocket`, `+1`, …) to an issue or PR comment.
+    pub async fn react(
+        &self,
+        repo: &RepoName,
+        comment_id: u64,
+        content: &str,
+    ) -> Result<(), GitHubError> {
+        let route = format!("/repos/{repo}/issues/comments/{comment_id}/reactions");
+        let _: serde_json::Value = self
+            .post(&route, &serde_json::json!({ "content": content }))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a deployment of `git_ref` to `environment` (no merge of the base, no status
+    /// checks required: a preview shows the branch as it is); returns its id.
+    pub async fn create_deployment(
+        &self,
+        repo: &RepoName,
+        git_ref: &str,
+        environment: &str,
+        description: &str,
+    ) -> Result<u64, GitHubError> {
+        let route = format!("/repos/{repo}/deployments");
+        let body = serde_json::json!({
+            "ref": git_ref,
+            "environment": environment,
+            "description": description,
+            "auto_merge": false,
+            "required_contexts": [],
+            "transient_environment": true,
+        });
+        let d: IdAnswer = self.post(&route, &body).await?;
+        Ok(d.id)
+    }
+
+    /// Adds a status (`in_progress`, `success`, `failure`, `inactive`, …) to a deployment.
+    pub async fn deployment_status(
+        &self,
+        repo: &RepoName,
+        deployment_id: u64,
+        state: &str,
+        environment_url: Option<&str>,
+        description: &str,
+    ) -> Result<(), GitHubError> {
+        let route = format!("/repos/{repo}/deployments/{deployment_id}/statuses");
+        let mut body = serde_json::json!({ "state": state, "description": description });
+        if let Some(url) = environment_url {
+            body["environment_url"] = url.into();
+            body["log_url"] = url.into();
+        }
+        let _: serde_json::Value = self.post(&route, &body).await?;
+        Ok(())
+    }
+}
+
+/// An issue's text.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssueInfo {
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// A pull request's head.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullInfo {
+    pub number: u64,
+    pub html_url: String,
+    pub head: PullHead,
+}
+
+/// The branch and commit a pull request proposes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullHead {
+    #[serde(rename = "ref")]
+    pub branch: String,
+    pub sha: String,
+}
+
+#[derive(Deserialize)]
+struct IdAnswer {
+    id: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

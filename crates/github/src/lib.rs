@@ -9,7 +9,7 @@ mod app;
 mod client;
 
 pub use app::{AppCredentials, GitHub, GitHubAuth, InstallationToken};
-pub use client::{Permission, PullRef, RepoClient, RepoInfo};
+pub use client::{IssueInfo, Permission, PullHead, PullInfo, PullRef, RepoClient, RepoInfo};
 
 /// A failure talking to GitHub.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,15 @@ use crate::{LaunchError, LaunchRequest, Launched, Launcher};
 /// Prefix of the pseudo task ARN of a local process.
 const ARN_PREFIX: &str = "process:";
 
+/// What a container learns from ECS and a local process is told instead: its address (for the
+/// proxy and the webhook) and that it must pick free ports, since every session shares this
+/// host. `base_env` can override them.
+const LOCAL_DEFAULTS: [(&str, &str); 3] = [
+    ("AGENT_ADDRESS", "127.0.0.1"),
+    ("APP_PORT", "0"),
+    ("CONTROL_PORT", "0"),
+];
+
 /// One child: its exit, once known, and the way to kill it.
 #[derive(Debug)]
 struct Tracked {
@@ -50,7 +59,7 @@ struct Inner {
 
 impl ProcessLauncher {
     /// A launcher of `program` (the `cca-agent` binary). Children inherit this process's
-    /// environment, then `base_env` (local settings such as the store and the credentials'
+    /// environment, then [`LOCAL_DEFAULTS`], then `base_env` (local settings such as the store and the credentials'
     /// files), then the session's variables; their output goes to `<log_dir>/<session id>.log`.
     /// `grace` is how long a stopped child has between SIGTERM and SIGKILL.
     pub fn new(
@@ -136,6 +145,7 @@ impl ProcessLauncher {
             .map_err(|e| LaunchError::Backend(format!("cannot share log file: {e}")))?;
         Command::new(&self.inner.program)
             .arg(req.mode())
+            .envs(LOCAL_DEFAULTS)
             .envs(self.inner.base_env.iter().map(|(k, v)| (k, v)))
             .envs(req.environment())
             .stdin(Stdio::null())

@@ -1,37 +1,90 @@
 //! `cca-agent`: the entrypoint of agent and preview containers, also spawned as a local process
-//! by `cca up`. This placeholder keeps the command line of the real program (`run`, `preview`,
-//! `--help`, `--version`) so launchers and scripts can already name it, and refuses to run with
-//! a status that tells a launcher the start failed.
+//! by `cca up`.
 
 use std::process::ExitCode;
 
+use cca_agent::config::{AgentArgs, Config};
 use clap::{Parser, Subcommand};
-
-/// Exit status of a program that cannot do what it was asked: the same status clap uses for a
-/// usage error, so nothing mistakes the placeholder for a session that ended normally.
-const NOT_IMPLEMENTED: u8 = 2;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cca-agent",
     version,
-    about = "Claude Cloud Agent container entrypoint (not yet implemented)"
+    about = "Claude Cloud Agent container entrypoint: a coding session or a PR preview"
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a coding session (not yet implemented).
-    Run,
-    /// Serve a PR preview environment (not yet implemented).
-    Preview,
+    /// Run a coding session: clone the branch, run Claude Code on the issue and on follow-ups,
+    /// push, report on the PR.
+    Run(AgentArgs),
+    /// Serve a PR preview: clone the PR branch, install, start the app, deploy.
+    Preview(AgentArgs),
 }
 
+/// Exit status for settings that are missing or wrong (as clap's usage errors).
+const USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!("cca-agent: not yet implemented (coming with the agent runner)");
-    ExitCode::from(NOT_IMPLEMENTED)
+    let cli = Cli::parse();
+    let json = std::env::var_os("AWS_EXECUTION_ENV").is_some()
+        || std::env::var_os("ECS_CONTAINER_METADATA_URI_V4").is_some();
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,hyper=warn")
+    });
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .init();
+    }
+    let (preview, args) = match cli.command {
+        Command::Run(a) => (false, a),
+        Command::Preview(a) => (true, a),
+    };
+    let cfg = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cca-agent: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cca-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        if preview {
+            cca_agent::preview::run(cfg).await
+        } else {
+            cca_agent::agent::run(cfg).await
+        }
+    });
+    // Background tasks (the control API, the heartbeat) end with the runtime; their work is
+    // done once the session is recorded.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cca-agent ended with an error");
+            eprintln!("cca-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

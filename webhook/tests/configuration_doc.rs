@@ -212,35 +212,44 @@ fn every_documented_webhook_variable_is_read() {
     );
 }
 
-/// The proxy's variables, both ways, against the rows marked `cca-uat-proxy`.
-#[test]
-fn the_proxy_variables_match_the_documentation() {
-    let read = variables_in(&Path::new(MANIFEST_DIR).join("../uat-proxy/src"));
+/// The variables a binary's sources read, both ways, against the rows marked `marker`.
+fn binary_matches_documentation(src: &str, marker: &str, sentinel: &str) {
+    let read = variables_in(&Path::new(MANIFEST_DIR).join(src));
     assert!(
-        read.contains("PROXY_LOCAL_MODE"),
-        "the scan of uat-proxy/src found too little: {read:?}"
+        read.contains(sentinel),
+        "the scan of {src} found too little: {read:?}"
     );
     let rows: Vec<Row> = variable_rows(&configuration_doc())
         .into_iter()
         .filter(|r| {
             r.read_by
                 .split(',')
-                .any(|who| who.trim().trim_matches('`') == "cca-uat-proxy")
+                .any(|who| who.trim().trim_matches('`') == marker)
         })
         .collect();
     let documented: BTreeSet<String> = rows.iter().flat_map(|r| r.variables.clone()).collect();
     let missing: Vec<&String> = read.difference(&documented).collect();
     assert!(
         missing.is_empty(),
-        "cca-uat-proxy reads these, undocumented: {missing:?}"
+        "{marker} reads these, undocumented: {missing:?}"
     );
     let mut known = read.clone();
     known.extend(READ_BY_LIBRARIES.iter().map(|s| (*s).to_owned()));
     let stale: Vec<&String> = documented.difference(&known).collect();
     assert!(
         stale.is_empty(),
-        "documented as read by cca-uat-proxy, but not read: {stale:?}"
+        "documented as read by {marker}, but not read: {stale:?}"
     );
+}
+
+#[test]
+fn the_proxy_variables_match_the_documentation() {
+    binary_matches_documentation("../uat-proxy/src", "cca-uat-proxy", "PROXY_LOCAL_MODE");
+}
+
+#[test]
+fn the_agent_variables_match_the_documentation() {
+    binary_matches_documentation("../agent/src", "cca-agent", "MAX_TURNS_PER_RUN");
 }
 
 #[test]

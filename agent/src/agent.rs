@@ -1,0 +1,998 @@
+//! `cca-agent run`: the coding session.
+//!
+//! Start-up: the record moves to `STARTING` with the agent's address (so a stop reaches it even
+//! while it clones), the branch is cloned with a repository-scoped token, the app's dev server
+//! starts under supervision, the record moves to `RUNNING`, and the status comment appears.
+//! Then prompts run one at a time, in order: the issue first, then each follow-up from the
+//! control API, each resuming the same conversation. After every run what the CLI left
+//! uncommitted is committed, the branch pushed, and a summary posted listing only that run's
+//! commits. A stop (SIGTERM, `POST /stop`, the idle timeout, a session limit) cancels the run,
+//! commits and pushes the work in progress, records `STOPPED` or `COMPLETED`, and exits within
+//! the stop deadline.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use cca_domain::session::SessionPatch;
+use cca_domain::{Session, Status};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::cli::{self, Adapter, CliEvent, Ended, RunOutcome, RunRequest};
+use crate::config::Config;
+use crate::control::{Mode, Prompt, Shared, StopRequest};
+use crate::devserver::{self, AppState, Supervisor};
+use crate::git::{GitAuth, Repo, working_copy};
+use crate::report::{Budget, Reporter, RunSummary, StatusView};
+use crate::setup::{self, Ready, WITHHELD_FROM_CHILDREN, now};
+
+/// Paths never committed by the agent, whatever the repository's `.gitignore` says: what
+/// installing and running an app leaves behind.
+const LOCAL_EXCLUDES: &str = "node_modules/\n.venv/\n__pycache__/\n.pnpm-store/\n.npm/\n.cache/\n";
+
+/// Totals of the session so far.
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    runs: u32,
+    turns: u32,
+    cost_usd: f64,
+    conversation: Option<String>,
+    /// What the CLI reports as spent in `conversation` so far: Claude Code's `total_cost_usd`
+    /// covers the whole conversation, so a resumed run's own cost is the difference.
+    conversation_cost: f64,
+}
+
+/// Runs a coding session until it is stopped.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let ready = setup::prepare(cfg, Mode::Agent).await?;
+    let shared = ready.shared.clone();
+    watch_signals(shared.clone());
+    setup::heartbeat(
+        ready.store.clone(),
+        ready.session.session_id.clone(),
+        ready.cfg.heartbeat,
+    );
+    let number = ready
+        .session
+        .pr_number
+        .or(ready.session.issue_number)
+        .context("the session names no PR or issue to report on")?;
+    let budget = Arc::new(Budget::new(
+        ready.cfg.github_writes_per_minute,
+        Duration::from_secs(60),
+    ));
+    let reporter = Reporter::start(
+        ready.access.clone(),
+        number,
+        budget,
+        ready.cfg.status_interval,
+        StatusView {
+            session_id: ready.session.session_id.to_string(),
+            headline: "🚀 Starting: cloning the repository".into(),
+            preview_url: ready.session.uat_url.clone(),
+            last_activity: Some(now()),
+            ..StatusView::default()
+        },
+    );
+    acknowledge_prompts(&shared, &reporter);
+
+    let mut session = Session::clone(&ready.session);
+    let started = match start(&ready, &reporter, &mut session).await {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = ready.secrets.mask(&format!("{e:#}"));
+            error!(error = %reason, "the session could not start");
+            return fail(&ready, &reporter, &reason).await;
+        }
+    };
+    let stop = work(&ready, &reporter, &started, &session).await;
+    shutdown(&ready, &reporter, &started, stop).await;
+    Ok(())
+}
+
+/// What `start` set up.
+struct Started {
+    repo: Repo,
+    clone_url: String,
+    app: Option<Supervisor>,
+    totals: tokio::sync::Mutex<Totals>,
+    activity: Activity,
+    pr_url: Option<String>,
+}
+
+async fn start(
+    ready: &Ready,
+    reporter: &Reporter,
+    session: &mut Session,
+) -> anyhow::Result<Started> {
+    let client = ready
+        .access
+        .client()
+        .await
+        .context("GitHub authentication")?;
+    let info = client
+        .repo(&session.repo_full_name)
+        .await
+        .context("reading the repository")?;
+    let pr_url = match session.pr_number {
+        Some(n) => client
+            .pull(&session.repo_full_name, n)
+            .await
+            .ok()
+            .map(|p| p.html_url),
+        None => None,
+    };
+    let repo = Repo::new(
+        working_copy(
+            &ready.cfg.workspace,
+            session.session_id.as_str(),
+            session.repo_full_name.name(),
+        ),
+        &ready.cfg.git_author_name,
+        &ready.cfg.git_author_email,
+    );
+    let auth = git_auth(ready, &info.clone_url).await?;
+    repo.clone_branch(
+        &info.clone_url,
+        session.branch_name.as_str(),
+        &info.default_branch,
+        &auth,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
+    exclude_local_files(repo.dir());
+    info!(dir = %repo.dir().display(), branch = %session.branch_name, "cloned");
+
+    let app_port = match ready.cfg.app_port {
+        0 => free_port()?,
+        p => p,
+    };
+    let app = start_app(ready, reporter, repo.dir().to_path_buf(), app_port).await;
+    // A repository's settings may name their own port: the proxy must forward there.
+    let app_port = app.as_ref().map_or(app_port, |a| a.plan().port);
+
+    let patch = SessionPatch {
+        app_port: Some(app_port),
+        last_activity: Some(now()),
+        ..SessionPatch::default()
+    };
+    *session = ready
+        .store
+        .transition(&session.session_id, Status::Running, patch, now())
+        .await
+        .context("recording RUNNING")?;
+    reporter.update(|v| {
+        v.headline = "🛠️ Working on the issue".into();
+        v.last_activity = Some(now());
+    });
+
+    let prompt = initial_prompt(ready, session).await?;
+    ready.shared.enqueue(Prompt {
+        text: prompt,
+        author: None,
+        comment_id: None,
+    });
+    Ok(Started {
+        repo,
+        clone_url: info.clone_url,
+        app,
+        totals: tokio::sync::Mutex::new(Totals {
+            runs: 0,
+            turns: session.turns.unwrap_or(0),
+            cost_usd: session.cost_usd.unwrap_or(0.0),
+            conversation: session.claude_session_id.clone(),
+            conversation_cost: 0.0,
+        }),
+        activity: Activity {
+            busy: Arc::new(AtomicBool::new(false)),
+            last: Arc::new(AtomicI64::new(now())),
+        },
+        pr_url,
+    })
+}
+
+/// The prompt of the first run: the record's, else the issue's title and body.
+async fn initial_prompt(ready: &Ready, session: &Session) -> anyhow::Result<String> {
+    if let Some(p) = session
+        .initial_prompt
+        .clone()
+        .filter(|p| !p.trim().is_empty())
+    {
+        return Ok(p);
+    }
+    let issue = session
+        .issue_number
+        .context("the session record has no prompt and names no issue")?;
+    let client = ready.access.client().await?;
+    let i = client
+        .issue(&session.repo_full_name, issue)
+        .await
+        .context("reading the issue for the prompt")?;
+    Ok(cca_domain::naming::issue_prompt(
+        issue,
+        &i.title,
+        i.body.as_deref().unwrap_or(""),
+    ))
+}
+
+async fn git_auth(ready: &Ready, clone_url: &str) -> anyhow::Result<GitAuth> {
+    let token = ready
+        .access
+        .token()
+        .await
+        .context("minting a token for git")?;
+    let auth = GitAuth::new(clone_url, &token);
+    ready.secrets.add(&auth.encoded());
+    Ok(auth)
+}
+
+fn exclude_local_files(dir: &std::path::Path) {
+    let path = dir.join(".git/info/exclude");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    if !existing.contains("node_modules/") {
+        let _ = std::fs::create_dir_all(dir.join(".git/info"));
+        let _ = std::fs::write(&path, format!("{existing}\n{LOCAL_EXCLUDES}"));
+    }
+}
+
+/// A free TCP port on this host.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("0.0.0.0:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The environment of every child (CLI, install, dev server): the agent's own, minus its
+/// credentials.
+pub fn child_env_removals() -> &'static [&'static str] {
+    &WITHHELD_FROM_CHILDREN
+}
+
+/// Variables the app gets from the agent (it inherits nothing else but `PATH`, `HOME` and the
+/// like): the preview's host names, so dev servers that check `Host` (Vite) accept the proxy's
+/// requests.
+pub(crate) fn app_env(ready: &Ready) -> Vec<(String, String)> {
+    let host = ready
+        .session
+        .uat_url
+        .as_deref()
+        .and_then(|u| u.split("://").nth(1))
+        .map(|h| h.split(['/', ':']).next().unwrap_or(h));
+    match host.and_then(|h| h.split_once('.')) {
+        Some((_, suffix)) => vec![(
+            "__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS".into(),
+            format!(".{suffix}"),
+        )],
+        None => Vec::new(),
+    }
+}
+
+/// Installs and starts the app in the background; its state shows on the status comment.
+async fn start_app(
+    ready: &Ready,
+    reporter: &Reporter,
+    dir: PathBuf,
+    port: u16,
+) -> Option<Supervisor> {
+    let plan = match devserver::plan(&dir, port) {
+        Ok(Some(plan)) => plan,
+        Ok(None) => {
+            reporter.update(|v| v.app = Some("none (no .cca.toml and no app detected)".into()));
+            return None;
+        }
+        Err(e) => {
+            let msg = ready.secrets.mask(&e.to_string());
+            warn!(error = %msg, "the repository settings are invalid");
+            reporter.update(|v| v.app = Some(format!("not started: {msg}")));
+            return None;
+        }
+    };
+    reporter.update(|v| v.app = Some("installing".into()));
+    let env = app_env(ready);
+    if let Err(e) = devserver::install(&plan, &dir, &env).await {
+        let msg = ready.secrets.mask(&e.to_string());
+        warn!(error = %msg, "install failed");
+        reporter.update(|v| {
+            v.app = Some(format!(
+                "install failed: {}",
+                cca_domain::naming::clip(&msg, 300)
+            ))
+        });
+        return None;
+    }
+    let sup = Supervisor::start(plan, dir, env);
+    let mut states = sup.subscribe();
+    let r = reporter.clone();
+    tokio::spawn(async move {
+        loop {
+            let text = describe_app(&states.borrow_and_update());
+            r.update(|v| v.app = Some(text));
+            if states.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Some(sup)
+}
+
+fn describe_app(s: &AppState) -> String {
+    match s {
+        AppState::Starting => "starting".into(),
+        AppState::Ready => "ready".into(),
+        AppState::Restarting { attempt, .. } => format!("restarting (attempt {attempt})"),
+        AppState::Failed(why) => format!("failed: {}", cca_domain::naming::clip(why, 300)),
+        AppState::Stopped => "stopped".into(),
+    }
+}
+
+/// Runs prompts until a stop is requested; returns the stop.
+async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Session) -> StopRequest {
+    let shared = &ready.shared;
+    let adapter = cli::adapter(&ready.cfg.cli);
+    spawn_idle_watch(ready, reporter, st);
+    loop {
+        publish_status(shared, st, "waiting").await;
+        let prompt = tokio::select! {
+            p = shared.next_prompt() => p,
+            stop = shared.stopped() => return stop,
+        };
+        st.activity.busy.store(true, Ordering::SeqCst);
+        st.activity.last.store(now(), Ordering::SeqCst);
+        if let Some(limit) = session_limit(ready, st).await {
+            reporter
+                .post_logged(&format!(
+                    ":octagonal_sign: **Session limit reached:** {limit}. The session stops; re-add the label to start a new one."
+                ))
+                .await;
+            record_error(ready, &format!("session limit reached: {limit}")).await;
+            shared.request_stop(StopRequest {
+                reason: format!("session limit reached: {limit}"),
+                final_status: Status::Stopped,
+            });
+            st.activity.busy.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let _ = ready
+            .store
+            .transition(
+                &session.session_id,
+                Status::Running,
+                SessionPatch::default(),
+                now(),
+            )
+            .await;
+        run_one(ready, reporter, st, session, adapter.as_ref(), prompt).await;
+        st.activity.last.store(now(), Ordering::SeqCst);
+        st.activity.busy.store(false, Ordering::SeqCst);
+        if let Some(stop) = shared.stop_requested() {
+            return stop;
+        }
+        let _ = ready
+            .store
+            .transition(
+                &session.session_id,
+                Status::Idle,
+                SessionPatch {
+                    last_activity: Some(now()),
+                    ..SessionPatch::default()
+                },
+                now(),
+            )
+            .await;
+        reporter.update(|v| {
+            v.headline = "💤 Waiting: comment on the PR to ask for more".into();
+            v.step = None;
+            v.last_activity = Some(now());
+        });
+    }
+}
+
+/// The session limit that forbids another run, if any.
+async fn session_limit(ready: &Ready, st: &Started) -> Option<String> {
+    let t = st.totals.lock().await;
+    let l = &ready.cfg.limits;
+    if t.turns >= l.max_turns_per_session {
+        return Some(format!(
+            "{} turns used of MAX_TURNS_PER_SESSION {}",
+            t.turns, l.max_turns_per_session
+        ));
+    }
+    if t.cost_usd >= l.max_cost_per_session_usd {
+        return Some(format!(
+            "${:.2} spent of MAX_COST_PER_SESSION_USD ${:.2}",
+            t.cost_usd, l.max_cost_per_session_usd
+        ));
+    }
+    None
+}
+
+async fn record_error(ready: &Ready, error: &str) {
+    let patch = SessionPatch {
+        error: Some(error.to_owned()),
+        ..SessionPatch::default()
+    };
+    if let Err(e) = ready
+        .store
+        .update(&ready.session.session_id, patch, now())
+        .await
+    {
+        warn!(error = %e, "cannot record the error");
+    }
+}
+
+async fn publish_status(shared: &Shared, st: &Started, state: &str) {
+    let t = st.totals.lock().await.clone();
+    shared.set_status(json!({
+        "status": state,
+        "prompts_processed": t.runs,
+        "turns": t.turns,
+        "cost_usd": t.cost_usd,
+        "conversation_id": t.conversation,
+        "app": st.app.as_ref().map(|a| describe_app(&a.state())),
+    }));
+}
+
+/// One run: the CLI, then commit, push, summary and the record.
+async fn run_one(
+    ready: &Ready,
+    reporter: &Reporter,
+    st: &Started,
+    session: &Session,
+    adapter: &dyn Adapter,
+    prompt: Prompt,
+) {
+    let limits = &ready.cfg.limits;
+    let (number, resume, turns_left, budget) = {
+        let mut t = st.totals.lock().await;
+        t.runs += 1;
+        let resume = t
+            .conversation
+            .clone()
+            .filter(|id| adapter.resumes() && conversation_exists(id));
+        if resume.is_none() {
+            t.conversation_cost = 0.0;
+        }
+        let run_budget = limits
+            .max_cost_per_run_usd
+            .min(limits.max_cost_per_session_usd - t.cost_usd)
+            .max(0.01);
+        (
+            t.runs,
+            resume,
+            limits
+                .max_turns_per_run
+                .min(limits.max_turns_per_session.saturating_sub(t.turns))
+                .max(1),
+            // The CLI's budget counts the whole conversation.
+            t.conversation_cost + run_budget,
+        )
+    };
+    publish_status(&ready.shared, st, "running").await;
+    let who = prompt
+        .author
+        .as_deref()
+        .map(|a| format!(" for @{a}"))
+        .unwrap_or_default();
+    reporter.update(|v| {
+        v.headline = format!("🛠️ Run {number}{who} in progress");
+        v.step = Some("thinking".into());
+        v.runs = number;
+        v.queued = ready.shared.queue_len();
+        v.last_activity = Some(now());
+    });
+    let start = match st.repo.head().await {
+        Ok(h) => h,
+        Err(e) => {
+            reporter
+                .post_logged(&format!(":warning: **Run {number} could not start:** {e}"))
+                .await;
+            return;
+        }
+    };
+    let req = RunRequest {
+        prompt: prompt.text.clone(),
+        resume: resume.clone(),
+        max_turns: turns_left,
+        max_budget_usd: budget,
+        workdir: st.repo.dir().to_path_buf(),
+    };
+    let mut env: Vec<(String, String)> = ready.model_env.clone();
+    env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let progress = spawn_progress(reporter.clone(), rx);
+    info!(run = number, resume = ?resume, "run starting");
+    let outcome = cli::run(
+        adapter,
+        &req,
+        &env,
+        child_env_removals(),
+        limits.run_timeout,
+        limits.silence_timeout,
+        ready.shared.cancel_signal(),
+        tx,
+    )
+    .await;
+    let _ = progress.await;
+
+    let stopping = ready.shared.stop_requested();
+    let message = match &stopping {
+        Some(stop) => format!(
+            "WIP: work in progress when the session stopped ({})",
+            cca_domain::naming::clip(&stop.reason, 60)
+        ),
+        None => format!(
+            "Apply changes from Claude run {number}: {}",
+            cca_domain::naming::clip(prompt.text.lines().next().unwrap_or("").trim(), 60)
+        ),
+    };
+    let (commits, files, push_error) = commit_and_push(ready, st, session, &start, &message).await;
+
+    let mut limit = limit_hit(&outcome, ready);
+    if let Some(stop) = &stopping {
+        limit = limit.or(Some(format!("the session was stopped: {}", stop.reason)));
+    }
+    let (turns, cost, conversation, run_cost) = {
+        let mut t = st.totals.lock().await;
+        let r = outcome.result.as_ref();
+        t.turns += r.and_then(|r| r.turns).unwrap_or(0);
+        let same_conversation = resume.is_some() && outcome.conversation == resume;
+        let reported = r.and_then(|r| r.cost_usd);
+        let run_cost = reported.map(|c| {
+            if same_conversation {
+                (c - t.conversation_cost).max(0.0)
+            } else {
+                c
+            }
+        });
+        if let Some(c) = reported {
+            // A failed resumed run may report nothing spent; the conversation's total only grows.
+            t.conversation_cost = if same_conversation {
+                t.conversation_cost.max(c)
+            } else {
+                c
+            };
+        }
+        t.cost_usd += run_cost.unwrap_or(0.0);
+        if outcome.conversation.is_some() {
+            t.conversation.clone_from(&outcome.conversation);
+        }
+        (t.turns, t.cost_usd, t.conversation.clone(), run_cost)
+    };
+    let failure = outcome.failure().map(|f| ready.secrets.mask(&f));
+    let summary = RunSummary {
+        number,
+        author: prompt.author.clone(),
+        succeeded: outcome.succeeded(),
+        text: outcome
+            .result
+            .as_ref()
+            .map(|r| r.text.clone())
+            .filter(|t| !t.is_empty() && outcome.succeeded())
+            .or(outcome.last_text.clone().filter(|_| outcome.succeeded()))
+            .unwrap_or_default(),
+        failure: failure.clone(),
+        limit,
+        commits: commits.clone(),
+        files,
+        cost_usd: run_cost,
+        turns: outcome.result.as_ref().and_then(|r| r.turns),
+        duration: outcome.elapsed,
+        push_error: push_error.clone(),
+    };
+    let patch = SessionPatch {
+        cost_usd: Some(cost),
+        turns: Some(turns),
+        claude_session_id: conversation,
+        last_activity: Some(now()),
+        error: failure
+            .as_ref()
+            .map(|f| format!("run {number} failed: {f}"))
+            .or(push_error
+                .as_ref()
+                .map(|e| format!("run {number}: push failed: {e}"))),
+        ..SessionPatch::default()
+    };
+    if let Err(e) = ready.store.update(&session.session_id, patch, now()).await {
+        warn!(error = %e, "cannot record the run");
+    }
+    reporter.update(|v| {
+        v.turns = turns;
+        v.cost_usd = cost;
+        v.last_activity = Some(now());
+    });
+    // When stopping, the summary must not hold up the exit.
+    let body = summary.render();
+    let post = reporter.post_logged(&body);
+    if stopping.is_some() {
+        let _ = tokio::time::timeout(Duration::from_secs(3), post).await;
+    } else {
+        post.await;
+    }
+    if number == 1 {
+        jira_summary(ready, st, &summary).await;
+    }
+    info!(
+        run = number,
+        succeeded = outcome.succeeded(),
+        commits = commits.len(),
+        "run finished"
+    );
+}
+
+/// Whether `id` can be resumed here (a relaunched container starts without the conversation).
+fn conversation_exists(id: &str) -> bool {
+    let dir = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".claude")));
+    let found = dir.is_some_and(|d| cli::has_conversation(&d, id));
+    if !found {
+        warn!(
+            conversation = id,
+            "the earlier conversation is not stored here; starting a new one"
+        );
+    }
+    found
+}
+
+/// A limit that ended the run, said plainly.
+fn limit_hit(outcome: &RunOutcome, ready: &Ready) -> Option<String> {
+    let l = &ready.cfg.limits;
+    match &outcome.ended {
+        Ended::WallTime(d) => {
+            return Some(format!(
+                "the run's wall time of {} s (RUN_TIMEOUT_SECS)",
+                d.as_secs()
+            ));
+        }
+        Ended::Silent(d) => {
+            return Some(format!(
+                "no output for {} s (RUN_SILENCE_TIMEOUT_SECS)",
+                d.as_secs()
+            ));
+        }
+        _ => {}
+    }
+    let subtype = outcome
+        .result
+        .as_ref()
+        .map(|r| r.subtype.as_str())
+        .unwrap_or("");
+    if subtype.contains("max_turns") {
+        Some(format!(
+            "the run's turn limit of {} (MAX_TURNS_PER_RUN)",
+            l.max_turns_per_run
+        ))
+    } else if subtype.contains("budget") || subtype.contains("cost") {
+        Some(format!(
+            "the run's cost limit of ${:.2} (MAX_COST_PER_RUN_USD)",
+            l.max_cost_per_run_usd
+        ))
+    } else {
+        None
+    }
+}
+
+/// Commits what is left, pushes, and lists this run's commits and files (since `start`).
+async fn commit_and_push(
+    ready: &Ready,
+    st: &Started,
+    session: &Session,
+    start: &str,
+    message: &str,
+) -> (
+    Vec<crate::git::CommitInfo>,
+    Vec<crate::git::FileChange>,
+    Option<String>,
+) {
+    let mask = |e: &dyn std::fmt::Display| ready.secrets.mask(&e.to_string());
+    if let Err(e) = st.repo.commit_all(message).await {
+        warn!(error = %mask(&e), "cannot commit the run's changes");
+    }
+    let commits = st.repo.commits_since(start).await.unwrap_or_default();
+    let files = st.repo.files_since(start).await.unwrap_or_default();
+    let mut push_error = None;
+    if st
+        .repo
+        .unpushed(session.branch_name.as_str())
+        .await
+        .unwrap_or(true)
+    {
+        let pushed = match git_auth(ready, &st.clone_url).await {
+            Ok(auth) => st
+                .repo
+                .push(session.branch_name.as_str(), &auth)
+                .await
+                .map_err(|e| mask(&e)),
+            Err(e) => Err(mask(&format!("{e:#}"))),
+        };
+        if let Err(e) = pushed {
+            warn!(error = %e, "push failed");
+            push_error = Some(e);
+        } else {
+            info!(branch = %session.branch_name, "pushed");
+        }
+    }
+    (commits, files, push_error)
+}
+
+/// Turns the CLI's events into the status comment's current step.
+fn spawn_progress(
+    reporter: Reporter,
+    mut rx: mpsc::UnboundedReceiver<CliEvent>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            let step = match &ev {
+                CliEvent::Tool { name, detail } => {
+                    Some(format!("{} {name} {detail}", tool_icon(name)))
+                }
+                CliEvent::Text(t) => Some(format!(
+                    "💬 {}",
+                    cca_domain::naming::clip(t.lines().next().unwrap_or(""), 200)
+                )),
+                _ => None,
+            };
+            if let Some(step) = step {
+                let masked = reporter.secrets().mask(&step);
+                info!(step = %masked, "cli");
+                reporter.update(|v| {
+                    v.step = Some(masked);
+                    v.last_activity = Some(now());
+                });
+            }
+        }
+    })
+}
+
+fn tool_icon(name: &str) -> &'static str {
+    match name {
+        "Read" => "📖",
+        "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => "✏️",
+        "Bash" => "💻",
+        "Glob" => "🔍",
+        "Grep" => "🔎",
+        "Task" | "Agent" => "🤖",
+        _ => "🔧",
+    }
+}
+
+/// Posts the first run's outcome on the JIRA issue (JIRA sessions).
+async fn jira_summary(ready: &Ready, st: &Started, s: &RunSummary) {
+    let (Some(jira), Some(key)) = (&ready.jira, &ready.session.jira_issue_key) else {
+        return;
+    };
+    use cca_jira::adf::*;
+    let title = if s.succeeded {
+        "✅ Implementation Complete"
+    } else {
+        "⚠️ Implementation Failed"
+    };
+    let mut blocks = vec![paragraph(vec![strong(title)])];
+    if let (Some(url), Some(n)) = (&st.pr_url, ready.session.pr_number) {
+        blocks.push(paragraph(vec![
+            text("GitHub PR: "),
+            link(&format!("#{n}"), url),
+        ]));
+    }
+    if !s.text.trim().is_empty() {
+        blocks.push(paragraph(vec![
+            strong("Summary: "),
+            text(&cca_domain::naming::clip(s.text.trim(), 2000)),
+        ]));
+    }
+    if !s.commits.is_empty() {
+        blocks.push(paragraph(vec![strong("Commits:")]));
+        blocks.push(bullets(
+            s.commits
+                .iter()
+                .take(10)
+                .map(|c| {
+                    vec![text(&format!(
+                        "{} {}",
+                        &c.sha[..c.sha.len().min(7)],
+                        c.subject
+                    ))]
+                })
+                .collect(),
+        ));
+    }
+    if let Some(e) = &s.failure {
+        blocks.push(paragraph(vec![strong("Error: "), text(e)]));
+    }
+    blocks.push(paragraph(vec![em(
+        "Review the PR and provide feedback there.",
+    )]));
+    let body =
+        serde_json::from_str(&ready.secrets.mask(&doc(blocks).to_string())).unwrap_or_default();
+    if let Err(e) = jira.comment(key.as_str(), body).await {
+        warn!(error = %ready.secrets.mask(&e.to_string()), "cannot post the JIRA summary");
+    }
+}
+
+/// Posts the idle warning once, then asks the session to stop at the idle timeout.
+fn spawn_idle_watch(ready: &Ready, reporter: &Reporter, st: &Started) {
+    let limits = ready.cfg.limits.clone();
+    let shared = ready.shared.clone();
+    let reporter = reporter.clone();
+    let activity = st.activity.clone();
+    tokio::spawn(async move {
+        let tick =
+            (limits.idle_warning / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let mut warned_for = None;
+        loop {
+            tokio::time::sleep(tick).await;
+            if shared.stop_requested().is_some() {
+                return;
+            }
+            let (busy, latest) = activity.read();
+            if busy {
+                continue;
+            }
+            let idle = Duration::from_secs(u64::try_from(now() - latest).unwrap_or(0));
+            if idle >= limits.idle_timeout {
+                let minutes = limits.idle_timeout.as_secs() / 60;
+                reporter
+                    .post_logged(&format!(
+                        ":zzz: **Session Terminated**: no activity for {} (IDLE_TIMEOUT_SECS). Re-add the label to start again.",
+                        human(limits.idle_timeout, minutes)
+                    ))
+                    .await;
+                shared.request_stop(StopRequest {
+                    reason: format!("idle for {}", human(limits.idle_timeout, minutes)),
+                    final_status: Status::Stopped,
+                });
+                return;
+            }
+            if idle >= limits.idle_timeout - limits.idle_warning && warned_for != Some(latest) {
+                warned_for = Some(latest);
+                let left = limits.idle_timeout - idle;
+                reporter
+                    .post_logged(&format!(
+                        ":hourglass: **Idle Warning**: this session stops in about {} unless it gets a comment.",
+                        human(left, left.as_secs() / 60)
+                    ))
+                    .await;
+            }
+        }
+    });
+}
+
+fn human(d: Duration, minutes: u64) -> String {
+    if minutes >= 1 {
+        format!("{minutes} min")
+    } else {
+        format!("{} s", d.as_secs())
+    }
+}
+
+/// A cheap, shareable view of the session's activity for the idle watch.
+#[derive(Clone)]
+struct Activity {
+    busy: Arc<AtomicBool>,
+    last: Arc<AtomicI64>,
+}
+
+impl Activity {
+    fn read(&self) -> (bool, i64) {
+        (
+            self.busy.load(Ordering::SeqCst),
+            self.last.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Acknowledges queued prompts with a reaction on their comment.
+fn acknowledge_prompts(shared: &Arc<Shared>, reporter: &Reporter) {
+    let mut rx = shared.acks();
+    let reporter = reporter.clone();
+    tokio::spawn(async move {
+        while let Some(id) = rx.recv().await {
+            reporter.react(id, "eyes").await;
+        }
+    });
+}
+
+/// SIGTERM (ECS stopping the task) and SIGINT stop the session like `POST /stop`.
+pub(crate) fn watch_signals(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            warn!("cannot watch signals");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "stop requested by signal");
+        shared.request_stop(StopRequest {
+            reason: format!("the container was stopped ({name})"),
+            final_status: Status::Stopped,
+        });
+    });
+}
+
+/// After a stop: push what is left, stop the app, record the end, say so — within the deadline.
+async fn shutdown(ready: &Ready, reporter: &Reporter, st: &Started, stop: StopRequest) {
+    let deadline = tokio::time::Instant::now() + ready.cfg.stop_deadline;
+    info!(reason = %stop.reason, "stopping");
+    let left = |reserve: Duration| {
+        deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_sub(reserve)
+    };
+    // A run in progress has already committed and pushed its work; this catches anything else.
+    let start = st.repo.head().await.unwrap_or_default();
+    let message = format!(
+        "WIP: work in progress when the session stopped ({})",
+        cca_domain::naming::clip(&stop.reason, 60)
+    );
+    let pushed = tokio::time::timeout(
+        left(Duration::from_secs(6)),
+        commit_and_push(ready, st, &ready.session, &start, &message),
+    )
+    .await;
+    if pushed.is_err() {
+        warn!("pushing the work in progress did not finish before the stop deadline");
+    }
+    if let Some(app) = &st.app {
+        let _ = tokio::time::timeout(left(Duration::from_secs(4)), app.stop()).await;
+    }
+    let patch = SessionPatch {
+        last_activity: Some(now()),
+        ..SessionPatch::default()
+    };
+    if let Err(e) = setup::finish(
+        ready.store.as_ref(),
+        &ready.session.session_id,
+        stop.final_status,
+        patch,
+    )
+    .await
+    {
+        error!(error = %e, "cannot record the end of the session");
+    }
+    let icon = if stop.final_status == Status::Completed {
+        "🏁"
+    } else {
+        "⏹️"
+    };
+    reporter.update(|v| {
+        v.headline = format!("{icon} {}: {}", stop.final_status, stop.reason);
+        v.step = None;
+        v.queued = 0;
+        v.last_activity = Some(now());
+    });
+    let _ = tokio::time::timeout(left(Duration::ZERO), reporter.flush()).await;
+    info!(status = %stop.final_status, "session ended");
+}
+
+/// The session could not start: `FAILED` with the reason, and one comment saying why.
+async fn fail(ready: &Ready, reporter: &Reporter, reason: &str) -> anyhow::Result<()> {
+    let patch = SessionPatch {
+        error: Some(reason.to_owned()),
+        ..SessionPatch::default()
+    };
+    if let Err(e) = setup::finish(
+        ready.store.as_ref(),
+        &ready.session.session_id,
+        Status::Failed,
+        patch,
+    )
+    .await
+    {
+        error!(error = %e, "cannot record FAILED");
+    }
+    reporter.update(|v| {
+        v.headline = format!("❌ Failed: {reason}");
+        v.step = None;
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(10), reporter.flush()).await;
+    anyhow::bail!("the session failed: {reason}")
+}

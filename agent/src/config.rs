@@ -1,0 +1,533 @@
+//! The agent's settings: environment variables (each also a flag), validated once at start-up
+//! with an error that names the variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cca_domain::SessionId;
+use cca_store::StoreSpec;
+use clap::Args;
+use secrecy::SecretString;
+
+/// Shortest control key accepted, as the webhook requires.
+pub const MIN_CONTROL_SECRET_LEN: usize = 32;
+
+/// Everything `cca-agent run` and `cca-agent preview` read.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentArgs {
+    /// The session this container serves (set by the launcher).
+    #[arg(long, env = "SESSION_ID")]
+    pub session_id: Option<String>,
+    /// `dynamodb:<table>` or `sqlite:<path>`.
+    #[arg(long, env = "SESSION_STORE")]
+    pub session_store: Option<String>,
+    /// DynamoDB table (the original's variable; `SESSION_STORE` wins).
+    #[arg(long, env = "SESSIONS_TABLE")]
+    pub sessions_table: Option<String>,
+
+    /// GitHub API base URL (Enterprise and tests).
+    #[arg(long, env = "GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    /// Secrets Manager secret with the GitHub App's `{app_id, private_key, …}`.
+    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
+    pub github_app_secret_arn: Option<String>,
+    /// Local GitHub App id (with `GITHUB_APP_PRIVATE_KEY_FILE`).
+    #[arg(long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    /// Local GitHub App private key (PEM file).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_private_key_file: Option<PathBuf>,
+    /// Installation to use when the session record names none.
+    #[arg(long, env = "GITHUB_INSTALLATION_ID")]
+    pub github_installation_id: Option<u64>,
+    /// Local personal token instead of an App.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+
+    /// Secrets Manager secret holding the control key.
+    #[arg(long, env = "CONTROL_SECRET_ARN")]
+    pub control_secret_arn: Option<String>,
+    /// Local control key (`cca up` passes it).
+    #[arg(long, env = "CCA_CONTROL_SECRET", hide_env_values = true)]
+    pub control_secret: Option<String>,
+
+    /// Secrets Manager secret with the JIRA credentials (JIRA sessions).
+    #[arg(long, env = "JIRA_SECRET_ARN")]
+    pub jira_secret_arn: Option<String>,
+    #[arg(long, env = "JIRA_BASE_URL")]
+    pub jira_base_url: Option<String>,
+    #[arg(long, env = "JIRA_EMAIL")]
+    pub jira_email: Option<String>,
+    #[arg(long, env = "JIRA_API_TOKEN", hide_env_values = true)]
+    pub jira_api_token: Option<String>,
+
+    /// Secrets Manager secret with an Anthropic API key (plain, or JSON with `api_key` or
+    /// `oauth_token`), passed only to the coding CLI. Without it the CLI uses what its
+    /// environment gives (Bedrock through the task role, or `ANTHROPIC_API_KEY`).
+    #[arg(long, env = "ANTHROPIC_SECRET_ARN")]
+    pub anthropic_secret_arn: Option<String>,
+
+    /// ECS task metadata endpoint (set by ECS); the agent's address comes from it.
+    #[arg(long, env = "ECS_CONTAINER_METADATA_URI_V4")]
+    pub ecs_metadata_uri: Option<String>,
+    /// The agent's address when not on ECS (the process launcher sets 127.0.0.1).
+    #[arg(long, env = "AGENT_ADDRESS")]
+    pub agent_address: Option<String>,
+    /// Port of the app's dev server, which the proxy forwards to (0: any free port).
+    #[arg(long, env = "APP_PORT")]
+    pub app_port: Option<u16>,
+    /// Port of the control API (0: any free port).
+    #[arg(long, env = "CONTROL_PORT")]
+    pub control_port: Option<u16>,
+    /// Where repositories are cloned.
+    #[arg(long, env = "AGENT_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
+    /// Data directory of `cca up` (workspaces go under it when `AGENT_WORKSPACE` is unset).
+    #[arg(long, env = "CCA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Coding CLI: `claude` (default) or `command` (`AGENT_CLI_COMMAND`).
+    #[arg(long, env = "AGENT_CLI")]
+    pub cli: Option<String>,
+    /// The Claude Code executable.
+    #[arg(long, env = "CLAUDE_BIN")]
+    pub claude_bin: Option<PathBuf>,
+    /// Model for Claude Code (`--model`); its default when unset.
+    #[arg(long, env = "CLAUDE_MODEL")]
+    pub claude_model: Option<String>,
+    /// Shell command of the generic adapter; the prompt is in `$CCA_PROMPT`.
+    #[arg(long, env = "AGENT_CLI_COMMAND")]
+    pub cli_command: Option<String>,
+
+    #[arg(long, env = "MAX_TURNS_PER_RUN")]
+    pub max_turns_per_run: Option<u32>,
+    #[arg(long, env = "MAX_TURNS_PER_SESSION")]
+    pub max_turns_per_session: Option<u32>,
+    #[arg(long, env = "MAX_COST_PER_RUN_USD")]
+    pub max_cost_per_run_usd: Option<f64>,
+    #[arg(long, env = "MAX_COST_PER_SESSION_USD")]
+    pub max_cost_per_session_usd: Option<f64>,
+    #[arg(long, env = "RUN_TIMEOUT_SECS")]
+    pub run_timeout_secs: Option<u64>,
+    #[arg(long, env = "RUN_SILENCE_TIMEOUT_SECS")]
+    pub silence_timeout_secs: Option<u64>,
+    #[arg(long, env = "IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    #[arg(long, env = "IDLE_WARNING_SECS")]
+    pub idle_warning_secs: Option<u64>,
+    #[arg(long, env = "HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Least seconds between two edits of the status comment.
+    #[arg(long, env = "STATUS_INTERVAL_SECS")]
+    pub status_interval_secs: Option<u64>,
+    /// Most content-creating GitHub requests in any minute (GitHub's secondary limit is 80).
+    #[arg(long, env = "GITHUB_WRITES_PER_MINUTE")]
+    pub github_writes_per_minute: Option<u32>,
+    /// Seconds from a stop request to exit: the CLI is stopped, work pushed, state recorded.
+    #[arg(long, env = "STOP_DEADLINE_SECS")]
+    pub stop_deadline_secs: Option<u64>,
+    /// Author of the commits the agent makes.
+    #[arg(long, env = "GIT_AUTHOR_NAME")]
+    pub git_author_name: Option<String>,
+    #[arg(long, env = "GIT_AUTHOR_EMAIL")]
+    pub git_author_email: Option<String>,
+}
+
+/// A setting that is missing or wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set: {why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// Where the GitHub identity comes from.
+#[derive(Debug, Clone)]
+pub enum GitHubSource {
+    SecretArn(String),
+    App {
+        app_id: u64,
+        private_key_file: PathBuf,
+    },
+    Token(SecretString),
+}
+
+/// Where the control key comes from.
+#[derive(Debug, Clone)]
+pub enum ControlSource {
+    SecretArn(String),
+    Local(SecretString),
+}
+
+/// Where JIRA credentials come from.
+#[derive(Debug, Clone)]
+pub enum JiraSource {
+    SecretArn(String),
+    Local {
+        base_url: String,
+        email: String,
+        api_token: SecretString,
+    },
+}
+
+/// The coding CLI and how it is run.
+#[derive(Debug, Clone)]
+pub enum CliSpec {
+    Claude {
+        program: PathBuf,
+        model: Option<String>,
+    },
+    Command {
+        shell_command: String,
+    },
+}
+
+/// Limits on the work of one run and of the whole session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_turns_per_run: u32,
+    pub max_turns_per_session: u32,
+    pub max_cost_per_run_usd: f64,
+    pub max_cost_per_session_usd: f64,
+    pub run_timeout: Duration,
+    /// A CLI that prints nothing for this long is stopped (the original's 600 s).
+    pub silence_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How long before the idle timeout the warning is posted.
+    pub idle_warning: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_turns_per_run: 50,
+            max_turns_per_session: 300,
+            max_cost_per_run_usd: 5.0,
+            max_cost_per_session_usd: 25.0,
+            run_timeout: Duration::from_secs(45 * 60),
+            silence_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(60 * 60),
+            idle_warning: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub session_id: SessionId,
+    pub store: StoreSpec,
+    pub github_api_url: String,
+    pub github: GitHubSource,
+    pub default_installation: Option<u64>,
+    pub control: ControlSource,
+    pub jira: Option<JiraSource>,
+    pub anthropic_secret_arn: Option<String>,
+    pub ecs_metadata_uri: Option<String>,
+    pub agent_address: Option<String>,
+    pub app_port: u16,
+    pub control_port: u16,
+    pub workspace: PathBuf,
+    pub cli: CliSpec,
+    pub limits: Limits,
+    pub heartbeat: Duration,
+    pub status_interval: Duration,
+    pub github_writes_per_minute: u32,
+    pub stop_deadline: Duration,
+    pub git_author_name: String,
+    pub git_author_email: String,
+}
+
+/// Port the dev server listens on in a container (the proxy forwards to it).
+pub const DEFAULT_APP_PORT: u16 = 3000;
+/// Port of the control API in a container.
+pub const DEFAULT_CONTROL_PORT: u16 = 8080;
+
+impl Config {
+    /// Validates the settings.
+    pub fn from_args(a: AgentArgs) -> Result<Self, ConfigError> {
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let session_id = nonempty(&a.session_id).ok_or(ConfigError::Missing {
+            var: "SESSION_ID",
+            why: "the launcher names the session the container serves",
+        })?;
+        let session_id = SessionId::parse(&session_id).map_err(|e| ConfigError::Invalid {
+            var: "SESSION_ID",
+            reason: e.to_string(),
+        })?;
+        let store = StoreSpec::from_vars(a.session_store.as_deref(), a.sessions_table.as_deref())
+            .map_err(|e| ConfigError::Invalid {
+                var: "SESSION_STORE",
+                reason: format!("{:?} is neither dynamodb:<table> nor sqlite:<path>", e.0),
+            })?
+            .ok_or(ConfigError::Missing {
+                var: "SESSION_STORE",
+                why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
+            })?;
+
+        let github = match (
+            nonempty(&a.github_app_secret_arn),
+            a.github_app_id,
+            &a.github_app_private_key_file,
+            nonempty(&a.github_token),
+        ) {
+            (Some(arn), ..) => GitHubSource::SecretArn(arn),
+            (None, Some(app_id), Some(file), _) => GitHubSource::App {
+                app_id,
+                private_key_file: file.clone(),
+            },
+            (None, Some(_), None, _) => {
+                return Err(ConfigError::Missing {
+                    var: "GITHUB_APP_PRIVATE_KEY_FILE",
+                    why: "GITHUB_APP_ID is set",
+                });
+            }
+            (None, None, _, Some(t)) => GitHubSource::Token(SecretString::from(t)),
+            _ => {
+                return Err(ConfigError::Missing {
+                    var: "GITHUB_APP_SECRET_ARN",
+                    why: "set it, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE, or GITHUB_TOKEN",
+                });
+            }
+        };
+        let github_api_url =
+            nonempty(&a.github_api_url).unwrap_or_else(|| "https://api.github.com".into());
+        if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                var: "GITHUB_API_URL",
+                reason: format!("{github_api_url:?} is not an http(s) URL"),
+            });
+        }
+
+        let control = match (nonempty(&a.control_secret_arn), nonempty(&a.control_secret)) {
+            (Some(arn), _) => ControlSource::SecretArn(arn),
+            (None, Some(s)) if s.len() >= MIN_CONTROL_SECRET_LEN => {
+                ControlSource::Local(SecretString::from(s))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    var: "CCA_CONTROL_SECRET",
+                    reason: format!("shorter than {MIN_CONTROL_SECRET_LEN} characters"),
+                });
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    var: "CONTROL_SECRET_ARN",
+                    why: "the control API's token is derived from it (locally: CCA_CONTROL_SECRET)",
+                });
+            }
+        };
+
+        let jira = if let Some(arn) = nonempty(&a.jira_secret_arn) {
+            Some(JiraSource::SecretArn(arn))
+        } else if let Some(base_url) = nonempty(&a.jira_base_url) {
+            let need = |v: &Option<String>, var: &'static str| {
+                nonempty(v).ok_or(ConfigError::Missing {
+                    var,
+                    why: "JIRA_BASE_URL is set",
+                })
+            };
+            Some(JiraSource::Local {
+                base_url,
+                email: need(&a.jira_email, "JIRA_EMAIL")?,
+                api_token: SecretString::from(need(&a.jira_api_token, "JIRA_API_TOKEN")?),
+            })
+        } else {
+            None
+        };
+
+        let cli = match nonempty(&a.cli).as_deref().unwrap_or("claude") {
+            "claude" => CliSpec::Claude {
+                program: a
+                    .claude_bin
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("claude")),
+                model: nonempty(&a.claude_model),
+            },
+            "command" => CliSpec::Command {
+                shell_command: nonempty(&a.cli_command).ok_or(ConfigError::Missing {
+                    var: "AGENT_CLI_COMMAND",
+                    why: "AGENT_CLI=command runs it (the prompt is in $CCA_PROMPT)",
+                })?,
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "AGENT_CLI",
+                    reason: format!("{other:?} is neither claude nor command"),
+                });
+            }
+        };
+
+        let d = Limits::default();
+        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        let positive_cost = |v: Option<f64>, default: f64, var: &'static str| match v {
+            None => Ok(default),
+            Some(c) if c.is_finite() && c > 0.0 => Ok(c),
+            Some(c) => Err(ConfigError::Invalid {
+                var,
+                reason: format!("{c} is not a positive amount"),
+            }),
+        };
+        let limits = Limits {
+            max_turns_per_run: a.max_turns_per_run.unwrap_or(d.max_turns_per_run).max(1),
+            max_turns_per_session: a
+                .max_turns_per_session
+                .unwrap_or(d.max_turns_per_session)
+                .max(1),
+            max_cost_per_run_usd: positive_cost(
+                a.max_cost_per_run_usd,
+                d.max_cost_per_run_usd,
+                "MAX_COST_PER_RUN_USD",
+            )?,
+            max_cost_per_session_usd: positive_cost(
+                a.max_cost_per_session_usd,
+                d.max_cost_per_session_usd,
+                "MAX_COST_PER_SESSION_USD",
+            )?,
+            run_timeout: secs(a.run_timeout_secs, d.run_timeout),
+            silence_timeout: secs(a.silence_timeout_secs, d.silence_timeout),
+            idle_timeout: secs(a.idle_timeout_secs, d.idle_timeout),
+            idle_warning: secs(a.idle_warning_secs, d.idle_warning),
+        };
+        if limits.idle_warning >= limits.idle_timeout {
+            return Err(ConfigError::Invalid {
+                var: "IDLE_WARNING_SECS",
+                reason: "the warning must come before the idle timeout".into(),
+            });
+        }
+        let writes = a.github_writes_per_minute.unwrap_or(60);
+        if !(1..=80).contains(&writes) {
+            return Err(ConfigError::Invalid {
+                var: "GITHUB_WRITES_PER_MINUTE",
+                reason: format!("{writes} is outside 1..=80 (GitHub's secondary limit is 80)"),
+            });
+        }
+
+        let workspace = a
+            .workspace
+            .clone()
+            .or_else(|| a.data_dir.as_ref().map(|d| d.join("workspaces")))
+            .unwrap_or_else(|| PathBuf::from("/workspace"));
+
+        Ok(Config {
+            session_id,
+            store,
+            github_api_url,
+            github,
+            default_installation: a.github_installation_id,
+            control,
+            jira,
+            anthropic_secret_arn: nonempty(&a.anthropic_secret_arn),
+            ecs_metadata_uri: nonempty(&a.ecs_metadata_uri),
+            agent_address: nonempty(&a.agent_address),
+            app_port: a.app_port.unwrap_or(DEFAULT_APP_PORT),
+            control_port: a.control_port.unwrap_or(DEFAULT_CONTROL_PORT),
+            workspace,
+            cli,
+            limits,
+            heartbeat: secs(a.heartbeat_secs, Duration::from_secs(30)),
+            status_interval: secs(a.status_interval_secs, Duration::from_secs(10)),
+            github_writes_per_minute: writes,
+            stop_deadline: secs(a.stop_deadline_secs, Duration::from_secs(25)),
+            git_author_name: nonempty(&a.git_author_name).unwrap_or_else(|| "Claude Agent".into()),
+            git_author_email: nonempty(&a.git_author_email)
+                .unwrap_or_else(|| "claude-agent@users.noreply.github.com".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> AgentArgs {
+        AgentArgs {
+            session_id: Some("abcdefgh12345678".into()),
+            session_store: Some("sqlite:/tmp/x.db".into()),
+            github_token: Some("ghp_x".into()),
+            control_secret: Some("k".repeat(32)),
+            ..AgentArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled() {
+        let c = Config::from_args(base()).unwrap();
+        assert_eq!(c.app_port, DEFAULT_APP_PORT);
+        assert_eq!(c.control_port, DEFAULT_CONTROL_PORT);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.workspace, PathBuf::from("/workspace"));
+        assert!(matches!(c.cli, CliSpec::Claude { .. }));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: Vec<(AgentArgs, &str)> = vec![
+            (
+                AgentArgs {
+                    session_id: None,
+                    ..base()
+                },
+                "SESSION_ID",
+            ),
+            (
+                AgentArgs {
+                    session_store: None,
+                    ..base()
+                },
+                "SESSION_STORE",
+            ),
+            (
+                AgentArgs {
+                    github_token: None,
+                    ..base()
+                },
+                "GITHUB_APP_SECRET_ARN",
+            ),
+            (
+                AgentArgs {
+                    control_secret: Some("short".into()),
+                    ..base()
+                },
+                "CCA_CONTROL_SECRET",
+            ),
+            (
+                AgentArgs {
+                    cli: Some("command".into()),
+                    ..base()
+                },
+                "AGENT_CLI_COMMAND",
+            ),
+            (
+                AgentArgs {
+                    max_cost_per_run_usd: Some(-1.0),
+                    ..base()
+                },
+                "MAX_COST_PER_RUN_USD",
+            ),
+            (
+                AgentArgs {
+                    github_writes_per_minute: Some(81),
+                    ..base()
+                },
+                "GITHUB_WRITES_PER_MINUTE",
+            ),
+            (
+                AgentArgs {
+                    idle_timeout_secs: Some(60),
+                    idle_warning_secs: Some(60),
+                    ..base()
+                },
+                "IDLE_WARNING_SECS",
+            ),
+        ];
+        for (args, var) in cases {
+            let e = Config::from_args(args).unwrap_err().to_string();
+            assert!(e.starts_with(var), "{var}: {e}");
+        }
+    }
+}

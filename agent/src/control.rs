@@ -1,0 +1,559 @@
+//! The control API the webhook calls: `POST /prompt`, `GET /status`, `POST /stop`,
+//! `POST /refresh`, and `GET /health`.
+//!
+//! Every route but `/health` needs `Authorization: Bearer <token>`, the HMAC of the session id
+//! under the control key that only the webhook and this agent hold; anything else is 401 before
+//! the body is read. `/health` says only that the process answers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cca_domain::control::verify_control_token;
+use cca_domain::{SessionId, Status};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Largest request body: a prompt is a PR comment (at most 65,536 characters).
+const MAX_BODY: usize = 512 * 1024;
+
+/// What the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Agent,
+    Preview,
+}
+
+/// A follow-up request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub text: String,
+    pub author: Option<String>,
+    pub comment_id: Option<u64>,
+}
+
+/// Why the session is asked to end, and how it should be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopRequest {
+    pub reason: String,
+    /// `STOPPED` or `COMPLETED`.
+    pub final_status: Status,
+}
+
+/// A new PR head to show (previews).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refresh {
+    pub head_sha: Option<String>,
+}
+
+/// State shared by the control API and the session's work.
+#[derive(Debug)]
+pub struct Shared {
+    pub session_id: SessionId,
+    pub mode: Mode,
+    key: SecretString,
+    started: Instant,
+    queue: Mutex<VecDeque<Prompt>>,
+    queued: Notify,
+    stop: watch::Sender<Option<StopRequest>>,
+    refresh: Mutex<Option<mpsc::UnboundedSender<Refresh>>>,
+    status: Mutex<Value>,
+    /// Reactions to acknowledge prompts are sent through this (the reporter reads it).
+    acks: Mutex<Option<mpsc::UnboundedSender<u64>>>,
+}
+
+impl Shared {
+    pub fn new(session_id: SessionId, mode: Mode, key: SecretString) -> Arc<Self> {
+        let (stop, _) = watch::channel(None);
+        Arc::new(Self {
+            session_id,
+            mode,
+            key,
+            started: Instant::now(),
+            queue: Mutex::new(VecDeque::new()),
+            queued: Notify::new(),
+            stop,
+            refresh: Mutex::new(None),
+            status: Mutex::new(json!({})),
+            acks: Mutex::new(None),
+        })
+    }
+
+    /// Queues a prompt; returns its position (1 = next).
+    pub fn enqueue(&self, prompt: Prompt) -> usize {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.push_back(prompt);
+        let n = q.len();
+        drop(q);
+        self.queued.notify_one();
+        n
+    }
+
+    /// The next prompt, waiting for one.
+    pub async fn next_prompt(&self) -> Prompt {
+        loop {
+            let notified = self.queued.notified();
+            if let Some(p) = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front()
+            {
+                return p;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Asks the session to stop; the first request wins.
+    pub fn request_stop(&self, req: StopRequest) {
+        self.stop.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(req);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn stop_requested(&self) -> Option<StopRequest> {
+        self.stop.borrow().clone()
+    }
+
+    /// Completes when a stop has been requested.
+    pub async fn stopped(&self) -> StopRequest {
+        let mut rx = self.stop.subscribe();
+        loop {
+            if let Some(req) = rx.borrow_and_update().clone() {
+                return req;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives as long as `self`; this cannot happen while we are here.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A receiver that turns true when a stop is requested (to cancel a run).
+    pub fn cancel_signal(&self) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(self.stop.borrow().is_some());
+        let mut stop = self.stop.subscribe();
+        tokio::spawn(async move {
+            while stop.borrow_and_update().is_none() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(true);
+        });
+        rx
+    }
+
+    /// Where refresh requests go (previews).
+    pub fn refreshes(&self) -> mpsc::UnboundedReceiver<Refresh> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.refresh.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    /// Where comment ids to acknowledge go.
+    pub fn acks(&self) -> mpsc::UnboundedReceiver<u64> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.acks.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    /// Replaces what `GET /status` reports (the runtime fields are added on the way out).
+    pub fn set_status(&self, status: Value) {
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+
+    fn status_json(&self) -> Value {
+        let mut v = self
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !v.is_object() {
+            v = json!({});
+        }
+        v["session_id"] = self.session_id.as_str().into();
+        v["mode"] = match self.mode {
+            Mode::Agent => "agent",
+            Mode::Preview => "preview",
+        }
+        .into();
+        v["uptime_seconds"] = self.started.elapsed().as_secs().into();
+        v["queue_size"] = self.queue_len().into();
+        v["stopping"] = self.stop_requested().is_some().into();
+        v
+    }
+}
+
+/// The control API's routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let authed = Router::new()
+        .route("/prompt", post(prompt))
+        .route("/status", get(status))
+        .route("/stop", post(stop))
+        .route("/refresh", post(refresh))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
+    Router::new()
+        .route("/health", get(health))
+        .merge(authed)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn authenticate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token)
+            if verify_control_token(s.key.expose_secret().as_bytes(), &s.session_id, token) =>
+        {
+            next.run(req).await
+        }
+        _ => {
+            tracing::warn!(path = %req.uri().path(), "control request without a valid token refused");
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or invalid control token");
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            resp
+        }
+    }
+}
+
+async fn health(State(s): State<Arc<Shared>>) -> Response {
+    Json(json!({ "status": "healthy", "uptime_seconds": s.started.elapsed().as_secs() }))
+        .into_response()
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.status_json()).into_response()
+}
+
+#[derive(Deserialize)]
+struct PromptBody {
+    prompt: String,
+    #[serde(default)]
+    author: Option<String>,
+    #[serde(default)]
+    comment_id: Option<u64>,
+}
+
+async fn prompt(
+    State(s): State<Arc<Shared>>,
+    body: Result<Json<PromptBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {prompt, author?, comment_id?}",
+        );
+    };
+    if s.mode == Mode::Preview {
+        return error(
+            StatusCode::CONFLICT,
+            "this session is a preview; it takes no prompts",
+        );
+    }
+    if s.stop_requested().is_some() {
+        return error(StatusCode::CONFLICT, "the session is stopping");
+    }
+    if body.prompt.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the prompt is empty");
+    }
+    let comment_id = body.comment_id;
+    let position = s.enqueue(Prompt {
+        text: body.prompt,
+        author: body.author.filter(|a| !a.is_empty()),
+        comment_id,
+    });
+    if let Some(id) = comment_id {
+        if let Some(tx) = s
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.send(id);
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "message": "Prompt queued for processing", "queue_position": position })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct StopBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    final_status: Option<String>,
+}
+
+async fn stop(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let body: StopBody = if body.is_empty() {
+        StopBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+        }
+    };
+    let final_status = match body.final_status.as_deref() {
+        None | Some("STOPPED") => Status::Stopped,
+        Some("COMPLETED") => Status::Completed,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("final_status {other:?} is neither STOPPED nor COMPLETED"),
+            );
+        }
+    };
+    s.request_stop(StopRequest {
+        reason: body.reason.unwrap_or_else(|| "stop requested".into()),
+        final_status,
+    });
+    (StatusCode::ACCEPTED, Json(json!({ "message": "stopping" }))).into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct RefreshBody {
+    #[serde(default)]
+    head_sha: Option<String>,
+}
+
+async fn refresh(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let body: RefreshBody = serde_json::from_slice(&body).unwrap_or_default();
+    let tx = s
+        .refresh
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match (s.mode, tx) {
+        (Mode::Preview, Some(tx))
+            if tx
+                .send(Refresh {
+                    head_sha: body.head_sha,
+                })
+                .is_ok() =>
+        {
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "message": "refreshing" })),
+            )
+                .into_response()
+        }
+        (Mode::Preview, _) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the preview is not ready to refresh yet",
+        ),
+        (Mode::Agent, _) => error(
+            StatusCode::CONFLICT,
+            "this session is a coding session; its branch changes through its own commits",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use cca_domain::control::control_token;
+    use tower::ServiceExt;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn shared(mode: Mode) -> Arc<Shared> {
+        Shared::new(
+            SessionId::parse("abcdefgh12345678").unwrap(),
+            mode,
+            SecretString::from(KEY),
+        )
+    }
+
+    async fn call(
+        s: &Arc<Shared>,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req = req.header("content-type", "application/json");
+        let resp = router(s.clone())
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_route_but_health_needs_the_sessions_token() {
+        let s = shared(Mode::Agent);
+        let good = control_token(KEY.as_bytes(), &s.session_id);
+        let other = control_token(
+            KEY.as_bytes(),
+            &SessionId::parse("zzzzzzzz12345678").unwrap(),
+        );
+        for (method, path) in [
+            ("POST", "/prompt"),
+            ("GET", "/status"),
+            ("POST", "/stop"),
+            ("POST", "/refresh"),
+        ] {
+            for token in [None, Some("wrong"), Some(other.as_str()), Some("")] {
+                let (status, _) = call(&s, method, path, token, r#"{"prompt":"x"}"#).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} {token:?}"
+                );
+            }
+        }
+        assert_eq!(s.queue_len(), 0);
+        assert!(s.stop_requested().is_none());
+        let (status, _) = call(&s, "GET", "/health", None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, v) = call(&s, "GET", "/status", Some(&good), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["session_id"], "abcdefgh12345678");
+    }
+
+    #[tokio::test]
+    async fn prompts_queue_in_order_and_stop_takes_the_first_request() {
+        let s = shared(Mode::Agent);
+        let t = control_token(KEY.as_bytes(), &s.session_id);
+        let (status, v) = call(
+            &s,
+            "POST",
+            "/prompt",
+            Some(&t),
+            r#"{"prompt":"one","author":"a","comment_id":7}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(v["queue_position"], 1);
+        let (_, v) = call(&s, "POST", "/prompt", Some(&t), r#"{"prompt":"two"}"#).await;
+        assert_eq!(v["queue_position"], 2);
+        assert_eq!(
+            call(&s, "POST", "/prompt", Some(&t), r#"{"prompt":"  "}"#)
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call(&s, "POST", "/prompt", Some(&t), "nope").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(s.next_prompt().await.text, "one");
+        assert_eq!(s.next_prompt().await.text, "two");
+
+        let (status, _) = call(
+            &s,
+            "POST",
+            "/stop",
+            Some(&t),
+            r#"{"reason":"PR merged","final_status":"COMPLETED"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        call(&s, "POST", "/stop", Some(&t), "").await;
+        assert_eq!(
+            s.stop_requested(),
+            Some(StopRequest {
+                reason: "PR merged".into(),
+                final_status: Status::Completed
+            })
+        );
+        assert_eq!(
+            call(&s, "POST", "/prompt", Some(&t), r#"{"prompt":"late"}"#)
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            call(
+                &s,
+                "POST",
+                "/stop",
+                Some(&t),
+                r#"{"final_status":"FAILED"}"#
+            )
+            .await
+            .0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_is_for_previews_and_prompts_are_for_agents() {
+        let p = shared(Mode::Preview);
+        let t = control_token(KEY.as_bytes(), &p.session_id);
+        assert_eq!(
+            call(&p, "POST", "/prompt", Some(&t), r#"{"prompt":"x"}"#)
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            call(&p, "POST", "/refresh", Some(&t), "{}").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let mut rx = p.refreshes();
+        assert_eq!(
+            call(&p, "POST", "/refresh", Some(&t), r#"{"head_sha":"abc"}"#)
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(rx.recv().await.unwrap().head_sha.as_deref(), Some("abc"));
+        let a = shared(Mode::Agent);
+        let t = control_token(KEY.as_bytes(), &a.session_id);
+        assert_eq!(
+            call(&a, "POST", "/refresh", Some(&t), "{}").await.0,
+            StatusCode::CONFLICT
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The repository's settings file, [`SETTINGS_FILE`]: parsed strictly (a misspelt key is an
+//! error that names it rather than a setting silently ignored), validated, and combined with
+//! detection into an [`AppPlan`]. The format is documented in `docs/REPOSITORY-SETTINGS.md`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{AppPlan, DEFAULT_HEALTH_PATH, DEFAULT_READY_TIMEOUT, Detected, PlanSource};
+
+/// Name of the settings file, at the repository root.
+pub const SETTINGS_FILE: &str = ".cca.toml";
+
+/// Why the settings of a repository could not be worked out. Each variant names the file, so
+/// the message can go to the PR as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A file exists but cannot be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        error: io::Error,
+    },
+    /// A file is not valid TOML or JSON, or does not fit the format (unknown key, wrong type).
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the fault.
+        line: usize,
+        /// 1-based column (in characters) of the fault.
+        column: usize,
+        /// What is wrong, as the parser says it; an unknown key is named.
+        message: String,
+    },
+    /// A value is well-formed but cannot be used.
+    #[error("{}: `{key}` {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted name of the setting, for example `app.health_path`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl SettingsError {
+    /// A fault at byte `offset` of `text`, the contents of `path`.
+    pub(crate) fn at_offset(path: &Path, text: &str, offset: usize, message: String) -> Self {
+        let (line, column) = line_column(text, offset);
+        SettingsError::Malformed {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn invalid(path: &Path, key: &str, reason: impl Into<String>) -> Self {
+        SettingsError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The file as written. Every table refuses unknown keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFormat {
+    app: Option<AppSection>,
+}
+
+/// The `[app]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppSection {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) install: Option<String>,
+    pub(crate) dev: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) health_path: Option<String>,
+    pub(crate) ready_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+/// A parsed and validated settings file.
+#[derive(Debug)]
+pub(crate) struct SettingsFile {
+    pub(crate) path: PathBuf,
+    /// `None` when the file has no `[app]` table: detection decides alone.
+    pub(crate) app: Option<AppSection>,
+}
+
+/// Reads [`SETTINGS_FILE`] in `workdir`; `Ok(None)` when there is none.
+pub(crate) fn read(workdir: &Path) -> Result<Option<SettingsFile>, SettingsError> {
+    let path = workdir.join(SETTINGS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text).map(Some),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(SettingsError::Read { path, error }),
+    }
+}
+
+/// Parses and validates the contents of a settings file found at `path`.
+pub(crate) fn parse(path: &Path, text: &str) -> Result<SettingsFile, SettingsError> {
+    let format: FileFormat = toml::from_str(text).map_err(|error| {
+        let offset = error.span().map_or(text.len(), |span| span.start);
+        SettingsError::at_offset(path, text, offset, error.message().trim_end().to_owned())
+    })?;
+    if let Some(app) = &format.app {
+        validate(path, app)?;
+    }
+    Ok(SettingsFile {
+        path: path.to_path_buf(),
+        app: format.app,
+    })
+}
+
+fn validate(path: &Path, app: &AppSection) -> Result<(), SettingsError> {
+    if app.dev.as_deref().is_some_and(|dev| dev.trim().is_empty()) {
+        return Err(SettingsError::invalid(
+            path,
+            "app.dev",
+            "is empty; leave it out to detect the command, or set `enabled = false` for no app",
+        ));
+    }
+    if app.port == Some(0) {
+        return Err(SettingsError::invalid(
+            path,
+            "app.port",
+            "must be between 1 and 65535",
+        ));
+    }
+    if let Some(health) = &app.health_path
+        && (!health.starts_with('/') || health.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(SettingsError::invalid(
+            path,
+            "app.health_path",
+            format!("must be a path starting with `/` without spaces, not {health:?}"),
+        ));
+    }
+    if app.ready_timeout_secs == Some(0) {
+        return Err(SettingsError::invalid(
+            path,
+            "app.ready_timeout_secs",
+            "must be at least 1",
+        ));
+    }
+    for (name, value) in &app.env {
+        let key = format!("app.env.{name}");
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(SettingsError::invalid(
+                path,
+                &key,
+                "is not a valid variable name",
+            ));
+        }
+        if name == "PORT" {
+            return Err(SettingsError::invalid(
+                path,
+                &key,
+                "is set by the agent to the app's port; set `app.port` instead",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(SettingsError::invalid(
+                path,
+                &key,
+                "contains a NUL character",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Combines the settings file (if any) with detection (run only when needed) into a plan.
+///
+/// A file that names `dev` is the whole plan: nothing is detected and nothing is installed unless
+/// it names `install` too. A file without `dev` takes the detected commands and overrides the
+/// rest. An `install` that is empty means "install nothing".
+pub(crate) fn resolve(
+    file: Option<SettingsFile>,
+    detect: impl FnOnce() -> Result<Option<Detected>, SettingsError>,
+    port: u16,
+) -> Result<Option<AppPlan>, SettingsError> {
+    let Some((path, app)) = file.and_then(|file| Some((file.path, file.app?))) else {
+        return Ok(detect()?.map(|detected| AppPlan {
+            install: detected.install,
+            dev: detected.dev,
+            port,
+            health_path: DEFAULT_HEALTH_PATH.to_owned(),
+            env: BTreeMap::new(),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            source: PlanSource::Detected(detected.what),
+        }));
+    };
+    if app.enabled == Some(false) {
+        return Ok(None);
+    }
+    let (dev, detected_install) = match app.dev {
+        Some(dev) => (dev, None),
+        None => match detect()? {
+            Some(detected) => (detected.dev, detected.install),
+            None => {
+                return Err(SettingsError::invalid(
+                    &path,
+                    "app.dev",
+                    "is not set and no app was detected in the repository; set it, or set \
+                     `enabled = false`",
+                ));
+            }
+        },
+    };
+    let install = match app.install {
+        Some(install) if install.trim().is_empty() => None,
+        Some(install) => Some(install),
+        None => detected_install,
+    };
+    Ok(Some(AppPlan {
+        install,
+        dev,
+        port: app.port.unwrap_or(port),
+        health_path: app
+            .health_path
+            .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_owned()),
+        env: app.env,
+        ready_timeout: app
+            .ready_timeout_secs
+            .map_or(DEFAULT_READY_TIMEOUT, Duration::from_secs),
+        source: PlanSource::File(path),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_characters_from_one() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        // The byte after the two-byte `é` is the third character of line 2.
+        assert_eq!(line_column(text, 9), (2, 3));
+        assert_eq!(line_column(text, 1000), (3, 1));
+    }
+
+    #[test]
+    fn a_file_without_an_app_table_leaves_the_decision_to_detection() {
+        let file = parse(Path::new(".cca.toml"), "").expect("parses");
+        let plan = resolve(Some(file), || Ok(None), 3000).expect("resolves");
+        assert_eq!(plan, None);
+    }
+}

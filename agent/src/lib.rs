@@ -1,0 +1,12 @@
+//! `cca-agent`: the coding session (`run`) and the PR preview (`preview`) that run in an agent
+//! container, or as local processes under `cca up`.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod devserver;
+pub mod git;
+pub mod preview;
+pub mod report;
+pub mod setup;

@@ -1,0 +1,407 @@
+//! What both modes need before they work: the store and the session record, secrets, the
+//! GitHub identity, the agent's address, the control API, and the heartbeat.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cca_domain::session::SessionPatch;
+use cca_domain::{Session, Status};
+use cca_github::{AppCredentials, GitHub, GitHubAuth};
+use cca_jira::Jira;
+use cca_store::{DynamoStore, SessionStore, SqliteStore, StoreError, StoreSpec};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{Config, ControlSource, GitHubSource, JiraSource};
+use crate::control::{self, Mode, Shared};
+use crate::report::{RepoAccess, Secrets};
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Everything a mode starts with.
+#[derive(Debug)]
+pub struct Ready {
+    pub cfg: Config,
+    pub store: Arc<dyn SessionStore>,
+    pub session: Session,
+    pub access: RepoAccess,
+    pub secrets: Secrets,
+    pub jira: Option<Jira>,
+    /// Variables only the coding CLI gets (model credentials).
+    pub model_env: Vec<(String, String)>,
+    pub shared: Arc<Shared>,
+    pub address: String,
+    pub control_port: u16,
+}
+
+/// Variables no child process (CLI, install, dev server) inherits: the agent's own credentials.
+pub const WITHHELD_FROM_CHILDREN: [&str; 12] = [
+    "CCA_CONTROL_SECRET",
+    "CONTROL_SECRET_ARN",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_PRIVATE_KEY_FILE",
+    "GITHUB_APP_SECRET_ARN",
+    "GITHUB_WEBHOOK_SECRET",
+    "JIRA_API_TOKEN",
+    "JIRA_SECRET_ARN",
+    "JIRA_WEBHOOK_SECRET",
+    "ANTHROPIC_SECRET_ARN",
+    "SESSION_STORE",
+    "SESSIONS_TABLE",
+];
+
+/// Opens the store, loads the record, resolves secrets and the address, starts the control API
+/// and moves the session to `STARTING` with its address.
+pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
+    let needs_aws = matches!(cfg.store, StoreSpec::Dynamo { .. })
+        || matches!(cfg.github, GitHubSource::SecretArn(_))
+        || matches!(cfg.control, ControlSource::SecretArn(_))
+        || matches!(cfg.jira, Some(JiraSource::SecretArn(_)))
+        || cfg.anthropic_secret_arn.is_some();
+    let aws = if needs_aws {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
+    let aws_ref = || aws.as_ref().context("AWS configuration was not loaded");
+    let secrets_client = || aws_ref().map(aws_sdk_secretsmanager::Client::new);
+
+    let store: Arc<dyn SessionStore> = match &cfg.store {
+        StoreSpec::Dynamo { table } => Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws_ref()?),
+            table.clone(),
+        )),
+        StoreSpec::Sqlite { path } => Arc::new(
+            SqliteStore::open(path)
+                .with_context(|| format!("opening the SQLite store {}", path.display()))?,
+        ),
+    };
+    let session = store
+        .get(&cfg.session_id)
+        .await
+        .context("reading the session record")?
+        .with_context(|| format!("session {} has no record in {}", cfg.session_id, cfg.store))?;
+    if session.status.is_terminal() || session.status == Status::Stopping {
+        bail!(
+            "session {} is {} already; nothing to do",
+            session.session_id,
+            session.status
+        );
+    }
+
+    let secrets = Secrets::default();
+    let auth = match &cfg.github {
+        GitHubSource::SecretArn(arn) => {
+            let s = cca_secrets::fetch_github(&secrets_client()?, arn).await?;
+            GitHubAuth::App {
+                app: AppCredentials::new(s.app_id, &s.private_key)?,
+                default_installation: s.default_installation_id,
+            }
+        }
+        GitHubSource::App {
+            app_id,
+            private_key_file,
+        } => {
+            let pem = std::fs::read_to_string(private_key_file).with_context(|| {
+                format!(
+                    "reading GITHUB_APP_PRIVATE_KEY_FILE {}",
+                    private_key_file.display()
+                )
+            })?;
+            GitHubAuth::App {
+                app: AppCredentials::new(*app_id, &SecretString::from(pem))?,
+                default_installation: cfg.default_installation,
+            }
+        }
+        GitHubSource::Token(t) => {
+            secrets.add(t.expose_secret());
+            GitHubAuth::Token(t.clone())
+        }
+    };
+    let github = GitHub::new(&cfg.github_api_url, auth)?;
+    let installation = session
+        .installation_id
+        .or(cfg.default_installation)
+        .or(github.default_installation())
+        .unwrap_or(0);
+    let access = RepoAccess {
+        github,
+        installation,
+        repo: session.repo_full_name.clone(),
+        secrets: secrets.clone(),
+    };
+
+    let control_key = match &cfg.control {
+        ControlSource::SecretArn(arn) => {
+            cca_secrets::fetch_control(&secrets_client()?, arn).await?.0
+        }
+        ControlSource::Local(s) => s.clone(),
+    };
+    secrets.add(control_key.expose_secret());
+    secrets.add(&cca_domain::control::control_token(
+        control_key.expose_secret().as_bytes(),
+        &session.session_id,
+    ));
+
+    let jira = match &cfg.jira {
+        _ if session.jira_issue_key.is_none() => None,
+        None => None,
+        Some(JiraSource::SecretArn(arn)) => {
+            let s = cca_secrets::fetch_jira(&secrets_client()?, arn).await?;
+            secrets.add(s.api_token.expose_secret());
+            Some(Jira::new(&s.base_url, &s.email, s.api_token.clone())?)
+        }
+        Some(JiraSource::Local {
+            base_url,
+            email,
+            api_token,
+        }) => {
+            secrets.add(api_token.expose_secret());
+            Some(Jira::new(base_url, email, api_token.clone())?)
+        }
+    };
+
+    let mut model_env = Vec::new();
+    if let Some(arn) = &cfg.anthropic_secret_arn {
+        let text = cca_secrets::fetch_secret_string(&secrets_client()?, arn).await?;
+        let (name, value) = model_credential(&text)
+            .with_context(|| format!("secret {arn} holds no api_key or oauth_token"))?;
+        secrets.add(&value);
+        model_env.push((name.to_owned(), value));
+    }
+    for name in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+    ] {
+        if let Ok(v) = std::env::var(name) {
+            secrets.add(&v);
+        }
+    }
+
+    let address = discover_address(&cfg).await?;
+    let shared = Shared::new(session.session_id.clone(), mode, control_key);
+    let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], cfg.control_port)))
+        .await
+        .with_context(|| format!("cannot listen on CONTROL_PORT {}", cfg.control_port))?;
+    let control_port = listener.local_addr()?.port();
+    let app = control::router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "the control API stopped");
+        }
+    });
+    info!(session = %session.session_id, %address, control_port, "control API listening");
+
+    let patch = SessionPatch {
+        container_ip: Some(address.clone()),
+        control_port: Some(control_port),
+        heartbeat_at: Some(now()),
+        ..SessionPatch::default()
+    };
+    let session = match session.status {
+        Status::Provisioning => store
+            .transition(&session.session_id, Status::Starting, patch, now())
+            .await
+            .context("recording STARTING")?,
+        _ => store
+            .update(&session.session_id, patch, now())
+            .await
+            .context("recording the agent's address")?,
+    };
+
+    Ok(Ready {
+        cfg,
+        store,
+        session,
+        access,
+        secrets,
+        jira,
+        model_env,
+        shared,
+        address,
+        control_port,
+    })
+}
+
+/// The CLI variable and value of an Anthropic credential secret: a plain key, or JSON with
+/// `api_key` or `oauth_token`.
+fn model_credential(text: &str) -> Option<(&'static str, String)> {
+    #[derive(Deserialize)]
+    struct Cred {
+        api_key: Option<String>,
+        oauth_token: Option<String>,
+    }
+    let t = text.trim();
+    if t.starts_with('{') {
+        let c: Cred = serde_json::from_str(t).ok()?;
+        return c
+            .api_key
+            .map(|k| ("ANTHROPIC_API_KEY", k))
+            .or(c.oauth_token.map(|k| ("CLAUDE_CODE_OAUTH_TOKEN", k)));
+    }
+    (!t.is_empty()).then(|| ("ANTHROPIC_API_KEY", t.to_owned()))
+}
+
+/// The address the proxy and the webhook reach this agent at: the task's private IPv4 address
+/// from ECS task metadata v4, or `AGENT_ADDRESS` when not on ECS.
+pub async fn discover_address(cfg: &Config) -> anyhow::Result<String> {
+    if let Some(uri) = &cfg.ecs_metadata_uri {
+        let mut last = None;
+        // The metadata endpoint can lag the container's start by a moment.
+        for _ in 0..10 {
+            match task_address(uri).await {
+                Ok(ip) => return Ok(ip),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        return Err(last.unwrap_or_else(|| anyhow::anyhow!("no answer")))
+            .with_context(|| format!("reading the task's address from {uri}/task"));
+    }
+    match &cfg.agent_address {
+        Some(a) => Ok(a.clone()),
+        None => bail!(
+            "AGENT_ADDRESS is not set and ECS_CONTAINER_METADATA_URI_V4 is absent: the agent cannot tell the proxy where it is"
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct TaskMetadata {
+    #[serde(rename = "Containers", default)]
+    containers: Vec<ContainerMetadata>,
+}
+
+#[derive(Deserialize)]
+struct ContainerMetadata {
+    #[serde(rename = "Networks", default)]
+    networks: Vec<NetworkMetadata>,
+}
+
+#[derive(Deserialize)]
+struct NetworkMetadata {
+    #[serde(rename = "IPv4Addresses", default)]
+    ipv4: Vec<String>,
+}
+
+async fn task_address(uri: &str) -> anyhow::Result<String> {
+    let body: TaskMetadata = reqwest::Client::new()
+        .get(format!("{}/task", uri.trim_end_matches('/')))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    body.containers
+        .into_iter()
+        .flat_map(|c| c.networks)
+        .flat_map(|n| n.ipv4)
+        .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .context("the task metadata lists no IPv4 address")
+}
+
+/// Writes `heartbeat_at` every `every` until the process ends.
+pub fn heartbeat(store: Arc<dyn SessionStore>, session: cca_domain::SessionId, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let patch = SessionPatch {
+                heartbeat_at: Some(now()),
+                ..SessionPatch::default()
+            };
+            if let Err(e) = store.update(&session, patch, now()).await {
+                warn!(error = %e, "heartbeat not recorded");
+            }
+        }
+    });
+}
+
+/// Moves the session to `to`, going through `STOPPING` when it must; a state someone else
+/// already recorded is left as it is.
+pub async fn finish(
+    store: &dyn SessionStore,
+    session: &cca_domain::SessionId,
+    to: Status,
+    patch: SessionPatch,
+) -> Result<(), StoreError> {
+    let attempt = store.transition(session, to, patch.clone(), now()).await;
+    match attempt {
+        Ok(_) => Ok(()),
+        Err(StoreError::IllegalTransition { .. }) if to != Status::Failed => {
+            match store
+                .transition(session, Status::Stopping, SessionPatch::default(), now())
+                .await
+            {
+                Ok(_) | Err(StoreError::IllegalTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match store.transition(session, to, patch, now()).await {
+                Ok(_) => Ok(()),
+                Err(StoreError::IllegalTransition { .. }) => {
+                    warn!(%session, to = %to, "the session had already ended; its record is left as it is");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(StoreError::IllegalTransition { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_credentials_come_in_three_shapes() {
+        assert_eq!(
+            model_credential("sk-ant-123"),
+            Some(("ANTHROPIC_API_KEY", "sk-ant-123".into()))
+        );
+        assert_eq!(
+            model_credential(r#"{"api_key":"k1"}"#),
+            Some(("ANTHROPIC_API_KEY", "k1".into()))
+        );
+        assert_eq!(
+            model_credential(r#"{"oauth_token":"o1"}"#),
+            Some(("CLAUDE_CODE_OAUTH_TOKEN", "o1".into()))
+        );
+        assert_eq!(model_credential("{}"), None);
+        assert_eq!(model_credential("  "), None);
+    }
+
+    #[tokio::test]
+    async fn the_address_comes_from_task_metadata() {
+        use axum::{Json, Router, routing::get};
+        let app = Router::new().route(
+            "/v4/abc/task",
+            get(|| async {
+                Json(serde_json::json!({
+                    "Containers": [{"Name": "agent", "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.3.7"]}]}]
+                }))
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let ip = task_address(&format!("http://{addr}/v4/abc"))
+            .await
+            .unwrap();
+        assert_eq!(ip, "10.0.3.7");
+    }
+}

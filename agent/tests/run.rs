@@ -1,0 +1,375 @@
+//! `cca-agent run` end to end: the real binary, the real Claude Code CLI against a scripted model,
+//! a real git remote over HTTP, the fake GitHub and a real store.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cca_domain::Status;
+use cca_domain::session::SessionType;
+use cca_testkit::model::Reply;
+use serde_json::json;
+use support::{REPO, Stand, all_files, contains};
+
+const START: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn an_issue_becomes_a_pushed_commit_a_follow_up_resumes_and_no_token_leaks() {
+    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    // Tokens that are due for refresh two seconds after they are minted (the client renews
+    // five minutes before expiry): every later git operation must use a new one.
+    stand
+        .github
+        .set_token_lifetime(Duration::from_secs(5 * 60 + 2));
+    // The stand made the branch and PR as the webhook does, with a token of its own.
+    let stand_tokens = stand.github.issued_tokens().len();
+    let base: Vec<String> = stand
+        .github
+        .git_log(REPO, "claude/1")
+        .into_iter()
+        .map(|c| c.sha)
+        .collect();
+    stand.model.push_all([
+        Reply::write("hello.txt", "hello\n"),
+        Reply::text("Created hello.txt."),
+    ]);
+    let mut agent = stand.spawn("run");
+
+    // The first run: one commit with the file, pushed to the branch.
+    let summary = stand.wait_comment("Run 1 finished", START).await;
+    let log = stand.github.git_log(REPO, "claude/1");
+    assert_eq!(
+        log.len(),
+        base.len() + 1,
+        "exactly one new commit: {log:#?}"
+    );
+    let new = &log[0];
+    assert_eq!(new.parents, vec![base[0].clone()]);
+    assert_eq!(
+        stand
+            .github
+            .file_at(REPO, "claude/1", "hello.txt")
+            .as_deref(),
+        Some("hello\n")
+    );
+    // The summary lists that commit and none of the base history.
+    assert!(summary.body.contains(&new.sha[..7]), "{}", summary.body);
+    for old in &base {
+        assert!(
+            !summary.body.contains(&old[..7]),
+            "base commit listed: {}",
+            summary.body
+        );
+    }
+    assert!(summary.body.contains("`A hello.txt`"), "{}", summary.body);
+    assert!(
+        summary.body.contains("Created hello.txt."),
+        "{}",
+        summary.body
+    );
+    // Cost and turns recorded.
+    let s = stand
+        .wait_record("the run recorded", Duration::from_secs(10), |s| {
+            s.turns.is_some()
+        })
+        .await;
+    assert!(s.turns.unwrap() >= 2, "{s:?}");
+    assert!(s.cost_usd.unwrap() > 0.0, "{s:?}");
+    let conversation = s.claude_session_id.clone().expect("conversation id");
+    assert!(matches!(s.status, Status::Idle | Status::Running), "{s:?}");
+    assert!(s.container_ip.is_some() && s.control_port.is_some() && s.app_port.is_some());
+    assert!(s.heartbeat_at.is_some());
+
+    // The control API refuses calls without the session's token.
+    for (method, path) in [
+        ("POST", "/prompt"),
+        ("GET", "/status"),
+        ("POST", "/stop"),
+        ("POST", "/refresh"),
+    ] {
+        for token in [None, Some("not-the-token")] {
+            let (code, _) = stand
+                .control(method, path, token, json!({"prompt": "x"}))
+                .await;
+            assert_eq!(code, 401, "{method} {path} with {token:?}");
+        }
+    }
+    assert_eq!(stand.record().await.status, s.status, "nothing happened");
+
+    // A follow-up resumes the same conversation and makes a second commit (after the token
+    // of the first push has aged past its refresh point).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let comment = stand.github.add_comment(
+        REPO,
+        s.pr_number.unwrap(),
+        "octocat",
+        "@claude also add bye.txt",
+    );
+    stand.model.push_all([
+        Reply::write("bye.txt", "bye\n"),
+        Reply::text("Added bye.txt."),
+    ]);
+    let (code, body) = stand
+        .control(
+            "POST",
+            "/prompt",
+            Some(&stand.token()),
+            json!({"prompt": "also add bye.txt", "author": "octocat", "comment_id": comment}),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let second = stand.wait_comment("Run 2 finished", START).await;
+    assert!(second.body.contains("@octocat"), "{}", second.body);
+    let log2 = stand.github.git_log(REPO, "claude/1");
+    assert_eq!(log2.len(), log.len() + 1);
+    assert!(second.body.contains(&log2[0].sha[..7]));
+    assert!(
+        !second.body.contains(&new.sha[..7]),
+        "run 2 lists only its own commit"
+    );
+    let argv = stand.argv_text();
+    assert!(
+        argv.lines()
+            .any(|l| l.starts_with("claude ") && l.contains(&format!("--resume {conversation}"))),
+        "the follow-up did not resume {conversation}:\n{argv}"
+    );
+    // The model saw the first request again: the same conversation.
+    let last = stand.model.main_requests().pop().unwrap();
+    assert!(
+        last.texts().iter().any(|t| t.contains("hello.txt")),
+        "{:?}",
+        last.texts()
+    );
+    assert_eq!(
+        stand.record().await.claude_session_id.as_deref(),
+        Some(conversation.as_str())
+    );
+    // The prompt was acknowledged on its comment.
+    let reactions = stand.github.reactions(REPO, comment);
+    assert!(
+        reactions.iter().any(|r| r.content == "eyes"),
+        "{reactions:?}"
+    );
+
+    // One status comment, edited in place.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = stand.status_comments();
+    assert_eq!(status.len(), 1, "{status:#?}");
+    assert!(status[0].edits >= 2, "{status:#?}");
+
+    // Stop: recorded COMPLETED, process gone.
+    let (code, _) = stand
+        .control(
+            "POST",
+            "/stop",
+            Some(&stand.token()),
+            json!({"reason": "PR merged", "final_status": "COMPLETED"}),
+        )
+        .await;
+    assert_eq!(code, 202);
+    let exit = stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+    assert!(exit.success(), "{exit:?}\n{}", stand.log_text());
+    assert_eq!(stand.record().await.status, Status::Completed);
+
+    // No token in the clone, in any argument, in the log, in a comment or in the record.
+    let tokens: Vec<String> = stand
+        .github
+        .issued_tokens()
+        .into_iter()
+        .map(|t| t.token)
+        .collect();
+    assert!(!tokens.is_empty());
+    let files = all_files(&stand.clone_dir());
+    assert!(files.iter().any(|(p, _)| p.ends_with(".git/config")));
+    let record = format!("{:?}", stand.record().await);
+    let comments: Vec<String> = stand.comments().into_iter().map(|c| c.body).collect();
+    for token in &tokens {
+        let t = token.as_bytes();
+        for (path, bytes) in &files {
+            assert!(!contains(bytes, t), "token in {}", path.display());
+        }
+        assert!(!argv.contains(token), "token in an argument");
+        assert!(!stand.log_text().contains(token), "token in the log");
+        assert!(!record.contains(token), "token in the record");
+        for c in &comments {
+            assert!(!c.contains(token), "token in a comment");
+        }
+    }
+    // Every git request to the remote carried a valid token, and the token was renewed as it
+    // aged: the pushes of the two runs used different ones, each limited to the repository.
+    let git = stand.github.git_requests();
+    assert!(!git.is_empty());
+    assert!(git.iter().all(|r| r.authorized), "{git:#?}");
+    let push_tokens: std::collections::BTreeSet<&str> = git
+        .iter()
+        .filter(|r| r.is_push())
+        .filter_map(|r| r.installation_token())
+        .collect();
+    assert!(
+        push_tokens.len() >= 2,
+        "{:#?}\n{}",
+        stand.github.issued_tokens(),
+        stand.log_text()
+    );
+    for t in &stand.github.issued_tokens()[stand_tokens..] {
+        assert_eq!(
+            t.repositories.as_deref(),
+            Some(&["octo/hello".to_owned()][..]),
+            "{t:?}"
+        );
+    }
+    // The CLI's environment held no agent credential (its `Bash` tool could read it).
+    assert!(!argv.contains(support::CONTROL_KEY));
+}
+
+#[tokio::test]
+async fn a_failing_model_fails_the_run_with_its_reason_and_the_session_lives_on() {
+    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    stand.model.fail_always(500);
+    let started = Instant::now();
+    let mut agent = stand.spawn("run");
+    let summary = stand.wait_comment("Run 1 failed", START).await;
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(summary.body.contains("500"), "{}", summary.body);
+    let s = stand
+        .wait_record("the error recorded", Duration::from_secs(10), |s| {
+            s.error.is_some()
+        })
+        .await;
+    assert!(
+        s.error.as_deref().unwrap().contains("run 1 failed"),
+        "{s:?}"
+    );
+    stand
+        .wait_status(Status::Idle, Duration::from_secs(10))
+        .await;
+    // Nothing was committed.
+    assert_eq!(stand.github.git_log(REPO, "claude/1").len(), 2);
+    // It still takes follow-ups once the model answers again.
+    stand.model.stop_failing();
+    stand
+        .model
+        .push_all([Reply::write("retry.txt", "ok\n"), Reply::text("Done.")]);
+    let (code, _) = stand
+        .control(
+            "POST",
+            "/prompt",
+            Some(&stand.token()),
+            json!({"prompt": "try again"}),
+        )
+        .await;
+    assert_eq!(code, 202);
+    stand.wait_comment("Run 2 finished", START).await;
+    assert!(
+        stand
+            .github
+            .file_at(REPO, "claude/1", "retry.txt")
+            .is_some()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+    assert_eq!(stand.record().await.status, Status::Stopped);
+}
+
+#[tokio::test]
+async fn sigterm_in_the_middle_of_a_run_commits_and_pushes_the_work_within_the_deadline() {
+    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    stand.model.push_all([
+        Reply::write("wip.txt", "half done\n"),
+        Reply::text("still thinking").delayed(Duration::from_secs(120)),
+    ]);
+    let mut agent = stand.spawn("run");
+    let wip = stand.clone_dir().join("wip.txt");
+    let start = Instant::now();
+    while !wip.exists() {
+        assert!(
+            start.elapsed() < START,
+            "the CLI never wrote wip.txt\n{}",
+            stand.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stand
+            .model
+            .wait_for_main_requests(2, Duration::from_secs(30))
+            .await
+    );
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert!(exit.success(), "{exit:?}\n{}", stand.log_text());
+    assert_eq!(
+        stand.github.file_at(REPO, "claude/1", "wip.txt").as_deref(),
+        Some("half done\n"),
+        "the work in progress was not pushed\n{}",
+        stand.log_text()
+    );
+    let head = &stand.github.git_log(REPO, "claude/1")[0];
+    assert!(head.subject.starts_with("WIP:"), "{head:?}");
+    assert_eq!(stand.record().await.status, Status::Stopped);
+    eprintln!("SIGTERM to exit with the work pushed: {took:?}");
+}
+
+#[tokio::test]
+async fn limits_turns_are_passed_wall_time_stops_a_run_and_idle_ends_the_session() {
+    let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    stand.set("MAX_TURNS_PER_RUN", "7");
+    stand.set("RUN_TIMEOUT_SECS", "4");
+    stand.set("IDLE_TIMEOUT_SECS", "8");
+    stand.set("IDLE_WARNING_SECS", "4");
+    stand
+        .model
+        .push(Reply::text("slow").delayed(Duration::from_secs(60)));
+    let mut agent = stand.spawn("run");
+    let summary = stand.wait_comment("Run 1 failed", START).await;
+    assert!(
+        summary.body.contains("wall time of 4 s"),
+        "{}",
+        summary.body
+    );
+    assert!(
+        summary.body.contains("RUN_TIMEOUT_SECS"),
+        "{}",
+        summary.body
+    );
+    let argv = stand.argv_text();
+    assert!(argv.contains("--max-turns 7"), "{argv}");
+    // Then nothing happens: one warning, then the session ends itself.
+    let warning = stand
+        .wait_comment("Idle Warning", Duration::from_secs(30))
+        .await;
+    let ended = stand
+        .wait_comment("Session Terminated", Duration::from_secs(30))
+        .await;
+    assert!(warning.id < ended.id);
+    assert_eq!(
+        stand
+            .comments()
+            .iter()
+            .filter(|c| c.body.contains("Idle Warning"))
+            .count(),
+        1
+    );
+    stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+    let s = stand.record().await;
+    assert_eq!(s.status, Status::Stopped);
+}

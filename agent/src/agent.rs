@@ -445,7 +445,7 @@ async fn run_one(
     prompt: Prompt,
 ) {
     let limits = &ready.cfg.limits;
-    let (number, resume, turns_left, budget) = {
+    let (number, resume, turns_left, budget, run_budget) = {
         let mut t = st.totals.lock().await;
         t.runs += 1;
         let resume = t
@@ -468,6 +468,7 @@ async fn run_one(
                 .max(1),
             // The CLI's budget counts the whole conversation.
             t.conversation_cost + run_budget,
+            run_budget,
         )
     };
     publish_status(&ready.shared, st, "running").await;
@@ -530,7 +531,7 @@ async fn run_one(
     };
     let (commits, files, push_error) = commit_and_push(ready, st, session, &start, &message).await;
 
-    let mut limit = limit_hit(&outcome, ready);
+    let mut limit = limit_hit(&outcome, ready, run_budget);
     if let Some(stop) = &stopping {
         limit = limit.or(Some(format!("the session was stopped: {}", stop.reason)));
     }
@@ -638,7 +639,7 @@ fn conversation_exists(id: &str) -> bool {
 }
 
 /// A limit that ended the run, said plainly.
-fn limit_hit(outcome: &RunOutcome, ready: &Ready) -> Option<String> {
+fn limit_hit(outcome: &RunOutcome, ready: &Ready, run_budget: f64) -> Option<String> {
     let l = &ready.cfg.limits;
     match &outcome.ended {
         Ended::WallTime(d) => {
@@ -665,10 +666,16 @@ fn limit_hit(outcome: &RunOutcome, ready: &Ready) -> Option<String> {
             "the run's turn limit of {} (MAX_TURNS_PER_RUN)",
             l.max_turns_per_run
         ))
-    } else if subtype.contains("budget") || subtype.contains("cost") {
+    } else if subtype.contains("budget")
+        || subtype.contains("cost")
+        || outcome
+            .result
+            .as_ref()
+            .is_some_and(|r| r.text.contains("maximum budget"))
+    {
         Some(format!(
-            "the run's cost limit of ${:.2} (MAX_COST_PER_RUN_USD)",
-            l.max_cost_per_run_usd
+            "the run's budget of ${run_budget:.4} (MAX_COST_PER_RUN_USD ${:.2}, or what is left of MAX_COST_PER_SESSION_USD ${:.2})",
+            l.max_cost_per_run_usd, l.max_cost_per_session_usd
         ))
     } else {
         None

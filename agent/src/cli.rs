@@ -106,7 +106,7 @@ impl Adapter for ClaudeCode {
             .args(["--output-format", "stream-json", "--verbose"])
             .arg("--dangerously-skip-permissions")
             .args(["--max-turns", &req.max_turns.to_string()])
-            .args(["--max-budget-usd", &format!("{:.2}", req.max_budget_usd)]);
+            .args(["--max-budget-usd", &format!("{:.4}", req.max_budget_usd)]);
         if let Some(model) = &self.model {
             cmd.args(["--model", model]);
         }

@@ -373,3 +373,108 @@ async fn limits_turns_are_passed_wall_time_stops_a_run_and_idle_ends_the_session
     let s = stand.record().await;
     assert_eq!(s.status, Status::Stopped);
 }
+
+#[tokio::test]
+async fn a_jira_session_posts_its_first_runs_summary_on_the_jira_issue() {
+    let Some(mut stand) = Stand::new_with(SessionType::Agent, "claude/1", |s| {
+        s.jira_issue_key = Some(cca_domain::JiraKey::parse("AGNTS-7").unwrap());
+        s.source = cca_domain::session::Source::Jira;
+        s.initial_prompt = Some("JIRA Issue AGNTS-7: Create hello.txt".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let jira = cca_testkit::jira::FakeJira::start("bot@example.test", "jira-token-0123456789").await;
+    jira.add_issue(
+        "AGNTS-7",
+        "Create hello.txt",
+        cca_testkit::jira::adf_paragraphs(&["Add hello.txt"]),
+        &["claude-dev"],
+    );
+    stand.set("JIRA_BASE_URL", jira.url());
+    stand.set("JIRA_EMAIL", "bot@example.test");
+    stand.set("JIRA_API_TOKEN", "jira-token-0123456789");
+    stand.model.push_all([
+        Reply::write("hello.txt", "hello\n"),
+        Reply::text("Created hello.txt."),
+    ]);
+    let mut agent = stand.spawn("run");
+    stand.wait_comment("Run 1 finished", START).await;
+    let start = Instant::now();
+    let comments = loop {
+        let c = jira.comments("AGNTS-7");
+        if !c.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    let text = cca_testkit::jira::adf_text(&comments[0]);
+    let head = &stand.github.git_log(REPO, "claude/1")[0];
+    assert!(text.contains("Implementation Complete"), "{text}");
+    assert!(text.contains(&head.sha[..7]), "{text}");
+    assert!(text.contains("Created hello.txt."), "{text}");
+    assert!(comments[0].to_string().contains("/pull/"), "{}", comments[0]);
+    assert!(!text.contains("jira-token-0123456789"));
+    stand.stop(&mut agent).await;
+}
+
+#[tokio::test]
+async fn another_cli_is_a_command_that_gets_the_prompt_as_data() {
+    let Some(mut stand) = Stand::new_with(SessionType::Agent, "claude/1", |s| {
+        s.initial_prompt = Some("say \"hi\"; $(touch pwned)".into());
+    })
+    .await
+    else {
+        return;
+    };
+    stand.set("AGENT_CLI", "command");
+    // The prompt is data: quotes and `$(...)` in it are never run.
+    stand.set(
+        "AGENT_CLI_COMMAND",
+        r#"printf '%s\n' "$CCA_PROMPT" > prompt.txt; echo "wrote prompt.txt""#,
+    );
+    let mut agent = stand.spawn("run");
+    let summary = stand.wait_comment("Run 1 finished", START).await;
+    assert!(summary.body.contains("`A prompt.txt`"), "{}", summary.body);
+    assert_eq!(
+        stand.github.file_at(REPO, "claude/1", "prompt.txt").as_deref(),
+        Some("say \"hi\"; $(touch pwned)\n")
+    );
+    assert!(!stand.clone_dir().join("pwned").exists());
+    assert!(stand.github.file_at(REPO, "claude/1", "pwned").is_none());
+    stand.stop(&mut agent).await;
+}
+
+#[tokio::test]
+async fn reaching_the_session_cost_limit_says_so_and_stops_the_session() {
+    let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    // One run of the scripted model costs about $0.012: the first run spends the session's budget.
+    stand.set("MAX_COST_PER_SESSION_USD", "0.01");
+    stand.model.push_all([Reply::write("a.txt", "a\n"), Reply::text("Done.")]);
+    let mut agent = stand.spawn("run");
+    // The CLI stops the run at the budget the session has left, and the summary says so.
+    let first = stand.wait_comment("Run 1 failed", START).await;
+    assert!(first.body.contains("budget of $0.0100"), "{}", first.body);
+    let (code, _) = stand
+        .control(
+            "POST",
+            "/prompt",
+            Some(&stand.token()),
+            json!({"prompt": "more"}),
+        )
+        .await;
+    assert_eq!(code, 202);
+    let limit = stand.wait_comment("Session limit reached", START).await;
+    assert!(limit.body.contains("MAX_COST_PER_SESSION_USD"), "{}", limit.body);
+    stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+    let s = stand.record().await;
+    assert_eq!(s.status, Status::Stopped);
+    assert!(s.error.unwrap().contains("session limit"));
+    // The refused prompt never reached the model.
+    assert_eq!(stand.model.main_requests().len(), 2);
+    assert!(stand.comments().iter().all(|c| !c.body.contains("Run 2")));
+}

@@ -96,6 +96,15 @@ impl Stand {
     /// webhook makes them, and a session record; `None` (with a message) when the CLI is not
     /// installed.
     pub async fn new(kind: SessionType, branch: &str) -> Option<Stand> {
+        Self::new_with(kind, branch, |_| {}).await
+    }
+
+    /// As [`Stand::new`], with the record changed by `edit` before it is stored.
+    pub async fn new_with(
+        kind: SessionType,
+        branch: &str,
+        edit: impl FnOnce(&mut Session),
+    ) -> Option<Stand> {
         let Some(cli) = claude_cli() else {
             eprintln!("skipped: CCA_CLAUDE_CLI is not set (scripts/test.sh installs the CLI)");
             return None;
@@ -177,6 +186,7 @@ impl Stand {
         session.pr_number = Some(pr);
         session.installation_id = Some(INSTALLATION);
         session.uat_url = Some(format!("https://{id}.{DOMAIN}"));
+        edit(&mut session);
         store.create(&session).await.unwrap();
 
         let argv_log = root.join("argv.log");
@@ -364,6 +374,15 @@ impl Stand {
         let resp = req.json(&body).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stops the agent through its control API and waits for it to exit.
+    pub async fn stop(&self, child: &mut Child) {
+        let (code, _) = self
+            .control("POST", "/stop", Some(&self.token()), serde_json::json!({"reason": "test over"}))
+            .await;
+        assert_eq!(code, 202);
+        self.wait_exit(child, Duration::from_secs(25)).await;
     }
 
     /// Waits for the agent to exit; its status.

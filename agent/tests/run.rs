@@ -35,10 +35,21 @@ async fn an_issue_becomes_a_pushed_commit_a_follow_up_resumes_and_no_token_leaks
         Reply::write("hello.txt", "hello\n"),
         Reply::text("Created hello.txt."),
     ]);
+    let spawned = Instant::now();
     let mut agent = stand.spawn("run");
+    stand
+        .wait_record("RUNNING", START, |s| {
+            matches!(s.status, Status::Running | Status::Idle)
+        })
+        .await;
+    let to_running = spawned.elapsed();
 
     // The first run: one commit with the file, pushed to the branch.
     let summary = stand.wait_comment("Run 1 finished", START).await;
+    eprintln!(
+        "start to RUNNING (cloned, app planned): {to_running:?}; start to the first summary: {:?}",
+        spawned.elapsed()
+    );
     let log = stand.github.git_log(REPO, "claude/1");
     assert_eq!(
         log.len(),

@@ -7,6 +7,7 @@
 //! crate depends on none of them, so the rules can be tested exhaustively without a network.
 
 pub mod adf;
+pub mod contract;
 pub mod control;
 pub mod decide;
 pub mod event;

@@ -11,4 +11,5 @@ pub mod github;
 pub mod jira;
 pub mod model;
 pub mod moto;
+pub mod settings;
 pub mod store;

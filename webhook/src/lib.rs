@@ -1,15 +1,18 @@
 //! `cca-webhook`: GitHub and JIRA webhook intake.
 //!
 //! bytes → [`verify`] → typed event → [`cca_domain::decide`] → [`act`]. The same [`router`]
-//! serves as a Lambda (`lambda_http`) and as `cca-webhook serve --listen HOST:PORT`.
+//! serves as a Lambda ([`lambda`], which also runs the [`sweep`] on a schedule) and as
+//! `cca-webhook serve --listen HOST:PORT`.
 
 pub mod act;
 pub mod app;
 pub mod config;
 pub mod control;
 pub mod intake;
+pub mod lambda;
 pub mod reply;
 pub mod router;
+pub mod sweep;
 pub mod verify;
 
 pub use app::App;

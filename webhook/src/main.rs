@@ -1,10 +1,12 @@
 //! `cca-webhook`: a Lambda when `AWS_LAMBDA_RUNTIME_API` is set, otherwise
-//! `cca-webhook serve --listen HOST:PORT`. Both run the same router.
+//! `cca-webhook serve --listen HOST:PORT`. Both run the same router; the Lambda also runs the
+//! sweeper on an EventBridge scheduled event.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use cca_webhook::sweep::{SweepSettings, SweeperArgs};
 use cca_webhook::{App, Config, WebhookArgs, init_logging, router};
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     settings: WebhookArgs,
+    #[command(flatten)]
+    sweep: SweeperArgs,
 }
 
 #[derive(Subcommand)]
@@ -37,12 +41,16 @@ async fn main() -> anyhow::Result<()> {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     init_logging(in_lambda || std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
     let config = Config::from_args(cli.settings).context("invalid configuration")?;
+    let sweep = SweepSettings::from_args(&cli.sweep).context("invalid configuration")?;
     let app = Arc::new(App::from_config(config).await.context("cannot start")?);
     match cli.command {
         Some(Command::Serve { listen }) => serve(app, listen).await,
-        None if in_lambda => lambda_http::run(router(app))
-            .await
-            .map_err(|e| anyhow::anyhow!(e)),
+        None if in_lambda => {
+            let sweeper = cca_webhook::sweep::sweeper(&app, &sweep).await;
+            cca_webhook::lambda::run(app, sweeper)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        }
         None => anyhow::bail!("not running in Lambda: use `cca-webhook serve --listen HOST:PORT`"),
     }
 }

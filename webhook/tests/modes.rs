@@ -1,7 +1,8 @@
 //! The two ways the binary runs, as a real process: `cca-webhook serve --listen` over HTTP, and
 //! Lambda mode driven through a local Lambda Runtime API (the protocol the Lambda service speaks
 //! to the function: `GET …/invocation/next`, `POST …/invocation/<id>/response`), with API
-//! Gateway v2 / Function URL and ALB events. Both reach the same router.
+//! Gateway v2 / Function URL and ALB events. Both reach the same router. In Lambda mode an
+//! EventBridge scheduled event runs the sweeper instead.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,6 +17,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine as _;
+use cca_domain::session::SessionPatch;
+use cca_domain::{ImageChannel, RepoName, Session, SessionId, SessionType, Source, Status, naming};
+use cca_store::{SessionStore, SqliteStore};
 use cca_testkit::fixtures::sign_github;
 use serde_json::{Value, json};
 
@@ -180,6 +184,39 @@ async fn error(State(api): State<RuntimeApi>, body: Bytes) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
+/// Serves `api` on a free local port.
+async fn serve_runtime_api(api: &RuntimeApi) -> SocketAddr {
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// What the Lambda service sets for a function using the Runtime API at `addr`.
+fn lambda_env(addr: SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_LAMBDA_RUNTIME_API", addr.to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "cca-webhook".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/cca-webhook".into(),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "stream".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
 fn apigw_v2(body: &[u8], headers: Value, path: &str) -> Value {
     json!({
         "version": "2.0",
@@ -225,32 +262,8 @@ async fn lambda_mode_serves_function_url_and_alb_events() {
         ("req-3".to_owned(), alb(&body, signed, "/webhooks/github")),
         ("req-4".to_owned(), apigw_v2(b"", json!({}), "/health")),
     ]);
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(error))
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let lambda_env = [
-        ("AWS_LAMBDA_RUNTIME_API", addr.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", "cca-webhook".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            "/aws/lambda/cca-webhook".into(),
-        ),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "stream".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
-    let _function = Running(webhook(&[], &lambda_env).spawn().expect("spawn"));
+    let addr = serve_runtime_api(&api).await;
+    let _function = Running(webhook(&[], &lambda_env(addr)).spawn().expect("spawn"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.answers.lock().unwrap().len() < 4 {
         assert!(
@@ -298,4 +311,102 @@ async fn lambda_mode_serves_function_url_and_alb_events() {
         body_of("req-4")["error"],
         "method not allowed on this route"
     );
+}
+
+/// An agent session recorded up to RUNNING with `task_arn`, its heartbeat `heartbeat_age`
+/// seconds old.
+async fn running_session(
+    store: &SqliteStore,
+    issue: u64,
+    task_arn: &str,
+    heartbeat_age: i64,
+) -> Session {
+    let now = cca_webhook::app::now();
+    let mut s = Session::new(
+        SessionId::random_agent(),
+        SessionType::Agent,
+        Source::Github,
+        RepoName::parse("octo/app").unwrap(),
+        naming::issue_branch(issue),
+        ImageChannel::Latest,
+        now - 3600,
+    );
+    s.issue_number = Some(issue);
+    store.create(&s).await.unwrap();
+    let patch = SessionPatch {
+        task_arn: Some(task_arn.to_owned()),
+        heartbeat_at: Some(now - heartbeat_age),
+        last_activity: Some(now),
+        ..SessionPatch::default()
+    };
+    store
+        .transition(&s.session_id, Status::Starting, patch, now)
+        .await
+        .unwrap();
+    store
+        .transition(&s.session_id, Status::Running, SessionPatch::default(), now)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lambda_mode_sweeps_on_a_scheduled_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sessions.db");
+    let store = SqliteStore::open(&db).unwrap();
+    // A session whose agent process is gone (no such pid), and a live one whose "agent" is a
+    // process of another launcher, recognised by the session variables in its environment.
+    let dead = running_session(&store, 1, &format!("process:{}", i32::MAX - 1), 10).await;
+    let agent = Command::new("sleep")
+        .arg("60")
+        .env("SESSION_ID", "stand-in-agent")
+        .spawn()
+        .expect("spawn a stand-in agent");
+    let agent_pid = agent.id();
+    let _agent = Running(agent);
+    let live = running_session(&store, 2, &format!("process:{agent_pid}"), 10).await;
+
+    let api = RuntimeApi::default();
+    let scheduled = json!({
+        "version": "0", "id": "8a9d8c1e-0f2b-4d1c-9b55-3a3c1b1e6f00",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-21T10:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/cca-sweep"], "detail": {}
+    });
+    api.events.lock().unwrap().extend([
+        ("sweep-1".to_owned(), scheduled),
+        ("req-1".to_owned(), apigw_v2(b"", json!({}), "/health")),
+    ]);
+    let addr = serve_runtime_api(&api).await;
+    let mut env = lambda_env(addr);
+    env.push(("SESSION_STORE", format!("sqlite:{}", db.display())));
+    let _function = Running(webhook(&[], &env).spawn().expect("spawn"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.answers.lock().unwrap().len() < 2 {
+        assert!(
+            api.errors.lock().unwrap().is_empty(),
+            "{:?}",
+            api.errors.lock().unwrap()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the scheduled event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answers: std::collections::HashMap<String, Value> =
+        api.answers.lock().unwrap().iter().cloned().collect();
+    let report = &answers["sweep-1"];
+    let actions = report["actions"].as_array().expect("a sweep report");
+    assert_eq!(actions.len(), 1, "{report:#}");
+    assert_eq!(actions[0]["action"], "fail");
+    assert_eq!(actions[0]["session_id"], dead.session_id.as_str());
+    assert_eq!(actions[0]["result"], "done");
+    // HTTP events are still served by the router.
+    assert_eq!(answers["req-1"]["statusCode"], 405);
+
+    let after = store.get(&dead.session_id).await.unwrap().unwrap();
+    assert_eq!(after.status, Status::Failed);
+    assert_eq!(after.error.as_deref(), Some("task no longer running"));
+    assert_eq!(store.get(&live.session_id).await.unwrap().unwrap(), live);
 }

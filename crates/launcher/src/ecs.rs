@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, Failure, KeyValuePair, LaunchType,
-    NetworkConfiguration, PropagateTags, Tag, TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, Failure, KeyValuePair,
+    LaunchType, NetworkConfiguration, PropagateTags, Tag, TaskField, TaskOverride,
 };
 use cca_domain::{ImageChannel, SessionId, SessionType};
 
-use crate::{LaunchError, LaunchRequest, Launched, Launcher};
+use crate::{LaunchError, LaunchRequest, Launched, Launcher, TaskSummary};
 
 /// Container overridden in agent task definitions when none is configured.
 pub const DEFAULT_AGENT_CONTAINER: &str = "agent";
@@ -43,6 +43,14 @@ const TAG_KIND: &str = "cca:kind";
 
 /// The program the container runs; its sub-command is the session's mode.
 const AGENT_PROGRAM: &str = "cca-agent";
+
+/// Most tasks one DescribeTasks call may name (the API's limit).
+const DESCRIBE_BATCH: usize = 100;
+
+/// Last statuses of a task that has ended or is being torn down.
+fn has_ended(last_status: Option<&str>) -> bool {
+    matches!(last_status, Some("STOPPED" | "DEPROVISIONING" | "DELETED"))
+}
 
 /// Task definitions (family names, `family:revision` or ARNs) for each kind and channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,12 +289,65 @@ impl Launcher for EcsLauncher {
             .await
             .map_err(|e| sdk_error(&format!("DescribeTasks of {task_arn}"), e))?;
         // A task ECS no longer knows comes back as a `MISSING` failure and no task.
-        Ok(out.tasks().first().is_some_and(|task| {
-            !matches!(
-                task.last_status(),
-                Some("STOPPED" | "DEPROVISIONING" | "DELETED")
-            )
-        }))
+        Ok(out
+            .tasks()
+            .first()
+            .is_some_and(|task| !has_ended(task.last_status())))
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskSummary>, LaunchError> {
+        let cluster = &self.settings.cluster;
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_tasks()
+                .cluster(cluster)
+                .desired_status(DesiredStatus::Running)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("ListTasks in cluster {cluster}"), e))?;
+            arns.extend(page.task_arns().iter().cloned());
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut found = Vec::new();
+        for batch in arns.chunks(DESCRIBE_BATCH) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(batch.to_vec()))
+                .include(TaskField::Tags)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("DescribeTasks in cluster {cluster}"), e))?;
+            for task in out.tasks() {
+                let ours = task
+                    .started_by()
+                    .is_some_and(|by| by.starts_with(&self.settings.started_by_prefix));
+                let Some(arn) = task.task_arn() else { continue };
+                if !ours || has_ended(task.last_status()) {
+                    continue;
+                }
+                let session_id = task
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_SESSION_ID))
+                    .and_then(|t| t.value())
+                    .and_then(|v| SessionId::parse(v).ok());
+                found.push(TaskSummary {
+                    task_arn: arn.to_owned(),
+                    session_id,
+                    created_at: task.created_at().map(|t| t.secs()),
+                });
+            }
+        }
+        Ok(found)
     }
 }
 

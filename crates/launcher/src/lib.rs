@@ -84,6 +84,19 @@ pub struct Launched {
     pub task_arn: String,
 }
 
+/// A task this system started and that has not been stopped, as [`Launcher::list_tasks`] finds
+/// it. The sweeper compares these with the session records to find tasks no session owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSummary {
+    /// ECS task ARN, or `process:<pid>`.
+    pub task_arn: String,
+    /// The session the task was started for, when the launcher marked it (the ECS tag
+    /// `cca:session-id`, or what the process launcher remembers).
+    pub session_id: Option<SessionId>,
+    /// When the task was created, in Unix seconds, when known.
+    pub created_at: Option<i64>,
+}
+
 /// A launch or stop failure, with the reason as the service gave it.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -108,6 +121,11 @@ pub trait Launcher: Send + Sync + std::fmt::Debug {
 
     /// Whether the task is still running (or about to).
     async fn is_running(&self, task_arn: &str) -> Result<bool, LaunchError>;
+
+    /// The tasks this system started that have not been asked to stop: on ECS, the cluster's
+    /// tasks whose `startedBy` carries this system's prefix (other tasks of a shared cluster are
+    /// never listed); for local processes, the children of this launcher still running.
+    async fn list_tasks(&self) -> Result<Vec<TaskSummary>, LaunchError>;
 
     /// Stops whatever this launcher started that would otherwise outlive the process hosting
     /// it, and waits for it to end. ECS tasks run on their own, so by default this does nothing.

@@ -5,21 +5,28 @@
 //! the grace period is over (as ECS tears down a container). Each child runs in a process group
 //! of its own, so a Ctrl-C in the terminal reaches `cca up` only, which then stops the agents in
 //! order with [`ProcessLauncher::shutdown_all`].
+//!
+//! An operator command (`cca sweep`) runs its own launcher beside `cca up`'s: a `process:<pid>`
+//! it did not start counts as running, and is signalled, only while that pid's environment
+//! (procfs) holds the session variables the launchers set, since the pid may have been reused.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cca_domain::SessionId;
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 
-use crate::{LaunchError, LaunchRequest, Launched, Launcher};
+use crate::{LaunchError, LaunchRequest, Launched, Launcher, TaskSummary};
 
 /// Prefix of the pseudo task ARN of a local process.
 const ARN_PREFIX: &str = "process:";
@@ -33,9 +40,13 @@ const LOCAL_DEFAULTS: [(&str, &str); 3] = [
     ("CONTROL_PORT", "0"),
 ];
 
-/// One child: its exit, once known, and the way to kill it.
+/// One child: its session, its exit, once known, and the way to kill it.
 #[derive(Debug)]
 struct Tracked {
+    /// The session it was started for.
+    session_id: SessionId,
+    /// When it was started, in Unix seconds.
+    started_at: i64,
     /// `None` while the child runs; its exit status once reaped.
     exited: watch::Receiver<Option<ExitStatus>>,
     /// Asks the reaper to SIGKILL the group; taken by the first stop.
@@ -192,6 +203,52 @@ async fn reap(
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// What a pid this launcher did not start is now: a `cca-agent` started by another process (an
+/// operator command looks at the agents of `cca up`), gone, or something else.
+#[derive(Debug, PartialEq, Eq)]
+enum Foreign {
+    /// A process whose environment holds the session variables every launcher sets.
+    Agent,
+    /// No such process, or a zombie that has exited.
+    Gone,
+    /// Another process (the pid was reused), or one that cannot be inspected.
+    Other,
+    /// Alive, but without procfs there is no telling what it runs.
+    Unknown,
+}
+
+/// Identifies `pid` through procfs where there is one, else by liveness alone.
+fn identify(pid: u32) -> Foreign {
+    if Path::new("/proc/self").exists() {
+        let wanted = format!("{}=", crate::env::SESSION_ID);
+        return match std::fs::read(format!("/proc/{pid}/environ")) {
+            // A zombie's environment reads empty: it has exited.
+            Ok(env) if env.is_empty() => Foreign::Gone,
+            Ok(env)
+                if env
+                    .split(|b| *b == 0)
+                    .any(|v| v.starts_with(wanted.as_bytes())) =>
+            {
+                Foreign::Agent
+            }
+            Ok(_) => Foreign::Other,
+            Err(e) if e.kind() == ErrorKind::NotFound => Foreign::Gone,
+            Err(_) => Foreign::Other,
+        };
+    }
+    match kill(as_pid(pid), None) {
+        Ok(()) => Foreign::Unknown,
+        Err(Errno::ESRCH) => Foreign::Gone,
+        Err(_) => Foreign::Unknown,
+    }
+}
+
 fn as_pid(pid: u32) -> Pid {
     Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
 }
@@ -216,6 +273,8 @@ impl Launcher for ProcessLauncher {
             children.insert(
                 pid,
                 Tracked {
+                    session_id: req.session_id.clone(),
+                    started_at: unix_now(),
                     exited: exited_rx,
                     kill: Some(kill_tx),
                 },
@@ -237,10 +296,29 @@ impl Launcher for ProcessLauncher {
 
     async fn stop(&self, task_arn: &str, reason: &str) -> Result<(), LaunchError> {
         match parse_arn(task_arn) {
-            Some(pid) => {
+            Some(pid) if self.children().contains_key(&pid) => {
                 tracing::info!(pid, reason, "stopping agent process");
                 self.request_stop(pid);
             }
+            // Started by another process (the `cca up` an operator command looks at): signalled
+            // only when it is still an agent, since the pid may have been reused since.
+            Some(pid) => match identify(pid) {
+                Foreign::Agent => {
+                    tracing::info!(pid, reason, "stopping agent process of another launcher");
+                    kill(as_pid(pid), Signal::SIGTERM).map_err(|e| {
+                        LaunchError::Backend(format!("cannot send SIGTERM to process {pid}: {e}"))
+                    })?;
+                }
+                Foreign::Gone | Foreign::Other => {
+                    tracing::debug!(pid, "agent process to stop was already gone");
+                }
+                Foreign::Unknown => {
+                    return Err(LaunchError::Refused(format!(
+                        "process {pid} was not started here and cannot be identified as an \
+                         agent without procfs: not signalled"
+                    )));
+                }
+            },
             // Not one of ours (an ECS ARN kept from another mode): there is nothing here to stop.
             None => tracing::warn!(task_arn, "not a local process; nothing to stop"),
         }
@@ -251,10 +329,25 @@ impl Launcher for ProcessLauncher {
         let Some(pid) = parse_arn(task_arn) else {
             return Ok(false);
         };
+        if let Some(tracked) = self.children().get(&pid) {
+            return Ok(tracked.exited.borrow().is_none());
+        }
+        // Not a child of this launcher: without procfs a live pid is taken for the agent, so
+        // nothing is declared dead that might not be.
+        Ok(matches!(identify(pid), Foreign::Agent | Foreign::Unknown))
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskSummary>, LaunchError> {
         Ok(self
             .children()
-            .get(&pid)
-            .is_some_and(|t| t.exited.borrow().is_none()))
+            .iter()
+            .filter(|(_, t)| t.exited.borrow().is_none())
+            .map(|(pid, t)| TaskSummary {
+                task_arn: format!("{ARN_PREFIX}{pid}"),
+                session_id: Some(t.session_id.clone()),
+                created_at: Some(t.started_at),
+            })
+            .collect())
     }
 
     async fn shutdown(&self) {

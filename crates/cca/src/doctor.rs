@@ -1,0 +1,275 @@
+//! `cca doctor [--fix] [--json]`: checks the deployed system against what the code needs.
+//!
+//! One finding per check, each naming the resource and, when something is wrong, the fix:
+//! the `*.<UAT_DOMAIN_SUFFIX>` listener rule and what shadows it ([`rules`]), the proxy's
+//! target health and its security group's ingress from the load balancer ([`routing`]), the
+//! cluster and every task definition against what its binary requires ([`tasks`], with
+//! `cca_domain::contract`), the sessions table with its index and the secrets ([`data`]).
+//!
+//! `--fix` makes only the repairs that add or redirect routing to the proxy (the rule and the
+//! ingress), then checks everything again; the rest needs a decision or a deployment, so it is
+//! reported with the command or change that fixes it. The exit status is 0 only when no check
+//! finds a problem after the repairs.
+
+mod data;
+mod finding;
+mod hosts;
+mod routing;
+mod rules;
+mod tasks;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use cca_store::StoreSpec;
+
+use finding::{Finding, Status};
+
+/// Settings of `cca doctor`: the resources of the deployment, by the names the other binaries
+/// read them under. An empty value counts as unset.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// Make the safe repairs (create or repoint the wildcard listener rule, add the proxy's
+    /// ingress from the load balancer), then check again.
+    #[arg(long)]
+    pub fix: bool,
+    /// Print the findings as one JSON array of {check, resource, status, problem, fix}.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Domain of the preview hosts: the rule routes `*.<suffix>`.
+    #[arg(long, env = "UAT_DOMAIN_SUFFIX")]
+    pub uat_domain_suffix: Option<String>,
+    /// The load balancer listener that must hold the wildcard rule.
+    #[arg(long, env = "ALB_LISTENER_ARN")]
+    pub alb_listener_arn: Option<String>,
+    /// The proxy service's target group, by ARN or name.
+    #[arg(long, env = "PROXY_TARGET_GROUP_ARN")]
+    pub proxy_target_group_arn: Option<String>,
+    /// Security group of the proxy's tasks.
+    #[arg(long, env = "PROXY_SECURITY_GROUP_ID")]
+    pub proxy_security_group_id: Option<String>,
+    /// Security groups of the load balancer, comma-separated. Default: read from the load
+    /// balancer of ALB_LISTENER_ARN.
+    #[arg(long, env = "ALB_SECURITY_GROUP_ID")]
+    pub alb_security_group_id: Option<String>,
+    /// Port the proxy listens on. Default: the ports of the target group's registered targets,
+    /// else the target group's port.
+    #[arg(long, env = "PROXY_PORT")]
+    pub proxy_port: Option<u16>,
+
+    /// Cluster the sessions and the proxy run in.
+    #[arg(long, env = "ECS_CLUSTER")]
+    pub ecs_cluster: Option<String>,
+    /// Task definition of coding sessions (`cca-agent run`).
+    #[arg(long, env = "AGENT_TASK_DEFINITION")]
+    pub agent_task_definition: Option<String>,
+    /// Staging task definition of coding sessions. Default: <AGENT_TASK_DEFINITION>-staging.
+    #[arg(long, env = "AGENT_TASK_DEFINITION_STAGING")]
+    pub agent_task_definition_staging: Option<String>,
+    /// Task definition of PR previews (`cca-agent preview`).
+    #[arg(long, env = "UAT_TASK_DEFINITION")]
+    pub uat_task_definition: Option<String>,
+    /// Staging task definition of PR previews. Default: <UAT_TASK_DEFINITION>-staging.
+    #[arg(long, env = "UAT_TASK_DEFINITION_STAGING")]
+    pub uat_task_definition_staging: Option<String>,
+    /// Task definition of the proxy service (`cca-uat-proxy serve`).
+    #[arg(long, env = "PROXY_TASK_DEFINITION")]
+    pub proxy_task_definition: Option<String>,
+    /// Task definition of a staging proxy service, checked only when set.
+    #[arg(long, env = "PROXY_TASK_DEFINITION_STAGING")]
+    pub proxy_task_definition_staging: Option<String>,
+    /// Container of agent task definitions that the launcher overrides.
+    #[arg(long, env = "AGENT_CONTAINER_NAME")]
+    pub agent_container_name: Option<String>,
+    /// Container of preview task definitions that the launcher overrides.
+    #[arg(long, env = "UAT_CONTAINER_NAME")]
+    pub uat_container_name: Option<String>,
+    /// Container of the proxy's task definition. Default: its only (or first essential) one.
+    #[arg(long, env = "PROXY_CONTAINER_NAME")]
+    pub proxy_container_name: Option<String>,
+
+    /// Session store: `dynamodb:<table>` (an SQLite store has nothing deployed to check).
+    #[arg(long, env = "SESSION_STORE")]
+    pub session_store: Option<String>,
+    /// DynamoDB sessions table (same as `--session-store dynamodb:<table>`).
+    #[arg(long, env = "SESSIONS_TABLE")]
+    pub sessions_table: Option<String>,
+    /// Secret holding the GitHub App's credentials.
+    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
+    pub github_app_secret_arn: Option<String>,
+    /// Secret holding the JIRA credentials, checked only when set.
+    #[arg(long, env = "JIRA_SECRET_ARN")]
+    pub jira_secret_arn: Option<String>,
+    /// Secret holding the control key.
+    #[arg(long, env = "CONTROL_SECRET_ARN")]
+    pub control_secret_arn: Option<String>,
+}
+
+/// The validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lower case, without a leading `*.` or dots.
+    pub uat_domain_suffix: Option<String>,
+    pub alb_listener_arn: Option<String>,
+    pub proxy_target_group: Option<String>,
+    pub proxy_security_group_id: Option<String>,
+    pub alb_security_group_ids: Vec<String>,
+    pub proxy_port: Option<u16>,
+    pub ecs_cluster: Option<String>,
+    pub agent_task_definition: Option<String>,
+    pub agent_task_definition_staging: Option<String>,
+    pub uat_task_definition: Option<String>,
+    pub uat_task_definition_staging: Option<String>,
+    pub proxy_task_definition: Option<String>,
+    pub proxy_task_definition_staging: Option<String>,
+    pub agent_container: String,
+    pub uat_container: String,
+    pub proxy_container: Option<String>,
+    pub store: Option<StoreSpec>,
+    pub github_app_secret_arn: Option<String>,
+    pub jira_secret_arn: Option<String>,
+    pub control_secret_arn: Option<String>,
+}
+
+impl Settings {
+    fn from_args(a: &DoctorArgs) -> anyhow::Result<Self> {
+        let set = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let store = StoreSpec::from_vars(
+            set(&a.session_store).as_deref(),
+            set(&a.sessions_table).as_deref(),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "SESSION_STORE is invalid: {:?} is neither dynamodb:<table> nor sqlite:<path>",
+                e.0
+            )
+        })?;
+        Ok(Self {
+            uat_domain_suffix: set(&a.uat_domain_suffix).map(|s| {
+                s.trim_start_matches("*.")
+                    .trim_matches('.')
+                    .to_ascii_lowercase()
+            }),
+            alb_listener_arn: set(&a.alb_listener_arn),
+            proxy_target_group: set(&a.proxy_target_group_arn),
+            proxy_security_group_id: set(&a.proxy_security_group_id),
+            alb_security_group_ids: set(&a.alb_security_group_id)
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            proxy_port: a.proxy_port,
+            ecs_cluster: set(&a.ecs_cluster),
+            agent_task_definition: set(&a.agent_task_definition),
+            agent_task_definition_staging: set(&a.agent_task_definition_staging),
+            uat_task_definition: set(&a.uat_task_definition),
+            uat_task_definition_staging: set(&a.uat_task_definition_staging),
+            proxy_task_definition: set(&a.proxy_task_definition),
+            proxy_task_definition_staging: set(&a.proxy_task_definition_staging),
+            agent_container: set(&a.agent_container_name)
+                .unwrap_or_else(|| cca_launcher::DEFAULT_AGENT_CONTAINER.to_owned()),
+            uat_container: set(&a.uat_container_name)
+                .unwrap_or_else(|| cca_launcher::DEFAULT_PREVIEW_CONTAINER.to_owned()),
+            proxy_container: set(&a.proxy_container_name),
+            store,
+            github_app_secret_arn: set(&a.github_app_secret_arn),
+            jira_secret_arn: set(&a.jira_secret_arn),
+            control_secret_arn: set(&a.control_secret_arn),
+        })
+    }
+}
+
+/// Every AWS client doctor uses.
+#[derive(Debug, Clone)]
+struct Clients {
+    routing: routing::Clients,
+    ecs: aws_sdk_ecs::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+/// Runs every check, in a fixed order.
+async fn check_all(clients: &Clients, settings: &Settings) -> Vec<Finding> {
+    let (routing, tasks, data) = tokio::join!(
+        routing::check(&clients.routing, settings),
+        tasks::check(&clients.ecs, settings),
+        data::check(&clients.dynamodb, &clients.secrets, settings),
+    );
+    routing.into_iter().chain(tasks).chain(data).collect()
+}
+
+/// `cca doctor`.
+pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_args(&args).context("invalid configuration")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clients = Clients {
+        routing: routing::Clients {
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&aws),
+            ec2: aws_sdk_ec2::Client::new(&aws),
+        },
+        ecs: aws_sdk_ecs::Client::new(&aws),
+        dynamodb: aws_sdk_dynamodb::Client::new(&aws),
+        secrets: aws_sdk_secretsmanager::Client::new(&aws),
+    };
+    let mut findings = check_all(&clients, &settings).await;
+    if args.fix && findings.iter().any(|f| !f.repairs.is_empty()) {
+        let mut done: Vec<(&'static str, String)> = Vec::new();
+        for finding in &findings {
+            for repair in &finding.repairs {
+                let note = match routing::apply(&clients.routing, repair).await {
+                    Ok(()) => repair.describe(),
+                    Err(e) => format!("could not apply ({}): {e}", repair.describe()),
+                };
+                done.push((finding.check, note));
+            }
+        }
+        findings = check_all(&clients, &settings).await;
+        for finding in &mut findings {
+            let notes: Vec<&str> = done
+                .iter()
+                .filter(|(check, _)| *check == finding.check)
+                .map(|(_, note)| note.as_str())
+                .collect();
+            if !notes.is_empty() {
+                finding.repaired = Some(notes.join("; "));
+            }
+        }
+    }
+    let problems = findings
+        .iter()
+        .filter(|f| f.status == Status::Problem)
+        .count();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        for finding in &findings {
+            println!("{}", finding.line());
+        }
+        let skipped = findings
+            .iter()
+            .filter(|f| f.status == Status::Skipped)
+            .count();
+        let fixable = findings.iter().filter(|f| !f.repairs.is_empty()).count();
+        let ok = findings.len() - problems - skipped;
+        let mut summary = format!("{ok} ok, {problems} problem(s), {skipped} skipped");
+        if fixable > 0 && !args.fix {
+            summary.push_str(&format!("; `cca doctor --fix` repairs {fixable} of them"));
+        }
+        println!("{summary}");
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

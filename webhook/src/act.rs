@@ -462,7 +462,7 @@ async fn start_issue_agent(
         s.issue_number = Some(issue.number);
         s.installation_id = installation_id;
         s.initial_prompt = Some(prompt.clone());
-        s.uat_url = Some(naming::preview_url(&id, &app.uat_domain_suffix));
+        s.uat_url = Some(app.uat_domain_suffix.url(&id));
         s
     };
     let session = match claim(app, &key, fresh, Some(prompt.clone())).await? {
@@ -511,7 +511,7 @@ async fn start_preview(
         }
     }
     let id = SessionId::parse(&id).unwrap_or_else(|_| unreachable!());
-    let url = naming::preview_url(&id, &app.uat_domain_suffix);
+    let url = app.uat_domain_suffix.url(&id);
     let fresh = || {
         let mut s = Session::new(
             id.clone(),
@@ -581,7 +581,7 @@ async fn start_jira(
         s.jira_issue_key = Some(key.clone());
         s.installation_id = installation_id;
         s.initial_prompt = Some(prompt.clone());
-        s.uat_url = Some(naming::preview_url(&id, &app.uat_domain_suffix));
+        s.uat_url = Some(app.uat_domain_suffix.url(&id));
         s
     };
     let session = match claim(app, &ActiveKey::jira(&key), fresh, Some(prompt.clone())).await? {

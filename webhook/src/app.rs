@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use cca_domain::RepoName;
 use cca_domain::decide::Rules;
 use cca_domain::mask::Masker;
+use cca_domain::naming::PreviewUrls;
 use cca_github::{AppCredentials, GitHub, GitHubAuth};
 use cca_jira::Jira;
 use cca_launcher::{EcsLauncher, Launcher, ProcessLauncher};
@@ -40,7 +41,8 @@ pub struct App {
     pub github_webhook_secrets: Vec<SecretString>,
     pub jira: Option<JiraSetup>,
     pub control: ControlClient,
-    pub uat_domain_suffix: String,
+    /// The domain previews are served under, and how their URLs are written.
+    pub uat_domain_suffix: PreviewUrls,
     pub rules: Rules,
     /// Known secret values, masked in everything the webhook writes.
     pub masker: Masker,
@@ -202,7 +204,7 @@ impl App {
             github_webhook_secrets,
             jira,
             control: ControlClient::new(control_key, cfg.control_timeout),
-            uat_domain_suffix: cfg.uat_domain_suffix,
+            uat_domain_suffix: cfg.preview_urls,
             rules: cfg.rules,
             masker,
         })

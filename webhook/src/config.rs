@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cca_domain::RepoName;
 use cca_domain::decide::Rules;
+use cca_domain::naming::PreviewUrls;
 use secrecy::SecretString;
 
 /// A configuration error, naming the variable.
@@ -64,6 +65,10 @@ pub struct WebhookArgs {
     pub log_dir: Option<PathBuf>,
     #[arg(long, env = "UAT_DOMAIN_SUFFIX")]
     pub uat_domain_suffix: Option<String>,
+    /// How preview URLs are written, e.g. `http://{id}.localhost:8081`. Default:
+    /// `https://{id}.<UAT_DOMAIN_SUFFIX>`.
+    #[arg(long, env = "PREVIEW_URL_TEMPLATE")]
+    pub preview_url_template: Option<String>,
     #[arg(long, env = "GITHUB_API_URL")]
     pub github_api_url: Option<String>,
     #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
@@ -176,6 +181,8 @@ pub struct Config {
     pub jira: Option<JiraSource>,
     pub control: ControlSource,
     pub uat_domain_suffix: String,
+    /// Sessions' preview URLs: `https://<id>.<uat_domain_suffix>` unless a template says otherwise.
+    pub preview_urls: PreviewUrls,
     pub rules: Rules,
     pub control_timeout: Duration,
 }
@@ -442,6 +449,21 @@ impl Config {
             })?
             .trim_start_matches('.')
             .to_ascii_lowercase();
+        let mut preview_urls = PreviewUrls::new(&uat_domain_suffix);
+        if let Some(template) = a
+            .preview_url_template
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            preview_urls =
+                preview_urls
+                    .with_template(template)
+                    .map_err(|reason| ConfigError::Invalid {
+                        var: "PREVIEW_URL_TEMPLATE",
+                        reason,
+                    })?;
+        }
 
         let github_api_url = a
             .github_api_url
@@ -475,6 +497,7 @@ impl Config {
             jira,
             control,
             uat_domain_suffix,
+            preview_urls,
             rules,
             control_timeout: a
                 .control_timeout_secs
@@ -568,6 +591,26 @@ mod tests {
             ..base()
         };
         assert!(err(jira).starts_with("JIRA_EMAIL is not set"));
+    }
+
+    #[test]
+    fn preview_urls_follow_the_template_when_set() {
+        let id = cca_domain::SessionId::parse("abc123").unwrap();
+        let c = Config::from_args(base()).unwrap();
+        assert_eq!(c.preview_urls.url(&id), "https://abc123.uat.example.com");
+        let c = Config::from_args(WebhookArgs {
+            preview_url_template: Some("http://{id}.localhost:8081".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(c.preview_urls.url(&id), "http://abc123.localhost:8081");
+        assert!(
+            err(WebhookArgs {
+                preview_url_template: Some("http://localhost:8081".into()),
+                ..base()
+            })
+            .starts_with("PREVIEW_URL_TEMPLATE is invalid")
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The local data directory of `cca up`: the SQLite sessions file, agent logs, and the control
-//! key. The other commands find the same files through it, so `cca sessions` works beside a
+//! The local data directory of `cca up`: the SQLite sessions file, agent logs, the control key,
+//! and the GitHub App made by the setup page. The other commands find the same files through it, so `cca sessions` works beside a
 //! running `cca up` with nothing set.
 
 use std::fs::{self, OpenOptions};
@@ -59,6 +59,17 @@ impl DataDir {
     /// The local control key.
     pub fn control_key_path(&self) -> PathBuf {
         self.root.join("control.key")
+    }
+
+    /// The GitHub App made by `cca up`'s setup page: its id, slug, webhook secret and OAuth
+    /// client (no private key).
+    pub fn github_app_json(&self) -> PathBuf {
+        self.root.join("github-app.json")
+    }
+
+    /// The private key of that GitHub App, PEM.
+    pub fn github_app_pem(&self) -> PathBuf {
+        self.root.join("github-app.pem")
     }
 
     /// Creates the directory, readable by its owner only: it holds the control key and every

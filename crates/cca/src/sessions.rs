@@ -19,7 +19,7 @@ use time::macros::format_description;
 use crate::store::{self, Location, StoreArgs};
 
 /// Prefix of the task ARN the process launcher records for a local agent: `process:<pid>`.
-const PROCESS_ARN_PREFIX: &str = "process:";
+pub(crate) const PROCESS_ARN_PREFIX: &str = "process:";
 
 /// `cca sessions …`.
 #[derive(Debug, clap::Args)]
@@ -193,7 +193,7 @@ async fn stop(store: Arc<dyn SessionStore>, session: Session) -> anyhow::Result<
 
 /// What a recorded pid is now.
 #[derive(Debug, PartialEq, Eq)]
-enum Process {
+pub(crate) enum Process {
     /// The session's agent, still running.
     Ours,
     /// No such process.
@@ -204,7 +204,7 @@ enum Process {
 
 /// Checks that `pid` still runs this session's agent before it is signalled: the record outlives
 /// the process, and after `cca up` restarts, the pid may belong to anything.
-fn identify(pid: i32, id: &SessionId) -> Process {
+pub(crate) fn identify(pid: i32, id: &SessionId) -> Process {
     if std::path::Path::new("/proc/self").exists() {
         let wanted = format!("{}={id}", cca_launcher::env::SESSION_ID);
         return match std::fs::read(format!("/proc/{pid}/environ")) {

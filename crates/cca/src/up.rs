@@ -1,21 +1,41 @@
-//! `cca up`: the whole system on one machine, as far as it exists: the webhook served over
-//! HTTP, sessions in an embedded SQLite file, agents as local processes. Settings are the
-//! webhook's own (flags or environment); `up` only fills in local defaults, then builds the
-//! webhook exactly as `cca-webhook serve` does.
+//! `cca up`: the whole system on one machine. One process serves the webhook, the preview proxy
+//! on `*.localhost` and, with no GitHub credentials yet, a setup page; sessions live in an
+//! embedded SQLite file and agents run as local processes. Settings are the webhook's own
+//! (flags or environment); `up` only fills in local defaults, then builds the webhook exactly as
+//! `cca-webhook serve` does.
+//!
+//! With no credentials at all, `up` says what to set and serves [`setup`]'s page, which can
+//! create a GitHub App and store it in the data directory ([`stored`]); it then goes on as if the
+//! App had been configured, and later starts find the stored App by themselves. Ctrl-C (or
+//! SIGTERM) stops taking webhooks, stops every agent (each pushes its work and records its end),
+//! drains the proxy, and exits 0.
 
-use std::future::IntoFuture as _;
-use std::net::SocketAddr;
+mod page;
+mod setup;
+mod stored;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cca_webhook::app::PROCESS_STOP_GRACE;
-use cca_webhook::config::{LauncherSpec, StoreSpec};
+use axum::Router;
+use cca_domain::Status;
+use cca_domain::session::SessionPatch;
+use cca_store::{ListFilter, SessionStore};
+use cca_webhook::app::{PROCESS_STOP_GRACE, now};
+use cca_webhook::config::{GitHubSource, LauncherSpec, StoreSpec};
 use cca_webhook::{App, Config, WebhookArgs, init_logging, router};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 use crate::data_dir::{DataDir, DataDirArgs};
+use crate::sessions::{PROCESS_ARN_PREFIX, Process, identify};
+use stored::StoredApp;
 
 /// Exit status of a start refused for want of settings (as clap's usage errors).
 const USAGE: u8 = 2;
@@ -23,6 +43,17 @@ const USAGE: u8 = 2;
 /// How long requests in flight may finish after a stop signal before they are dropped: a
 /// webhook handler answers within GitHub's 10 s or GitHub has given up on it anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the proxy's open requests may finish after a stop: a local browser, not a load
+/// balancer, is on the other end, and the agents have already been asked to stop.
+const PROXY_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the setup page's last answer may take to reach the browser before `up` moves on.
+const SETUP_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// GitHub's REST API and web addresses.
+const GITHUB_API: &str = "https://api.github.com";
+const GITHUB_WEB: &str = "https://github.com";
 
 /// What to set when GitHub credentials are missing.
 const GITHUB_SETUP: &str = "\
@@ -40,28 +71,66 @@ then run `cca up` again.
 /// `cca up …`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Address to serve the webhook on.
+    /// Address to serve the webhook (and the setup page) on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address of the preview proxy: sessions are at http://<session>.<UAT_DOMAIN_SUFFIX>:<port>.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    proxy_listen: SocketAddr,
+    /// Do not start the preview proxy.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Without GitHub credentials, say what to set and exit with status 2 instead of serving
+    /// the setup page.
+    #[arg(long)]
+    no_setup: bool,
+    /// GitHub's web address, where the setup page creates the App. Default: https://github.com,
+    /// or the server of an Enterprise GITHUB_API_URL (https://<host>/api/v3).
+    #[arg(long, env = "GITHUB_WEB_URL", value_name = "URL")]
+    github_web_url: Option<String>,
     #[command(flatten)]
     data_dir: DataDirArgs,
     #[command(flatten)]
     settings: WebhookArgs,
 }
 
-/// Why GitHub cannot be used, if it cannot: checked before anything is created, so a first run
-/// without credentials leaves nothing behind.
-fn missing_github(s: &WebhookArgs) -> Option<&'static str> {
+/// How far the GitHub settings go.
+#[derive(Debug, PartialEq, Eq)]
+enum GitHubState {
+    /// Enough to start.
+    Ready,
+    /// Some set, something missing: what to say.
+    Incomplete(&'static str),
+    /// Nothing set at all: the setup page can help.
+    Absent,
+}
+
+/// Checked before anything is created, so a start refused for want of settings leaves nothing
+/// behind.
+fn github_state(s: &WebhookArgs) -> GitHubState {
     // An exported but empty variable is as good as none.
     let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
     if set(&s.github_app_secret_arn) {
-        return None;
+        return GitHubState::Ready;
     }
     let credentials = set(&s.github_token) || s.github_app_id.is_some();
     match (credentials, set(&s.github_webhook_secret)) {
-        (true, true) => None,
-        (false, _) => Some("no GitHub credentials"),
-        (true, false) => Some("GITHUB_WEBHOOK_SECRET is not set"),
+        (true, true) => GitHubState::Ready,
+        (false, _) => GitHubState::Absent,
+        (true, false) => GitHubState::Incomplete("GITHUB_WEBHOOK_SECRET is not set"),
+    }
+}
+
+/// Uses a stored App's files, for a start with no GitHub settings of its own. A webhook secret
+/// from the environment still wins.
+fn use_stored_app(s: &mut WebhookArgs, app: &StoredApp, pem: PathBuf) {
+    s.github_app_id = Some(app.app_id);
+    s.github_app_private_key_file = Some(pem);
+    if s.github_webhook_secret
+        .as_deref()
+        .is_none_or(|v| v.trim().is_empty())
+    {
+        s.github_webhook_secret = Some(app.webhook_secret.clone());
     }
 }
 
@@ -89,50 +158,335 @@ fn fill_defaults(s: &mut WebhookArgs, dir: &DataDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Settings the agents need that they would not inherit: defaults filled in here and values
-/// given as flags rather than environment. Credentials are inherited with the environment.
+/// Preview URLs through the local proxy, `http://<id>.<suffix>:<port>`, unless
+/// `PREVIEW_URL_TEMPLATE` says otherwise.
+fn fill_preview_template(s: &mut WebhookArgs, proxy: Option<SocketAddr>) {
+    if let Some(proxy) = proxy {
+        if s.preview_url_template.as_deref().is_none_or(str::is_empty) {
+            s.preview_url_template = Some(format!("http://{{id}}.{{suffix}}:{}", proxy.port()));
+        }
+    }
+}
+
+/// Settings the agents need that they would not inherit: defaults filled in here, credentials
+/// found in the data directory, and values given as flags rather than environment.
 fn agent_env(s: &WebhookArgs, dir: &DataDir) -> Vec<(String, String)> {
     let mut env = vec![("CCA_DATA_DIR".to_owned(), dir.root().display().to_string())];
-    let settings = [
-        ("SESSION_STORE", &s.session_store),
-        ("UAT_DOMAIN_SUFFIX", &s.uat_domain_suffix),
-        ("GITHUB_API_URL", &s.github_api_url),
-        ("CCA_CONTROL_SECRET", &s.control_secret),
+    let text = [
+        ("SESSION_STORE", s.session_store.clone()),
+        ("UAT_DOMAIN_SUFFIX", s.uat_domain_suffix.clone()),
+        ("GITHUB_API_URL", s.github_api_url.clone()),
+        ("CCA_CONTROL_SECRET", s.control_secret.clone()),
+        ("GITHUB_APP_SECRET_ARN", s.github_app_secret_arn.clone()),
+        ("GITHUB_APP_ID", s.github_app_id.map(|v| v.to_string())),
+        (
+            "GITHUB_APP_PRIVATE_KEY_FILE",
+            s.github_app_private_key_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        ),
+        (
+            "GITHUB_INSTALLATION_ID",
+            s.github_installation_id.map(|v| v.to_string()),
+        ),
+        ("GITHUB_TOKEN", s.github_token.clone()),
     ];
-    for (name, value) in settings {
-        if let Some(v) = value {
-            env.push((name.to_owned(), v.clone()));
+    for (name, value) in text {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            env.push((name.to_owned(), v));
         }
     }
     env
 }
 
+/// The address a browser on this machine uses for a listener: an unspecified address (listening
+/// everywhere) is reached through loopback.
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// GitHub's web address: as given, else derived from the API's (github.com, or an Enterprise
+/// server's `https://<host>/api/v3`); another API root (a test server) serves both.
+fn github_web_url(given: Option<&str>, api: Option<&str>) -> String {
+    if let Some(web) = given.map(str::trim).filter(|v| !v.is_empty()) {
+        return web.trim_end_matches('/').to_owned();
+    }
+    let api = api
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(GITHUB_API)
+        .trim_end_matches('/');
+    if api == GITHUB_API {
+        GITHUB_WEB.to_owned()
+    } else if let Some(server) = api.strip_suffix("/api/v3") {
+        server.to_owned()
+    } else {
+        api.to_owned()
+    }
+}
+
+/// The App name offered by default: `Claude Cloud Agent (<host>)`, within GitHub's limit.
+fn default_app_name() -> String {
+    const PREFIX: &str = "Claude Cloud Agent (";
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().split('.').next().unwrap_or_default().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into());
+    let room = page::MAX_APP_NAME_CHARS - PREFIX.len() - 1;
+    let host: String = host.chars().take(room).collect();
+    format!("{PREFIX}{host})")
+}
+
+/// Where the credentials come from, in words.
+fn describe_github(config: &Config, stored: Option<&(StoredApp, PathBuf)>) -> String {
+    match (&config.github, stored) {
+        (GitHubSource::SecretArn(arn), _) => format!("the GitHub App of secret {arn}"),
+        (GitHubSource::App { app_id, .. }, Some((app, _))) if app.app_id == *app_id => format!(
+            "the GitHub App {} (id {app_id}) stored in the data directory",
+            app.slug
+        ),
+        (GitHubSource::App { app_id, .. }, _) => format!("the GitHub App {app_id} (GITHUB_APP_ID)"),
+        (GitHubSource::Token { .. }, _) => "a personal access token (GITHUB_TOKEN)".into(),
+    }
+}
+
+/// Ends the unfinished sessions whose local agent process is gone without recording its end
+/// (killed after its grace period, or left by an earlier `cca up` that was killed), so the store
+/// never shows a session as running that nothing runs: `STOPPED` when a stop was asked for,
+/// `FAILED` with the reason otherwise. Answers how many.
+async fn settle_ended_agents(store: &dyn SessionStore) -> usize {
+    let filter = ListFilter {
+        statuses: Status::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect(),
+        limit: None,
+    };
+    let sessions = match store.list(&filter).await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list sessions to check their agents");
+            return 0;
+        }
+    };
+    let mut settled = 0;
+    for session in sessions {
+        let Some(pid) = session
+            .task_arn
+            .as_deref()
+            .and_then(|a| a.strip_prefix(PROCESS_ARN_PREFIX))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let id = &session.session_id;
+        if identify(pid, id) == Process::Ours {
+            continue;
+        }
+        let (to, patch) = if session.status == Status::Stopping {
+            (Status::Stopped, SessionPatch::default())
+        } else {
+            let patch = SessionPatch {
+                error: Some(format!(
+                    "the agent process {pid} ended without recording the end of the session"
+                )),
+                ..SessionPatch::default()
+            };
+            (Status::Failed, patch)
+        };
+        match store.transition(id, to, patch, now()).await {
+            Ok(_) => {
+                eprintln!("cca up: session {id}: its agent process {pid} is gone; marked {to}");
+                settled += 1;
+            }
+            // The agent recorded its end in the meantime.
+            Err(e) => tracing::debug!(session = %id, error = %e, "not marked {to}"),
+        }
+    }
+    settled
+}
+
 /// Completes on SIGINT or SIGTERM, naming it.
-async fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+fn stop_signal() -> anyhow::Result<Pin<Box<dyn Future<Output = &'static str> + Send>>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    Ok(async move {
+    Ok(Box::pin(async move {
         tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         }
-    })
+    }))
 }
+
+type StopSignal = Pin<Box<dyn Future<Output = &'static str> + Send>>;
 
 /// Runs `cca up` until SIGINT or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let UpArgs {
         listen,
+        proxy_listen,
+        no_proxy,
+        no_setup,
+        github_web_url: web_url,
         data_dir,
         mut settings,
     } = args;
-    if let Some(problem) = missing_github(&settings) {
-        eprint!("cca up: {problem}.\n{GITHUB_SETUP}");
-        return Ok(ExitCode::from(USAGE));
-    }
     let dir = DataDir::resolve(&data_dir)?;
+    let mut stored = None;
+    match github_state(&settings) {
+        GitHubState::Ready => {}
+        GitHubState::Incomplete(problem) => {
+            eprint!("cca up: {problem}.\n{GITHUB_SETUP}");
+            return Ok(ExitCode::from(USAGE));
+        }
+        GitHubState::Absent => {
+            if let Some((app, pem)) = stored::load(&dir)? {
+                use_stored_app(&mut settings, &app, pem.clone());
+                stored = Some((app, pem));
+            } else if no_setup {
+                eprint!("cca up: no GitHub credentials.\n{GITHUB_SETUP}");
+                return Ok(ExitCode::from(USAGE));
+            }
+        }
+    }
+    init_logging(false);
+
+    // One socket for the setup page and then the webhook, so the page's address stays valid.
+    let socket = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    socket
+        .set_nonblocking(true)
+        .context("cannot make the listener non-blocking")?;
+    let addr = socket.local_addr().unwrap_or(listen);
+    // Watched from here on, so a stop sent as soon as the address is printed is not lost.
+    let mut stop = stop_signal()?;
+
+    if stored.is_none() && github_state(&settings) == GitHubState::Absent {
+        let ctx = setup::SetupContext {
+            local_url: local_url(addr),
+            github_web_url: github_web_url(web_url.as_deref(), settings.github_api_url.as_deref()),
+            github_api_url: settings
+                .github_api_url
+                .clone()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| GITHUB_API.into()),
+            data_dir: dir.clone(),
+            default_name: default_app_name(),
+        };
+        let page = format!("{}/setup", ctx.local_url);
+        eprint!("cca up: no GitHub credentials.\n{GITHUB_SETUP}");
+        eprintln!("Or open {page} in a browser here to create a GitHub App in two clicks.");
+        println!("cca up: setup page on {page}");
+        let listener =
+            TcpListener::from_std(socket.try_clone().context("cannot share the listener")?)
+                .context("cannot serve the setup page")?;
+        match serve_setup(ctx, listener, &mut stop).await? {
+            Some(created) => {
+                println!(
+                    "cca up: GitHub App {} (id {}) created and stored in {}",
+                    created.app.slug,
+                    created.app.app_id,
+                    dir.root().display()
+                );
+                use_stored_app(&mut settings, &created.app, created.pem.clone());
+                stored = Some((created.app, created.pem));
+            }
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+
+    let listener = TcpListener::from_std(socket).context("cannot serve the webhook")?;
+    serve(
+        Running {
+            listener,
+            proxy_listen: (!no_proxy).then_some(proxy_listen),
+            dir,
+            settings,
+            stored,
+        },
+        stop,
+    )
+    .await
+}
+
+/// Serves the setup page until an App is stored (`Some`) or a stop signal comes (`None`).
+async fn serve_setup(
+    ctx: setup::SetupContext,
+    listener: TcpListener,
+    stop: &mut StopSignal,
+) -> anyhow::Result<Option<setup::Created>> {
+    let (router, mut created) = setup::router(ctx)?;
+    let (done_tx, mut done_rx) = watch::channel(false);
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = done_rx.wait_for(|done| *done).await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    let outcome = tokio::select! {
+        app = &mut created => app.ok(),
+        name = stop => {
+            eprintln!("cca up: {name}: stopping (nothing was started)");
+            None
+        }
+        result = &mut server => {
+            result.context("the setup page failed")?.context("the setup page failed")?;
+            anyhow::bail!("the setup page stopped by itself");
+        }
+    };
+    let _ = done_tx.send(true);
+    if tokio::time::timeout(SETUP_HANDOVER_TIMEOUT, &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
+    Ok(outcome)
+}
+
+/// What the normal mode starts from.
+struct Running {
+    listener: TcpListener,
+    proxy_listen: Option<SocketAddr>,
+    dir: DataDir,
+    settings: WebhookArgs,
+    stored: Option<(StoredApp, PathBuf)>,
+}
+
+/// The webhook, the proxy and the agents, until a stop signal.
+async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCode> {
+    let Running {
+        listener,
+        proxy_listen,
+        dir,
+        mut settings,
+        stored,
+    } = running;
+    let addr = listener.local_addr().context("no local address")?;
     dir.create()?;
     fill_defaults(&mut settings, &dir)?;
+    let proxy_listener = match proxy_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} for the preview proxy"))?,
+        ),
+        None => None,
+    };
+    let proxy_addr = match &proxy_listener {
+        Some(l) => Some(l.local_addr().context("no local address of the proxy")?),
+        None => None,
+    };
+    fill_preview_template(&mut settings, proxy_addr);
     let child_env = agent_env(&settings, &dir);
     let mut config = match Config::from_args(settings) {
         Ok(config) => config,
@@ -141,9 +495,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(USAGE));
         }
     };
-    init_logging(false);
 
-    let store = match &config.store {
+    let store_text = match &config.store {
         StoreSpec::Sqlite { path } => format!("sqlite:{}", path.display()),
         StoreSpec::Dynamo { table } => format!("dynamodb:{table}"),
     };
@@ -159,21 +512,74 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         LauncherSpec::Ecs(_) => None,
     };
+    // Only a store of this machine's own, with agents of this machine, can be settled from here:
+    // a pid means nothing on another host.
+    let settles = local.is_some() && matches!(config.store, StoreSpec::Sqlite { .. });
+    let github = describe_github(&config, stored.as_ref());
     let suffix = config.uat_domain_suffix.clone();
+    let previews = config.preview_urls.clone();
+    let proxy_settings = match &proxy_listener {
+        Some(_) => {
+            let mut s = match cca_uat_proxy::Settings::new(&suffix) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cca up: {e}");
+                    return Ok(ExitCode::from(USAGE));
+                }
+            };
+            // Apps run on this machine, on loopback.
+            s.local_mode = true;
+            s.drain_timeout = PROXY_DRAIN_TIMEOUT;
+            Some(s)
+        }
+        None => None,
+    };
     let app = App::from_config(config).await.context("cannot start")?;
     let launcher = app.launcher.clone();
+    let store = app.store.clone();
+    if settles {
+        settle_ended_agents(store.as_ref()).await;
+    }
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr().unwrap_or(listen);
-    // Watched from here on, so a stop sent as soon as the webhook answers is not lost.
-    let stop = stop_signal().await?;
-    println!("cca up: serving on http://{addr}");
-    println!("  webhook   http://{addr}/webhook  (also /webhooks/github, /webhooks/jira)");
-    println!("  health    http://{addr}/health");
+    let base = local_url(addr);
+    let webhook_url = format!("{base}/webhook");
+    let routes: Router = router(Arc::new(app)).merge(setup::configured_router(setup::Configured {
+        source: github.clone(),
+        app: stored.as_ref().map(|(a, _)| a.clone()),
+        webhook_url: webhook_url.clone(),
+    }));
+
+    let settle_store = settles.then(|| Arc::clone(&store));
+    // The webhook stops first, the proxy last: it serves the agents' apps while they stop.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (proxy_stop_tx, proxy_stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut proxy_task = match (proxy_listener, proxy_settings) {
+        (Some(listener), Some(settings)) => {
+            let mut proxy = cca_uat_proxy::Proxy::new(Arc::clone(&store), settings);
+            // Never forward to the webhook, whatever a session record says.
+            proxy.refuse_listener(addr);
+            Some(tokio::spawn(proxy.serve(listener, stopped(proxy_stop_rx))))
+        }
+        _ => None,
+    };
+
+    println!("cca up: serving on {base}");
+    println!("  webhook   {webhook_url}  (also /webhooks/github, /webhooks/jira)");
+    println!("  health    {base}/health");
+    println!("  setup     {base}/setup");
+    match proxy_addr {
+        Some(at) => println!("  previews  {}  (proxy on {at})", previews.pattern()),
+        None => println!(
+            "  previews  {}  (proxy not started: --no-proxy)",
+            previews.pattern()
+        ),
+    }
+    println!("  github    {github}");
     println!("  data dir  {}", dir.root().display());
-    println!("  sessions  {store}");
+    println!("  sessions  {store_text}");
     match &local {
         Some((program, log_dir)) => {
             let found = if program.exists() {
@@ -186,27 +592,52 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         None => println!("  agents    ECS (LAUNCHER=ecs)"),
     }
-    println!("  previews  https://<session>.{suffix} (proxy not yet available)");
-    println!("Ctrl-C stops the webhook, then every agent it started.");
+    println!("Ctrl-C stops the webhook, every agent it started, and the proxy.");
 
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(Arc::new(app)))
-        .with_graceful_shutdown(async {
-            let _ = drain_rx.await;
-        })
-        .into_future();
-    tokio::pin!(server);
-    let served = tokio::select! {
-        result = &mut server => result.context("the webhook server failed"),
-        name = stop => {
+    let server = axum::serve(
+        listener,
+        routes.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx));
+    let mut server = tokio::spawn(async move { server.await });
+    let failure: Option<anyhow::Error> = tokio::select! {
+        name = &mut stop => {
             eprintln!("cca up: {name}: stopping");
-            let _ = drain_tx.send(());
-            if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
-                eprintln!("cca up: requests still running after {DRAIN_TIMEOUT:?} were dropped");
-            }
-            Ok(())
+            None
         }
+        result = &mut server => Some(match result {
+            Ok(Ok(())) => anyhow::anyhow!("the webhook server stopped by itself"),
+            Ok(Err(e)) => anyhow::Error::new(e).context("the webhook server failed"),
+            Err(e) => anyhow::Error::new(e).context("the webhook server failed"),
+        }),
+        result = async {
+            match proxy_task.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        } => Some(match result {
+            Ok(Ok(())) => anyhow::anyhow!("the preview proxy stopped by itself"),
+            Ok(Err(e)) => anyhow::Error::new(e).context("the preview proxy failed"),
+            Err(e) => anyhow::Error::new(e).context("the preview proxy failed"),
+        }),
     };
+    if let Some(e) = &failure {
+        eprintln!("cca up: {e:#}: stopping");
+    }
+    // A finished task must not be awaited again.
+    let proxy_task = proxy_task.filter(|t| !t.is_finished());
+
+    // First no new work, then the agents (each pushes its work and records its end), then the
+    // proxy, which serves their apps until they are gone.
+    let _ = stop_tx.send(true);
+    if !server.is_finished()
+        && tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
+            .await
+            .is_err()
+    {
+        eprintln!("cca up: webhook requests still running after {DRAIN_TIMEOUT:?} were dropped");
+        server.abort();
+    }
     if local.is_some() {
         eprintln!(
             "cca up: stopping agents (each has {}s to push its work)",
@@ -214,7 +645,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     launcher.shutdown().await;
-    served.map(|()| ExitCode::SUCCESS)
+    if let Some(store) = &settle_store {
+        settle_ended_agents(store.as_ref()).await;
+    }
+    let _ = proxy_stop_tx.send(true);
+    if let Some(task) = proxy_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cca up: the preview proxy failed while stopping: {e}"),
+            Err(e) => eprintln!("cca up: the preview proxy failed while stopping: {e}"),
+        }
+    }
+    eprintln!("cca up: stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 #[cfg(test)]
@@ -224,18 +670,46 @@ mod tests {
     #[test]
     fn credentials_are_checked_before_anything_is_made() {
         let mut s = WebhookArgs::default();
-        assert_eq!(missing_github(&s), Some("no GitHub credentials"));
+        assert_eq!(github_state(&s), GitHubState::Absent);
         s.github_token = Some(String::new());
-        assert_eq!(missing_github(&s), Some("no GitHub credentials"));
+        assert_eq!(github_state(&s), GitHubState::Absent);
         s.github_token = Some("t".into());
-        assert_eq!(missing_github(&s), Some("GITHUB_WEBHOOK_SECRET is not set"));
+        assert_eq!(
+            github_state(&s),
+            GitHubState::Incomplete("GITHUB_WEBHOOK_SECRET is not set")
+        );
         s.github_webhook_secret = Some("w".into());
-        assert_eq!(missing_github(&s), None);
+        assert_eq!(github_state(&s), GitHubState::Ready);
         let arn = WebhookArgs {
             github_app_secret_arn: Some("arn".into()),
             ..WebhookArgs::default()
         };
-        assert_eq!(missing_github(&arn), None);
+        assert_eq!(github_state(&arn), GitHubState::Ready);
+    }
+
+    #[test]
+    fn a_stored_app_completes_the_settings() {
+        let app = StoredApp {
+            app_id: 9,
+            slug: "s".into(),
+            name: "S".into(),
+            html_url: "https://github.com/apps/s".into(),
+            owner: None,
+            webhook_secret: "stored-secret".into(),
+            client_id: None,
+            client_secret: None,
+            created_at: 0,
+        };
+        let mut s = WebhookArgs::default();
+        use_stored_app(&mut s, &app, "/d/github-app.pem".into());
+        assert_eq!(github_state(&s), GitHubState::Ready);
+        assert_eq!(s.github_webhook_secret.as_deref(), Some("stored-secret"));
+        let mut s = WebhookArgs {
+            github_webhook_secret: Some("from-env".into()),
+            ..WebhookArgs::default()
+        };
+        use_stored_app(&mut s, &app, "/d/github-app.pem".into());
+        assert_eq!(s.github_webhook_secret.as_deref(), Some("from-env"));
     }
 
     #[test]
@@ -248,6 +722,8 @@ mod tests {
         let mut s = WebhookArgs {
             sessions_table: Some("prod".into()),
             ecs_cluster: Some("prod".into()),
+            github_app_id: Some(5),
+            github_app_private_key_file: Some("/k.pem".into()),
             ..WebhookArgs::default()
         };
         fill_defaults(&mut s, &dir).unwrap();
@@ -259,7 +735,66 @@ mod tests {
         assert_eq!(s.uat_domain_suffix.as_deref(), Some("localhost"));
         assert_eq!(s.control_secret, Some(dir.control_key().unwrap()));
         let env = agent_env(&s, &dir);
-        assert!(env.iter().any(|(k, _)| k == "SESSION_STORE"));
-        assert!(env.iter().any(|(k, _)| k == "CCA_CONTROL_SECRET"));
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert!(get("SESSION_STORE").is_some());
+        assert!(get("CCA_CONTROL_SECRET").is_some());
+        assert_eq!(get("GITHUB_APP_ID"), Some("5"));
+        assert_eq!(get("GITHUB_APP_PRIVATE_KEY_FILE"), Some("/k.pem"));
+        assert_eq!(get("GITHUB_TOKEN"), None);
+    }
+
+    #[test]
+    fn previews_go_through_the_local_proxy_unless_told_otherwise() {
+        let mut s = WebhookArgs::default();
+        fill_preview_template(&mut s, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(
+            s.preview_url_template.as_deref(),
+            Some("http://{id}.{suffix}:8081")
+        );
+        let mut s = WebhookArgs {
+            preview_url_template: Some("https://{id}.dev.example.com".into()),
+            ..WebhookArgs::default()
+        };
+        fill_preview_template(&mut s, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(
+            s.preview_url_template.as_deref(),
+            Some("https://{id}.dev.example.com")
+        );
+        let mut s = WebhookArgs::default();
+        fill_preview_template(&mut s, None);
+        assert_eq!(s.preview_url_template, None);
+    }
+
+    #[test]
+    fn addresses_for_the_browser_and_github() {
+        assert_eq!(
+            local_url("0.0.0.0:80".parse().unwrap()),
+            "http://127.0.0.1:80"
+        );
+        assert_eq!(local_url("[::]:80".parse().unwrap()), "http://[::1]:80");
+        assert_eq!(
+            local_url("127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(github_web_url(None, None), "https://github.com");
+        assert_eq!(
+            github_web_url(None, Some("https://api.github.com/")),
+            "https://github.com"
+        );
+        assert_eq!(
+            github_web_url(None, Some("https://ghe.example.com/api/v3")),
+            "https://ghe.example.com"
+        );
+        assert_eq!(
+            github_web_url(None, Some("http://127.0.0.1:9")),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(
+            github_web_url(Some("https://web.example/"), Some("http://127.0.0.1:9")),
+            "https://web.example"
+        );
+        let name = default_app_name();
+        assert!(name.starts_with("Claude Cloud Agent ("), "{name}");
+        assert!(name.chars().count() <= page::MAX_APP_NAME_CHARS, "{name}");
     }
 }

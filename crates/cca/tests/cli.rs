@@ -77,11 +77,13 @@ async fn every_command_has_help() {
     .await;
 }
 
+/// With `--no-setup`, no credentials is a usage error (without it, `cca up` serves its setup
+/// page: tests/up.rs).
 #[tokio::test]
 async fn up_without_github_credentials_says_what_to_set() {
     bounded(async {
         let home = tempfile::tempdir().unwrap();
-        let out = output(cca(home.path()).arg("up")).await;
+        let out = output(cca(home.path()).args(["up", "--no-setup"])).await;
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         let err = text(&out.stderr);
         for var in [
@@ -218,7 +220,14 @@ struct Up {
 async fn start_up(home: &Path, data: &Path, github: &FakeGitHub, agent: &Path) -> Up {
     let log = std::fs::File::create(home.join("up.stderr")).unwrap();
     let mut child = cca(home)
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(data)
         .env("GITHUB_TOKEN", TOKEN)
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
@@ -420,8 +429,26 @@ async fn up_handles_a_replayed_label_and_stops_its_agent_on_ctrl_c() {
             "{printed}"
         );
         assert!(printed.contains("/health"), "{printed}");
-        assert!(printed.contains("https://<session>.localhost"), "{printed}");
+        assert!(printed.contains("http://<session>.localhost:"), "{printed}");
         assert_eq!(r.github.pulls(REPO).len(), 1);
+
+        // The stand-in exits on SIGTERM without recording anything: `cca up` ends the session
+        // itself, so the store shows nothing running that nothing runs.
+        let out = output(
+            cca(r.home())
+                .args(["sessions", "show", &r.session_id, "--json", "--data-dir"])
+                .arg(&r.data),
+        )
+        .await;
+        assert!(out.status.success(), "{out:?}");
+        let session: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(session["status"], "FAILED", "{session}");
+        assert!(
+            session["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("without recording")),
+            "{session}"
+        );
     })
     .await;
 }

@@ -143,6 +143,96 @@ pub fn preview_url(id: &SessionId, domain_suffix: &str) -> String {
     format!("https://{id}.{}", domain_suffix.trim_start_matches('.'))
 }
 
+/// Placeholder of the session id in a preview URL template.
+pub const TEMPLATE_ID: &str = "{id}";
+/// Placeholder of the domain suffix in a preview URL template.
+pub const TEMPLATE_SUFFIX: &str = "{suffix}";
+
+/// How the preview URLs of sessions are written: `https://<id>.<suffix>` behind the load
+/// balancer ([`preview_url`]), or a template where previews are reached another way, such as
+/// `http://{id}.localhost:8081` for the proxy of `cca up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewUrls {
+    suffix: String,
+    template: Option<String>,
+}
+
+impl PreviewUrls {
+    /// `https://<id>.<suffix>`; a leading `.` of the suffix is dropped.
+    pub fn new(suffix: &str) -> Self {
+        Self {
+            suffix: suffix.trim_start_matches('.').to_owned(),
+            template: None,
+        }
+    }
+
+    /// URLs written from `template`: an `http://` or `https://` URL holding `{id}` (the
+    /// session id) and optionally `{suffix}` (the domain suffix). The error says what is wrong.
+    pub fn with_template(mut self, template: &str) -> Result<Self, String> {
+        let template = template.trim();
+        if !(template.starts_with("http://") || template.starts_with("https://")) {
+            return Err(format!("{template:?} is not an http:// or https:// URL"));
+        }
+        if !template.contains(TEMPLATE_ID) {
+            return Err(format!(
+                "{template:?} does not hold {TEMPLATE_ID}, where the session id goes"
+            ));
+        }
+        let rest = template
+            .replace(TEMPLATE_ID, "")
+            .replace(TEMPLATE_SUFFIX, "");
+        if rest.contains(['{', '}']) || rest.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "{template:?} holds something other than {TEMPLATE_ID} and {TEMPLATE_SUFFIX} in braces, or a space"
+            ));
+        }
+        self.template = Some(template.to_owned());
+        Ok(self)
+    }
+
+    /// The domain suffix, without a leading `.`.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    /// The template, when one is set.
+    pub fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
+    /// The form of the URLs, with `<session>` where the id goes: for people to read.
+    pub fn pattern(&self) -> String {
+        match &self.template {
+            None => format!("https://<session>.{}", self.suffix),
+            Some(t) => t
+                .replace(TEMPLATE_ID, "<session>")
+                .replace(TEMPLATE_SUFFIX, &self.suffix),
+        }
+    }
+
+    /// The preview URL of session `id`.
+    pub fn url(&self, id: &SessionId) -> String {
+        match &self.template {
+            None => preview_url(id, &self.suffix),
+            Some(t) => t
+                .replace(TEMPLATE_ID, id.as_str())
+                .replace(TEMPLATE_SUFFIX, &self.suffix),
+        }
+    }
+}
+
+impl From<&str> for PreviewUrls {
+    fn from(suffix: &str) -> Self {
+        Self::new(suffix)
+    }
+}
+
+impl From<String> for PreviewUrls {
+    fn from(suffix: String) -> Self {
+        Self::new(&suffix)
+    }
+}
+
 fn one_line(s: &str, max_chars: usize) -> String {
     let line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     clip(&line, max_chars).into_owned()
@@ -227,6 +317,29 @@ mod tests {
         assert!(body.contains("Closes #7") && body.contains(MARKER));
         let k = JiraKey::parse("P-1").unwrap();
         assert_eq!(jira_pr_title(&k, "Sum"), "[Claude] P-1: Sum");
+    }
+
+    #[test]
+    fn preview_urls_default_to_https_and_follow_a_template() {
+        let id = SessionId::parse("abc123").unwrap();
+        let plain = PreviewUrls::new(".uat.example.com");
+        assert_eq!(plain.url(&id), "https://abc123.uat.example.com");
+        assert_eq!(plain.url(&id), preview_url(&id, "uat.example.com"));
+        let local = PreviewUrls::new("localhost")
+            .with_template("http://{id}.{suffix}:8081")
+            .unwrap();
+        assert_eq!(local.url(&id), "http://abc123.localhost:8081");
+        assert_eq!(local.pattern(), "http://<session>.localhost:8081");
+        assert_eq!(plain.pattern(), "https://<session>.uat.example.com");
+        assert_eq!(local.suffix(), "localhost");
+        for bad in [
+            "ftp://{id}.x",
+            "http://x.localhost",
+            "http://{id}.{port}",
+            "http://{id} .x",
+        ] {
+            assert!(PreviewUrls::new("x").with_template(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -396,7 +396,8 @@ async fn a_jira_session_posts_its_first_runs_summary_on_the_jira_issue() {
     else {
         return;
     };
-    let jira = cca_testkit::jira::FakeJira::start("bot@example.test", "jira-token-0123456789").await;
+    let jira =
+        cca_testkit::jira::FakeJira::start("bot@example.test", "jira-token-0123456789").await;
     jira.add_issue(
         "AGNTS-7",
         "Create hello.txt",
@@ -426,7 +427,11 @@ async fn a_jira_session_posts_its_first_runs_summary_on_the_jira_issue() {
     assert!(text.contains("Implementation Complete"), "{text}");
     assert!(text.contains(&head.sha[..7]), "{text}");
     assert!(text.contains("Created hello.txt."), "{text}");
-    assert!(comments[0].to_string().contains("/pull/"), "{}", comments[0]);
+    assert!(
+        comments[0].to_string().contains("/pull/"),
+        "{}",
+        comments[0]
+    );
     assert!(!text.contains("jira-token-0123456789"));
     stand.stop(&mut agent).await;
 }
@@ -450,7 +455,10 @@ async fn another_cli_is_a_command_that_gets_the_prompt_as_data() {
     let summary = stand.wait_comment("Run 1 finished", START).await;
     assert!(summary.body.contains("`A prompt.txt`"), "{}", summary.body);
     assert_eq!(
-        stand.github.file_at(REPO, "claude/1", "prompt.txt").as_deref(),
+        stand
+            .github
+            .file_at(REPO, "claude/1", "prompt.txt")
+            .as_deref(),
         Some("say \"hi\"; $(touch pwned)\n")
     );
     assert!(!stand.clone_dir().join("pwned").exists());
@@ -465,7 +473,9 @@ async fn reaching_the_session_cost_limit_says_so_and_stops_the_session() {
     };
     // One run of the scripted model costs about $0.012: the first run spends the session's budget.
     stand.set("MAX_COST_PER_SESSION_USD", "0.01");
-    stand.model.push_all([Reply::write("a.txt", "a\n"), Reply::text("Done.")]);
+    stand
+        .model
+        .push_all([Reply::write("a.txt", "a\n"), Reply::text("Done.")]);
     let mut agent = stand.spawn("run");
     // The CLI stops the run at the budget the session has left, and the summary says so.
     let first = stand.wait_comment("Run 1 failed", START).await;
@@ -480,7 +490,11 @@ async fn reaching_the_session_cost_limit_says_so_and_stops_the_session() {
         .await;
     assert_eq!(code, 202);
     let limit = stand.wait_comment("Session limit reached", START).await;
-    assert!(limit.body.contains("MAX_COST_PER_SESSION_USD"), "{}", limit.body);
+    assert!(
+        limit.body.contains("MAX_COST_PER_SESSION_USD"),
+        "{}",
+        limit.body
+    );
     stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
     let s = stand.record().await;
     assert_eq!(s.status, Status::Stopped);

@@ -379,7 +379,12 @@ impl Stand {
     /// Stops the agent through its control API and waits for it to exit.
     pub async fn stop(&self, child: &mut Child) {
         let (code, _) = self
-            .control("POST", "/stop", Some(&self.token()), serde_json::json!({"reason": "test over"}))
+            .control(
+                "POST",
+                "/stop",
+                Some(&self.token()),
+                serde_json::json!({"reason": "test over"}),
+            )
             .await;
         assert_eq!(code, 202);
         self.wait_exit(child, Duration::from_secs(25)).await;

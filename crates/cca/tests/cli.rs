@@ -59,7 +59,7 @@ fn text(bytes: &[u8]) -> String {
 async fn every_command_has_help() {
     bounded(async {
         let home = tempfile::tempdir().unwrap();
-        let commands: [&[&str]; 7] = [
+        let commands: [&[&str]; 9] = [
             &[],
             &["up"],
             &["sessions"],
@@ -67,6 +67,8 @@ async fn every_command_has_help() {
             &["sessions", "show"],
             &["sessions", "stop"],
             &["replay"],
+            &["sweep"],
+            &["doctor"],
         ];
         for args in commands {
             let out = output(cca(home.path()).args(args).arg("--help")).await;

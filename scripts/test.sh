@@ -164,6 +164,15 @@ export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 
+step "Building cca (cca doctor checks the deployment infra/ applies)"
+cargo build -p cca --bin cca || fail "cargo build -p cca"
+export CCA_BIN="$CARGO_TARGET_DIR/debug/cca"
+
+step "Terraform (infra/): fmt, checkov, then plan and apply against moto"
+# The applied deployment stays in moto; tests find its outputs in CCA_INFRA_OUTPUTS.
+export CCA_INFRA_OUTPUTS="$CCA_CACHE/infra/outputs.json"
+bash infra/test/run.sh || fail "infra/test/run.sh"
+
 if [[ "${CCA_SKIP_LINT:-0}" == "1" ]]; then
     step "Skipping cargo fmt and clippy (CCA_SKIP_LINT=1)"
 else

@@ -86,7 +86,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(e) => {
             let reason = ready.secrets.mask(&format!("{e:#}"));
             error!(error = %reason, "the session could not start");
-            return fail(&ready, &reporter, &reason).await;
+            return fail(&ready, &reporter, "Session", &reason).await;
         }
     };
     let stop = work(&ready, &reporter, &started, &session).await;
@@ -980,8 +980,13 @@ async fn shutdown(ready: &Ready, reporter: &Reporter, st: &Started, stop: StopRe
     info!(status = %stop.final_status, "session ended");
 }
 
-/// The session could not start: `FAILED` with the reason, and one comment saying why.
-async fn fail(ready: &Ready, reporter: &Reporter, reason: &str) -> anyhow::Result<()> {
+/// The session could not start: `FAILED` with the reason, and the status comment says why.
+pub(crate) async fn fail(
+    ready: &Ready,
+    reporter: &Reporter,
+    what: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
     let patch = SessionPatch {
         error: Some(reason.to_owned()),
         ..SessionPatch::default()
@@ -997,9 +1002,9 @@ async fn fail(ready: &Ready, reporter: &Reporter, reason: &str) -> anyhow::Resul
         error!(error = %e, "cannot record FAILED");
     }
     reporter.update(|v| {
-        v.headline = format!("❌ Failed: {reason}");
+        v.headline = format!("❌ {what} failed: {reason}");
         v.step = None;
     });
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter.flush()).await;
-    anyhow::bail!("the session failed: {reason}")
+    anyhow::bail!("the {} failed: {reason}", what.to_lowercase())
 }

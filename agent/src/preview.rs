@@ -74,25 +74,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(e) => {
             let reason = ready.secrets.mask(&format!("{e:#}"));
             error!(error = %reason, "the preview could not start");
-            let patch = SessionPatch {
-                error: Some(reason.clone()),
-                ..SessionPatch::default()
-            };
-            if let Err(e) = setup::finish(
-                ready.store.as_ref(),
-                &ready.session.session_id,
-                Status::Failed,
-                patch,
-            )
-            .await
-            {
-                error!(error = %e, "cannot record FAILED");
-            }
-            reporter.update(|v| {
-                v.headline = format!("❌ Preview failed: {reason}");
-            });
-            let _ = tokio::time::timeout(Duration::from_secs(10), reporter.flush()).await;
-            bail!("the preview failed: {reason}");
+            return crate::agent::fail(&ready, &reporter, "Preview", &reason).await;
         }
     };
     let mut refreshes = ready.shared.refreshes();

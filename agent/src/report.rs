@@ -107,16 +107,11 @@ pub struct RepoAccess {
 impl RepoAccess {
     /// The client with a current token (minted or refreshed when needed, and masked from then on).
     pub async fn client(&self) -> Result<RepoClient, GitHubError> {
-        let token = self
-            .github
-            .installation_token(self.installation, Some(&self.repo))
-            .await?;
-        self.secrets
-            .add(secrecy::ExposeSecret::expose_secret(&token.token));
+        self.token().await?;
         self.github.repo_client(self.installation, &self.repo).await
     }
 
-    /// The current token itself (for git).
+    /// The current token itself (for git), masked from now on.
     pub async fn token(&self) -> Result<secrecy::SecretString, GitHubError> {
         let token = self
             .github

@@ -173,6 +173,22 @@ step "Terraform (infra/): fmt, checkov, then plan and apply against moto"
 export CCA_INFRA_OUTPUTS="$CCA_CACHE/infra/outputs.json"
 bash infra/test/run.sh || fail "infra/test/run.sh"
 
+# The delivery tooling, before the Rust tests: they reset moto, which would take away the
+# deployment deploy.sh's default names are checked against. It runs with the whole suite only,
+# not when packages were picked. Building the Lambda package takes minutes;
+# CCA_TEST_LAMBDA_BUILD=0 skips that one test.
+picked=0
+for arg in "$@"; do
+    case "$arg" in
+    --) break ;;
+    -p | -p* | --package | --package=*) picked=1 ;;
+    esac
+done
+if ((picked == 0)); then
+    step "deploy.sh, Dockerfiles and the Lambda package (scripts/test-deploy.sh)"
+    CCA_TEST_LAMBDA_BUILD="${CCA_TEST_LAMBDA_BUILD:-1}" scripts/test-deploy.sh || fail "scripts/test-deploy.sh"
+fi
+
 if [[ "${CCA_SKIP_LINT:-0}" == "1" ]]; then
     step "Skipping cargo fmt and clippy (CCA_SKIP_LINT=1)"
 else

@@ -26,7 +26,8 @@ use crate::cli::{self, Adapter, CliEvent, Ended, RunOutcome, RunRequest};
 use crate::config::Config;
 use crate::control::{Mode, Prompt, Shared, StopRequest};
 use crate::devserver::{self, AppState, Supervisor};
-use crate::git::{GitAuth, Repo, working_copy};
+use crate::git::Repo;
+use crate::idle::{IdleEvent, IdleWatch, human};
 use crate::report::{Budget, Reporter, RunSummary, StatusView};
 use crate::setup::{self, Ready, WITHHELD_FROM_CHILDREN, now};
 
@@ -109,15 +110,9 @@ async fn start(
     reporter: &Reporter,
     session: &mut Session,
 ) -> anyhow::Result<Started> {
-    let client = ready
-        .access
-        .client()
-        .await
-        .context("GitHub authentication")?;
-    let info = client
-        .repo(&session.repo_full_name)
-        .await
-        .context("reading the repository")?;
+    let crate::setup::Cloned { repo, clone_url } = ready.clone_branch(None).await?;
+    exclude_local_files(repo.dir());
+    let client = ready.access.client().await?;
     let pr_url = match session.pr_number {
         Some(n) => client
             .pull(&session.repo_full_name, n)
@@ -126,31 +121,8 @@ async fn start(
             .map(|p| p.html_url),
         None => None,
     };
-    let repo = Repo::new(
-        working_copy(
-            &ready.cfg.workspace,
-            session.session_id.as_str(),
-            session.repo_full_name.name(),
-        ),
-        &ready.cfg.git_author_name,
-        &ready.cfg.git_author_email,
-    );
-    let auth = git_auth(ready, &info.clone_url).await?;
-    repo.clone_branch(
-        &info.clone_url,
-        session.branch_name.as_str(),
-        &info.default_branch,
-        &auth,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
-    exclude_local_files(repo.dir());
-    info!(dir = %repo.dir().display(), branch = %session.branch_name, "cloned");
 
-    let app_port = match ready.cfg.app_port {
-        0 => free_port()?,
-        p => p,
-    };
+    let app_port = ready.app_port()?;
     let app = start_app(ready, reporter, repo.dir().to_path_buf(), app_port).await;
     // A repository's settings may name their own port: the proxy must forward there.
     let app_port = app.as_ref().map_or(app_port, |a| a.plan().port);
@@ -178,7 +150,7 @@ async fn start(
     });
     Ok(Started {
         repo,
-        clone_url: info.clone_url,
+        clone_url,
         app,
         totals: tokio::sync::Mutex::new(Totals {
             runs: 0,
@@ -219,17 +191,6 @@ async fn initial_prompt(ready: &Ready, session: &Session) -> anyhow::Result<Stri
     ))
 }
 
-async fn git_auth(ready: &Ready, clone_url: &str) -> anyhow::Result<GitAuth> {
-    let token = ready
-        .access
-        .token()
-        .await
-        .context("minting a token for git")?;
-    let auth = GitAuth::new(clone_url, &token);
-    ready.secrets.add(&auth.encoded());
-    Ok(auth)
-}
-
 fn exclude_local_files(dir: &std::path::Path) {
     let path = dir.join(".git/info/exclude");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
@@ -237,18 +198,6 @@ fn exclude_local_files(dir: &std::path::Path) {
         let _ = std::fs::create_dir_all(dir.join(".git/info"));
         let _ = std::fs::write(&path, format!("{existing}\n{LOCAL_EXCLUDES}"));
     }
-}
-
-/// A free TCP port on this host.
-pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("0.0.0.0:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// The environment of every child (CLI, install, dev server): the agent's own, minus its
-/// credentials.
-pub fn child_env_removals() -> &'static [&'static str] {
-    &WITHHELD_FROM_CHILDREN
 }
 
 /// Variables the app gets from the agent (it inherits nothing else but `PATH`, `HOME` and the
@@ -509,7 +458,7 @@ async fn run_one(
         adapter,
         &req,
         &env,
-        child_env_removals(),
+        &WITHHELD_FROM_CHILDREN,
         limits.run_timeout,
         limits.silence_timeout,
         ready.shared.cancel_signal(),
@@ -707,7 +656,7 @@ async fn commit_and_push(
         .await
         .unwrap_or(true)
     {
-        let pushed = match git_auth(ready, &st.clone_url).await {
+        let pushed = match ready.git_auth(&st.clone_url).await {
             Ok(auth) => st
                 .repo
                 .push(session.branch_name.as_str(), &auth)
@@ -821,16 +770,13 @@ async fn jira_summary(ready: &Ready, st: &Started, s: &RunSummary) {
 
 /// Posts the idle warning once, then asks the session to stop at the idle timeout.
 fn spawn_idle_watch(ready: &Ready, reporter: &Reporter, st: &Started) {
-    let limits = ready.cfg.limits.clone();
+    let mut watch = IdleWatch::new(&ready.cfg.limits);
     let shared = ready.shared.clone();
     let reporter = reporter.clone();
     let activity = st.activity.clone();
     tokio::spawn(async move {
-        let tick =
-            (limits.idle_warning / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        let mut warned_for = None;
         loop {
-            tokio::time::sleep(tick).await;
+            tokio::time::sleep(watch.tick()).await;
             if shared.stop_requested().is_some() {
                 return;
             }
@@ -838,41 +784,32 @@ fn spawn_idle_watch(ready: &Ready, reporter: &Reporter, st: &Started) {
             if busy {
                 continue;
             }
-            let idle = Duration::from_secs(u64::try_from(now() - latest).unwrap_or(0));
-            if idle >= limits.idle_timeout {
-                let minutes = limits.idle_timeout.as_secs() / 60;
-                reporter
-                    .post_logged(&format!(
-                        ":zzz: **Session Terminated**: no activity for {} (IDLE_TIMEOUT_SECS). Re-add the label to start again.",
-                        human(limits.idle_timeout, minutes)
-                    ))
-                    .await;
-                shared.request_stop(StopRequest {
-                    reason: format!("idle for {}", human(limits.idle_timeout, minutes)),
-                    final_status: Status::Stopped,
-                });
-                return;
-            }
-            if idle >= limits.idle_timeout - limits.idle_warning && warned_for != Some(latest) {
-                warned_for = Some(latest);
-                let left = limits.idle_timeout - idle;
-                reporter
-                    .post_logged(&format!(
-                        ":hourglass: **Idle Warning**: this session stops in about {} unless it gets a comment.",
-                        human(left, left.as_secs() / 60)
-                    ))
-                    .await;
+            match watch.check(latest, now()) {
+                None => {}
+                Some(IdleEvent::Warn { left }) => {
+                    reporter
+                        .post_logged(&format!(
+                            ":hourglass: **Idle Warning**: this session stops in about {} unless it gets a comment.",
+                            human(left)
+                        ))
+                        .await;
+                }
+                Some(IdleEvent::Expired) => {
+                    let idle = human(watch.timeout());
+                    reporter
+                        .post_logged(&format!(
+                            ":zzz: **Session Terminated**: no activity for {idle} (IDLE_TIMEOUT_SECS). Re-add the label to start again."
+                        ))
+                        .await;
+                    shared.request_stop(StopRequest {
+                        reason: format!("idle for {idle}"),
+                        final_status: Status::Stopped,
+                    });
+                    return;
+                }
             }
         }
     });
-}
-
-fn human(d: Duration, minutes: u64) -> String {
-    if minutes >= 1 {
-        format!("{minutes} min")
-    } else {
-        format!("{} s", d.as_secs())
-    }
 }
 
 /// A cheap, shareable view of the session's activity for the idle watch.
@@ -955,16 +892,7 @@ async fn shutdown(ready: &Ready, reporter: &Reporter, st: &Started, stop: StopRe
         last_activity: Some(now()),
         ..SessionPatch::default()
     };
-    if let Err(e) = setup::finish(
-        ready.store.as_ref(),
-        &ready.session.session_id,
-        stop.final_status,
-        patch,
-    )
-    .await
-    {
-        error!(error = %e, "cannot record the end of the session");
-    }
+    ready.record_end(stop.final_status, patch).await;
     let icon = if stop.final_status == Status::Completed {
         "🏁"
     } else {
@@ -991,16 +919,7 @@ pub(crate) async fn fail(
         error: Some(reason.to_owned()),
         ..SessionPatch::default()
     };
-    if let Err(e) = setup::finish(
-        ready.store.as_ref(),
-        &ready.session.session_id,
-        Status::Failed,
-        patch,
-    )
-    .await
-    {
-        error!(error = %e, "cannot record FAILED");
-    }
+    ready.record_end(Status::Failed, patch).await;
     reporter.update(|v| {
         v.headline = format!("❌ {what} failed: {reason}");
         v.step = None;

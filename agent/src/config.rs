@@ -9,9 +9,6 @@ use cca_store::StoreSpec;
 use clap::Args;
 use secrecy::SecretString;
 
-/// Shortest control key accepted, as the webhook requires.
-pub const MIN_CONTROL_SECRET_LEN: usize = 32;
-
 /// Everything `cca-agent run` and `cca-agent preview` read.
 #[derive(Debug, Clone, Default, Args)]
 pub struct AgentArgs {
@@ -133,17 +130,8 @@ pub struct AgentArgs {
     pub git_author_email: Option<String>,
 }
 
-/// A setting that is missing or wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set: {why}")]
-    Missing {
-        var: &'static str,
-        why: &'static str,
-    },
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
+pub use cca_domain::config::ConfigError;
+pub use cca_secrets::ControlSource;
 
 /// Where the GitHub identity comes from.
 #[derive(Debug, Clone)]
@@ -154,13 +142,6 @@ pub enum GitHubSource {
         private_key_file: PathBuf,
     },
     Token(SecretString),
-}
-
-/// Where the control key comes from.
-#[derive(Debug, Clone)]
-pub enum ControlSource {
-    SecretArn(String),
-    Local(SecretString),
 }
 
 /// Where JIRA credentials come from.
@@ -303,24 +284,11 @@ impl Config {
             });
         }
 
-        let control = match (nonempty(&a.control_secret_arn), nonempty(&a.control_secret)) {
-            (Some(arn), _) => ControlSource::SecretArn(arn),
-            (None, Some(s)) if s.len() >= MIN_CONTROL_SECRET_LEN => {
-                ControlSource::Local(SecretString::from(s))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    var: "CCA_CONTROL_SECRET",
-                    reason: format!("shorter than {MIN_CONTROL_SECRET_LEN} characters"),
-                });
-            }
-            (None, None) => {
-                return Err(ConfigError::Missing {
-                    var: "CONTROL_SECRET_ARN",
-                    why: "the control API's token is derived from it (locally: CCA_CONTROL_SECRET)",
-                });
-            }
-        };
+        let control = ControlSource::from_vars(
+            a.control_secret_arn.as_deref(),
+            a.control_secret.as_deref(),
+            "the control API's token is derived from it (locally: CCA_CONTROL_SECRET)",
+        )?;
 
         let jira = if let Some(arn) = nonempty(&a.jira_secret_arn) {
             Some(JiraSource::SecretArn(arn))

@@ -64,6 +64,8 @@ pub struct Shared {
     queue: Mutex<VecDeque<Prompt>>,
     queued: Notify,
     stop: watch::Sender<Option<StopRequest>>,
+    /// True once `stop` holds a request: what a run in progress watches.
+    cancel: watch::Sender<bool>,
     refresh: Mutex<Option<mpsc::UnboundedSender<Refresh>>>,
     status: Mutex<Value>,
     /// Reactions to acknowledge prompts are sent through this (the reporter reads it).
@@ -73,6 +75,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(session_id: SessionId, mode: Mode, key: SecretString) -> Arc<Self> {
         let (stop, _) = watch::channel(None);
+        let (cancel, _) = watch::channel(false);
         Arc::new(Self {
             session_id,
             mode,
@@ -81,6 +84,7 @@ impl Shared {
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
             stop,
+            cancel,
             refresh: Mutex::new(None),
             status: Mutex::new(json!({})),
             acks: Mutex::new(None),
@@ -122,7 +126,7 @@ impl Shared {
 
     /// Asks the session to stop; the first request wins.
     pub fn request_stop(&self, req: StopRequest) {
-        self.stop.send_if_modified(|slot| {
+        let first = self.stop.send_if_modified(|slot| {
             if slot.is_none() {
                 *slot = Some(req);
                 true
@@ -130,6 +134,9 @@ impl Shared {
                 false
             }
         });
+        if first {
+            self.cancel.send_replace(true);
+        }
     }
 
     pub fn stop_requested(&self) -> Option<StopRequest> {
@@ -152,17 +159,7 @@ impl Shared {
 
     /// A receiver that turns true when a stop is requested (to cancel a run).
     pub fn cancel_signal(&self) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(self.stop.borrow().is_some());
-        let mut stop = self.stop.subscribe();
-        tokio::spawn(async move {
-            while stop.borrow_and_update().is_none() {
-                if stop.changed().await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(true);
-        });
-        rx
+        self.cancel.subscribe()
     }
 
     /// Where refresh requests go (previews).

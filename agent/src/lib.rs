@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod devserver;
 pub mod git;
+pub mod idle;
 pub mod preview;
 pub mod report;
 pub mod setup;

@@ -16,11 +16,11 @@ use cca_domain::session::SessionPatch;
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use crate::agent::free_port;
 use crate::config::Config;
 use crate::control::{Mode, StopRequest};
 use crate::devserver::{self, Supervisor};
-use crate::git::{GitAuth, Repo, working_copy};
+use crate::git::Repo;
+use crate::idle::{IdleEvent, IdleWatch, human};
 use crate::report::{Budget, Reporter, StatusView};
 use crate::setup::{self, Ready, now};
 
@@ -78,10 +78,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
     let mut refreshes = ready.shared.refreshes();
-    let idle = ready.cfg.limits.clone();
-    let tick = (idle.idle_warning / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut watch = IdleWatch::new(&ready.cfg.limits);
     let mut local_activity = now();
-    let mut warned_for: Option<i64> = None;
     let stop = loop {
         tokio::select! {
             stop = ready.shared.stopped() => break stop,
@@ -93,7 +91,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     reporter.update(|v| v.headline = format!("⚠️ Refresh failed: {msg}"));
                 }
             }
-            () = tokio::time::sleep(tick) => {
+            () = tokio::time::sleep(watch.tick()) => {
                 // The proxy records traffic on the record; the latest of it and our own events counts.
                 let recorded = ready
                     .store
@@ -104,21 +102,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     .and_then(|s| s.last_activity)
                     .unwrap_or(0);
                 let latest = recorded.max(local_activity);
-                let idle_for = Duration::from_secs(u64::try_from(now() - latest).unwrap_or(0));
-                if idle_for >= idle.idle_timeout {
-                    reporter.post_logged(&format!(
-                        ":zzz: **Preview stopped**: no traffic for {} s (IDLE_TIMEOUT_SECS). Re-add the label to start it again.",
-                        idle.idle_timeout.as_secs()
-                    )).await;
-                    break StopRequest { reason: format!("idle for {} s", idle.idle_timeout.as_secs()), final_status: Status::Stopped };
-                }
-                if idle_for >= idle.idle_timeout - idle.idle_warning && warned_for != Some(latest) {
-                    warned_for = Some(latest);
-                    let left = idle.idle_timeout - idle_for;
-                    reporter.post_logged(&format!(
-                        ":hourglass: **Idle Warning**: this preview stops in about {} s unless it is used.",
-                        left.as_secs()
-                    )).await;
+                match watch.check(latest, now()) {
+                    None => {}
+                    Some(IdleEvent::Warn { left }) => {
+                        reporter.post_logged(&format!(
+                            ":hourglass: **Idle Warning**: this preview stops in about {} unless it is used.",
+                            human(left)
+                        )).await;
+                    }
+                    Some(IdleEvent::Expired) => {
+                        let idle = human(watch.timeout());
+                        reporter.post_logged(&format!(
+                            ":zzz: **Preview stopped**: no traffic for {idle} (IDLE_TIMEOUT_SECS). Re-add the label to start it again."
+                        )).await;
+                        break StopRequest { reason: format!("idle for {idle}"), final_status: Status::Stopped };
+                    }
                 }
             }
         }
@@ -138,47 +136,11 @@ struct Preview {
     env: Vec<(String, String)>,
 }
 
-async fn auth(ready: &Ready, clone_url: &str) -> anyhow::Result<GitAuth> {
-    let token = ready
-        .access
-        .token()
-        .await
-        .context("minting a token for git")?;
-    let auth = GitAuth::new(clone_url, &token);
-    ready.secrets.add(&auth.encoded());
-    Ok(auth)
-}
-
 async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
-    let session = &ready.session;
-    let client = ready
-        .access
-        .client()
-        .await
-        .context("GitHub authentication")?;
-    let info = client
-        .repo(&session.repo_full_name)
-        .await
-        .context("reading the repository")?;
-    let repo = Repo::new(
-        working_copy(
-            &ready.cfg.workspace,
-            session.session_id.as_str(),
-            session.repo_full_name.name(),
-        ),
-        &ready.cfg.git_author_name,
-        &ready.cfg.git_author_email,
-    );
-    let git = auth(ready, &info.clone_url).await?;
-    let branch = session.branch_name.as_str();
-    repo.clone_branch(&info.clone_url, branch, branch, &git)
-        .await
-        .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
+    let branch = ready.session.branch_name.as_str();
+    let crate::setup::Cloned { repo, clone_url } = ready.clone_branch(Some(branch)).await?;
     let head = repo.head().await?;
-    let port = match ready.cfg.app_port {
-        0 => free_port()?,
-        p => p,
-    };
+    let port = ready.app_port()?;
     let plan = devserver::plan(repo.dir(), port)?
         .context("the branch has no app to preview (no .cca.toml and nothing detected)")?;
     reporter.update(|v| {
@@ -205,12 +167,12 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
     };
     ready
         .store
-        .transition(&session.session_id, Status::Running, patch, now())
+        .transition(&ready.session.session_id, Status::Running, patch, now())
         .await
         .context("recording RUNNING")?;
     let mut preview = Preview {
         repo,
-        clone_url: info.clone_url,
+        clone_url,
         app,
         head,
         deployments: Vec::new(),
@@ -275,7 +237,7 @@ impl Preview {
         reporter: &Reporter,
         wanted: Option<&str>,
     ) -> anyhow::Result<()> {
-        let git = auth(ready, &self.clone_url).await?;
+        let git = ready.git_auth(&self.clone_url).await?;
         let branch = ready.session.branch_name.as_str();
         let old = self.head.clone();
         let new = self
@@ -342,16 +304,7 @@ impl Preview {
             last_activity: Some(now()),
             ..SessionPatch::default()
         };
-        if let Err(e) = setup::finish(
-            ready.store.as_ref(),
-            &ready.session.session_id,
-            stop.final_status,
-            patch,
-        )
-        .await
-        {
-            error!(error = %e, "cannot record the end of the preview");
-        }
+        ready.record_end(stop.final_status, patch).await;
         let ids = self.deployments.clone();
         let inactive = async {
             if let Ok(client) = ready.access.client().await {

@@ -16,7 +16,7 @@ use cca_domain::RepoName;
 use cca_domain::mask::Masker;
 use cca_domain::naming::{MARKER, clip};
 use cca_github::{GitHub, GitHubError, RepoClient};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -62,15 +62,6 @@ impl Budget {
             };
             tokio::time::sleep(wait).await;
         }
-    }
-
-    /// Slots taken in the current window.
-    pub fn used(&self) -> usize {
-        let sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        sent.iter()
-            .filter(|t| now.duration_since(**t) < self.window)
-            .count()
     }
 }
 
@@ -282,7 +273,6 @@ struct Inner {
     interval: Duration,
     view: watch::Sender<StatusView>,
     status_comment: Mutex<Option<u64>>,
-    flushed: Notify,
     /// The view last sent, so an unchanged view is not sent again.
     sent: Mutex<Option<String>>,
 }
@@ -304,7 +294,6 @@ impl Reporter {
             interval,
             view: tx,
             status_comment: Mutex::new(None),
-            flushed: Notify::new(),
             sent: Mutex::new(None),
         });
         tokio::spawn(status_loop(Arc::downgrade(&inner), rx));
@@ -318,11 +307,6 @@ impl Reporter {
     /// Changes what the status comment shows; it is sent within the interval.
     pub fn update(&self, f: impl FnOnce(&mut StatusView)) {
         self.inner.view.send_modify(f);
-    }
-
-    /// The status as it is now.
-    pub fn view(&self) -> StatusView {
-        self.inner.view.borrow().clone()
     }
 
     /// Sends the status now, whatever the interval (before the process exits).
@@ -364,10 +348,6 @@ impl Reporter {
         self.inner.budget.acquire().await;
     }
 
-    pub fn access(&self) -> &RepoAccess {
-        &self.inner.access
-    }
-
     fn prepare(&self, body: &str) -> String {
         let masked = self.secrets().mask(body);
         let mut body = if masked.contains(MARKER) {
@@ -390,7 +370,6 @@ async fn status_loop(inner: std::sync::Weak<Inner>, mut rx: watch::Receiver<Stat
         };
         let interval = strong.interval;
         send_status(&strong).await;
-        strong.flushed.notify_waiters();
         drop(strong);
         tokio::time::sleep(interval).await;
         if rx.changed().await.is_err() {

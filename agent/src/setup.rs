@@ -14,19 +14,14 @@ use cca_store::{DynamoStore, SessionStore, SqliteStore, StoreError, StoreSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, ControlSource, GitHubSource, JiraSource};
 use crate::control::{self, Mode, Shared};
+use crate::git::{GitAuth, Repo, working_copy};
 use crate::report::{RepoAccess, Secrets};
 
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
+pub use cca_domain::now;
 
 /// Everything a mode starts with.
 #[derive(Debug)]
@@ -42,6 +37,84 @@ pub struct Ready {
     pub shared: Arc<Shared>,
     pub address: String,
     pub control_port: u16,
+}
+
+/// The session's branch, checked out.
+#[derive(Debug)]
+pub struct Cloned {
+    pub repo: Repo,
+    pub clone_url: String,
+}
+
+impl Ready {
+    /// Git credentials for `clone_url` with the current token (masked from now on).
+    pub async fn git_auth(&self, clone_url: &str) -> anyhow::Result<GitAuth> {
+        let token = self
+            .access
+            .token()
+            .await
+            .context("minting a token for git")?;
+        let auth = GitAuth::new(clone_url, &token);
+        self.secrets.add(&auth.encoded());
+        Ok(auth)
+    }
+
+    /// Clones the session's branch into its working copy; a branch that does not exist yet is
+    /// made from `base`, or from the repository's default branch when `base` is `None`.
+    pub async fn clone_branch(&self, base: Option<&str>) -> anyhow::Result<Cloned> {
+        let session = &self.session;
+        let client = self
+            .access
+            .client()
+            .await
+            .context("GitHub authentication")?;
+        let info = client
+            .repo(&session.repo_full_name)
+            .await
+            .context("reading the repository")?;
+        let repo = Repo::new(
+            working_copy(
+                &self.cfg.workspace,
+                session.session_id.as_str(),
+                session.repo_full_name.name(),
+            ),
+            &self.cfg.git_author_name,
+            &self.cfg.git_author_email,
+        );
+        let auth = self.git_auth(&info.clone_url).await?;
+        repo.clone_branch(
+            &info.clone_url,
+            session.branch_name.as_str(),
+            base.unwrap_or(&info.default_branch),
+            &auth,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(self.secrets.mask(&e.to_string())))?;
+        info!(dir = %repo.dir().display(), branch = %session.branch_name, "cloned");
+        Ok(Cloned {
+            repo,
+            clone_url: info.clone_url,
+        })
+    }
+
+    /// The port the app is to listen on: `APP_PORT`, or a free one when it is 0.
+    pub fn app_port(&self) -> anyhow::Result<u16> {
+        match self.cfg.app_port {
+            0 => {
+                let l = std::net::TcpListener::bind("0.0.0.0:0").context("finding a free port")?;
+                Ok(l.local_addr()?.port())
+            }
+            p => Ok(p),
+        }
+    }
+
+    /// Records the end of the session (`to`, through `STOPPING` when needed), logging what
+    /// cannot be recorded: the process is ending either way.
+    pub async fn record_end(&self, to: Status, patch: SessionPatch) {
+        if let Err(e) = finish(self.store.as_ref(), &self.session.session_id, to, patch).await {
+            error!(error = %e, to = %to, "cannot record the end of the session");
+        }
+    }
 }
 
 /// Variables no child process (CLI, install, dev server) inherits: the agent's own credentials.

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cca_domain::SessionId;
 use cca_domain::session::SessionPatch;
@@ -82,7 +82,7 @@ impl Activity {
 
 async fn write_activity(store: Arc<dyn SessionStore>, mut rx: mpsc::Receiver<SessionId>) {
     while let Some(id) = rx.recv().await {
-        let now = unix_now();
+        let now = cca_domain::now();
         let patch = SessionPatch {
             last_activity: Some(now),
             ..SessionPatch::default()
@@ -94,10 +94,4 @@ async fn write_activity(store: Arc<dyn SessionStore>, mut rx: mpsc::Receiver<Ses
             Err(err) => tracing::warn!(session = %id, error = %err, "cannot record activity"),
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -32,17 +32,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// cut off.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
-/// A configuration error, naming the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set: {why}")]
-    Missing {
-        var: &'static str,
-        why: &'static str,
-    },
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
+pub use cca_domain::config::ConfigError;
 
 /// Every setting, as flags and environment variables (text, checked by [`Config::from_args`]).
 #[derive(Debug, Clone, Default, clap::Args)]

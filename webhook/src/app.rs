@@ -48,13 +48,7 @@ pub struct App {
     pub masker: Masker,
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
+pub use cca_domain::now;
 
 impl App {
     /// Builds every dependency: AWS clients (only when something needs AWS), secrets, store,

@@ -11,17 +11,8 @@ use cca_domain::decide::Rules;
 use cca_domain::naming::PreviewUrls;
 use secrecy::SecretString;
 
-/// A configuration error, naming the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set: {why}")]
-    Missing {
-        var: &'static str,
-        why: &'static str,
-    },
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
+pub use cca_domain::config::ConfigError;
+pub use cca_secrets::ControlSource;
 
 /// Every setting, as flags and environment variables.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -164,13 +155,6 @@ pub enum JiraSource {
     },
 }
 
-/// Where the control key comes from.
-#[derive(Debug, Clone)]
-pub enum ControlSource {
-    SecretArn(String),
-    Local(SecretString),
-}
-
 /// The validated configuration of `cca-webhook`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -186,10 +170,6 @@ pub struct Config {
     pub rules: Rules,
     pub control_timeout: Duration,
 }
-
-/// Shortest control key accepted: 32 characters, as for the key in Secrets Manager, so that
-/// the derived tokens are as strong as the HMAC behind them.
-pub const MIN_CONTROL_SECRET_LEN: usize = 32;
 
 /// Default bound on a call to an agent's control API: GitHub allows the webhook 10 s in all.
 pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(4);
@@ -420,24 +400,11 @@ impl Config {
             None
         };
 
-        let control = match (&a.control_secret_arn, &a.control_secret) {
-            (Some(arn), _) => ControlSource::SecretArn(arn.clone()),
-            (None, Some(s)) if s.len() >= MIN_CONTROL_SECRET_LEN => {
-                ControlSource::Local(SecretString::from(s.clone()))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    var: "CCA_CONTROL_SECRET",
-                    reason: format!("shorter than {MIN_CONTROL_SECRET_LEN} characters"),
-                });
-            }
-            (None, None) => {
-                return Err(ConfigError::Missing {
-                    var: "CONTROL_SECRET_ARN",
-                    why: "the agents' control tokens are derived from it (locally: CCA_CONTROL_SECRET)",
-                });
-            }
-        };
+        let control = ControlSource::from_vars(
+            a.control_secret_arn.as_deref(),
+            a.control_secret.as_deref(),
+            "the agents' control tokens are derived from it (locally: CCA_CONTROL_SECRET)",
+        )?;
 
         let uat_domain_suffix = a
             .uat_domain_suffix

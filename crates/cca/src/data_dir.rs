@@ -125,11 +125,11 @@ fn read_key(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read {}", path.display()))?
         .trim()
         .to_owned();
-    if key.len() < cca_webhook::config::MIN_CONTROL_SECRET_LEN {
+    if key.len() < cca_secrets::MIN_CONTROL_KEY_LEN {
         bail!(
             "{} holds no usable key (at least {} characters); delete it to get a new one",
             path.display(),
-            cca_webhook::config::MIN_CONTROL_SECRET_LEN
+            cca_secrets::MIN_CONTROL_KEY_LEN
         );
     }
     Ok(key)

@@ -7,6 +7,7 @@
 //! crate depends on none of them, so the rules can be tested exhaustively without a network.
 
 pub mod adf;
+pub mod config;
 pub mod contract;
 pub mod control;
 pub mod decide;
@@ -17,4 +18,4 @@ pub mod naming;
 pub mod session;
 
 pub use ids::{BranchName, IdError, JiraKey, Login, RepoName, SessionId};
-pub use session::{ActiveKey, ImageChannel, Session, SessionType, Source, Status};
+pub use session::{ActiveKey, ImageChannel, Session, SessionType, Source, Status, now};

@@ -15,6 +15,13 @@ use crate::ids::{BranchName, JiraKey, RepoName, SessionId};
 /// Seconds a session record is kept after it ends (DynamoDB `ttl`), as the original: 7 days.
 pub const TERMINAL_TTL_SECS: i64 = 7 * 24 * 3600;
 
+/// Seconds since the Unix epoch: the time unit of every timestamp in the record.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// What a session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -203,12 +203,6 @@ async fn reap(
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// What a pid this launcher did not start is now: a `cca-agent` started by another process (an
 /// operator command looks at the agents of `cca up`), gone, or something else.
 #[derive(Debug, PartialEq, Eq)]
@@ -274,7 +268,7 @@ impl Launcher for ProcessLauncher {
                 pid,
                 Tracked {
                     session_id: req.session_id.clone(),
-                    started_at: unix_now(),
+                    started_at: cca_domain::now(),
                     exited: exited_rx,
                     kill: Some(kill_tx),
                 },

@@ -15,7 +15,7 @@ mod github;
 mod jira;
 
 pub use aws::{fetch_control, fetch_github, fetch_jira, fetch_secret_string};
-pub use control::{ControlSecret, MIN_CONTROL_KEY_LEN, parse_control};
+pub use control::{ControlSecret, ControlSource, MIN_CONTROL_KEY_LEN, parse_control};
 pub use github::{GitHubAppSecret, parse_github};
 pub use jira::{JiraSecret, parse_jira};
 pub use secrecy::{ExposeSecret, SecretString};

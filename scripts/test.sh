@@ -26,6 +26,9 @@ cd "$repo_root"
 
 export CCA_CACHE="${CCA_CACHE:-$HOME/.cache/cca}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CCA_CACHE/target}"
+# Every part of the stand is provided below: a test that finds one missing fails (see
+# crates/testkit/src/stand.rs) instead of skipping.
+export CCA_REQUIRE_STAND=1
 mkdir -p "$CCA_CACHE"
 
 step() { printf '\n==> %s\n' "$*"; }

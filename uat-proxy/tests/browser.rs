@@ -32,9 +32,9 @@ const SECOND_TEXT: &str = "Edited through the proxy";
 #[test]
 fn vite_hot_reload_goes_through_the_proxy() {
     if std::env::var("CCA_BROWSER_TESTS").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: browser test needs CCA_BROWSER_TESTS=1 with Chromium, Vite and \
-             playwright-core installed (scripts/test.sh installs them and sets it)"
+        cca_testkit::stand::skip(
+            "browser test needs CCA_BROWSER_TESTS=1 with Chromium, Vite and \
+             playwright-core installed (scripts/test.sh installs them and sets it)",
         );
         return;
     }

@@ -31,7 +31,7 @@ async fn put_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: 
 async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
     within(async {
         let Some(moto) = Moto::from_env() else {
-            eprintln!("skipped: CCA_MOTO_URL is not set (run scripts/test.sh)");
+            cca_testkit::stand::skip("CCA_MOTO_URL is not set (run scripts/test.sh)");
             return;
         };
         moto.ecs_manual_transitions().await;

@@ -106,7 +106,9 @@ impl Stand {
         edit: impl FnOnce(&mut Session),
     ) -> Option<Stand> {
         let Some(cli) = claude_cli() else {
-            eprintln!("skipped: CCA_CLAUDE_CLI is not set (scripts/test.sh installs the CLI)");
+            cca_testkit::stand::skip(
+                "CCA_CLAUDE_CLI is not set (scripts/test.sh installs the CLI)",
+            );
             return None;
         };
         let turn = ONE_AT_A_TIME.lock().await;
@@ -406,12 +408,7 @@ impl Stand {
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub use cca_domain::now;
 
 /// Every file under `dir` (hidden ones and `.git` included), with its bytes.
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

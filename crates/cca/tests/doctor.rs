@@ -36,7 +36,9 @@ const PROXY_PORT: i32 = 8080;
 fn moto() -> Option<Moto> {
     let moto = Moto::from_env();
     if moto.is_none() {
-        eprintln!("skipped: CCA_MOTO_URL is not set (scripts/test.sh starts the AWS emulator)");
+        cca_testkit::stand::skip(
+            "CCA_MOTO_URL is not set (scripts/test.sh starts the AWS emulator)",
+        );
     }
     moto
 }

@@ -494,7 +494,9 @@ fn naming_tg(id: &SessionId) -> String {
 #[tokio::test]
 async fn a_dry_run_changes_nothing_then_each_leftover_is_handled_once() {
     let Some(moto) = Moto::from_env() else {
-        eprintln!("skipped: CCA_MOTO_URL is not set (scripts/test.sh starts the AWS emulator)");
+        cca_testkit::stand::skip(
+            "CCA_MOTO_URL is not set (scripts/test.sh starts the AWS emulator)",
+        );
         return;
     };
     // Tasks must stay RUNNING until stopped, whatever the other tests of the server did.

@@ -703,9 +703,9 @@ async fn the_setup_page_creates_a_github_app_and_up_carries_on_with_it() {
 #[tokio::test]
 async fn the_setup_page_renders_in_a_browser() {
     if std::env::var("CCA_BROWSER_TESTS").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: browser test needs CCA_BROWSER_TESTS=1 with Chromium and playwright-core \
-             installed (scripts/test.sh installs them and sets it)"
+        cca_testkit::stand::skip(
+            "browser test needs CCA_BROWSER_TESTS=1 with Chromium and playwright-core \
+             installed (scripts/test.sh installs them and sets it)",
         );
         return;
     }

@@ -21,7 +21,7 @@ struct Stand {
 
 async fn stand() -> Option<Stand> {
     let Some(moto) = Moto::from_env() else {
-        eprintln!("skipped: CCA_MOTO_URL is not set (no AWS emulator)");
+        cca_testkit::stand::skip("CCA_MOTO_URL is not set (no AWS emulator)");
         return None;
     };
     let ecs = moto.ecs().await;

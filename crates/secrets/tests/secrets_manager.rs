@@ -7,7 +7,7 @@ use cca_secrets::{ExposeSecret, SecretError, fetch_control, fetch_github, fetch_
 /// A client on the emulator, or `None` (and a note) when the test stand is not running.
 fn emulator() -> Option<Client> {
     let Ok(url) = std::env::var("CCA_MOTO_URL") else {
-        eprintln!("skipped: CCA_MOTO_URL is not set (no AWS emulator)");
+        cca_testkit::stand::skip("CCA_MOTO_URL is not set (no AWS emulator)");
         return None;
     };
     let config = aws_sdk_secretsmanager::Config::builder()

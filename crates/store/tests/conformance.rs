@@ -91,6 +91,11 @@ fn sqlite_store() -> (Arc<dyn SessionStore>, tempfile::TempDir) {
 /// when no emulator is configured.
 async fn dynamo_table() -> Option<(aws_sdk_dynamodb::Client, String)> {
     let Ok(url) = std::env::var("CCA_MOTO_URL") else {
+        // As `cca_testkit::stand::skip`, which this crate cannot use (the kit depends on it).
+        assert!(
+            std::env::var_os("CCA_REQUIRE_STAND").is_none_or(|v| v != "1"),
+            "CCA_MOTO_URL is not set, but CCA_REQUIRE_STAND=1: the test command must provide it"
+        );
         eprintln!("skipped: CCA_MOTO_URL is not set, so there is no DynamoDB emulator to test");
         return None;
     };

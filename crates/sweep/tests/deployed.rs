@@ -35,7 +35,7 @@ async fn all(store: &DynamoStore) -> Vec<Session> {
 #[tokio::test]
 async fn on_dynamodb_and_ecs_each_dead_idle_or_stuck_session_is_handled_once() {
     let Some(moto) = Moto::from_env() else {
-        eprintln!("skipped: CCA_MOTO_URL is not set (no AWS emulator)");
+        cca_testkit::stand::skip("CCA_MOTO_URL is not set (no AWS emulator)");
         return;
     };
     let _exclusive = Moto::exclusive().await;

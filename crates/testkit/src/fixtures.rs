@@ -128,7 +128,9 @@ mod tests {
     #[test]
     fn recorded_examples_cover_the_events_the_product_handles() {
         if std::env::var_os(EXAMPLES_ENV).is_none() {
-            eprintln!("skipped: {EXAMPLES_ENV} is not set (run scripts/test.sh)");
+            crate::stand::skip(format_args!(
+                "{EXAMPLES_ENV} is not set (run scripts/test.sh)"
+            ));
             return;
         }
         let labeled = github_example("issues", Some("labeled"));

@@ -12,4 +12,5 @@ pub mod jira;
 pub mod model;
 pub mod moto;
 pub mod settings;
+pub mod stand;
 pub mod store;

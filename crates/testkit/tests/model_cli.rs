@@ -295,10 +295,10 @@ async fn run_claude(
 fn cli_or_skip(test: &str) -> Option<PathBuf> {
     let cli = model::claude_cli();
     if cli.is_none() {
-        eprintln!(
-            "skipping {test}: {} is unset (scripts/test.sh installs the Claude CLI)",
+        cca_testkit::stand::skip(format_args!(
+            "{test}: {} is unset (scripts/test.sh installs the Claude CLI)",
             model::CLAUDE_CLI_VAR
-        );
+        ));
     }
     cli
 }

@@ -18,7 +18,9 @@ use cca_testkit::moto::{Moto, unique_name};
 fn moto_or_skip(test: &str) -> Option<Moto> {
     let moto = Moto::from_env();
     if moto.is_none() {
-        eprintln!("skipped {test}: CCA_MOTO_URL is not set (run scripts/test.sh)");
+        cca_testkit::stand::skip(format_args!(
+            "{test}: CCA_MOTO_URL is not set (run scripts/test.sh)"
+        ));
     }
     moto
 }

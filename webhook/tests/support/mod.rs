@@ -148,7 +148,7 @@ impl Stand {
 
     pub async fn with(opts: Options) -> Option<Stand> {
         let Some(moto) = Moto::from_env() else {
-            eprintln!("skipped: CCA_MOTO_URL is not set (run scripts/test.sh)");
+            cca_testkit::stand::skip("CCA_MOTO_URL is not set (run scripts/test.sh)");
             return None;
         };
         moto.ecs_manual_transitions().await;

@@ -211,8 +211,9 @@ for arg in "$@"; do
     -p | -p* | --package | --package=*) scope=() ;;
     esac
 done
-step "cargo test ${scope[*]} $*"
-if ! cargo test "${scope[@]}" "$@"; then
+# --no-fail-fast: one failing test binary does not hide the results of the others.
+step "cargo test --no-fail-fast ${scope[*]} $*"
+if ! cargo test --no-fail-fast "${scope[@]}" "$@"; then
     echo "--- last lines of the moto log ---" >&2
     tail -n 40 "$moto_log" >&2 || true
     fail "cargo test"

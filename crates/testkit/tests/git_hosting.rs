@@ -630,24 +630,22 @@ async fn large_fetch_negotiations_arrive_gzipped_and_are_understood() {
     let work = tempfile::tempdir().expect("work dir");
     let token = agent_token(&fake).await;
     let checkout = clone(&fake, work.path(), &token).await;
-    // Local history the server lacks: the client lists it as "have" lines, well over the 1 KB
-    // past which git compresses the request.
-    git_ok(&checkout, None, &["switch", "--quiet", "-c", "local"]).await;
-    for i in 0..80 {
-        let message = format!("local {i}");
-        git_ok(
-            &checkout,
-            None,
-            &["commit", "--quiet", "--allow-empty", "-m", &message],
-        )
-        .await;
-    }
-    let theirs = fake.commit_file(REPO, "main", "news.txt", "news\n", "News");
+    // Forty new branches, each at a commit the client lacks: the first request of the fetch
+    // carries a `want` line (50 bytes) for each, well over the 1 KB past which git compresses
+    // a request body. The size does not depend on how many `have` lines git's negotiation
+    // chooses to send (which made a test built on local history pass only sometimes).
+    let theirs: Vec<String> = (0..40)
+        .map(|i| {
+            let branch = format!("news/{i}");
+            let content = format!("news {i}\n");
+            fake.commit_file(REPO, &branch, "news.txt", &content, "News")
+        })
+        .collect();
     git_ok(&checkout, Some(&token), &["fetch", "--quiet", "origin"]).await;
-    assert_eq!(
-        git_ok(&checkout, None, &["rev-parse", "origin/main"]).await,
-        theirs
-    );
+    for (i, sha) in theirs.iter().enumerate() {
+        let branch = format!("origin/news/{i}");
+        assert_eq!(&git_ok(&checkout, None, &["rev-parse", &branch]).await, sha);
+    }
     let gzipped = fake
         .git_requests()
         .into_iter()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::cache::CacheConfig;
-use crate::guard::{self, Guard};
+use cca_domain::address::{self, Guard};
 
 /// How long a client may take to send a request's headers (slowloris). A browser or the load
 /// balancer sends them at once; ten seconds leaves room for a slow mobile link.
@@ -178,7 +178,7 @@ impl Config {
         let mut settings = Settings::new(suffix)?;
         if let Some(text) = non_empty(&args.allowed_cidrs) {
             settings.allowed_cidrs =
-                guard::parse_cidrs(text).map_err(|reason| ConfigError::Invalid {
+                address::parse_cidrs(text).map_err(|reason| ConfigError::Invalid {
                     var: "PROXY_ALLOWED_CIDRS",
                     reason,
                 })?;

@@ -3,8 +3,8 @@
 //! session's container.
 //!
 //! A request goes through phases with one context ([`proxy`]): route (the host names a
-//! session), look up (read-through [`cache`]), decide (the session's state, and the [`guard`] on
-//! its address), forward (streamed both ways, upgrades passed through), and count
+//! session), look up (read-through [`cache`]), decide (the session's state, and the address
+//! policy of [`cca_domain::address`], shared with the webhook, on its address), forward (streamed both ways, upgrades passed through), and count
 //! ([`metrics`], [`activity`]). Sessions that cannot be reached get a [`pages`] entry saying
 //! why, with the right status. [`config`] reads the settings; the binary only wires.
 
@@ -12,7 +12,6 @@ pub mod activity;
 pub mod cache;
 pub mod config;
 mod conn;
-pub mod guard;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;

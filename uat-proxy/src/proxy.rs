@@ -36,9 +36,9 @@ use crate::activity::Activity;
 use crate::cache::{Lookup, SessionCache};
 use crate::config::Settings;
 use crate::conn::{ConnState, Expired, InFlight, Watched};
-use crate::guard::{Guard, Refusal};
 use crate::metrics::{Metrics, MetricsHandle, Outcome, UpstreamError};
 use crate::pages::{self, Page};
+use cca_domain::address::{Guard, Refusal};
 
 /// How many times a request may already have passed through this proxy (counted in `Via`)
 /// before it is refused as a loop. An app may legitimately call another preview through the

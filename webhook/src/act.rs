@@ -650,7 +650,8 @@ async fn stop_issue(
 /// and records the final status), then StopTask / SIGTERM. ECS (the task definition's
 /// `stopTimeout`) and the process launcher wait a grace period between SIGTERM and SIGKILL,
 /// which is the agent's time to finish pushing. A session whose agent never reported an address
-/// has nothing to push and is ended here.
+/// has nothing to push, and one whose recorded address may not be called cannot be told; both
+/// are ended here.
 async fn stop_all(
     app: &App,
     repo: &RepoName,
@@ -683,10 +684,11 @@ async fn stop_all(
         let body = json!({ "reason": reason.describe(), "final_status": reason.final_status() });
         // An agent that reported an address pushes its work and records its own end, even if
         // it could not be reached just now (SIGTERM from the task stop reaches it, and the
-        // sweeper ends it if it dies). One that never reported an address has nothing to push.
+        // sweeper ends it if it dies). One that never reported an address has nothing to push;
+        // one whose address is refused (logged by the client) is not asked, only its task stopped.
         let delegated = match app.control.post(&s, "/stop", &body).await {
             Ok(()) => true,
-            Err(ControlError::NoAddress) => false,
+            Err(ControlError::NoAddress | ControlError::Refused(_)) => false,
             Err(e) => {
                 warn!(session = %s.session_id, error = %e, "agent not reached; its task is stopped");
                 true
@@ -773,6 +775,18 @@ async fn prompt(
                     info!(session = %s.session_id, comment = comment.id, "comment forwarded to the agent");
                     Ok(Reply::ok_with(
                         "Prompt forwarded",
+                        json!({ "session_id": s.session_id }),
+                    ))
+                }
+                // Retrying will not help, and the PR is not told what the record says.
+                Err(ControlError::Refused(_)) => {
+                    let body = format!(
+                        "{MARKER}\n:warning: Your comment could not be delivered: the agent (`{}`) cannot be reached. `{}` ends the session; mentioning {} after that starts it again with your comment.",
+                        s.session_id, app.rules.stop_command, app.rules.mention
+                    );
+                    post_comment(app, installation_id, &repo, pr_number, &body).await;
+                    Ok(Reply::ok_with(
+                        "Agent cannot be reached",
                         json!({ "session_id": s.session_id }),
                     ))
                 }

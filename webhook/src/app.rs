@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cca_domain::RepoName;
-use cca_domain::decide::Rules;
+use cca_domain::decide::{JiraActors, Rules};
 use cca_domain::mask::Masker;
 use cca_domain::naming::PreviewUrls;
 use cca_github::{AppCredentials, GitHub, GitHubAuth};
@@ -191,16 +191,40 @@ impl App {
             masker.add(s.expose_secret());
         }
 
+        if jira.is_some() {
+            log_jira_actors(&cfg.rules.jira_actors);
+        }
+        tracing::info!(allowed = %cfg.agent_addresses, "agents' control APIs are called only in these ranges");
+
         Ok(App {
             store,
             launcher,
             github,
             github_webhook_secrets,
             jira,
-            control: ControlClient::new(control_key, cfg.control_timeout),
+            control: ControlClient::new(control_key, cfg.control_timeout, cfg.agent_addresses),
             uat_domain_suffix: cfg.preview_urls,
             rules: cfg.rules,
             masker,
         })
+    }
+}
+
+/// Says at start-up who may start sessions from JIRA, so that a JIRA that never triggers (the
+/// default) is explained before the first event is refused.
+fn log_jira_actors(actors: &JiraActors) {
+    match actors {
+        JiraActors::Nobody => tracing::warn!(
+            "JIRA triggers are off: set JIRA_ALLOWED_ACCOUNTS to the account ids that may start sessions (or JIRA_ALLOW_ANY_ACCOUNT=true)"
+        ),
+        JiraActors::Accounts(ids) => {
+            tracing::info!(
+                accounts = ids.len(),
+                "JIRA triggers allowed for the listed accounts"
+            );
+        }
+        JiraActors::AnyPerson => tracing::warn!(
+            "JIRA_ALLOW_ANY_ACCOUNT: any person who can label an issue of a mapped project may start sessions"
+        ),
     }
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cca_domain::RepoName;
-use cca_domain::decide::Rules;
+use cca_domain::address::{self, Guard};
+use cca_domain::decide::{JiraActors, Rules};
 use cca_domain::naming::PreviewUrls;
 use secrecy::SecretString;
 
@@ -88,6 +89,12 @@ pub struct WebhookArgs {
     /// JSON object `{"PROJ": "owner/repo"}` or `PROJ=owner/repo,OTHER=owner/other`.
     #[arg(long, env = "JIRA_PROJECT_MAPPING")]
     pub jira_project_mapping: Option<String>,
+    /// Comma-separated Atlassian account ids of the people who may start sessions from JIRA.
+    #[arg(long, env = "JIRA_ALLOWED_ACCOUNTS")]
+    pub jira_allowed_accounts: Option<String>,
+    /// Let any person who can label an issue of a mapped project start sessions (weaker).
+    #[arg(long, env = "JIRA_ALLOW_ANY_ACCOUNT")]
+    pub jira_allow_any_account: Option<bool>,
     /// Secrets Manager secret holding the key control tokens are derived from.
     #[arg(long, env = "CONTROL_SECRET_ARN")]
     pub control_secret_arn: Option<String>,
@@ -110,6 +117,9 @@ pub struct WebhookArgs {
     /// Seconds to wait for an agent's control API.
     #[arg(long, env = "CONTROL_TIMEOUT_SECS")]
     pub control_timeout_secs: Option<u64>,
+    /// Comma-separated ranges agents' control APIs may be called in. Default: the private ranges.
+    #[arg(long, env = "AGENT_ALLOWED_CIDRS")]
+    pub agent_allowed_cidrs: Option<String>,
 }
 
 pub use cca_store::StoreSpec;
@@ -169,6 +179,9 @@ pub struct Config {
     pub preview_urls: PreviewUrls,
     pub rules: Rules,
     pub control_timeout: Duration,
+    /// Where agents' control APIs may be called: `AGENT_ALLOWED_CIDRS`, and loopback when the
+    /// process launcher runs the agents on this machine.
+    pub agent_addresses: Guard,
 }
 
 /// Default bound on a call to an agent's control API: GitHub allows the webhook 10 s in all.
@@ -200,6 +213,28 @@ fn staging_family(
             why: "the latest task definition is given as an ARN or family:revision, so the staging one cannot be derived",
         }),
         None => Ok(format!("{latest}-staging")),
+    }
+}
+
+/// Who may start sessions from JIRA: `JIRA_ALLOWED_ACCOUNTS` or `JIRA_ALLOW_ANY_ACCOUNT=true`,
+/// not both (which one was meant would be a guess); nobody when neither is set.
+fn jira_actors(a: &WebhookArgs) -> Result<JiraActors, ConfigError> {
+    let accounts = a
+        .jira_allowed_accounts
+        .as_deref()
+        .map(list)
+        .unwrap_or_default();
+    match (
+        accounts.is_empty(),
+        a.jira_allow_any_account.unwrap_or(false),
+    ) {
+        (true, false) => Ok(JiraActors::Nobody),
+        (true, true) => Ok(JiraActors::AnyPerson),
+        (false, false) => Ok(JiraActors::Accounts(accounts.into_iter().collect())),
+        (false, true) => Err(ConfigError::Invalid {
+            var: "JIRA_ALLOW_ANY_ACCOUNT",
+            reason: "JIRA_ALLOWED_ACCOUNTS is set too; set one of them".into(),
+        }),
     }
 }
 
@@ -455,6 +490,21 @@ impl Config {
         set(&mut rules.preview_staging_label, &a.uat_label_staging);
         set(&mut rules.mention, &a.claude_mention);
         rules.forward_all_comments = a.forward_all_comments.unwrap_or(false);
+        rules.jira_actors = jira_actors(&a)?;
+
+        let allowed = match a
+            .agent_allowed_cidrs
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(text) => address::parse_cidrs(text).map_err(|reason| ConfigError::Invalid {
+                var: "AGENT_ALLOWED_CIDRS",
+                reason,
+            })?,
+            None => Guard::default_allowed(),
+        };
+        // Agents the process launcher starts run on this machine and report a loopback address.
+        let local_mode = matches!(launcher, LauncherSpec::Process { .. });
 
         Ok(Config {
             store,
@@ -470,6 +520,7 @@ impl Config {
                 .control_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_CONTROL_TIMEOUT),
+            agent_addresses: Guard::new(allowed, local_mode),
         })
     }
 }
@@ -615,6 +666,84 @@ mod tests {
         };
         assert!(err(arn).starts_with("AGENT_TASK_DEFINITION_STAGING is not set"));
         assert_eq!(e.subnets, vec!["subnet-1", "subnet-2"]);
+    }
+
+    #[test]
+    fn jira_actors_are_nobody_unless_configured() {
+        let rules = |a: WebhookArgs| Config::from_args(a).unwrap().rules;
+        assert_eq!(rules(base()).jira_actors, JiraActors::Nobody);
+        assert_eq!(
+            rules(WebhookArgs {
+                jira_allowed_accounts: Some(" , ".into()),
+                jira_allow_any_account: Some(false),
+                ..base()
+            })
+            .jira_actors,
+            JiraActors::Nobody
+        );
+        let JiraActors::Accounts(ids) = rules(WebhookArgs {
+            jira_allowed_accounts: Some("557058:a, 5b10ac8d82e05b22cc7d4ef5".into()),
+            ..base()
+        })
+        .jira_actors
+        else {
+            panic!("not a list")
+        };
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            ["557058:a", "5b10ac8d82e05b22cc7d4ef5"]
+        );
+        assert_eq!(
+            rules(WebhookArgs {
+                jira_allow_any_account: Some(true),
+                ..base()
+            })
+            .jira_actors,
+            JiraActors::AnyPerson
+        );
+        assert!(
+            err(WebhookArgs {
+                jira_allowed_accounts: Some("557058:a".into()),
+                jira_allow_any_account: Some(true),
+                ..base()
+            })
+            .starts_with("JIRA_ALLOW_ANY_ACCOUNT is invalid")
+        );
+    }
+
+    #[test]
+    fn agent_addresses_allow_loopback_only_for_local_agents() {
+        let local = Config::from_args(base()).unwrap().agent_addresses;
+        assert!(local.check("127.0.0.1", 7000).is_ok());
+        assert!(local.check("10.1.2.3", 7000).is_ok());
+        assert!(local.check("169.254.170.2", 7000).is_err());
+        assert!(local.check("8.8.8.8", 7000).is_err());
+        let ecs = WebhookArgs {
+            ecs_cluster: Some("c".into()),
+            agent_task_definition: Some("agent".into()),
+            uat_task_definition: Some("preview".into()),
+            agent_subnets: Some("subnet-1".into()),
+            agent_security_groups: Some("sg-1".into()),
+            ..base()
+        };
+        let deployed = Config::from_args(ecs.clone()).unwrap().agent_addresses;
+        assert!(deployed.check("127.0.0.1", 7000).is_err());
+        assert!(deployed.check("10.1.2.3", 7000).is_ok());
+        let narrowed = Config::from_args(WebhookArgs {
+            agent_allowed_cidrs: Some("10.20.0.0/16".into()),
+            ..ecs
+        })
+        .unwrap()
+        .agent_addresses;
+        assert!(narrowed.check("10.20.3.4", 7000).is_ok());
+        assert!(narrowed.check("10.1.2.3", 7000).is_err());
+        assert!(
+            err(WebhookArgs {
+                agent_allowed_cidrs: Some("10.0.0.0/33".into()),
+                ..base()
+            })
+            .starts_with("AGENT_ALLOWED_CIDRS is invalid")
+        );
     }
 
     #[test]

@@ -852,12 +852,12 @@ async fn colliding_preview_ids_fall_back_to_hashed_ids() {
     .await;
 }
 
-/// A JIRA label on a mapped project: branch, PR, session and a JIRA comment with the links; the
-/// prompt keeps the description's paragraphs.
+/// A JIRA label by an allowed person on a mapped project: branch, PR, session and a JIRA comment
+/// with the links; the prompt keeps the description's paragraphs.
 #[tokio::test]
 async fn jira_label_starts_a_session_and_comments_back() {
     within(async {
-        let Some(stand) = Stand::new().await else { return };
+        let Some(stand) = Stand::with(Options { rules: jira_allowing(&[JIRA_PERSON]), ..Options::default() }).await else { return };
         let description = Adf::new()
             .paragraph("Users need to reset their password from the login page.")
             .paragraph("The reset link expires after one hour.")
@@ -867,7 +867,7 @@ async fn jira_label_starts_a_session_and_comments_back() {
         stand.jira.add_issue("AG-12", "Password reset", description.clone(), &["claude-dev"]);
         let payload = json!({
             "webhookEvent": "jira:issue_updated",
-            "user": {"displayName": "Dave"},
+            "user": {"accountId": JIRA_PERSON, "accountType": "atlassian", "displayName": "Dave"},
             "issue": {"key": "AG-12", "fields": {"summary": "Password reset", "description": description,
                       "labels": ["backend", "claude-dev"], "project": {"key": "AG"}}},
             "changelog": {"items": [{"field": "labels", "fromString": "backend", "toString": "backend claude-dev"}]}
@@ -901,6 +901,96 @@ async fn jira_label_starts_a_session_and_comments_back() {
         let (_, reply) = stand.deliver_jira(&other, &delivery()).await;
         assert_eq!(reply["message"], "No repo mapping for project ZZ");
         assert_eq!(stand.sessions().await.len(), 1);
+    })
+    .await;
+}
+
+/// A JIRA label event for AG-7 by `user` (the JSON of the payload's `user`).
+fn jira_labelled_by(user: Option<serde_json::Value>) -> serde_json::Value {
+    let mut payload = json!({
+        "webhookEvent": "jira:issue_updated",
+        "issue": {"key": "AG-7", "fields": {"summary": "Export to CSV", "description": null,
+                  "labels": ["claude-dev"], "project": {"key": "AG"}}},
+        "changelog": {"items": [{"field": "labels", "fromString": "", "toString": "claude-dev"}]}
+    });
+    if let Some(user) = user {
+        payload["user"] = user;
+    }
+    payload
+}
+
+/// A JIRA label by anyone but an allowed person (another person, an automation app, a
+/// service-desk customer, nobody named) is answered 200 with the reason and does nothing; with
+/// no account allowed at all, not even that person triggers.
+#[tokio::test]
+async fn jira_label_by_an_account_not_allowed_does_nothing() {
+    within(async {
+        let Some(stand) = Stand::with(Options {
+            rules: jira_allowing(&[JIRA_PERSON]),
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        stand
+            .jira
+            .add_issue("AG-7", "Export to CSV", json!(null), &["claude-dev"]);
+        for (user, reason) in [
+            (
+                Some(json!({"accountId": "557058:eve", "accountType": "atlassian", "displayName": "Eve"})),
+                "JIRA account 557058:eve is not allowed to start sessions",
+            ),
+            (
+                Some(json!({"accountId": JIRA_PERSON, "accountType": "app", "displayName": "Dave"})),
+                "is of type \"app\", not a person",
+            ),
+            (
+                Some(json!({"accountId": "qm:0a1b2c", "accountType": "customer"})),
+                "is of type \"customer\", not a person",
+            ),
+            (
+                Some(json!({"displayName": "Dave"})),
+                "the JIRA event names no acting account",
+            ),
+            (None, "the JIRA event names no acting account"),
+        ] {
+            let (status, reply) = stand
+                .deliver_jira(&jira_labelled_by(user.clone()), &delivery())
+                .await;
+            assert_eq!(status, StatusCode::OK, "{user:?}: {reply}");
+            let message = reply["message"].as_str().unwrap_or_default();
+            assert!(message.contains(reason), "{user:?}: {reply}");
+        }
+        assert!(stand.sessions().await.is_empty());
+        assert!(stand.new_branches().is_empty());
+        assert!(stand.github.pulls(REPO).is_empty());
+        assert!(stand.jira.comments("AG-7").is_empty());
+        assert!(stand.tasks().await.is_empty());
+
+        // The allowed person, on the same stand, starts the session.
+        let person = json!({"accountId": JIRA_PERSON, "accountType": "atlassian"});
+        let (_, reply) = stand
+            .deliver_jira(&jira_labelled_by(Some(person.clone())), &delivery())
+            .await;
+        assert_eq!(reply["message"], "Session started", "{reply}");
+
+        // Deny by default: without JIRA_ALLOWED_ACCOUNTS (or the opt-in) nobody triggers.
+        let Some(closed) = Stand::new().await else {
+            return;
+        };
+        let (status, reply) = closed
+            .deliver_jira(&jira_labelled_by(Some(person)), &delivery())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("JIRA triggers are off"),
+            "{reply}"
+        );
+        assert!(closed.sessions().await.is_empty() && closed.github.pulls(REPO).is_empty());
     })
     .await;
 }
@@ -998,6 +1088,159 @@ async fn unlabel_or_close_stops_the_issue_session() {
                 reply["message"], "no active session to stop",
                 "{action}: {reply}"
             );
+        }
+    })
+    .await;
+}
+
+/// The control token goes only where the address policy allows. Under `cca up` (loopback
+/// allowed) a mention reaches the agent on 127.0.0.1; with loopback refused, as deployed, the
+/// same record gets no request at all: the commenter is told the agent cannot be reached, and
+/// `/claude stop` ends the session without it.
+#[tokio::test]
+async fn control_calls_go_only_to_allowed_addresses() {
+    within(async {
+        let Some(local) = Stand::new().await else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&local, &agent).await;
+        let pr = s.pr_number.unwrap();
+        let (_, reply) = local
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "@claude add a test", "maya"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Prompt forwarded", "{reply}");
+        assert_eq!(
+            agent.requests().len(),
+            1,
+            "calls to loopback arrive in local mode"
+        );
+
+        let Some(deployed) = Stand::with(Options {
+            refuse_loopback_agents: true,
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        let agent = FakeAgent::start(None).await;
+        let s = running_agent(&deployed, &agent).await;
+        let pr = s.pr_number.unwrap();
+        let (status, reply) = deployed
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "@claude add a test", "maya"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Agent cannot be reached")),
+            "{reply}"
+        );
+        let comments: Vec<String> = deployed
+            .github
+            .comments(REPO, pr)
+            .into_iter()
+            .map(|c| c.body)
+            .collect();
+        let told = comments
+            .iter()
+            .find(|c| c.contains("could not be delivered"))
+            .unwrap_or_else(|| panic!("{comments:?}"));
+        assert!(
+            told.contains("cannot be reached") && told.contains(s.session_id.as_str()),
+            "{told}"
+        );
+        assert!(
+            !told.contains("127.0.0.1"),
+            "the PR is not told the recorded address: {told}"
+        );
+
+        let (_, reply) = deployed
+            .deliver(
+                "issue_comment",
+                &pr_comment(pr, "/claude stop", "walt"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Stopping", "{reply}");
+        assert!(
+            agent.requests().is_empty(),
+            "nothing was sent: {:?}",
+            agent.requests()
+        );
+        assert_eq!(
+            deployed.status(&s.session_id).await,
+            Status::Stopped,
+            "the webhook recorded the stop itself"
+        );
+        for (_, last) in deployed.describe_tasks().await {
+            assert_eq!(last, "STOPPED");
+        }
+    })
+    .await;
+}
+
+/// Records pointing at the task metadata service, AWS's IPv6 service addresses or the internet
+/// get no control call even with loopback allowed: a follow-up is answered at once (no
+/// connection is tried) and a stop is recorded by the webhook.
+#[tokio::test]
+async fn records_pointing_outside_the_allowed_ranges_get_no_control_call() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        for ip in [
+            "169.254.170.2",
+            "8.8.8.8",
+            "fd00:ec2::254",
+            "metadata.internal",
+        ] {
+            let agent = FakeAgent::start(None).await;
+            let s = running_agent(&stand, &agent).await;
+            let moved = SessionPatch {
+                container_ip: Some(ip.into()),
+                ..SessionPatch::default()
+            };
+            stand
+                .store
+                .update(&s.session_id, moved, now())
+                .await
+                .unwrap();
+            let pr = s.pr_number.unwrap();
+            let started = std::time::Instant::now();
+            let (status, reply) = stand
+                .deliver(
+                    "issue_comment",
+                    &pr_comment(pr, "@claude go on", "maya"),
+                    &delivery(),
+                )
+                .await;
+            assert_eq!(
+                (status, reply["message"].as_str()),
+                (StatusCode::OK, Some("Agent cannot be reached")),
+                "{ip}: {reply}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{ip}: refused without trying to connect"
+            );
+            let (_, reply) = stand
+                .deliver(
+                    "issue_comment",
+                    &pr_comment(pr, "/claude stop", "walt"),
+                    &delivery(),
+                )
+                .await;
+            assert_eq!(reply["message"], "Stopping", "{ip}: {reply}");
+            assert_eq!(stand.status(&s.session_id).await, Status::Stopped, "{ip}");
+            assert!(agent.requests().is_empty(), "{ip}");
         }
     })
     .await;

@@ -5,8 +5,10 @@
 //! sessions involved, and asks [`plan_start`] and [`plan_comment`] what to do with them. Every
 //! branch of these functions is covered by tests without any I/O.
 
+use std::collections::BTreeSet;
+
 use crate::event::{
-    Actor, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, PrAction, PullRequest,
+    Actor, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, JiraUser, PrAction, PullRequest,
 };
 use crate::ids::{JiraKey, Login, RepoName};
 use crate::naming::MARKER;
@@ -29,6 +31,8 @@ pub struct Rules {
     pub forward_all_comments: bool,
     /// A comment starting with this stops the session (`/claude stop`).
     pub stop_command: String,
+    /// Who may start a session from JIRA (nobody unless configured).
+    pub jira_actors: JiraActors,
 }
 
 impl Default for Rules {
@@ -41,6 +45,58 @@ impl Default for Rules {
             mention: "@claude".into(),
             forward_all_comments: false,
             stop_command: "/claude stop".into(),
+            jira_actors: JiraActors::Nobody,
+        }
+    }
+}
+
+/// The `accountType` of people; apps, automation rules and service-desk customers have others.
+pub const JIRA_PERSON_ACCOUNT: &str = "atlassian";
+
+/// Who may start a session by labelling a JIRA issue. A JIRA signature only proves that the
+/// site sent the event, not that its actor may spend the GitHub App's access, so the actor is
+/// checked as a GitHub actor's write permission is. Whatever this says, only people (account
+/// type [`JIRA_PERSON_ACCOUNT`]) trigger: apps and automation rules act for whoever configured
+/// them, and service-desk customers are outsiders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum JiraActors {
+    /// JIRA never starts a session (neither `JIRA_ALLOWED_ACCOUNTS` nor
+    /// `JIRA_ALLOW_ANY_ACCOUNT` is set).
+    #[default]
+    Nobody,
+    /// The people with these Atlassian account ids (`JIRA_ALLOWED_ACCOUNTS`).
+    Accounts(BTreeSet<String>),
+    /// Any person who can label an issue of a mapped project (`JIRA_ALLOW_ANY_ACCOUNT=true`):
+    /// weaker, as everyone with edit access to those projects can then start sessions.
+    AnyPerson,
+}
+
+impl JiraActors {
+    /// Whether `user`, the actor of an event, may start a session; if not, why.
+    pub fn admit(&self, user: Option<&JiraUser>) -> Result<(), String> {
+        if *self == JiraActors::Nobody {
+            return Err(
+                "JIRA triggers are off: neither JIRA_ALLOWED_ACCOUNTS nor JIRA_ALLOW_ANY_ACCOUNT is set"
+                    .into(),
+            );
+        }
+        let Some(id) = user.and_then(|u| u.account_id.as_deref()) else {
+            return Err("the JIRA event names no acting account".into());
+        };
+        match user.and_then(|u| u.account_type.as_deref()) {
+            Some(JIRA_PERSON_ACCOUNT) => {}
+            Some(other) => {
+                return Err(format!(
+                    "JIRA account {id} is of type {other:?}, not a person ({JIRA_PERSON_ACCOUNT:?})"
+                ));
+            }
+            None => return Err(format!("JIRA account {id} has no account type")),
+        }
+        match self {
+            JiraActors::Accounts(ids) if !ids.contains(id) => Err(format!(
+                "JIRA account {id} is not allowed to start sessions"
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -342,7 +398,8 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
     }
 }
 
-/// Decides what a JIRA event asks for. The project mapping is checked by the caller.
+/// Decides what a JIRA event asks for: a trigger label added by an allowed person (see
+/// [`JiraActors`]). The project mapping is checked by the caller.
 pub fn decide_jira(event: JiraEvent, rules: &Rules) -> Intent {
     if !matches!(
         event.kind.as_str(),
@@ -362,6 +419,9 @@ pub fn decide_jira(event: JiraEvent, rules: &Rules) -> Intent {
     } else {
         return ignore("no trigger label was added");
     };
+    if let Err(reason) = rules.jira_actors.admit(event.user.as_ref()) {
+        return ignore(reason);
+    }
     Intent::StartJira {
         key: issue.key,
         project_key: issue.project_key,

@@ -426,8 +426,20 @@ pub struct JiraEvent {
     /// Labels this event added: all labels of a created issue; for an update, the labels in the
     /// changelog's `toString` that were not in its `fromString`.
     pub labels_added: Vec<String>,
-    /// Display name of the acting user, for logs.
-    pub user: Option<String>,
+    /// The account that acted (added the label), when the payload names one.
+    pub user: Option<JiraUser>,
+}
+
+/// The acting account of a JIRA event (`user`), as JIRA Cloud sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JiraUser {
+    /// `accountId`, the stable Atlassian account id; `None` when absent or empty.
+    pub account_id: Option<String>,
+    /// `accountType`: `atlassian` for people, `app` for apps and automation rules, `customer`
+    /// for service-desk customers; `None` when absent.
+    pub account_type: Option<String>,
+    /// `displayName`, for logs only: anyone can choose theirs.
+    pub display_name: Option<String>,
 }
 
 /// The issue of a JIRA event.
@@ -455,8 +467,23 @@ struct RawJira {
 
 #[derive(Deserialize)]
 struct RawJiraUser {
+    #[serde(rename = "accountId", default)]
+    account_id: Option<String>,
+    #[serde(rename = "accountType", default)]
+    account_type: Option<String>,
     #[serde(rename = "displayName", default)]
     display_name: Option<String>,
+}
+
+impl From<RawJiraUser> for JiraUser {
+    fn from(u: RawJiraUser) -> Self {
+        let given = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        JiraUser {
+            account_id: given(u.account_id),
+            account_type: given(u.account_type),
+            display_name: u.display_name,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -548,7 +575,7 @@ pub fn parse_jira(body: &[u8]) -> Result<JiraEvent, ParseError> {
         kind,
         issue,
         labels_added,
-        user: raw.user.and_then(|u| u.display_name),
+        user: raw.user.map(JiraUser::from),
     })
 }
 
@@ -677,6 +704,26 @@ mod tests {
         let ev = parse_jira(body.to_string().as_bytes()).unwrap();
         assert_eq!(ev.labels_added, vec!["claude-dev".to_owned()]);
         assert_eq!(ev.issue.unwrap().key.as_str(), "AGNTS-4");
+    }
+
+    #[test]
+    fn jira_user_is_the_acting_account() {
+        let body = json!({"webhookEvent": "jira:issue_updated",
+            "user": {"accountId": " 557058:f5 ", "accountType": "atlassian", "displayName": "Dave"}});
+        let user = parse_jira(body.to_string().as_bytes())
+            .unwrap()
+            .user
+            .unwrap();
+        assert_eq!(user.account_id.as_deref(), Some("557058:f5"));
+        assert_eq!(user.account_type.as_deref(), Some("atlassian"));
+        let body = json!({"webhookEvent": "jira:issue_updated", "user": {"accountId": ""}});
+        let user = parse_jira(body.to_string().as_bytes())
+            .unwrap()
+            .user
+            .unwrap();
+        assert_eq!((user.account_id, user.account_type), (None, None));
+        let body = json!({"webhookEvent": "jira:issue_updated"});
+        assert_eq!(parse_jira(body.to_string().as_bytes()).unwrap().user, None);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! Everything here is pure: identifiers normalised in their constructors, the session record and
 //! its state machine, the naming rules users and infrastructure depend on, the typed form of the
-//! events the webhook accepts, and the decision from a verified event to what should happen.
+//! events the webhook accepts, the decision from a verified event to what should happen, and the
+//! policy on which recorded addresses the control plane may connect to.
 //! Adapters (store, GitHub, JIRA, launchers) live in other crates and depend on this one; this
 //! crate depends on none of them, so the rules can be tested exhaustively without a network.
 
+pub mod address;
 pub mod adf;
 pub mod config;
 pub mod contract;

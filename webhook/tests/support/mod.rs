@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use cca_domain::decide::Rules;
+use cca_domain::address::Guard;
+use cca_domain::decide::{JiraActors, Rules};
 use cca_domain::mask::Masker;
 use cca_github::{AppCredentials, GitHub, GitHubAuth};
 use cca_launcher::{EcsLauncher, EcsSettings, TaskDefinitions};
@@ -32,6 +33,8 @@ pub const CONTROL_KEY: &str = "control-key-for-tests-0123456789";
 pub const REPO: &str = "octo/app";
 pub const INSTALLATION: u64 = 1;
 pub const DOMAIN: &str = "uat.example.test";
+/// The Atlassian account id of the JIRA person the JIRA scenarios allow.
+pub const JIRA_PERSON: &str = "557058:dave-for-tests";
 
 /// Bound on every scenario, so a hang fails instead of stalling CI.
 pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -88,7 +91,11 @@ pub async fn offline_router() -> (Router, FakeGitHub) {
         github: gh,
         github_webhook_secrets: vec![SecretString::from(WEBHOOK_SECRET)],
         jira: Some(jira),
-        control: ControlClient::new(SecretString::from(CONTROL_KEY), Duration::from_secs(1)),
+        control: ControlClient::new(
+            SecretString::from(CONTROL_KEY),
+            Duration::from_secs(1),
+            Guard::new(Guard::default_allowed(), true),
+        ),
         uat_domain_suffix: DOMAIN.into(),
         rules: Rules::default(),
         masker: Masker::default(),
@@ -138,6 +145,18 @@ pub struct Options {
     /// Leave the agent `latest` task definition unregistered, so RunTask fails.
     pub missing_agent_task_definition: bool,
     pub rules: Rules,
+    /// Refuse control calls to loopback, as the deployed webhook (agents on ECS) does. By
+    /// default the stand's fake agents listen on 127.0.0.1 and are called there, as under
+    /// `cca up`.
+    pub refuse_loopback_agents: bool,
+}
+
+/// Rules under which JIRA events from the people with `ids` start sessions.
+pub fn jira_allowing(ids: &[&str]) -> Rules {
+    Rules {
+        jira_actors: JiraActors::Accounts(ids.iter().map(|id| id.to_string()).collect()),
+        ..Rules::default()
+    }
 }
 
 impl Stand {
@@ -239,7 +258,11 @@ impl Stand {
                 SecretString::from(OLD_WEBHOOK_SECRET),
             ],
             jira: Some(jira_setup),
-            control: ControlClient::new(SecretString::from(CONTROL_KEY), Duration::from_secs(3)),
+            control: ControlClient::new(
+                SecretString::from(CONTROL_KEY),
+                Duration::from_secs(3),
+                Guard::new(Guard::default_allowed(), !opts.refuse_loopback_agents),
+            ),
             uat_domain_suffix: DOMAIN.into(),
             rules: opts.rules,
             masker,

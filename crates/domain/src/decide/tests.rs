@@ -302,7 +302,34 @@ fn unhandled_and_ping() {
     assert_eq!(i, Intent::Ignore("event push is not handled".into()));
 }
 
+/// The person every JIRA test event is from, unless it says otherwise.
+const DAVE: &str = "557058:dave";
+
+fn person(id: &str) -> Option<JiraUser> {
+    account(Some(id), Some(JIRA_PERSON_ACCOUNT))
+}
+
+fn account(id: Option<&str>, kind: Option<&str>) -> Option<JiraUser> {
+    Some(JiraUser {
+        account_id: id.map(str::to_owned),
+        account_type: kind.map(str::to_owned),
+        display_name: Some("Dave".into()),
+    })
+}
+
+/// Rules letting exactly `ids` start sessions from JIRA.
+fn allowing(ids: &[&str]) -> Rules {
+    Rules {
+        jira_actors: JiraActors::Accounts(ids.iter().map(|s| s.to_string()).collect()),
+        ..Rules::default()
+    }
+}
+
 fn jira(kind: &str, added: &[&str]) -> JiraEvent {
+    jira_by(kind, added, person(DAVE))
+}
+
+fn jira_by(kind: &str, added: &[&str], user: Option<JiraUser>) -> JiraEvent {
     JiraEvent {
         kind: kind.into(),
         issue: Some(crate::event::JiraIssue {
@@ -313,13 +340,20 @@ fn jira(kind: &str, added: &[&str]) -> JiraEvent {
             labels: vec![],
         }),
         labels_added: added.iter().map(|s| s.to_string()).collect(),
-        user: None,
+        user,
+    }
+}
+
+fn ignored(i: Intent) -> String {
+    match i {
+        Intent::Ignore(reason) => reason,
+        other => panic!("not ignored: {other:?}"),
     }
 }
 
 #[test]
 fn jira_triggers() {
-    let r = Rules::default();
+    let r = allowing(&[DAVE]);
     assert!(matches!(
         decide_jira(jira("jira:issue_updated", &["claude-dev"]), &r),
         Intent::StartJira {
@@ -348,6 +382,120 @@ fn jira_triggers() {
     let mut none = jira("jira:issue_updated", &["claude-dev"]);
     none.issue = None;
     assert!(matches!(decide_jira(none, &r), Intent::Ignore(_)));
+}
+
+#[test]
+fn jira_allowed_account_starts() {
+    let r = allowing(&["557058:other", DAVE]);
+    assert!(matches!(
+        decide_jira(jira("jira:issue_updated", &["claude-dev"]), &r),
+        Intent::StartJira { .. }
+    ));
+}
+
+#[test]
+fn jira_account_not_on_the_list_is_ignored_with_the_reason() {
+    let r = allowing(&["557058:other"]);
+    let reason = ignored(decide_jira(jira("jira:issue_updated", &["claude-dev"]), &r));
+    assert_eq!(
+        reason,
+        "JIRA account 557058:dave is not allowed to start sessions"
+    );
+    // Ids are compared exactly: no case folding, no prefixes.
+    for id in ["557058:DAVE", "557058:dav", "557058:dave2"] {
+        let r = allowing(&[id]);
+        assert!(
+            matches!(
+                decide_jira(jira("jira:issue_updated", &["claude-dev"]), &r),
+                Intent::Ignore(_)
+            ),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn jira_triggers_nobody_by_default() {
+    let reason = ignored(decide_jira(
+        jira("jira:issue_updated", &["claude-dev"]),
+        &Rules::default(),
+    ));
+    assert!(reason.starts_with("JIRA triggers are off"), "{reason}");
+    // An event that is no trigger anyway keeps its own reason.
+    let reason = ignored(decide_jira(
+        jira("jira:issue_updated", &["other"]),
+        &Rules::default(),
+    ));
+    assert_eq!(reason, "no trigger label was added");
+}
+
+#[test]
+fn jira_apps_and_customers_never_trigger_even_with_the_opt_in() {
+    let any = Rules {
+        jira_actors: JiraActors::AnyPerson,
+        ..Rules::default()
+    };
+    for kind in ["app", "customer", "Atlassian", "unknown"] {
+        for r in [&any, &allowing(&[DAVE])] {
+            let event = jira_by(
+                "jira:issue_updated",
+                &["claude-dev"],
+                account(Some(DAVE), Some(kind)),
+            );
+            let reason = ignored(decide_jira(event, r));
+            assert_eq!(
+                reason,
+                format!(
+                    "JIRA account 557058:dave is of type {kind:?}, not a person (\"atlassian\")"
+                )
+            );
+        }
+    }
+    let untyped = jira_by(
+        "jira:issue_updated",
+        &["claude-dev"],
+        account(Some(DAVE), None),
+    );
+    assert_eq!(
+        ignored(decide_jira(untyped, &any)),
+        "JIRA account 557058:dave has no account type"
+    );
+}
+
+#[test]
+fn jira_event_without_an_account_is_ignored() {
+    let any = Rules {
+        jira_actors: JiraActors::AnyPerson,
+        ..Rules::default()
+    };
+    for user in [None, account(None, Some(JIRA_PERSON_ACCOUNT))] {
+        for r in [&any, &allowing(&[DAVE])] {
+            let event = jira_by("jira:issue_updated", &["claude-dev"], user.clone());
+            assert_eq!(
+                ignored(decide_jira(event, r)),
+                "the JIRA event names no acting account"
+            );
+        }
+    }
+}
+
+#[test]
+fn jira_opt_in_lets_any_person_trigger() {
+    let any = Rules {
+        jira_actors: JiraActors::AnyPerson,
+        ..Rules::default()
+    };
+    for id in [
+        DAVE,
+        "5b10ac8d82e05b22cc7d4ef5",
+        "557058:f58131cb-b67d-43c7-b30d-6b58d40bd077",
+    ] {
+        let event = jira_by("jira:issue_created", &["claude-dev"], person(id));
+        assert!(
+            matches!(decide_jira(event, &any), Intent::StartJira { .. }),
+            "{id}"
+        );
+    }
 }
 
 fn session(status: Status, kind: SessionType) -> Session {

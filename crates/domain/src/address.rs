@@ -1,19 +1,22 @@
-//! Which upstream addresses the proxy may connect to.
+//! Which addresses the control plane may connect to, given what a session record says.
 //!
-//! The session store says where a preview runs, and what an agent container writes there is not
-//! trusted: a record pointing at the instance metadata service, at the proxy itself or at the
-//! internet would turn the proxy into a way in. So an address must be an IP literal (names are
-//! never resolved, so DNS cannot change the answer after the check) inside the configured
-//! private ranges, and a few kinds are refused whatever the configuration says. The decision is
-//! pure and made before any connection is opened.
+//! A session's `container_ip` is written by the agent container, which is not trusted: a record
+//! pointing at the instance metadata service, at a control-plane listener or at the internet
+//! would make the proxy forward visitors there, or make the webhook send the session's control
+//! token there. So the proxy (before forwarding to a preview) and the webhook (before calling an
+//! agent's control API) both ask this one policy: an address must be an IP literal (names are
+//! never resolved, so DNS cannot change the answer after the check) inside the configured private
+//! ranges, loopback only in local mode, and a few kinds are refused whatever the configuration
+//! says. The decision is pure and made before any connection is opened.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// The ranges forwarded to when `PROXY_ALLOWED_CIDRS` is not set: the IPv4 private ranges of
-/// RFC 1918 (where VPC subnets live) and IPv6 unique local addresses.
+/// The ranges allowed when `PROXY_ALLOWED_CIDRS` (the proxy) or `AGENT_ALLOWED_CIDRS` (the
+/// webhook) is not set: the IPv4 private ranges of RFC 1918 (where VPC subnets live) and IPv6
+/// unique local addresses.
 pub const DEFAULT_ALLOWED_CIDRS: [&str; 4] =
     ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
 
@@ -25,8 +28,8 @@ const AWS_IPV6_SERVICES: Ipv6Net =
         Err(_) => panic!("valid prefix length"),
     };
 
-/// Why an upstream address was refused. The text is for the log; visitors only learn that the
-/// preview cannot be reached.
+/// Why a recorded address was refused. The text is for the log; visitors and commenters only
+/// learn that the preview or agent cannot be reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// `container_ip` is not an IP literal (names are not resolved).
@@ -44,15 +47,15 @@ pub enum Refusal {
     /// `0.0.0.0`, `::`, broadcast or multicast: not one host.
     #[error("{0} is not a single host (unspecified, broadcast or multicast)")]
     NotAHost(IpAddr),
-    /// One of the proxy's own listeners: forwarding there would loop.
-    #[error("{0} is the proxy's own listener")]
+    /// One of the caller's own listeners (see [`Guard::refuse_listener`]): going there would loop.
+    #[error("{0} is a listener of this process")]
     OwnListener(SocketAddr),
     /// Not inside any allowed range (a public address, or a private one not configured).
     #[error("{0} is outside the allowed ranges {1}")]
     OutsideAllowed(IpAddr, String),
 }
 
-/// The upstream address policy. See the module documentation.
+/// The address policy. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct Guard {
     allowed: Vec<IpNet>,
@@ -61,7 +64,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard forwarding inside `allowed`; loopback is allowed too when `local_mode` is set.
+    /// A guard allowing addresses inside `allowed`; loopback is allowed too when `local_mode` is
+    /// set (everything runs on this machine: `cca up`, the process launcher).
     pub fn new(allowed: Vec<IpNet>, local_mode: bool) -> Self {
         Self {
             allowed,
@@ -78,15 +82,15 @@ impl Guard {
             .collect()
     }
 
-    /// Also refuses `addr`, one of the proxy's own listeners. When it listens on every
-    /// interface (`0.0.0.0`), loopback and unspecified targets on that port are refused; other
-    /// addresses of this host are not known here, so loops through them are caught by the hop
-    /// count instead (see `proxy::MAX_HOPS`).
+    /// Also refuses `addr`, one of the caller's own listeners (the proxy's, or the webhook's
+    /// under `cca up`). When it listens on every interface (`0.0.0.0`), loopback and unspecified
+    /// targets on that port are refused; other addresses of this host are not known here, so the
+    /// proxy catches loops through them by its hop count instead.
     pub fn refuse_listener(&mut self, addr: SocketAddr) {
         self.own.push(addr);
     }
 
-    /// The address to connect to for `container_ip` and `port`, or why not.
+    /// The address to connect to for a recorded `container_ip` and `port`, or why not.
     pub fn check(&self, container_ip: &str, port: u16) -> Result<SocketAddr, Refusal> {
         let ip: IpAddr = container_ip
             .trim()

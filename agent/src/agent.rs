@@ -29,7 +29,7 @@ use crate::devserver::{self, AppState, Supervisor};
 use crate::git::Repo;
 use crate::idle::{IdleEvent, IdleWatch, human};
 use crate::report::{Budget, Reporter, RunSummary, StatusView};
-use crate::setup::{self, Ready, WITHHELD_FROM_CHILDREN, now};
+use crate::setup::{self, CLI_SETTINGS, Ready, now};
 
 /// Paths never committed by the agent, whatever the repository's `.gitignore` says: what
 /// installing and running an app leaves behind.
@@ -76,6 +76,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             headline: "🚀 Starting: cloning the repository".into(),
             preview_url: ready.session.uat_url.clone(),
             last_activity: Some(now()),
+            unconfined: ready.sandbox.unconfined_reason().map(str::to_owned),
             ..StatusView::default()
         },
     );
@@ -111,7 +112,9 @@ async fn start(
     session: &mut Session,
 ) -> anyhow::Result<Started> {
     let crate::setup::Cloned { repo, clone_url } = ready.clone_branch(None).await?;
-    exclude_local_files(repo.dir());
+    if let Err(e) = repo.exclude(LOCAL_EXCLUDES) {
+        warn!(error = %e, "cannot write the agent's exclude file");
+    }
     let client = ready.access.client().await?;
     let pr_url = match session.pr_number {
         Some(n) => client
@@ -191,15 +194,6 @@ async fn initial_prompt(ready: &Ready, session: &Session) -> anyhow::Result<Stri
     ))
 }
 
-fn exclude_local_files(dir: &std::path::Path) {
-    let path = dir.join(".git/info/exclude");
-    let existing = std::fs::read_to_string(&path).unwrap_or_default();
-    if !existing.contains("node_modules/") {
-        let _ = std::fs::create_dir_all(dir.join(".git/info"));
-        let _ = std::fs::write(&path, format!("{existing}\n{LOCAL_EXCLUDES}"));
-    }
-}
-
 /// Variables the app gets from the agent (it inherits nothing else but `PATH`, `HOME` and the
 /// like): the preview's host names, so dev servers that check `Host` (Vite) accept the proxy's
 /// requests.
@@ -241,7 +235,7 @@ async fn start_app(
     };
     reporter.update(|v| v.app = Some("installing".into()));
     let env = app_env(ready);
-    if let Err(e) = devserver::install(&plan, &dir, &env).await {
+    if let Err(e) = devserver::install(&ready.sandbox, &plan, &dir, &env).await {
         let msg = ready.secrets.mask(&e.to_string());
         warn!(error = %msg, "install failed");
         reporter.update(|v| {
@@ -252,7 +246,7 @@ async fn start_app(
         });
         return None;
     }
-    let sup = Supervisor::start(plan, dir, env);
+    let sup = Supervisor::start(plan, ready.sandbox.clone(), dir, env);
     let mut states = sup.subscribe();
     let r = reporter.clone();
     tokio::spawn(async move {
@@ -400,7 +394,7 @@ async fn run_one(
         let resume = t
             .conversation
             .clone()
-            .filter(|id| adapter.resumes() && conversation_exists(id));
+            .filter(|id| adapter.resumes() && conversation_exists(ready, id));
         if resume.is_none() {
             t.conversation_cost = 0.0;
         }
@@ -449,7 +443,7 @@ async fn run_one(
         max_budget_usd: budget,
         workdir: st.repo.dir().to_path_buf(),
     };
-    let mut env: Vec<(String, String)> = ready.model_env.clone();
+    let mut env = cli_env(ready);
     env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
     let (tx, rx) = mpsc::unbounded_channel();
     let progress = spawn_progress(reporter.clone(), rx);
@@ -457,8 +451,8 @@ async fn run_one(
     let outcome = cli::run(
         adapter,
         &req,
+        &ready.sandbox,
         &env,
-        &WITHHELD_FROM_CHILDREN,
         limits.run_timeout,
         limits.silence_timeout,
         ready.shared.cancel_signal(),
@@ -479,6 +473,15 @@ async fn run_one(
         ),
     };
     let (commits, files, push_error) = commit_and_push(ready, st, session, &start, &message).await;
+    if stopping.is_none() {
+        if let Err(e) = st
+            .repo
+            .refresh_cli_copy(&st.clone_url, &ready.sandbox)
+            .await
+        {
+            warn!(error = %ready.secrets.mask(&e.to_string()), "cannot refresh the CLI's copy of the history");
+        }
+    }
 
     let mut limit = limit_hit(&outcome, ready, run_budget);
     if let Some(stop) = &stopping {
@@ -573,11 +576,28 @@ async fn run_one(
 }
 
 /// Whether `id` can be resumed here (a relaunched container starts without the conversation).
-fn conversation_exists(id: &str) -> bool {
-    let dir = std::env::var_os("CLAUDE_CONFIG_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".claude")));
-    let found = dir.is_some_and(|d| cli::has_conversation(&d, id));
+/// The CLI's environment on top of the sandbox's allow-list: its own settings from the agent's
+/// environment, the model's credentials, and its configuration directory in the sandbox's home.
+fn cli_env(ready: &Ready) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = CLI_SETTINGS
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
+        .collect();
+    env.extend(ready.model_env.iter().cloned());
+    env.push((
+        "CLAUDE_CONFIG_DIR".into(),
+        cli_config_dir(ready).display().to_string(),
+    ));
+    env
+}
+
+/// Where Claude Code keeps its conversations: in the sandbox's home, which survives the runs.
+fn cli_config_dir(ready: &Ready) -> PathBuf {
+    ready.sandbox.home().join(".claude")
+}
+
+fn conversation_exists(ready: &Ready, id: &str) -> bool {
+    let found = cli::has_conversation(&cli_config_dir(ready), id);
     if !found {
         warn!(
             conversation = id,
@@ -888,6 +908,8 @@ async fn shutdown(ready: &Ready, reporter: &Reporter, st: &Started, stop: StopRe
     if let Some(app) = &st.app {
         let _ = tokio::time::timeout(left(Duration::from_secs(4)), app.stop()).await;
     }
+    // Nothing untrusted outlives the session: a `setsid` child of the CLI included.
+    ready.sandbox.end_all().await;
     let patch = SessionPatch {
         last_activity: Some(now()),
         ..SessionPatch::default()

@@ -10,17 +10,47 @@
 //! line); a run ends when the CLI exits, is cancelled, exceeds its wall time or stays silent
 //! too long, and the process group is killed so nothing it started survives.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::CliSpec;
+use crate::sandbox::Sandbox;
+
+/// How one run of a CLI is started: the program, its arguments and the variables it adds. The
+/// sandbox runs it in the request's working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Invocation {
+    fn new(program: impl Into<OsString>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn arg(&mut self, arg: impl Into<OsString>) -> &mut Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    fn args<I: Into<OsString>>(&mut self, args: impl IntoIterator<Item = I>) -> &mut Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+}
 
 /// What one run is asked to do.
 #[derive(Debug, Clone)]
@@ -65,9 +95,9 @@ pub enum CliEvent {
 pub trait Adapter: Send + Sync + std::fmt::Debug {
     /// Short name for logs and comments.
     fn name(&self) -> &str;
-    /// The command of one run (program, arguments, working directory). The caller adds the
+    /// The program, arguments and own variables of one run. The sandbox adds the rest of the
     /// environment and the process settings.
-    fn command(&self, req: &RunRequest) -> Command;
+    fn command(&self, req: &RunRequest) -> Invocation;
     /// The events in one line of output.
     fn parse(&self, line: &str) -> Vec<CliEvent>;
     /// Whether a run can continue an earlier conversation.
@@ -99,8 +129,8 @@ impl Adapter for ClaudeCode {
         "Claude Code"
     }
 
-    fn command(&self, req: &RunRequest) -> Command {
-        let mut cmd = Command::new(&self.program);
+    fn command(&self, req: &RunRequest) -> Invocation {
+        let mut cmd = Invocation::new(&self.program);
         cmd.arg("-p")
             .arg(&req.prompt)
             .args(["--output-format", "stream-json", "--verbose"])
@@ -113,7 +143,6 @@ impl Adapter for ClaudeCode {
         if let Some(id) = &req.resume {
             cmd.args(["--resume", id]);
         }
-        cmd.current_dir(&req.workdir);
         cmd
     }
 
@@ -230,13 +259,13 @@ impl Adapter for ShellCommand {
         "command"
     }
 
-    fn command(&self, req: &RunRequest) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(&self.command)
-            .env("CCA_PROMPT", &req.prompt)
-            .env("CCA_MAX_TURNS", req.max_turns.to_string())
-            .current_dir(&req.workdir);
+    fn command(&self, req: &RunRequest) -> Invocation {
+        let mut cmd = Invocation::new("sh");
+        cmd.arg("-c").arg(&self.command);
+        cmd.env = vec![
+            ("CCA_PROMPT".into(), req.prompt.clone()),
+            ("CCA_MAX_TURNS".into(), req.max_turns.to_string()),
+        ];
         cmd
     }
 
@@ -331,15 +360,15 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs one CLI invocation to its end, sending its events to `events`.
 ///
-/// `cancel` ends the run when it becomes true. The child runs in its own process group with
-/// `env` added (the model's credentials live only there) and the `withheld` variables removed,
+/// `cancel` ends the run when it becomes true. The child runs in `sandbox`, in its own process
+/// group, with the sandbox's allow-listed environment, `env`, then the adapter's variables,
 /// stdin from /dev/null.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     adapter: &dyn Adapter,
     req: &RunRequest,
+    sandbox: &Sandbox,
     env: &[(String, String)],
-    withheld: &[&str],
     wall_time: Duration,
     silence: Duration,
     mut cancel: watch::Receiver<bool>,
@@ -355,16 +384,16 @@ pub async fn run(
         last_text: None,
         elapsed: Duration::ZERO,
     };
-    let mut cmd = adapter.command(req);
-    for name in withheld {
-        cmd.env_remove(name);
-    }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    let invocation = adapter.command(req);
+    let mut all_env = env.to_vec();
+    all_env.extend(invocation.env.iter().cloned());
+    let mut cmd = sandbox.command(
+        &invocation.program,
+        &invocation.args,
+        &req.workdir,
+        &all_env,
+    );
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -621,7 +650,7 @@ mod tests {
         let out = run(
             &adapter,
             &req(dir.path()),
-            &[],
+            &Sandbox::unconfined(dir.path()),
             &[],
             wall,
             silence,
@@ -710,11 +739,12 @@ mod tests {
         let (cancel_tx, cancel) = watch::channel(false);
         let (tx, _rx) = mpsc::unbounded_channel();
         let r = req(dir.path());
+        let sandbox = Sandbox::unconfined(dir.path());
         let task = tokio::spawn(async move {
             run(
                 &adapter,
                 &r,
-                &[],
+                &sandbox,
                 &[],
                 Duration::from_secs(60),
                 Duration::from_secs(60),

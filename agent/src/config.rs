@@ -1,7 +1,7 @@
 //! The agent's settings: environment variables (each also a flag), validated once at start-up
 //! with an error that names the variable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cca_domain::SessionId;
@@ -123,6 +123,21 @@ pub struct AgentArgs {
     /// Seconds from a stop request to exit: the CLI is stopped, work pushed, state recorded.
     #[arg(long, env = "STOP_DEADLINE_SECS")]
     pub stop_deadline_secs: Option<u64>,
+    /// Where untrusted code runs: `auto` (default), `bwrap`, `user` or `none`.
+    #[arg(long, env = "AGENT_SANDBOX")]
+    pub sandbox: Option<String>,
+    /// The unprivileged user untrusted code runs as when the agent is root.
+    #[arg(long, env = "AGENT_SANDBOX_USER")]
+    pub sandbox_user: Option<String>,
+    /// The bubblewrap executable.
+    #[arg(long, env = "AGENT_SANDBOX_BWRAP")]
+    pub sandbox_bwrap: Option<PathBuf>,
+    /// More paths (`:`-separated) visible read-only inside bubblewrap.
+    #[arg(long, env = "AGENT_SANDBOX_PATHS")]
+    pub sandbox_paths: Option<String>,
+    /// More variable names (`,`-separated) passed to untrusted processes.
+    #[arg(long, env = "AGENT_SANDBOX_ENV")]
+    pub sandbox_env: Option<String>,
     /// Author of the commits the agent makes.
     #[arg(long, env = "GIT_AUTHOR_NAME")]
     pub git_author_name: Option<String>,
@@ -221,6 +236,10 @@ pub struct Config {
     pub stop_deadline: Duration,
     pub git_author_name: String,
     pub git_author_email: String,
+    pub sandbox: crate::sandbox::Settings,
+    /// Files and directories of the agent's own (credentials, the store, the data directory)
+    /// hidden from untrusted code.
+    pub private_paths: Vec<PathBuf>,
 }
 
 /// Port the dev server listens on in a container (the proxy forwards to it).
@@ -381,6 +400,56 @@ impl Config {
             .or_else(|| a.data_dir.as_ref().map(|d| d.join("workspaces")))
             .unwrap_or_else(|| PathBuf::from("/workspace"));
 
+        let list = |v: &Option<String>, sep: char| -> Vec<String> {
+            v.as_deref()
+                .unwrap_or("")
+                .split(sep)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let sandbox = crate::sandbox::Settings {
+            requested: a
+                .sandbox
+                .as_deref()
+                .unwrap_or("")
+                .parse()
+                .map_err(|reason| ConfigError::Invalid {
+                    var: "AGENT_SANDBOX",
+                    reason,
+                })?,
+            user: nonempty(&a.sandbox_user)
+                .unwrap_or_else(|| crate::sandbox::DEFAULT_USER.to_owned()),
+            bwrap: a
+                .sandbox_bwrap
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("bwrap")),
+            paths: list(&a.sandbox_paths, ':')
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            env: list(&a.sandbox_env, ','),
+        };
+        if let Some(bad) = sandbox.env.iter().find(|n| {
+            crate::setup::WITHHELD_FROM_CHILDREN.contains(&n.as_str())
+                || crate::setup::MODEL_CREDENTIALS.contains(&n.as_str())
+        }) {
+            return Err(ConfigError::Invalid {
+                var: "AGENT_SANDBOX_ENV",
+                reason: format!("{bad} holds a credential and is never passed to untrusted code"),
+            });
+        }
+        // Everything of the agent's own that untrusted code must not see, besides the homes,
+        // /tmp and /run, which are always hidden.
+        let mut private_paths = vec![workspace.clone()];
+        private_paths.extend(a.data_dir.clone());
+        private_paths.extend(a.github_app_private_key_file.clone());
+        if let StoreSpec::Sqlite { path } = &store {
+            private_paths.extend(path.parent().map(Path::to_path_buf));
+        }
+        private_paths.extend(std::env::var_os("HOME").map(PathBuf::from));
+
         Ok(Config {
             session_id,
             store,
@@ -404,6 +473,8 @@ impl Config {
             git_author_name: nonempty(&a.git_author_name).unwrap_or_else(|| "Claude Agent".into()),
             git_author_email: nonempty(&a.git_author_email)
                 .unwrap_or_else(|| "claude-agent@users.noreply.github.com".into()),
+            sandbox,
+            private_paths,
         })
     }
 }

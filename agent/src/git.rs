@@ -1,5 +1,14 @@
 //! The working copy: clone, commit, push, and what a run changed.
 //!
+//! The working tree is the untrusted code's to change, and so is any `.git` in it: hooks,
+//! `core.fsmonitor`, filters, `include`s, proxies, credential helpers and remotes there are all
+//! the CLI's or the repository's choice. So the agent keeps the history in a git directory of
+//! its own, beside the working tree and out of the sandbox's reach, and runs every command with
+//! `--git-dir` on that directory and `--work-tree` on the tree: the files are read as data, the
+//! configuration is the agent's. The `.git` the CLI sees is a copy the agent rebuilds from its
+//! own after every run ([`Repo::refresh_cli_copy`]), never read by the agent. Every command also
+//! runs with the system and global configuration off and [`HARDENING`] on its command line.
+//!
 //! Credentials reach git only through its environment, as an `http.<origin>.extraHeader` set with
 //! `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` on each command that talks to the
 //! remote: never in the remote URL, `.git/config`, a process argument or a log line. The header
@@ -17,6 +26,31 @@ use tokio::process::Command;
 
 /// Longest a git command may take (a clone of a large repository included).
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Configuration given on every git command line, which wins over any file: no hooks, no
+/// file-system monitor, no credential helper or prompt, no proxy, no signing program, no
+/// background maintenance, and only the protocols the agent uses (see [`protocols`]).
+const HARDENING: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.askPass=",
+    "core.sshCommand=false",
+    "core.pager=cat",
+    "core.editor=false",
+    "credential.helper=",
+    "http.proxy=",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "submodule.recurse=false",
+    "push.recurseSubmodules=no",
+    "fetch.recurseSubmodules=false",
+    "protocol.allow=never",
+    // The working tree may be another user's (the sandbox's): the agent's own git directory is
+    // what git would otherwise check, and it is the agent's.
+    "safe.directory=*",
+];
 
 /// A git command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,41 +137,62 @@ fn origin(url: &str) -> String {
     }
 }
 
-/// A working copy.
+/// A working copy: the tree untrusted code works in, and the agent's own git directory.
 #[derive(Debug, Clone)]
 pub struct Repo {
     dir: PathBuf,
+    git_dir: PathBuf,
     author: (String, String),
 }
 
 impl Repo {
-    /// The working copy at `dir` (which may not exist yet).
-    pub fn new(dir: PathBuf, author_name: &str, author_email: &str) -> Self {
+    /// The working tree at `dir` with its history in `git_dir` (neither need exist yet).
+    pub fn new(dir: PathBuf, git_dir: PathBuf, author_name: &str, author_email: &str) -> Self {
         Self {
             dir,
+            git_dir,
             author: (author_name.to_owned(), author_email.to_owned()),
         }
     }
 
+    /// The working tree.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The agent's own git directory.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
     async fn git(&self, args: &[&str], auth: Option<&GitAuth>) -> Result<String, GitError> {
-        let cwd = if self.dir.exists() {
-            self.dir.clone()
-        } else {
-            self.dir
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-        };
-        run_git(&cwd, args, auth).await
+        let mut full = vec![
+            format!("--git-dir={}", self.git_dir.display()),
+            format!("--work-tree={}", self.dir.display()),
+        ];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        let cwd = self
+            .git_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        run_git(&cwd, &full, auth).await
+    }
+
+    /// Paths never committed, whatever the repository's `.gitignore` says (kept in the
+    /// agent's git directory, where the CLI cannot change them).
+    pub fn exclude(&self, patterns: &str) -> std::io::Result<()> {
+        let path = self.git_dir.join("info/exclude");
+        let existing = std::fs::read_to_string(&path).unwrap_or_default();
+        if existing.contains(patterns) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.git_dir.join("info"))?;
+        std::fs::write(&path, format!("{existing}\n{patterns}"))
     }
 
     /// Clones `branch` of `clone_url`, or `base` when the branch does not exist yet, in which
     /// case the branch is created from it. An existing working copy (a relaunch) is fetched
-    /// and moved to the remote branch instead, keeping nothing the remote lacks except
-    /// uncommitted work, which is committed first.
+    /// and moved to the remote branch instead.
     pub async fn clone_branch(
         &self,
         clone_url: &str,
@@ -145,60 +200,121 @@ impl Repo {
         base: &str,
         auth: &GitAuth,
     ) -> Result<(), GitError> {
-        if self.dir.join(".git").exists() {
-            self.fetch(branch, auth).await?;
-            self.configure().await?;
-            if self.has_remote_branch(branch).await? {
-                self.git(
-                    &["checkout", "-B", branch, &format!("origin/{branch}")],
-                    None,
-                )
-                .await?;
+        let io_error = |what: &str, e: std::io::Error| GitError {
+            command: "clone".into(),
+            detail: format!("cannot create {what}: {e}"),
+        };
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| io_error(&self.dir.display().to_string(), e))?;
+        let fresh = !self.git_dir.join("HEAD").exists();
+        if fresh {
+            if let Some(parent) = self.git_dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| io_error(&parent.display().to_string(), e))?;
             }
-            return Ok(());
-        }
-        if let Some(parent) = self.dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| GitError {
-                command: "clone".into(),
-                detail: format!("cannot create {}: {e}", parent.display()),
-            })?;
-        }
-        let dir = self.dir.to_string_lossy().into_owned();
-        let cloned = self
-            .git(
-                &[
-                    "clone",
-                    "--no-tags",
-                    "--branch",
-                    branch,
-                    "--",
-                    clone_url,
-                    &dir,
-                ],
-                Some(auth),
-            )
-            .await;
-        match cloned {
-            Ok(_) => {}
-            Err(e) if e.detail.contains("not found in upstream") => {
-                self.git(
-                    &[
-                        "clone",
-                        "--no-tags",
-                        "--branch",
-                        base,
-                        "--",
-                        clone_url,
-                        &dir,
-                    ],
-                    Some(auth),
-                )
+            let dir = self.git_dir.display().to_string();
+            run_git(Path::new("/"), &["init", "--quiet", "--bare", &dir], None).await?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&self.git_dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| io_error(&dir, e))?;
+            }
+            self.git(&["config", "core.bare", "false"], None).await?;
+            self.git(&["remote", "add", "origin", clone_url], None)
                 .await?;
-                self.git(&["checkout", "-b", branch], None).await?;
+        } else {
+            self.git(&["remote", "set-url", "origin", clone_url], None)
+                .await?;
+        }
+        self.configure().await?;
+        let start = match self.fetch(branch, auth).await {
+            Ok(()) => format!("origin/{branch}"),
+            Err(e) if fresh && e.detail.contains("couldn't find remote ref") => {
+                self.fetch(base, auth).await?;
+                format!("origin/{base}")
             }
             Err(e) => return Err(e),
+        };
+        self.git(
+            &["checkout", "--quiet", "--force", "-B", branch, &start],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the working tree a `.git` of the CLI's own: a fresh copy of the agent's history at
+    /// the current branch, with its index, made where the sandbox cannot reach and then moved
+    /// into the tree (replacing whatever `.git` the CLI had), and handed to the sandbox user.
+    /// The agent never runs git on it. Its `origin` is the clone URL, with no credential.
+    pub async fn refresh_cli_copy(
+        &self,
+        clone_url: &str,
+        sandbox: &crate::sandbox::Sandbox,
+    ) -> Result<(), GitError> {
+        let fail = |what: &str, e: std::io::Error| GitError {
+            command: "copy".into(),
+            detail: format!("{what}: {e}"),
+        };
+        let staging = self.git_dir.with_extension("cli-copy");
+        remove_any(&staging).map_err(|e| fail("removing an old copy", e))?;
+        let staged = staging.display().to_string();
+        run_git(
+            Path::new("/"),
+            &["init", "--quiet", "--bare", &staged],
+            None,
+        )
+        .await?;
+        let copy = |args: Vec<String>| {
+            let mut full = vec![format!("--git-dir={staged}")];
+            full.extend(args);
+            async move { run_git(Path::new("/"), &full, None).await }
+        };
+        let own = self.git_dir.display().to_string();
+        let branch = self
+            .git(&["symbolic-ref", "--short", "HEAD"], None)
+            .await?
+            .trim()
+            .to_owned();
+        copy(vec![
+            "-c".into(),
+            "protocol.file.allow=always".into(),
+            "fetch".into(),
+            "--quiet".into(),
+            "--no-tags".into(),
+            own,
+            "+refs/heads/*:refs/heads/*".into(),
+            "+refs/remotes/origin/*:refs/remotes/origin/*".into(),
+        ])
+        .await?;
+        for (key, value) in [
+            ("core.bare", "false"),
+            ("remote.origin.url", clone_url),
+            ("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"),
+            ("user.name", &self.author.0),
+            ("user.email", &self.author.1),
+        ] {
+            copy(vec!["config".into(), key.into(), value.into()]).await?;
         }
-        self.configure().await
+        copy(vec![
+            "symbolic-ref".into(),
+            "HEAD".into(),
+            format!("refs/heads/{branch}"),
+        ])
+        .await?;
+        copy(vec![
+            format!("--work-tree={}", self.dir.display()),
+            "read-tree".into(),
+            "HEAD".into(),
+        ])
+        .await?;
+        sandbox
+            .hand_over(&staging)
+            .map_err(|e| fail("handing the copy over", e))?;
+        let target = self.dir.join(".git");
+        remove_any(&target).map_err(|e| fail("removing the CLI's .git", e))?;
+        std::fs::rename(&staging, &target).map_err(|e| fail("moving the copy in", e))?;
+        Ok(())
     }
 
     /// Identity for the commits made here (by the agent and by the CLI).
@@ -208,21 +324,6 @@ impl Repo {
         self.git(&["config", "user.email", &self.author.1], None)
             .await?;
         Ok(())
-    }
-
-    async fn has_remote_branch(&self, branch: &str) -> Result<bool, GitError> {
-        Ok(self
-            .git(
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("refs/remotes/origin/{branch}"),
-                ],
-                None,
-            )
-            .await
-            .is_ok())
     }
 
     /// Fetches `branch` from the remote.
@@ -349,22 +450,56 @@ impl Repo {
     }
 }
 
-/// Runs git in `cwd` with a clean, non-interactive environment.
-async fn run_git(cwd: &Path, args: &[&str], auth: Option<&GitAuth>) -> Result<String, GitError> {
-    let name = args.first().copied().unwrap_or("").to_owned();
+/// The `protocol.<name>.allow` settings that let git reach `url`'s scheme, and only it.
+fn protocols(url: &str) -> Vec<String> {
+    let scheme = url.split_once("://").map_or("file", |(s, _)| s);
+    match scheme {
+        "https" | "http" => vec![format!("protocol.{scheme}.allow=always")],
+        _ => Vec::new(),
+    }
+}
+
+/// Runs git in `cwd`, non-interactive, with no system or global configuration, [`HARDENING`]
+/// on its command line, and none of the agent's `GIT_*` variables.
+async fn run_git<S: AsRef<str>>(
+    cwd: &Path,
+    args: &[S],
+    auth: Option<&GitAuth>,
+) -> Result<String, GitError> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let name = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .copied()
+        .unwrap_or("")
+        .to_owned();
     let mut cmd = Command::new("git");
-    cmd.args(args)
+    for setting in HARDENING {
+        cmd.args(["-c", setting]);
+    }
+    if let Some(auth) = auth {
+        for setting in protocols(&auth.origin) {
+            cmd.args(["-c", &setting]);
+        }
+    }
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.args(&args)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .env("SSH_ASKPASS", "true")
         .env("GCM_INTERACTIVE", "never")
-        .env_remove("GIT_CONFIG_COUNT")
-        .env_remove("GIT_CONFIG_PARAMETERS");
+        .env("GIT_PROTOCOL_FROM_USER", "0");
     if let Some(auth) = auth {
         cmd.envs(auth.env());
     }
@@ -389,12 +524,34 @@ async fn run_git(cwd: &Path, args: &[&str], auth: Option<&GitAuth>) -> Result<St
     }
 }
 
+/// Removes `path` whatever it is (a directory with its contents, a file, a link: never
+/// followed); nothing when it does not exist.
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Path of the working copy of `repo` for `session` under `workspace`.
 pub fn working_copy(workspace: &Path, session: &str, repo_name: &str) -> PathBuf {
     let mut dir = workspace.to_path_buf();
     dir.push(session);
     dir.push(repo_name);
     dir
+}
+
+/// The agent's own git directory for `session` under `workspace` (`@` cannot start a
+/// repository's name, so it never meets a working copy).
+pub fn agent_git_dir(workspace: &Path, session: &str) -> PathBuf {
+    workspace.join(session).join("@git")
+}
+
+/// The home of the session's untrusted processes under `workspace`.
+pub fn sandbox_home(workspace: &Path, session: &str) -> PathBuf {
+    workspace.join(session).join("@home")
 }
 
 #[cfg(test)]

@@ -10,4 +10,5 @@ pub mod git;
 pub mod idle;
 pub mod preview;
 pub mod report;
+pub mod sandbox;
 pub mod setup;

@@ -66,6 +66,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             headline: "🚀 Preview starting: cloning the branch".into(),
             preview_url: ready.session.uat_url.clone(),
             last_activity: Some(now()),
+            unconfined: ready.sandbox.unconfined_reason().map(str::to_owned),
             ..StatusView::default()
         },
     );
@@ -148,13 +149,18 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
         v.app = Some("installing".into());
     });
     let env = crate::agent::app_env(ready);
-    devserver::install(&plan, repo.dir(), &env)
+    devserver::install(&ready.sandbox, &plan, repo.dir(), &env)
         .await
         .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
     let ready_timeout = plan.ready_timeout;
     // A repository's settings may name their own port: the proxy must forward there.
     let port = plan.port;
-    let app = Supervisor::start(plan, repo.dir().to_path_buf(), env.clone());
+    let app = Supervisor::start(
+        plan,
+        ready.sandbox.clone(),
+        repo.dir().to_path_buf(),
+        env.clone(),
+    );
     reporter.update(|v| v.app = Some("starting".into()));
     if let Err(state) = app.wait_ready(ready_timeout).await {
         app.stop().await;
@@ -245,6 +251,10 @@ impl Preview {
             .reset_to_remote(branch, &git)
             .await
             .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
+        ready
+            .sandbox
+            .hand_over(self.repo.dir())
+            .context("handing the updated working copy to the sandbox user")?;
         if let Some(w) = wanted {
             if !new.starts_with(w) && !w.starts_with(&new) {
                 warn!(wanted = w, fetched = %new, "the branch head is not the pushed commit (pushed again since?); showing what the branch has");
@@ -271,7 +281,7 @@ impl Preview {
             .iter()
             .any(|f| DEPENDENCY_FILES.contains(&f.as_str()))
         {
-            devserver::install(&plan, self.repo.dir(), &self.env)
+            devserver::install(&ready.sandbox, &plan, self.repo.dir(), &self.env)
                 .await
                 .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
         }
@@ -300,6 +310,7 @@ impl Preview {
         let deadline = tokio::time::Instant::now() + ready.cfg.stop_deadline;
         info!(reason = %stop.reason, "stopping the preview");
         let _ = tokio::time::timeout(Duration::from_secs(8), self.app.stop()).await;
+        ready.sandbox.end_all().await;
         let patch = SessionPatch {
             last_activity: Some(now()),
             ..SessionPatch::default()

@@ -127,6 +127,8 @@ pub struct StatusView {
     pub turns: u32,
     pub cost_usd: f64,
     pub queued: usize,
+    /// Why untrusted code runs unconfined, when it does: said in every version of the comment.
+    pub unconfined: Option<String>,
 }
 
 impl StatusView {
@@ -148,6 +150,12 @@ impl StatusView {
         }
         if let Some(t) = self.last_activity {
             let _ = writeln!(s, "**Last activity:** {}", utc(t));
+        }
+        if let Some(why) = &self.unconfined {
+            let _ = writeln!(
+                s,
+                "**:warning: No sandbox:** {why}. Code from the issue, the model and the repository can reach this agent's credentials."
+            );
         }
         let _ = write!(
             s,
@@ -536,10 +544,21 @@ mod tests {
             turns: 2,
             cost_usd: 0.5,
             queued: 1,
+            unconfined: None,
         };
         let s = v.render();
         assert!(s.contains("https://abc.uat.example.com (app: ready)"));
         assert!(s.contains("1970-01-01 00:00:00 UTC"));
         assert!(s.contains("**Queued requests:** 1"));
+        assert!(!s.contains("No sandbox"));
+        let s = StatusView {
+            unconfined: Some("bubblewrap does not work here".into()),
+            ..v
+        }
+        .render();
+        assert!(
+            s.contains("**:warning: No sandbox:** bubblewrap does not work here"),
+            "{s}"
+        );
     }
 }

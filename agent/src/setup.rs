@@ -18,8 +18,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ControlSource, GitHubSource, JiraSource};
 use crate::control::{self, Mode, Shared};
-use crate::git::{GitAuth, Repo, working_copy};
+use crate::git::{GitAuth, Repo, agent_git_dir, sandbox_home, working_copy};
 use crate::report::{RepoAccess, Secrets};
+use crate::sandbox::{Layout, Sandbox};
 
 pub use cca_domain::now;
 
@@ -34,6 +35,8 @@ pub struct Ready {
     pub jira: Option<Jira>,
     /// Variables only the coding CLI gets (model credentials).
     pub model_env: Vec<(String, String)>,
+    /// Where the CLI, the install and the dev server run.
+    pub sandbox: Arc<Sandbox>,
     pub shared: Arc<Shared>,
     pub address: String,
     pub control_port: u16,
@@ -78,6 +81,7 @@ impl Ready {
                 session.session_id.as_str(),
                 session.repo_full_name.name(),
             ),
+            agent_git_dir(&self.cfg.workspace, session.session_id.as_str()),
             &self.cfg.git_author_name,
             &self.cfg.git_author_email,
         );
@@ -90,6 +94,12 @@ impl Ready {
         )
         .await
         .map_err(|e| anyhow::anyhow!(self.secrets.mask(&e.to_string())))?;
+        self.sandbox
+            .hand_over(repo.dir())
+            .context("handing the working copy to the sandbox user")?;
+        repo.refresh_cli_copy(&info.clone_url, &self.sandbox)
+            .await
+            .context("giving the CLI its copy of the history")?;
         info!(dir = %repo.dir().display(), branch = %session.branch_name, "cloned");
         Ok(Cloned {
             repo,
@@ -117,7 +127,9 @@ impl Ready {
     }
 }
 
-/// Variables no child process (CLI, install, dev server) inherits: the agent's own credentials.
+/// The agent's own credentials and settings that name them: never passed to untrusted code
+/// (which inherits nothing anyway: its environment is an allow-list), and refused in
+/// `AGENT_SANDBOX_ENV`.
 pub const WITHHELD_FROM_CHILDREN: [&str; 12] = [
     "CCA_CONTROL_SECRET",
     "CONTROL_SECRET_ARN",
@@ -131,6 +143,42 @@ pub const WITHHELD_FROM_CHILDREN: [&str; 12] = [
     "ANTHROPIC_SECRET_ARN",
     "SESSION_STORE",
     "SESSIONS_TABLE",
+];
+
+/// Variables that hold a model credential; the CLI gets them only in [`Ready::model_env`].
+pub const MODEL_CREDENTIALS: [&str; 3] = [
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+];
+
+/// Variables of the agent's environment the coding CLI gets besides the sandbox's allow-list:
+/// its own settings, none of which holds a credential (the model's credentials come in
+/// [`Ready::model_env`]).
+pub const CLI_SETTINGS: &[&str] = &[
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+    "CLAUDE_CODE_MAX_RETRIES",
+    "CLAUDE_CODE_MAX_OUTPUT_TOKENS",
+    "CLAUDE_CODE_DISABLE_TERMINAL_TITLE",
+    "DISABLE_AUTOUPDATER",
+    "DISABLE_TELEMETRY",
+    "DISABLE_ERROR_REPORTING",
+    "DISABLE_BUG_COMMAND",
+    "DISABLE_COST_WARNINGS",
+    "IS_SANDBOX",
+    "API_TIMEOUT_MS",
+    "BASH_DEFAULT_TIMEOUT_MS",
+    "BASH_MAX_TIMEOUT_MS",
+    "MAX_THINKING_TOKENS",
+    "NO_COLOR",
+    "AWS_REGION",
 ];
 
 /// Opens the store, loads the record, resolves secrets and the address, starts the control API
@@ -252,15 +300,15 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
         secrets.add(&value);
         model_env.push((name.to_owned(), value));
     }
-    for name in [
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-    ] {
+    for name in MODEL_CREDENTIALS {
         if let Ok(v) = std::env::var(name) {
             secrets.add(&v);
+            if !model_env.iter().any(|(k, _)| k == name) {
+                model_env.push((name.to_owned(), v));
+            }
         }
     }
+    let sandbox = Arc::new(prepare_sandbox(&cfg, &session)?);
 
     let address = discover_address(&cfg).await?;
     let shared = Shared::new(session.session_id.clone(), mode, control_key);
@@ -301,10 +349,43 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
         secrets,
         jira,
         model_env,
+        sandbox,
         shared,
         address,
         control_port,
     })
+}
+
+/// The session's sandbox: the working copy and a home of its own writable, the agent's
+/// private paths hidden, the CLI's installation visible.
+fn prepare_sandbox(cfg: &Config, session: &Session) -> anyhow::Result<Sandbox> {
+    let id = session.session_id.as_str();
+    let session_dir = cfg.workspace.join(id);
+    for dir in [&cfg.workspace, &session_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Passable, not listable: the sandbox user reaches its own paths by name only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    let mut visible = Vec::new();
+    if let crate::config::CliSpec::Claude { program, .. } = &cfg.cli {
+        for p in [
+            program.clone(),
+            std::fs::canonicalize(program).unwrap_or_default(),
+        ] {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                visible.push(dir.to_path_buf());
+            }
+        }
+    }
+    let layout = Layout {
+        workdir: working_copy(&cfg.workspace, id, session.repo_full_name.name()),
+        home: sandbox_home(&cfg.workspace, id),
+        hidden: cfg.private_paths.clone(),
+        visible,
+    };
+    Sandbox::prepare(&cfg.sandbox, &layout).context("preparing the sandbox (AGENT_SANDBOX)")
 }
 
 /// The CLI variable and value of an Anthropic credential secret: a plain key, or JSON with

@@ -8,9 +8,15 @@ use cca_agent::devserver::{
     self, AppPlan, AppState, Detected, InstallError, PlanSource, RepoFiles, SETTINGS_FILE,
     SettingsError, Supervisor, SupervisorOptions, backoff_delay, detect,
 };
+use cca_agent::sandbox::Sandbox;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
+
+/// No confinement: these tests are about the supervision, not the sandbox.
+fn unconfined(dir: &Path) -> std::sync::Arc<Sandbox> {
+    std::sync::Arc::new(Sandbox::unconfined(dir))
+}
 
 /// Upper bound of every scenario, so a hang fails instead of blocking the run.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(90);
@@ -190,12 +196,23 @@ async fn a_detected_node_app_is_installed_started_and_served_through_its_port() 
         assert_eq!(plan.health_path, "/");
         assert!(matches!(&plan.source, PlanSource::Detected(what) if what.contains("scripts.dev")));
 
-        devserver::install(&plan, dir.path(), &npm_env())
-            .await
-            .expect("npm install without dependencies works offline");
+        devserver::install(
+            &Sandbox::unconfined(dir.path()),
+            &plan,
+            dir.path(),
+            &npm_env(),
+        )
+        .await
+        .expect("npm install without dependencies works offline");
         assert!(dir.path().join("package-lock.json").exists());
 
-        let app = Supervisor::start_with(plan, dir.path().to_path_buf(), npm_env(), quick());
+        let app = Supervisor::start_with(
+            plan,
+            unconfined(dir.path()),
+            dir.path().to_path_buf(),
+            npm_env(),
+            quick(),
+        );
         app.wait_ready(Duration::from_secs(30))
             .await
             .expect("the app becomes ready");
@@ -214,6 +231,7 @@ async fn a_killed_app_is_restarted_with_back_off_and_serves_again() {
         let port = free_port();
         let app = Supervisor::start_with(
             plan_of(dir.path(), port),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             npm_env(),
             quick(),
@@ -286,7 +304,13 @@ HEALTH_PATH = "/healthz"
             format!("http://127.0.0.1:{custom_port}/healthz")
         );
 
-        let app = Supervisor::start_with(plan, dir.path().to_path_buf(), Vec::new(), quick());
+        let app = Supervisor::start_with(
+            plan,
+            unconfined(dir.path()),
+            dir.path().to_path_buf(),
+            Vec::new(),
+            quick(),
+        );
         // `/` answers 500 here, so readiness proves that the health path was used.
         app.wait_ready(Duration::from_secs(30))
             .await
@@ -310,6 +334,7 @@ async fn stop_leaves_no_process_behind_and_is_idempotent() {
         let dir = node_repo();
         let app = Supervisor::start_with(
             plan_of(dir.path(), free_port()),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             npm_env(),
             quick(),
@@ -347,6 +372,7 @@ async fn an_app_ignoring_sigterm_is_killed_after_the_grace() {
         };
         let app = Supervisor::start_with(
             plan_of(dir.path(), free_port()),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             Vec::new(),
             options,
@@ -372,6 +398,7 @@ async fn dropping_the_supervisor_kills_the_whole_process_group() {
         let dir = node_repo();
         let app = Supervisor::start_with(
             plan_of(dir.path(), free_port()),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             npm_env(),
             quick(),
@@ -396,6 +423,7 @@ async fn restart_on_request_replaces_the_process() {
         let port = free_port();
         let app = Supervisor::start_with(
             plan_of(dir.path(), port),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             npm_env(),
             quick(),
@@ -433,6 +461,7 @@ async fn restart_with_a_new_plan_runs_the_new_settings() {
         let port = free_port();
         let app = Supervisor::start_with(
             plan_of(dir.path(), port),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             Vec::new(),
             quick(),
@@ -482,6 +511,7 @@ dev = "if [ -f fixed ]; then exec node server.js; fi; echo booting; echo boom >&
         };
         let app = Supervisor::start_with(
             plan_of(dir.path(), port),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             Vec::new(),
             options,
@@ -537,6 +567,7 @@ async fn a_port_taken_by_another_process_is_reported_not_mistaken_for_the_app() 
         };
         let app = Supervisor::start_with(
             plan_of(dir.path(), port),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             Vec::new(),
             options,
@@ -565,6 +596,7 @@ ready_timeout_secs = 1
         let port = free_port();
         let app = Supervisor::start_with(
             plan_of(dir.path(), port),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             Vec::new(),
             quick(),
@@ -599,6 +631,7 @@ async fn the_back_off_starts_over_after_the_app_was_ready_long_enough() {
         };
         let app = Supervisor::start_with(
             plan_of(dir.path(), free_port()),
+            unconfined(dir.path()),
             dir.path().to_path_buf(),
             Vec::new(),
             options,
@@ -655,7 +688,7 @@ async fn install_runs_in_the_repository_with_the_given_and_the_repositorys_envir
         let dir = repo(&[]);
         let command = r#"printf '%s|%s|%s|%s' "$FROM_CALLER" "$FROM_REPO" "$CI" "$CARGO_MANIFEST_DIR" > installed.txt"#;
         let env = vec![("FROM_CALLER".to_owned(), "caller".to_owned())];
-        devserver::install(&install_plan(command), dir.path(), &env)
+        devserver::install(&Sandbox::unconfined(dir.path()), &install_plan(command), dir.path(), &env)
             .await
             .expect("install succeeds");
         let written = std::fs::read_to_string(dir.path().join("installed.txt")).expect("written");
@@ -665,7 +698,7 @@ async fn install_runs_in_the_repository_with_the_given_and_the_repositorys_envir
 
         let mut nothing = install_plan("exit 1");
         nothing.install = None;
-        devserver::install(&nothing, dir.path(), &[])
+        devserver::install(&Sandbox::unconfined(dir.path()), &nothing, dir.path(), &[])
             .await
             .expect("no install command, nothing to do");
     })
@@ -677,7 +710,7 @@ async fn a_failed_install_names_the_command_its_status_and_its_last_output() {
     scenario(async {
         let dir = repo(&[]);
         let command = "echo resolving; head -c 300000 /dev/zero | tr '\\0' x; echo; echo 'ERR! missing peer' >&2; exit 7";
-        let error = devserver::install(&install_plan(command), dir.path(), &[])
+        let error = devserver::install(&Sandbox::unconfined(dir.path()), &install_plan(command), dir.path(), &[])
             .await
             .expect_err("the install fails");
         let InstallError::Failed { status, tail, .. } = &error else {
@@ -701,7 +734,7 @@ async fn an_abandoned_install_leaves_nothing_running() {
         let plan = install_plan("sleep 30 & echo $! > background.pid; sleep 30");
         let outcome = tokio::time::timeout(
             Duration::from_secs(1),
-            devserver::install(&plan, dir.path(), &[]),
+            devserver::install(&Sandbox::unconfined(dir.path()), &plan, dir.path(), &[]),
         )
         .await;
         assert!(outcome.is_err(), "the install was cut short");

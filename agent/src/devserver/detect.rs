@@ -57,10 +57,14 @@ impl RepoFiles {
         let mut files = BTreeMap::new();
         for name in CONTENT_FILES {
             let path = root.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
+            match crate::sandbox::read_repository_file(
+                &path,
+                super::settings::REPOSITORY_FILE_LIMIT,
+            ) {
+                Ok(Some(text)) => {
                     files.insert((*name).to_owned(), text);
                 }
+                Ok(None) => {}
                 Err(error) if is_absent(&error) => {}
                 Err(error) => return Err(SettingsError::Read { path, error }),
             }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::AppPlan;
 use super::output::{Tail, show_tail};
+use crate::sandbox::Sandbox;
+
 use super::process::{GroupGuard, install_env, kill_leftovers, spawn_shell};
 
 /// Lines of output kept for the error report of a failed install.
@@ -46,10 +48,12 @@ pub enum InstallError {
 /// Runs the plan's install command (`sh -c`) in `workdir`, its output into the log line by line.
 /// Does nothing when the plan has no install command.
 ///
-/// The environment is [`super::INHERITED_VARS`], `CI=true`, `env`, then the plan's `env`. The
+/// It runs in `sandbox`; the environment is the sandbox's allow-list, `CI=true`, `env`, then the
+/// plan's `env`. The
 /// command runs in its own process group, killed whole when it ends or when this future is
 /// dropped, so a time-out around the call leaves nothing running.
 pub async fn install(
+    sandbox: &Sandbox,
     plan: &AppPlan,
     workdir: &Path,
     env: &[(String, String)],
@@ -64,8 +68,15 @@ pub async fn install(
         command: command.to_owned(),
         error,
     };
-    let mut spawned = spawn_shell(command, workdir, &install_env(env, plan), "install", &tail)
-        .map_err(spawn_error)?;
+    let mut spawned = spawn_shell(
+        sandbox,
+        command,
+        workdir,
+        &install_env(env, plan),
+        "install",
+        &tail,
+    )
+    .map_err(spawn_error)?;
     let mut guard = GroupGuard(Some(spawned.group));
     let status = spawned.child.wait().await.map_err(spawn_error)?;
     // Whatever the install left running in the background would hold the output open.

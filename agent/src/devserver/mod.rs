@@ -7,9 +7,10 @@
 //! its own process group, tells when it answers on its health path, restarts it with back-off
 //! when it dies, and kills the whole group when it is stopped or dropped.
 //!
-//! Neither the install nor the dev server inherits the agent's environment: they get the basics
-//! of the machine ([`INHERITED_VARS`]), the variables the caller passes, the repository's own
-//! `[app.env]`, and `PORT` / `HOST`. Credentials of the agent never reach the app.
+//! Both run in the session's sandbox ([`crate::sandbox`]), and neither inherits the agent's
+//! environment: they get the sandbox's allow-list, the variables the caller passes, the
+//! repository's own `[app.env]`, and `PORT` / `HOST`. Credentials of the agent never reach the
+//! app.
 
 mod detect;
 mod health;
@@ -27,7 +28,6 @@ use std::time::Duration;
 pub use detect::{Detected, RepoFiles, detect};
 pub use health::probe;
 pub use install::{InstallError, install};
-pub use process::INHERITED_VARS;
 pub use settings::{SETTINGS_FILE, SettingsError};
 pub use supervisor::{AppState, Supervisor, SupervisorOptions, backoff_delay};
 

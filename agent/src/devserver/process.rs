@@ -1,6 +1,7 @@
 //! Shell commands in their own process group: `npm run dev` starts a tree of processes (npm, a
 //! shell, node, esbuild…), and only signalling the whole group stops all of them.
 
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -10,37 +11,12 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+use crate::sandbox::Sandbox;
 
 use super::AppPlan;
 use super::output::{Pumps, Tail, pump};
-
-/// Variables of the agent's own environment passed on to the install and the dev server: what
-/// tools need to run at all (search path, home for caches, locale, time zone, proxies and
-/// certificate bundles of the network). Nothing else is inherited, so the agent's credentials
-/// never reach code from the repository.
-pub const INHERITED_VARS: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NODE_EXTRA_CA_CERTS",
-];
 
 /// Pause between checks that the processes of a signalled group are gone.
 const GROUP_POLL: Duration = Duration::from_millis(50);
@@ -76,32 +52,19 @@ pub(crate) struct Spawned {
     pub(crate) pumps: Pumps,
 }
 
-/// Starts `sh -c <script>` in `workdir`, in a new process group, stdin closed, output into the
-/// log under `phase`.
+/// Starts `sh -c <script>` in `workdir`, inside `sandbox` (its allow-listed environment, then
+/// `env`), in a new process group, stdin closed, output into the log under `phase`.
 pub(crate) fn spawn_shell(
+    sandbox: &Sandbox,
     script: &str,
     workdir: &Path,
     env: &[(String, String)],
     phase: &'static str,
     tail: &Arc<Tail>,
 ) -> io::Result<Spawned> {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(script)
-        .current_dir(workdir)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    for name in INHERITED_VARS {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let args = [OsString::from("-c"), OsString::from(script)];
+    let mut command = sandbox.command("sh", &args, workdir, env);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn()?;
     let group = child
         .id()

@@ -112,12 +112,16 @@ pub(crate) struct SettingsFile {
     pub(crate) app: Option<AppSection>,
 }
 
+/// Most bytes read of one repository file the agent itself reads (settings, package.json).
+pub(crate) const REPOSITORY_FILE_LIMIT: u64 = 1 << 20;
+
 /// Reads [`SETTINGS_FILE`] in `workdir`; `Ok(None)` when there is none.
 pub(crate) fn read(workdir: &Path) -> Result<Option<SettingsFile>, SettingsError> {
     let path = workdir.join(SETTINGS_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&path, &text).map(Some),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+    // The file is the repository's: read as data, never through a link to the agent's files.
+    match crate::sandbox::read_repository_file(&path, REPOSITORY_FILE_LIMIT) {
+        Ok(Some(text)) => parse(&path, &text).map(Some),
+        Ok(None) => Ok(None),
         Err(error) => Err(SettingsError::Read { path, error }),
     }
 }

@@ -25,6 +25,8 @@ use tracing::Instrument;
 use super::AppPlan;
 use super::health::probe;
 use super::output::{Tail, show_tail};
+use crate::sandbox::Sandbox;
+
 use super::process::{Spawned, dev_env, kill_leftovers, signal_group, spawn_shell, terminate};
 
 /// How long to wait for the rest of a dead server's output, for its error report.
@@ -158,15 +160,21 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts the dev server in `workdir` and watches it, with the default options.
     ///
-    /// `env` comes on top of [`super::INHERITED_VARS`]; the plan's `env`, `HOST=0.0.0.0` and
-    /// `PORT` are added. Must be called within a Tokio runtime.
-    pub fn start(plan: AppPlan, workdir: PathBuf, env: Vec<(String, String)>) -> Supervisor {
-        Self::start_with(plan, workdir, env, SupervisorOptions::default())
+    /// It runs in `sandbox`; `env` comes on top of the sandbox's allow-list; the plan's `env`,
+    /// `HOST=0.0.0.0` and `PORT` are added. Must be called within a Tokio runtime.
+    pub fn start(
+        plan: AppPlan,
+        sandbox: Arc<Sandbox>,
+        workdir: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Supervisor {
+        Self::start_with(plan, sandbox, workdir, env, SupervisorOptions::default())
     }
 
     /// [`Supervisor::start`] with chosen options.
     pub fn start_with(
         plan: AppPlan,
+        sandbox: Arc<Sandbox>,
         workdir: PathBuf,
         env: Vec<(String, String)>,
         options: SupervisorOptions,
@@ -185,6 +193,7 @@ impl Supervisor {
             given_env: env,
             health: SocketAddr::new(options.health_host, plan.port),
             plan: plan.clone(),
+            sandbox,
             workdir,
             options,
             state: state_tx,
@@ -307,6 +316,7 @@ type Probe = Pin<Box<dyn Future<Output = Option<u16>> + Send>>;
 
 struct Worker {
     plan: AppPlan,
+    sandbox: Arc<Sandbox>,
     workdir: PathBuf,
     /// The caller's variables, from which `env` is made for each plan.
     given_env: Vec<(String, String)>,
@@ -522,7 +532,14 @@ impl Worker {
         if group.closed {
             return Ok(None);
         }
-        let spawned = spawn_shell(&self.plan.dev, &self.workdir, &self.env, "dev", tail)?;
+        let spawned = spawn_shell(
+            &self.sandbox,
+            &self.plan.dev,
+            &self.workdir,
+            &self.env,
+            "dev",
+            tail,
+        )?;
         group.running = Some(spawned.group);
         Ok(Some(spawned))
     }

@@ -81,14 +81,45 @@ fn which(program: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{program} is not on PATH"))
 }
 
+/// A script that records how `name` was called, then runs `real`. Inside the sandbox, where
+/// `CCA_TEST_ARGV_LOG` is not passed, the record goes to `$HOME/argv.log` (the sandbox's home).
 fn write_wrapper(path: &Path, name: &str, real: &Path) {
     let script = format!(
-        "#!/bin/sh\n# Records how {name} was called, then runs it.\nprintf '%s\\n' \"{name} $*\" >> \"$CCA_TEST_ARGV_LOG\"\nexec '{}' \"$@\"\n",
+        "#!/bin/sh\n# Records how {name} was called, then runs it.\nprintf '%s\\n' \"{name} $*\" >> \"${{CCA_TEST_ARGV_LOG:-$HOME/argv.log}}\"\nexec '{}' \"$@\"\n",
         real.display()
     );
     std::fs::write(path, script).unwrap();
+    set_mode(path, 0o755);
+}
+
+fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The CLI executable where any user may run it: the sandbox user cannot reach the install
+/// under root's home. Linked (or copied) once per machine into a directory of its own.
+fn stage_cli(cli: &Path) -> PathBuf {
+    let meta = std::fs::metadata(cli).unwrap();
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let dir = std::env::temp_dir().join("cca-test-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    set_mode(&dir, 0o755);
+    let staged = dir.join(format!("claude-{}-{modified}", meta.len()));
+    if !staged.exists() {
+        let partial = dir.join(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_file(&partial);
+        if std::fs::hard_link(cli, &partial).is_err() {
+            std::fs::copy(cli, &partial).unwrap();
+        }
+        set_mode(&partial, 0o755);
+        std::fs::rename(&partial, &staged).unwrap();
+    }
+    staged
 }
 
 impl Stand {
@@ -118,17 +149,26 @@ impl Stand {
         github.add_installation(INSTALLATION);
         let model = FakeModel::start().await;
 
+        // As an operator lays it out: the agent's own files private (0700/0600), the tools any
+        // user may run, the workspace for the agent to arrange.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let key_file = root.join("app.pem");
+        set_mode(&root, 0o711);
+        let private = root.join("private");
+        std::fs::create_dir_all(&private).unwrap();
+        set_mode(&private, 0o700);
+        let key_file = private.join("app.pem");
         std::fs::write(&key_file, app_private_key_pem()).unwrap();
+        set_mode(&key_file, 0o600);
         let bin_dir = root.join("bin");
         std::fs::create_dir_all(&bin_dir).unwrap();
+        set_mode(&bin_dir, 0o755);
         write_wrapper(&bin_dir.join("git"), "git", &which("git"));
-        write_wrapper(&bin_dir.join("claude"), "claude", &cli);
-        let home = root.join("home");
+        let staged_cli = stage_cli(&cli);
+        write_wrapper(&bin_dir.join("claude"), "claude", &staged_cli);
+        let home = private.join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let db = root.join("sessions.db");
+        let db = private.join("sessions.db");
         let store = Arc::new(SqliteStore::open(&db).unwrap());
 
         let repo = RepoName::parse(REPO).unwrap();
@@ -191,8 +231,8 @@ impl Stand {
         edit(&mut session);
         store.create(&session).await.unwrap();
 
-        let argv_log = root.join("argv.log");
-        let log = root.join("agent.log");
+        let argv_log = private.join("argv.log");
+        let log = private.join("agent.log");
         let workspace = root.join("workspace");
         let mut env = claude_env(model.url(), &home);
         env.extend(
@@ -214,6 +254,11 @@ impl Stand {
                 ("STATUS_INTERVAL_SECS", "1".to_owned()),
                 ("HEARTBEAT_SECS", "1".to_owned()),
                 ("CCA_TEST_ARGV_LOG", argv_log.display().to_string()),
+                // The staged CLI lives under /tmp, which the sandbox hides.
+                (
+                    "AGENT_SANDBOX_PATHS",
+                    staged_cli.parent().unwrap().display().to_string(),
+                ),
                 ("RUST_LOG", "info,cca_agent=debug".to_owned()),
                 (
                     "PATH",
@@ -339,8 +384,20 @@ impl Stand {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How git (run by the agent) and the CLI (run in the sandbox) were called.
     pub fn argv_text(&self) -> String {
-        std::fs::read_to_string(&self.argv_log).unwrap_or_default()
+        let mut text = std::fs::read_to_string(&self.argv_log).unwrap_or_default();
+        text.push_str(
+            &std::fs::read_to_string(self.sandbox_home().join("argv.log")).unwrap_or_default(),
+        );
+        text
+    }
+
+    /// The home of the session's sandboxed processes.
+    pub fn sandbox_home(&self) -> PathBuf {
+        self.workspace
+            .join(self.session.session_id.as_str())
+            .join("@home")
     }
 
     /// The working copy the agent cloned.

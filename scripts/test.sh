@@ -20,6 +20,7 @@ VITE_VERSION=7.3.8
 PLAYWRIGHT_CORE_VERSION=1.65.1
 CHROMIUM=/usr/bin/chromium
 MOTO_START_TIMEOUT_SECS=30
+SANDBOX_USER=cca-sandbox
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -139,6 +140,26 @@ fi
 export CCA_BROWSER_TESTS=1
 export CCA_NODE_PREFIX="$browser_prefix"
 export CCA_CHROMIUM="$CHROMIUM"
+
+step "Agent sandbox (bubblewrap, the unprivileged user ${SANDBOX_USER})"
+# The agent confines the coding CLI and the repository's commands with bubblewrap and, run as
+# root as here, as an unprivileged user (agent/src/sandbox.rs); the tests run both for real.
+if command -v bwrap >/dev/null 2>&1; then
+    echo "bubblewrap present: $(bwrap --version)"
+else
+    [[ "$(id -u)" == "0" ]] ||
+        fail "bwrap is missing; install Debian's bubblewrap package as root (apt-get install bubblewrap)"
+    apt-get update -qq </dev/null || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap </dev/null >/dev/null ||
+        fail "apt-get could not install bubblewrap"
+fi
+if [[ "$(id -u)" == "0" ]]; then
+    if ! id "$SANDBOX_USER" >/dev/null 2>&1; then
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$SANDBOX_USER" || fail "useradd $SANDBOX_USER failed"
+    fi
+    echo "sandbox user: $(id "$SANDBOX_USER")"
+fi
 
 step "Starting the AWS emulator (moto)"
 port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"

@@ -3,7 +3,10 @@
 # The agent image: `cca-agent run` (a coding session) and `cca-agent preview` (a PR preview).
 # It holds what a session needs to clone, build, serve and change a repository: git, Node.js with
 # npm, Yarn 1 and pnpm (through corepack), Python 3 with a writable virtual environment, and the
-# Claude Code CLI at a pinned version. It runs as the unprivileged user `claude` (uid 1000).
+# Claude Code CLI at a pinned version. The agent supervises as root; everything untrusted (the
+# CLI, the repository's install and dev server, what they start) runs as the unprivileged user
+# `cca-sandbox` (uid 1000), and also inside bubblewrap where the platform allows user namespaces
+# (docs/SECURITY.md).
 #
 #   docker buildx build --platform linux/amd64 -f docker/agent.Dockerfile -t cca-agent .
 #
@@ -44,6 +47,7 @@ RUN apt-get update \
         git \
         python3 \
         python3-venv \
+        bubblewrap \
         tini \
     && rm -rf /var/lib/apt/lists/*
 
@@ -56,19 +60,24 @@ RUN npm install --global --include=optional --no-audit --no-fund --loglevel=erro
     && test "$(claude --version | awk 'NR == 1 { print $1 }')" = "${CLAUDE_CODE_VERSION}" \
     && corepack enable pnpm
 
-# The image's `node` user (uid 1000) becomes `claude`, with its home moved to /home/claude.
-# Python packages of a previewed app install into a virtual environment the user owns, since
-# Debian's Python refuses `pip install` into the system (PEP 668).
-RUN groupmod --new-name claude node \
-    && usermod --login claude --home /home/claude --move-home node \
-    && install -d -o claude -g claude /workspace \
+# The image's `node` user (uid 1000) becomes `cca-sandbox`, the identity of untrusted code; each
+# session gives it a home of its own under /workspace. Python packages of a previewed app
+# install into a virtual environment that user owns, since Debian's Python refuses
+# `pip install` into the system (PEP 668). The workspace is root's and passable only: the agent
+# keeps its own git directory there, out of the sandbox user's reach.
+RUN groupmod --new-name cca-sandbox node \
+    && usermod --login cca-sandbox --home /nonexistent --shell /usr/sbin/nologin node \
+    && rm -rf /home/node \
+    && install -d -m 0711 /workspace \
     && python3 -m venv /opt/venv \
-    && chown -R claude:claude /opt/venv
+    && chown -R cca-sandbox:cca-sandbox /opt/venv
 
 COPY --from=build /out/cca-agent /usr/local/bin/cca-agent
 
-ENV HOME=/home/claude \
+ENV HOME=/root \
     AGENT_WORKSPACE=/workspace \
+    AGENT_SANDBOX=auto \
+    AGENT_SANDBOX_USER=cca-sandbox \
     CLAUDE_BIN=claude \
     DISABLE_AUTOUPDATER=1 \
     COREPACK_ENABLE_DOWNLOAD_PROMPT=0 \
@@ -76,7 +85,11 @@ ENV HOME=/home/claude \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-USER 1000:1000
+# Root is the supervisor's, so that it can switch untrusted code to the sandbox user, keep its
+# credentials and its git directory out of that user's reach, and end every process of that
+# user on stop. The agent itself runs no repository code.
+# hadolint ignore=DL3002
+USER 0:0
 WORKDIR /workspace
 
 # APP_PORT (the app's dev server, which the proxy forwards to) and CONTROL_PORT (control API).

@@ -445,6 +445,9 @@ async fn run_one(
     };
     let mut env = cli_env(ready);
     env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
+    if let Some(gateway) = &ready.gateway {
+        gateway.begin_run(run_budget);
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let progress = spawn_progress(reporter.clone(), rx);
     info!(run = number, resume = ?resume, "run starting");
@@ -483,7 +486,14 @@ async fn run_one(
         }
     }
 
-    let mut limit = limit_hit(&outcome, ready, run_budget);
+    let metered = ready.gateway.as_ref().map(|g| g.run());
+    let mut limit = match metered.as_ref().and_then(|(_, refusal)| *refusal) {
+        Some(refusal) => Some(format!(
+            "{refusal} (MAX_COST_PER_RUN_USD ${:.2}); the model gateway refused further requests",
+            limits.max_cost_per_run_usd
+        )),
+        None => limit_hit(&outcome, ready, run_budget),
+    };
     if let Some(stop) = &stopping {
         limit = limit.or(Some(format!("the session was stopped: {}", stop.reason)));
     }
@@ -493,13 +503,17 @@ async fn run_one(
         t.turns += r.and_then(|r| r.turns).unwrap_or(0);
         let same_conversation = resume.is_some() && outcome.conversation == resume;
         let reported = r.and_then(|r| r.cost_usd);
-        let run_cost = reported.map(|c| {
-            if same_conversation {
-                (c - t.conversation_cost).max(0.0)
-            } else {
-                c
-            }
-        });
+        // The gateway's sum when there is one; the CLI's own report only without it (Bedrock).
+        let run_cost = match &metered {
+            Some((usage, _)) => Some(usage.cost_usd),
+            None => reported.map(|c| {
+                if same_conversation {
+                    (c - t.conversation_cost).max(0.0)
+                } else {
+                    c
+                }
+            }),
+        };
         if let Some(c) = reported {
             // A failed resumed run may report nothing spent; the conversation's total only grows.
             t.conversation_cost = if same_conversation {

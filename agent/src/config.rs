@@ -64,6 +64,14 @@ pub struct AgentArgs {
     #[arg(long, env = "ANTHROPIC_SECRET_ARN")]
     pub anthropic_secret_arn: Option<String>,
 
+    /// The Messages API the model gateway forwards to.
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// Model prices overriding the gateway's table: `prefix=input/output,…` (USD per million
+    /// tokens).
+    #[arg(long, env = "MODEL_PRICES")]
+    pub model_prices: Option<String>,
+
     /// ECS task metadata endpoint (set by ECS); the agent's address comes from it.
     #[arg(long, env = "ECS_CONTAINER_METADATA_URI_V4")]
     pub ecs_metadata_uri: Option<String>,
@@ -237,6 +245,10 @@ pub struct Config {
     pub git_author_name: String,
     pub git_author_email: String,
     pub sandbox: crate::sandbox::Settings,
+    /// The Messages API behind the model gateway.
+    pub model_api_url: String,
+    /// What the gateway charges per model.
+    pub prices: crate::gateway::Prices,
     /// Files and directories of the agent's own (credentials, the store, the data directory)
     /// hidden from untrusted code.
     pub private_paths: Vec<PathBuf>,
@@ -400,6 +412,19 @@ impl Config {
             .or_else(|| a.data_dir.as_ref().map(|d| d.join("workspaces")))
             .unwrap_or_else(|| PathBuf::from("/workspace"));
 
+        let model_api_url =
+            nonempty(&a.anthropic_base_url).unwrap_or_else(|| "https://api.anthropic.com".into());
+        if !(model_api_url.starts_with("https://") || model_api_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                var: "ANTHROPIC_BASE_URL",
+                reason: format!("{model_api_url:?} is not an http(s) URL"),
+            });
+        }
+        let prices = crate::gateway::Prices::parse(a.model_prices.as_deref().unwrap_or(""))
+            .map_err(|e| ConfigError::Invalid {
+                var: "MODEL_PRICES",
+                reason: e.to_string(),
+            })?;
         let list = |v: &Option<String>, sep: char| -> Vec<String> {
             v.as_deref()
                 .unwrap_or("")
@@ -474,6 +499,8 @@ impl Config {
             git_author_email: nonempty(&a.git_author_email)
                 .unwrap_or_else(|| "claude-agent@users.noreply.github.com".into()),
             sandbox,
+            model_api_url,
+            prices,
             private_paths,
         })
     }

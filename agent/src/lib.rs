@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod devserver;
+pub mod gateway;
 pub mod git;
 pub mod idle;
 pub mod preview;

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ControlSource, GitHubSource, JiraSource};
 use crate::control::{self, Mode, Shared};
+use crate::gateway::{Credential, Gateway, Ledger};
 use crate::git::{GitAuth, Repo, agent_git_dir, sandbox_home, working_copy};
 use crate::report::{RepoAccess, Secrets};
 use crate::sandbox::{Layout, Sandbox};
@@ -37,6 +38,9 @@ pub struct Ready {
     pub model_env: Vec<(String, String)>,
     /// Where the CLI, the install and the dev server run.
     pub sandbox: Arc<Sandbox>,
+    /// The only holder of the model credential, when the model is reached with one (not
+    /// Bedrock).
+    pub gateway: Option<Gateway>,
     pub shared: Arc<Shared>,
     pub address: String,
     pub control_port: u16,
@@ -156,7 +160,6 @@ pub const MODEL_CREDENTIALS: [&str; 3] = [
 /// its own settings, none of which holds a credential (the model's credentials come in
 /// [`Ready::model_env`]).
 pub const CLI_SETTINGS: &[&str] = &[
-    "ANTHROPIC_BASE_URL",
     "ANTHROPIC_MODEL",
     "ANTHROPIC_SMALL_FAST_MODEL",
     "ANTHROPIC_DEFAULT_OPUS_MODEL",
@@ -292,22 +295,43 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
         }
     };
 
-    let mut model_env = Vec::new();
+    let mut credential = None;
     if let Some(arn) = &cfg.anthropic_secret_arn {
         let text = cca_secrets::fetch_secret_string(&secrets_client()?, arn).await?;
-        let (name, value) = model_credential(&text)
+        let found = model_credential(&text)
             .with_context(|| format!("secret {arn} holds no api_key or oauth_token"))?;
-        secrets.add(&value);
-        model_env.push((name.to_owned(), value));
+        credential = Some(found);
     }
     for name in MODEL_CREDENTIALS {
         if let Ok(v) = std::env::var(name) {
-            secrets.add(&v);
-            if !model_env.iter().any(|(k, _)| k == name) {
-                model_env.push((name.to_owned(), v));
+            if credential.is_none() && !v.trim().is_empty() {
+                credential = Some((name, v));
             }
         }
     }
+    let (gateway, model_env) = match credential {
+        Some((name, value)) => {
+            secrets.add(&value);
+            let value = SecretString::from(value);
+            let credential = match name {
+                "ANTHROPIC_API_KEY" => Credential::ApiKey(value),
+                "CLAUDE_CODE_OAUTH_TOKEN" => Credential::OAuth(value),
+                _ => Credential::Bearer(value),
+            };
+            let spent = session.cost_usd.unwrap_or(0.0);
+            let gateway = Gateway::start(
+                &cfg.model_api_url,
+                credential,
+                cfg.prices.clone(),
+                Ledger::new(cfg.limits.max_cost_per_session_usd, spent),
+            )
+            .await
+            .context("starting the model gateway")?;
+            let env = gateway.cli_env();
+            (Some(gateway), env)
+        }
+        None => (None, bedrock_env()),
+    };
     let sandbox = Arc::new(prepare_sandbox(&cfg, &session)?);
 
     let address = discover_address(&cfg).await?;
@@ -350,11 +374,44 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
         jira,
         model_env,
         sandbox,
+        gateway,
         shared,
         address,
         control_port,
     })
 }
+
+/// Amazon Bedrock through the task role: until the gateway signs Bedrock requests itself, the
+/// CLI is given the container's credential variables (docs/SECURITY.md names this open gap).
+fn bedrock_env() -> Vec<(String, String)> {
+    let on = std::env::var("CLAUDE_CODE_USE_BEDROCK")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+    if !on {
+        warn!(
+            "no model credential (ANTHROPIC_SECRET_ARN, ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN) and no Bedrock: the CLI has no model to talk to"
+        );
+        return Vec::new();
+    }
+    warn!(
+        "Bedrock: the CLI is given the task role's credentials (the gateway does not sign Bedrock requests yet)"
+    );
+    BEDROCK_CREDENTIALS
+        .iter()
+        .filter_map(|n| std::env::var(n).ok().map(|v| ((*n).to_owned(), v)))
+        .collect()
+}
+
+/// The variables through which the AWS SDKs find the task role's credentials.
+const BEDROCK_CREDENTIALS: &[&str] = &[
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+];
 
 /// The session's sandbox: the working copy and a home of its own writable, the agent's
 /// private paths hidden, the CLI's installation visible.

@@ -36,6 +36,8 @@ const AWS_AUTH: &str = "stand-ecs-authorization-token-5d7f";
 const SSH_KEY: &str = "STAND-SSH-PRIVATE-KEY-b41d";
 const AWS_FILE_SECRET: &str = "STAND-AWS-FILE-SECRET-77e0";
 const OTHER_SESSION: &str = "STAND-OTHER-SESSION-FILE-a9c3";
+/// The model key of the stand (`claude_env`'s), which only the agent's gateway may hold.
+const MODEL_KEY: &str = "sk-ant-fake-key-for-tests";
 
 /// Whether this machine can run the scenario: root (to switch users) and the sandbox user.
 fn can_run() -> bool {
@@ -335,6 +337,17 @@ async fn hostile_model_reaches_no_credential(mode: &str) {
     assert!(loot.contains("== /proc/1\n"), "{loot}");
     let known = secrets(&stand);
     assert_no_secret("what the CLI gathered (run 1)", &loot, &known);
+    // The model server got the real key all the same: the gateway put it there.
+    let keys: Vec<_> = stand
+        .model
+        .requests()
+        .iter()
+        .filter_map(|r| r.headers.get("x-api-key").cloned())
+        .collect();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == MODEL_KEY),
+        "{keys:?}"
+    );
     assert_no_secret("the tool results (run 1)", &tool_results(&stand), &known);
     if mode == "bwrap" {
         // Another session's working copy is not even there inside bubblewrap. (As the same

@@ -1,0 +1,103 @@
+//! The model gateway between the real Claude Code CLI and the model: the CLI holds no model
+//! key, the gateway's budget cuts a run whatever the CLI's own flags, the cut is said on the
+//! PR, and the cost recorded is the gateway's sum.
+
+mod support;
+
+use std::time::Duration;
+
+use cca_domain::session::SessionType;
+use cca_testkit::model::Reply;
+use serde_json::json;
+use support::Stand;
+
+const START: Duration = Duration::from_secs(60);
+
+/// Dollars per million tokens the stand charges: with the fake's 1,000 input and 100 output
+/// tokens per answer, one answer costs $1.10 to the gateway, while the CLI, pricing them
+/// itself, thinks it cheap (a cent), so its own `--max-budget-usd` never stops the run first.
+const PRICE: f64 = 1000.0;
+const PER_ANSWER: f64 = (1000.0 + 100.0) * PRICE / 1e6;
+
+#[tokio::test]
+async fn the_gateway_cuts_a_run_at_its_budget_and_its_sum_is_the_recorded_cost() {
+    let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    stand.set(
+        "MODEL_PRICES",
+        "claude-opus=1000/1000,claude-sonnet=1000/1000,claude-haiku=1000/1000",
+    );
+    stand.set("MAX_COST_PER_RUN_USD", "0.5");
+    stand.set("MAX_COST_PER_SESSION_USD", "100");
+    stand.model.push_all([
+        Reply::bash("env > env.txt; echo one > one.txt"),
+        Reply::bash("echo two > two.txt"),
+        Reply::bash("echo three > three.txt"),
+        Reply::text("Done."),
+    ]);
+    let mut agent = stand.spawn("run");
+    let summary = stand.wait_comment("Run 1 failed", START).await;
+    assert!(
+        summary.body.contains("model gateway refused"),
+        "{}",
+        summary.body
+    );
+    assert!(summary.body.contains("$0.5000"), "{}", summary.body);
+    // The model was asked once in the conversation; what followed was refused at the gateway.
+    assert_eq!(stand.model.main_requests().len(), 1);
+    assert_eq!(stand.model.pending(), 3);
+    // The CLI's environment, which its first command wrote down, holds no model key.
+    let env = std::fs::read_to_string(stand.clone_dir().join("env.txt")).unwrap();
+    assert!(!env.contains("sk-ant-fake-key-for-tests"), "{env}");
+    assert!(env.contains("ANTHROPIC_API_KEY=cca-gateway-"), "{env}");
+    // The recorded cost is what the gateway let through, priced by its table.
+    let answered = stand
+        .model
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/messages")
+        .count();
+    let s = stand.record().await;
+    let cost = s.cost_usd.expect("a cost is recorded");
+    assert!(
+        (cost - answered as f64 * PER_ANSWER).abs() < 1e-6,
+        "recorded {cost}, {answered} answers at {PER_ANSWER}"
+    );
+    let (code, _) = stand
+        .control(
+            "POST",
+            "/prompt",
+            Some(&stand.token()),
+            json!({"prompt": "go on"}),
+        )
+        .await;
+    assert_eq!(code, 202);
+    // A new run has a new budget.
+    stand.wait_comment("Run 2", START).await;
+    assert_eq!(stand.model.main_requests().len(), 2);
+    stand.stop(&mut agent).await;
+}
+
+#[tokio::test]
+async fn a_request_without_the_gateway_token_is_refused() {
+    let gateway = cca_agent::gateway::Gateway::start(
+        "http://127.0.0.1:9",
+        cca_agent::gateway::Credential::ApiKey("sk-real".to_owned().into()),
+        cca_agent::gateway::Prices::default(),
+        cca_agent::gateway::Ledger::new(1.0, 0.0),
+    )
+    .await
+    .unwrap();
+    let base = &gateway.cli_env()[0].1;
+    for key in [None, Some("sk-real"), Some("cca-gateway-guess")] {
+        let mut req = reqwest::Client::new()
+            .post(format!("{base}/v1/messages"))
+            .json(&json!({"model": "claude-opus-5", "messages": []}));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{key:?}");
+    }
+}

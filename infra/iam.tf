@@ -23,8 +23,9 @@ locals {
     proxy   = aws_ecr_repository.this["uat-proxy"].arn
   }
   secrets_of = {
-    agent   = compact([local.github_app_secret_arn, aws_secretsmanager_secret.control.arn, local.jira_secret_arn, local.anthropic_secret_arn])
-    preview = [local.github_app_secret_arn, aws_secretsmanager_secret.control.arn]
+    # Sessions never read the GitHub App or the control key: the webhook mints their tokens.
+    agent   = compact([local.jira_secret_arn, local.anthropic_secret_arn])
+    preview = []
     webhook = compact([local.github_app_secret_arn, aws_secretsmanager_secret.control.arn, local.jira_secret_arn])
   }
   cluster_tasks = "arn:${local.partition}:ecs:${local.region}:${local.account}:task/${aws_ecs_cluster.this.name}/*"
@@ -133,21 +134,27 @@ data "aws_iam_policy_document" "session_task" {
     resources = [local.table_arn]
   }
 
-  statement {
-    sid       = "ReadSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.secrets_of[each.key]
+  dynamic "statement" {
+    for_each = length(local.secrets_of[each.key]) > 0 ? [1] : []
+    content {
+      sid       = "ReadSecrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secrets_of[each.key]
+    }
   }
 
-  statement {
-    sid       = "DecryptSecretsThroughSecretsManager"
-    actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.this.arn]
+  dynamic "statement" {
+    for_each = length(local.secrets_of[each.key]) > 0 ? [1] : []
+    content {
+      sid       = "DecryptSecretsThroughSecretsManager"
+      actions   = ["kms:Decrypt"]
+      resources = [aws_kms_key.this.arn]
 
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      }
     }
   }
 

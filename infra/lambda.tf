@@ -39,18 +39,23 @@ resource "aws_lambda_function" "webhook" {
 }
 
 locals {
+  # Where session containers get their installation tokens: the webhook's token broker.
+  token_url = trimsuffix(aws_lambda_function_url.webhook.function_url, "/")
+
   # What cca-webhook reads (docs/CONFIGURATION.md, "cca-webhook"); empty values are left out. In
   # Lambda it always logs JSON.
   webhook_environment = { for name, value in merge(var.webhook_settings, {
-    SESSIONS_TABLE                = aws_dynamodb_table.sessions.name
-    LAUNCHER                      = "ecs"
-    ECS_CLUSTER                   = aws_ecs_cluster.this.name
-    AGENT_TASK_DEFINITION         = aws_ecs_task_definition.session["agent-latest"].family
-    AGENT_TASK_DEFINITION_STAGING = aws_ecs_task_definition.session["agent-staging"].family
-    UAT_TASK_DEFINITION           = aws_ecs_task_definition.session["preview-latest"].family
-    UAT_TASK_DEFINITION_STAGING   = aws_ecs_task_definition.session["preview-staging"].family
-    AGENT_CONTAINER_NAME          = local.containers.agent.name
-    UAT_CONTAINER_NAME            = local.containers.preview.name
+    SESSIONS_TABLE = aws_dynamodb_table.sessions.name
+    LAUNCHER       = "ecs"
+    ECS_CLUSTER    = aws_ecs_cluster.this.name
+    # Family names, not the task definitions' attributes: those hold the function's URL
+    # (CCA_TOKEN_URL), which would make a cycle.
+    AGENT_TASK_DEFINITION         = local.family["agent-latest"]
+    AGENT_TASK_DEFINITION_STAGING = local.family["agent-staging"]
+    UAT_TASK_DEFINITION           = local.family["preview-latest"]
+    UAT_TASK_DEFINITION_STAGING   = local.family["preview-staging"]
+    AGENT_CONTAINER_NAME          = local.session_containers.agent
+    UAT_CONTAINER_NAME            = local.session_containers.preview
     AGENT_SUBNETS                 = join(",", var.agent_subnet_ids)
     AGENT_SECURITY_GROUPS         = aws_security_group.sessions.id
     AGENT_ASSIGN_PUBLIC_IP        = tostring(var.assign_public_ip)

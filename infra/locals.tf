@@ -23,6 +23,11 @@ locals {
   # on two image channels. A staging channel is a family of its own, so registering it never
   # changes what a `latest` launch runs; the webhook derives `<family>-staging` the same way.
   channels = ["latest", "staging"]
+
+  # The session containers' names as containers.tf.json gives them (crates/cca/tests/infra.rs
+  # checks that it does), stated apart: the webhook's settings need them, and referring to that
+  # file's containers would make a cycle through CCA_TOKEN_URL, the webhook's own URL.
+  session_containers = { agent = "agent", preview = "preview" }
   families = {
     agent   = "${local.prefix}-agent"
     preview = "${local.prefix}-preview"

@@ -44,8 +44,8 @@ output "doctor_environment" {
     UAT_TASK_DEFINITION_STAGING   = aws_ecs_task_definition.session["preview-staging"].family
     PROXY_TASK_DEFINITION         = aws_ecs_task_definition.proxy["latest"].family
     PROXY_TASK_DEFINITION_STAGING = aws_ecs_task_definition.proxy["staging"].family
-    AGENT_CONTAINER_NAME          = local.containers.agent.name
-    UAT_CONTAINER_NAME            = local.containers.preview.name
+    AGENT_CONTAINER_NAME          = local.session_containers.agent
+    UAT_CONTAINER_NAME            = local.session_containers.preview
     PROXY_CONTAINER_NAME          = local.containers.proxy.name
     SESSIONS_TABLE                = aws_dynamodb_table.sessions.name
     GITHUB_APP_SECRET_ARN         = local.github_app_secret_arn

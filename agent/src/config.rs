@@ -41,6 +41,15 @@ pub struct AgentArgs {
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
 
+    /// The control plane's token broker (the webhook): with it the agent holds no GitHub App
+    /// key and asks there for its repository's installation tokens.
+    #[arg(long, env = "CCA_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// The session's control token, set by the launcher on each task: it authenticates the
+    /// control API's callers and the agent's token requests; no control key is needed then.
+    #[arg(long, env = "CCA_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
+
     /// Secrets Manager secret holding the control key.
     #[arg(long, env = "CONTROL_SECRET_ARN")]
     pub control_secret_arn: Option<String>,
@@ -165,6 +174,10 @@ pub enum GitHubSource {
         private_key_file: PathBuf,
     },
     Token(SecretString),
+    /// The control plane's token broker (`CCA_TOKEN_URL`), with the session's token.
+    Broker {
+        url: String,
+    },
 }
 
 /// Where JIRA credentials come from.
@@ -228,7 +241,10 @@ pub struct Config {
     pub github_api_url: String,
     pub github: GitHubSource,
     pub default_installation: Option<u64>,
-    pub control: ControlSource,
+    /// The control key, when the agent derives its session's token itself (local use).
+    pub control: Option<ControlSource>,
+    /// The session's token as the launcher gave it.
+    pub session_token: Option<SecretString>,
     pub jira: Option<JiraSource>,
     pub anthropic_secret_arn: Option<String>,
     pub ecs_metadata_uri: Option<String>,
@@ -281,12 +297,29 @@ impl Config {
                 why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
             })?;
 
+        let session_token = nonempty(&a.session_token).map(SecretString::from);
         let github = match (
             nonempty(&a.github_app_secret_arn),
             a.github_app_id,
             &a.github_app_private_key_file,
             nonempty(&a.github_token),
         ) {
+            _ if nonempty(&a.token_url).is_some() => {
+                let url = nonempty(&a.token_url).unwrap_or_default();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::Invalid {
+                        var: "CCA_TOKEN_URL",
+                        reason: format!("{url:?} is not an http(s) URL"),
+                    });
+                }
+                if session_token.is_none() {
+                    return Err(ConfigError::Missing {
+                        var: "CCA_SESSION_TOKEN",
+                        why: "CCA_TOKEN_URL is set: the launcher gives each task its session's token",
+                    });
+                }
+                GitHubSource::Broker { url }
+            }
             (Some(arn), ..) => GitHubSource::SecretArn(arn),
             (None, Some(app_id), Some(file), _) => GitHubSource::App {
                 app_id,
@@ -301,8 +334,8 @@ impl Config {
             (None, None, _, Some(t)) => GitHubSource::Token(SecretString::from(t)),
             _ => {
                 return Err(ConfigError::Missing {
-                    var: "GITHUB_APP_SECRET_ARN",
-                    why: "set it, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE, or GITHUB_TOKEN",
+                    var: "CCA_TOKEN_URL",
+                    why: "the control plane's token broker (the webhook's URL); locally GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE or GITHUB_TOKEN instead",
                 });
             }
         };
@@ -315,11 +348,14 @@ impl Config {
             });
         }
 
-        let control = ControlSource::from_vars(
-            a.control_secret_arn.as_deref(),
-            a.control_secret.as_deref(),
-            "the control API's token is derived from it (locally: CCA_CONTROL_SECRET)",
-        )?;
+        let control = match &session_token {
+            Some(_) if a.control_secret_arn.is_none() && a.control_secret.is_none() => None,
+            _ => Some(ControlSource::from_vars(
+                a.control_secret_arn.as_deref(),
+                a.control_secret.as_deref(),
+                "the control API's token is derived from it (or give CCA_SESSION_TOKEN; locally: CCA_CONTROL_SECRET)",
+            )?),
+        };
 
         let jira = if let Some(arn) = nonempty(&a.jira_secret_arn) {
             Some(JiraSource::SecretArn(arn))
@@ -482,6 +518,7 @@ impl Config {
             github,
             default_installation: a.github_installation_id,
             control,
+            session_token,
             jira,
             anthropic_secret_arn: nonempty(&a.anthropic_secret_arn),
             ecs_metadata_uri: nonempty(&a.ecs_metadata_uri),
@@ -552,7 +589,7 @@ mod tests {
                     github_token: None,
                     ..base()
                 },
-                "GITHUB_APP_SECRET_ARN",
+                "CCA_TOKEN_URL",
             ),
             (
                 AgentArgs {

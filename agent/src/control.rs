@@ -1,9 +1,10 @@
 //! The control API the webhook calls: `POST /prompt`, `GET /status`, `POST /stop`,
 //! `POST /refresh`, and `GET /health`.
 //!
-//! Every route but `/health` needs `Authorization: Bearer <token>`, the HMAC of the session id
-//! under the control key that only the webhook and this agent hold; anything else is 401 before
-//! the body is read. `/health` says only that the process answers.
+//! Every route but `/health` needs `Authorization: Bearer <token>`, the session's token: the
+//! HMAC of the session id under the control key, which only the webhook holds (a deployed agent
+//! is given its own session's token by the launcher, never the key); anything else is 401
+//! before the body is read. `/health` says only that the process answers.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,7 +16,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cca_domain::control::verify_control_token;
 use cca_domain::{SessionId, Status};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -59,7 +59,8 @@ pub struct Refresh {
 pub struct Shared {
     pub session_id: SessionId,
     pub mode: Mode,
-    key: SecretString,
+    /// The session's control token, the only one accepted.
+    token: SecretString,
     started: Instant,
     queue: Mutex<VecDeque<Prompt>>,
     queued: Notify,
@@ -73,13 +74,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(session_id: SessionId, mode: Mode, key: SecretString) -> Arc<Self> {
+    /// State of session `session_id`, whose control API accepts `token` only.
+    pub fn new(session_id: SessionId, mode: Mode, token: SecretString) -> Arc<Self> {
         let (stop, _) = watch::channel(None);
         let (cancel, _) = watch::channel(false);
         Arc::new(Self {
             session_id,
             mode,
-            key,
+            token,
             started: Instant::now(),
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
@@ -232,7 +234,10 @@ async fn authenticate(State(s): State<Arc<Shared>>, req: Request, next: Next) ->
         .map(str::trim);
     match presented {
         Some(token)
-            if verify_control_token(s.key.expose_secret().as_bytes(), &s.session_id, token) =>
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                token.as_bytes(),
+                s.token.expose_secret().as_bytes(),
+            )) =>
         {
             next.run(req).await
         }
@@ -393,11 +398,9 @@ mod tests {
     const KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn shared(mode: Mode) -> Arc<Shared> {
-        Shared::new(
-            SessionId::parse("abcdefgh12345678").unwrap(),
-            mode,
-            SecretString::from(KEY),
-        )
+        let id = SessionId::parse("abcdefgh12345678").unwrap();
+        let token = control_token(KEY.as_bytes(), &id);
+        Shared::new(id, mode, SecretString::from(token))
     }
 
     async fn call(

@@ -131,6 +131,14 @@ pub enum SandboxError {
     RootUser(String),
     #[error("bubblewrap ({path}) does not work here: {why}")]
     NoBwrap { path: String, why: String },
+    #[error(
+        "the sandbox user {user} cannot reach the working copy: {path} is not passable for it (mode {mode:o}); put the workspace (AGENT_WORKSPACE, or cca up's --data-dir) under directories others may pass (mode 0711 or more)"
+    )]
+    Unreachable {
+        user: String,
+        path: String,
+        mode: u32,
+    },
     #[error("cannot prepare the sandbox's {what} {path}: {error}")]
     Prepare {
         what: &'static str,
@@ -241,6 +249,7 @@ impl Sandbox {
         let mut visible = sandbox.visible.clone();
         visible.extend(settings.paths.iter().cloned());
         let sandbox = Sandbox { visible, ..sandbox };
+        sandbox.check_reachable(&sandbox.workdir)?;
         sandbox.make_dir(&sandbox.home, 0o700, "home")?;
         sandbox.make_dir(&sandbox.workdir, 0o755, "working copy")?;
         match &sandbox.unconfined {
@@ -422,6 +431,35 @@ impl Sandbox {
                 for entry in std::fs::read_dir(&p)? {
                     pending.push(entry?.path());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the sandbox user may pass every directory above `path` (another identity only).
+    fn check_reachable(&self, path: &Path) -> Result<(), SandboxError> {
+        use std::os::unix::fs::MetadataExt;
+        let Identity::Other { uid, gid, name } = &self.identity else {
+            return Ok(());
+        };
+        for dir in path.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue;
+            };
+            let mode = meta.mode();
+            let passable = if meta.uid() == *uid {
+                mode & 0o100 != 0
+            } else if meta.gid() == *gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            };
+            if !passable {
+                return Err(SandboxError::Unreachable {
+                    user: name.clone(),
+                    path: dir.display().to_string(),
+                    mode: mode & 0o7777,
+                });
             }
         }
         Ok(())

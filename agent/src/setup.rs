@@ -134,7 +134,8 @@ impl Ready {
 /// The agent's own credentials and settings that name them: never passed to untrusted code
 /// (which inherits nothing anyway: its environment is an allow-list), and refused in
 /// `AGENT_SANDBOX_ENV`.
-pub const WITHHELD_FROM_CHILDREN: [&str; 12] = [
+pub const WITHHELD_FROM_CHILDREN: [&str; 13] = [
+    "CCA_SESSION_TOKEN",
     "CCA_CONTROL_SECRET",
     "CONTROL_SECRET_ARN",
     "GITHUB_TOKEN",
@@ -189,7 +190,7 @@ pub const CLI_SETTINGS: &[&str] = &[
 pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     let needs_aws = matches!(cfg.store, StoreSpec::Dynamo { .. })
         || matches!(cfg.github, GitHubSource::SecretArn(_))
-        || matches!(cfg.control, ControlSource::SecretArn(_))
+        || matches!(cfg.control, Some(ControlSource::SecretArn(_)))
         || matches!(cfg.jira, Some(JiraSource::SecretArn(_)))
         || cfg.anthropic_secret_arn.is_some();
     let aws = if needs_aws {
@@ -251,6 +252,14 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
             secrets.add(t.expose_secret());
             GitHubAuth::Token(t.clone())
         }
+        GitHubSource::Broker { url } => GitHubAuth::Broker {
+            url: url.clone(),
+            session_id: cfg.session_id.to_string(),
+            session_token: cfg
+                .session_token
+                .clone()
+                .context("CCA_SESSION_TOKEN is not set")?,
+        },
     };
     let github = GitHub::new(&cfg.github_api_url, auth)?;
     let installation = session
@@ -265,17 +274,26 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
         secrets: secrets.clone(),
     };
 
-    let control_key = match &cfg.control {
-        ControlSource::SecretArn(arn) => {
-            cca_secrets::fetch_control(&secrets_client()?, arn).await?.0
+    // The control API accepts the session's token: as the launcher gave it, or derived from
+    // the control key (local use).
+    let session_token = match (&cfg.session_token, &cfg.control) {
+        (Some(t), _) => t.clone(),
+        (None, Some(source)) => {
+            let key = match source {
+                ControlSource::SecretArn(arn) => {
+                    cca_secrets::fetch_control(&secrets_client()?, arn).await?.0
+                }
+                ControlSource::Local(s) => s.clone(),
+            };
+            secrets.add(key.expose_secret());
+            SecretString::from(cca_domain::control::control_token(
+                key.expose_secret().as_bytes(),
+                &session.session_id,
+            ))
         }
-        ControlSource::Local(s) => s.clone(),
+        (None, None) => bail!("neither CCA_SESSION_TOKEN nor a control key is configured"),
     };
-    secrets.add(control_key.expose_secret());
-    secrets.add(&cca_domain::control::control_token(
-        control_key.expose_secret().as_bytes(),
-        &session.session_id,
-    ));
+    secrets.add(session_token.expose_secret());
 
     let jira = match &cfg.jira {
         _ if session.jira_issue_key.is_none() => None,
@@ -335,7 +353,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     let sandbox = Arc::new(prepare_sandbox(&cfg, &session)?);
 
     let address = discover_address(&cfg).await?;
-    let shared = Shared::new(session.session_id.clone(), mode, control_key);
+    let shared = Shared::new(session.session_id.clone(), mode, session_token);
     let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], cfg.control_port)))
         .await
         .with_context(|| format!("cannot listen on CONTROL_PORT {}", cfg.control_port))?;

@@ -21,6 +21,8 @@ fn sample(name: &str) -> &'static str {
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:cca/github-app"
         }
         "CONTROL_SECRET_ARN" => "arn:aws:secretsmanager:us-east-1:123456789012:secret:cca/control",
+        "CCA_TOKEN_URL" => "https://abc123.lambda-url.us-east-1.on.aws",
+        "CCA_SESSION_TOKEN" => "5f0c0ffee5f0c0ffee5f0c0ffee5f0c0ffee5f0c0ffee5f0c0ffee5f0c0ffee0",
         "SESSION_ID" => "k7mqz2hd9rtw4xcp",
         "SESSION_TYPE" => "agent",
         "IMAGE_CHANNEL" => "latest",

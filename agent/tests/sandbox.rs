@@ -47,7 +47,7 @@ fn can_run() -> bool {
         .flatten()
         .is_some();
     if !(root && user) {
-        cca_testkit::stand::skip(&format!(
+        cca_testkit::stand::skip(format!(
             "the sandbox test needs root and the user {SANDBOX_USER} (scripts/test.sh creates it)"
         ));
     }

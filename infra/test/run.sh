@@ -152,6 +152,11 @@ timed apply tf apply -no-color -input=false "$work/tfplan" >"$work/apply.log" ||
     }
 grep -E '^Apply complete' "$work/apply.log"
 
+step "no session task role may read the GitHub App secret or the control key"
+tf show -json >"$work/state.json" || fail "terraform show -json"
+python3 "$infra/test/session_secrets.py" --doctored <"$work/state.json" ||
+    fail "a session task role can read the GitHub App secret or the control key"
+
 step "terraform plan again: nothing may change"
 status=0
 timed replan tf plan -no-color -input=false -detailed-exitcode "${vars[@]}" >"$work/replan.log" || status=$?

@@ -297,6 +297,7 @@ async fn provision(
         repo: session.repo_full_name.clone(),
         branch: session.branch_name.clone(),
         env: Vec::new(),
+        session_token: Some(secrecy::SecretString::from(app.control.token(&session))),
     };
     match app.launcher.launch(&req).await {
         Ok(launched) => {

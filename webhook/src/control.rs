@@ -55,6 +55,22 @@ impl ControlClient {
         Self { key, http, agents }
     }
 
+    /// Whether `presented` is the token of session `id` (constant time).
+    pub fn is_token_of(&self, id: &cca_domain::SessionId, presented: &str) -> bool {
+        let expected = control_token(self.key.expose_secret().as_bytes(), id);
+        subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.as_bytes()).into()
+    }
+
+    /// Whether the webhook may talk to the address a record holds (the token broker hands
+    /// tokens only to agents the webhook could call).
+    pub fn address_refusal(&self, session: &Session) -> Option<String> {
+        let Some(ip) = &session.container_ip else {
+            return Some("the agent has not reported its address yet".into());
+        };
+        let port = session.control_port.unwrap_or(0);
+        self.agents.check(ip, port).err().map(|r| r.to_string())
+    }
+
     /// The token of a session's control API.
     pub fn token(&self, session: &Session) -> String {
         control_token(self.key.expose_secret().as_bytes(), &session.session_id)

@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod reply;
 pub mod router;
 pub mod sweep;
+pub mod tokens;
 pub mod verify;
 
 pub use app::App;

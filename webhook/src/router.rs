@@ -1,5 +1,6 @@
 //! The HTTP surface, identical in Lambda and `serve` modes: `POST /webhook` (GitHub or JIRA, told
-//! apart by headers), `POST /webhooks/github`, `POST /webhooks/jira`, `GET /health`.
+//! apart by headers), `POST /webhooks/github`, `POST /webhooks/jira`, `GET /health`, and
+//! `POST /agent/token`, where agents get their repository's installation token.
 
 use std::sync::Arc;
 
@@ -23,9 +24,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/webhooks/github", post(github))
         .route("/webhooks/jira", post(jira))
         .route("/health", get(health))
+        .route(cca_github::TOKEN_ROUTE, post(agent_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+async fn agent_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match read(body).await {
+        Ok(bytes) => crate::tokens::issue(&app, &headers, &bytes).await,
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn health() -> Reply {

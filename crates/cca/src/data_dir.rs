@@ -72,17 +72,34 @@ impl DataDir {
         self.root.join("github-app.pem")
     }
 
-    /// Creates the directory, readable by its owner only: it holds the control key and every
-    /// session's logs.
+    /// Creates the directory, listable by its owner only and passable by others (mode 0711):
+    /// the agents' sandbox user must reach its session's working copy under `workspaces/` by
+    /// name. Everything else in it is its owner's alone: the control key, the App and the
+    /// session store are 0600, the logs directory 0700.
     pub fn create(&self) -> anyhow::Result<()> {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create the data directory {}", self.root.display()))?;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).with_context(|| {
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711)).with_context(|| {
             format!(
-                "cannot restrict the data directory {} to its owner",
+                "cannot set the mode of the data directory {}",
                 self.root.display()
             )
-        })
+        })?;
+        let logs = self.logs();
+        fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+        fs::set_permissions(&logs, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {} to its owner", logs.display()))?;
+        // SQLite gives its journal files the mode of the database file.
+        let db = self.sessions_db();
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)
+            .with_context(|| format!("cannot create {}", db.display()))?;
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {} to its owner", db.display()))
     }
 
     /// The control key: read from `control.key`, or generated and written there (mode 0600) the

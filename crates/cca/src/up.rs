@@ -168,28 +168,18 @@ fn fill_preview_template(s: &mut WebhookArgs, proxy: Option<SocketAddr>) {
     }
 }
 
-/// Settings the agents need that they would not inherit: defaults filled in here, credentials
-/// found in the data directory, and values given as flags rather than environment.
-fn agent_env(s: &WebhookArgs, dir: &DataDir) -> Vec<(String, String)> {
-    let mut env = vec![("CCA_DATA_DIR".to_owned(), dir.root().display().to_string())];
+/// Settings the agents need that they would not inherit: defaults filled in here, and values
+/// given as flags rather than environment. No credential: an agent gets its session's token from
+/// the launcher and its installation tokens from this process's token broker at `webhook`.
+fn agent_env(s: &WebhookArgs, dir: &DataDir, webhook: SocketAddr) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CCA_DATA_DIR".to_owned(), dir.root().display().to_string()),
+        ("CCA_TOKEN_URL".to_owned(), local_url(webhook)),
+    ];
     let text = [
         ("SESSION_STORE", s.session_store.clone()),
         ("UAT_DOMAIN_SUFFIX", s.uat_domain_suffix.clone()),
         ("GITHUB_API_URL", s.github_api_url.clone()),
-        ("CCA_CONTROL_SECRET", s.control_secret.clone()),
-        ("GITHUB_APP_SECRET_ARN", s.github_app_secret_arn.clone()),
-        ("GITHUB_APP_ID", s.github_app_id.map(|v| v.to_string())),
-        (
-            "GITHUB_APP_PRIVATE_KEY_FILE",
-            s.github_app_private_key_file
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        ),
-        (
-            "GITHUB_INSTALLATION_ID",
-            s.github_installation_id.map(|v| v.to_string()),
-        ),
-        ("GITHUB_TOKEN", s.github_token.clone()),
     ];
     for (name, value) in text {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -487,7 +477,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
         None => None,
     };
     fill_preview_template(&mut settings, proxy_addr);
-    let child_env = agent_env(&settings, &dir);
+    let child_env = agent_env(&settings, &dir, addr);
     let mut config = match Config::from_args(settings) {
         Ok(config) => config,
         Err(e) => {
@@ -734,13 +724,19 @@ mod tests {
         assert_eq!(s.launcher.as_deref(), Some("process"));
         assert_eq!(s.uat_domain_suffix.as_deref(), Some("localhost"));
         assert_eq!(s.control_secret, Some(dir.control_key().unwrap()));
-        let env = agent_env(&s, &dir);
+        let env = agent_env(&s, &dir, "0.0.0.0:8080".parse().unwrap());
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert!(get("SESSION_STORE").is_some());
-        assert!(get("CCA_CONTROL_SECRET").is_some());
-        assert_eq!(get("GITHUB_APP_ID"), Some("5"));
-        assert_eq!(get("GITHUB_APP_PRIVATE_KEY_FILE"), Some("/k.pem"));
-        assert_eq!(get("GITHUB_TOKEN"), None);
+        assert_eq!(get("CCA_TOKEN_URL"), Some("http://127.0.0.1:8080"));
+        // Agents hold no credential of the system's: tokens come from the broker.
+        for name in [
+            "CCA_CONTROL_SECRET",
+            "GITHUB_APP_ID",
+            "GITHUB_APP_PRIVATE_KEY_FILE",
+            "GITHUB_TOKEN",
+        ] {
+            assert_eq!(get(name), None, "{name}");
+        }
     }
 
     #[test]

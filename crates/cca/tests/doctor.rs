@@ -224,10 +224,14 @@ impl Stand {
         let table = format!("{name}-sessions");
         let github_secret = format!("{name}/github-app");
         let control_secret = format!("{name}/control");
+        // Session containers hold no secret of the system's: they ask the webhook's token
+        // broker for their installation tokens.
         let agent_env = [
             ("SESSIONS_TABLE", table.as_str()),
-            ("GITHUB_APP_SECRET_ARN", github_secret.as_str()),
-            ("CONTROL_SECRET_ARN", control_secret.as_str()),
+            (
+                "CCA_TOKEN_URL",
+                "https://abc123.lambda-url.us-east-1.on.aws",
+            ),
             ("CLAUDE_CODE_USE_BEDROCK", "1"),
         ];
         let agent_family = format!("{name}-agent");

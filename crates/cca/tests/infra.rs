@@ -276,26 +276,35 @@ fn the_audited_misspelling_of_the_proxy_s_table_fails_naming_both_names() {
 }
 
 #[test]
-fn a_missing_control_secret_fails_for_the_agent() {
+fn a_missing_token_broker_fails_for_the_agent() {
     let problems = doctored(|json| {
-        env_of(json, "agent").remove("CONTROL_SECRET_ARN");
+        env_of(json, "agent").remove("CCA_TOKEN_URL");
     });
     assert_eq!(
         problems,
-        ["container agent (cca-agent run) does not set CONTROL_SECRET_ARN, which it requires"]
+        ["container agent (cca-agent run) does not set CCA_TOKEN_URL, which it requires"]
     );
+}
+
+#[test]
+fn no_session_container_is_given_the_app_secret_or_the_control_key() {
+    let json = containers_json();
+    for container in ["agent", "preview"] {
+        let env = &json["locals"]["containers"][container]["environment"];
+        for secret in ["GITHUB_APP_SECRET_ARN", "CONTROL_SECRET_ARN"] {
+            assert!(env.get(secret).is_none(), "{container} is given {secret}");
+        }
+    }
 }
 
 #[test]
 fn an_empty_value_counts_as_unset() {
     let problems = doctored(|json| {
-        env_of(json, "preview").insert("GITHUB_APP_SECRET_ARN".into(), json!(""));
+        env_of(json, "preview").insert("CCA_TOKEN_URL".into(), json!(""));
     });
     assert_eq!(
         problems,
-        [
-            "container preview (cca-agent preview) does not set GITHUB_APP_SECRET_ARN, which it requires"
-        ]
+        ["container preview (cca-agent preview) does not set CCA_TOKEN_URL, which it requires"]
     );
 }
 

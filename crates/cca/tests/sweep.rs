@@ -153,6 +153,7 @@ impl Stand {
                     repo: RepoName::parse(REPO).unwrap(),
                     branch: BranchName::parse("claude/1").unwrap(),
                     env: Vec::new(),
+                    session_token: None,
                 };
                 launcher.launch(&req).await.expect("launch").task_arn
             }

@@ -165,6 +165,45 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// Live processes below `root` in the process tree (the agent's children: its CLI, in its
+/// sandbox, carries none of the agent's variables), with their command lines.
+fn descendants(root: u32) -> Vec<(u32, String)> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+        let Some(after) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let ppid = fields
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0);
+        if state != "Z" {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (child, _) in parent_of.iter().filter(|(_, ppid)| *ppid == p) {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            found.push((*child, text(&cmdline).replace('\0', " ").trim().to_owned()));
+            frontier.push(*child);
+        }
+    }
+    found
+}
+
 /// Kills whatever still carries the test's data directory when the test ends, so a failure
 /// leaves no agent behind on the machine running the tests.
 struct Reaper(String);
@@ -300,6 +339,9 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
         let agent = agent_binary();
         let home = tempfile::tempdir().unwrap();
         let dir = home.path();
+        // The agents' sandbox user reaches its working copy under the data directory by name,
+        // as it would under a home directory of mode 0711 or more.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
         let data = dir.join("data");
         let _reaper = Reaper(format!("CCA_DATA_DIR={}", data.display()));
         let github = FakeGitHub::start().await;
@@ -401,12 +443,32 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
         })
         .await;
         assert_eq!(running["container_ip"], "127.0.0.1");
+        // The agent holds no credential of the system's: it cloned with a token the broker of
+        // `cca up` minted for its repository alone.
+        let environ = text(&std::fs::read(format!("/proc/{pid}/environ")).unwrap());
+        for name in [
+            "GITHUB_APP_PRIVATE_KEY_FILE=",
+            "GITHUB_WEBHOOK_SECRET=",
+            "CCA_CONTROL_SECRET=",
+        ] {
+            assert!(!environ.contains(name), "the agent was given {name}");
+        }
+        assert!(
+            environ.contains(&format!("CCA_TOKEN_URL={base}")),
+            "{environ}"
+        );
+        assert!(environ.contains("CCA_SESSION_TOKEN="));
+        let scoped = github
+            .issued_tokens()
+            .into_iter()
+            .filter(|t| t.repositories.as_deref() == Some(&[REPO.to_lowercase()][..]))
+            .count();
+        assert!(scoped >= 1, "no repository-scoped token was minted");
         let needle = format!("CCA_DATA_DIR={}", data.display());
-        wait_for("the agent's CLI to run", async || {
-            processes_with(&needle)
-                .iter()
-                .any(|(_, cmd)| cmd.starts_with("sleep"))
-                .then_some(())
+        let cli = wait_for("the agent's CLI to run", async || {
+            descendants(pid)
+                .into_iter()
+                .find(|(_, cmd)| cmd.starts_with("sleep"))
         })
         .await;
         let log = data.join("logs").join(format!("{id}.log"));
@@ -449,6 +511,10 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
             async || processes_with(&needle).is_empty().then_some(()),
         )
         .await;
+        assert!(
+            std::fs::read(format!("/proc/{}/cmdline", cli.0)).map_or(true, |c| c.is_empty()),
+            "the agent's CLI {cli:?} outlived cca up"
+        );
         assert!(
             std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty()),
             "agent {pid} outlived cca up"
@@ -633,7 +699,10 @@ async fn the_setup_page_creates_a_github_app_and_up_carries_on_with_it() {
             done.contains(&format!("https://github.com/apps/{APP_SLUG}/installations/new")),
             "{done}"
         );
-        assert_eq!(mode(&data), 0o700);
+        // Passable for the agents' sandbox user, listable by its owner only.
+        assert_eq!(mode(&data), 0o711);
+        assert_eq!(mode(&data.join("logs")), 0o700);
+        assert_eq!(mode(&data.join("sessions.db")), 0o600);
         let json_path = data.join("github-app.json");
         let pem_path = data.join("github-app.pem");
         assert_eq!(mode(&json_path), 0o600);

@@ -80,13 +80,10 @@ pub struct Contract {
 /// The session store: `SESSION_STORE` (`dynamodb:<table>`) or the original's `SESSIONS_TABLE`.
 const STORE: Requirement = Requirement::AnyOf(&["SESSION_STORE", "SESSIONS_TABLE"]);
 
-/// What a container needs in both agent modes. A container holds no local credentials: the
-/// GitHub App and the control key come from Secrets Manager, fetched by the agent itself.
-const AGENT_REQUIRES: &[Requirement] = &[
-    STORE,
-    Requirement::Required("GITHUB_APP_SECRET_ARN"),
-    Requirement::Required("CONTROL_SECRET_ARN"),
-];
+/// What a container needs in both agent modes. A container holds no credential of the system's:
+/// its installation tokens come from the control plane's token broker at `CCA_TOKEN_URL`, which
+/// it proves its session to with the session's token (`CCA_SESSION_TOKEN`, set per task).
+const AGENT_REQUIRES: &[Requirement] = &[STORE, Requirement::Required("CCA_TOKEN_URL")];
 
 /// Set by both launchers on every agent task (see `cca_launcher::env`).
 const AGENT_PER_TASK: &[&str] = &[
@@ -95,6 +92,7 @@ const AGENT_PER_TASK: &[&str] = &[
     "IMAGE_CHANNEL",
     "REPO_FULL_NAME",
     "BRANCH_NAME",
+    "CCA_SESSION_TOKEN",
 ];
 
 /// What `cca-agent` reads: its flags' variables, then what its entrypoint reads directly.
@@ -108,6 +106,8 @@ const AGENT_READS: &[&str] = &[
     "GITHUB_APP_PRIVATE_KEY_FILE",
     "GITHUB_INSTALLATION_ID",
     "GITHUB_TOKEN",
+    "CCA_TOKEN_URL",
+    "CCA_SESSION_TOKEN",
     "CONTROL_SECRET_ARN",
     "CCA_CONTROL_SECRET",
     "JIRA_SECRET_ARN",

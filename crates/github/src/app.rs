@@ -82,6 +82,40 @@ pub enum GitHubAuth {
     },
     /// A personal access token (local use).
     Token(SecretString),
+    /// An agent's: installation tokens come from the control plane, which holds the App key
+    /// and mints them limited to the session's repository ([`TOKEN_ROUTE`]); the agent proves
+    /// its session with the session's control token.
+    Broker {
+        /// The control plane's base URL (`CCA_TOKEN_URL`).
+        url: String,
+        session_id: String,
+        session_token: SecretString,
+    },
+}
+
+/// Where an agent asks the control plane for a token: `POST <url>/agent/token` with
+/// `{"session_id": …}` and `Authorization: Bearer <session token>`; the answer is
+/// [`BrokeredToken`].
+pub const TOKEN_ROUTE: &str = "/agent/token";
+
+/// The control plane's answer to a token request.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct BrokeredToken {
+    pub token: String,
+    /// Seconds the token is still valid for.
+    pub expires_in_secs: u64,
+}
+
+/// What an agent's token may do: what the agent uses (push, comments, PRs, reactions,
+/// deployments), nothing else (no workflows, administration or secrets).
+pub fn agent_permissions() -> serde_json::Value {
+    serde_json::json!({
+        "contents": "write",
+        "pull_requests": "write",
+        "issues": "write",
+        "deployments": "write",
+        "metadata": "read",
+    })
 }
 
 /// A short-lived installation token.
@@ -161,7 +195,7 @@ impl GitHub {
         let base = build_octocrab(&api_url)?;
         let personal = match &auth {
             GitHubAuth::Token(t) => Some(RepoClient::new(with_token(&base, t.expose_secret())?)),
-            GitHubAuth::App { .. } => None,
+            GitHubAuth::App { .. } | GitHubAuth::Broker { .. } => None,
         };
         Ok(Self {
             api_url,
@@ -185,7 +219,7 @@ impl GitHub {
                 default_installation,
                 ..
             } => *default_installation,
-            GitHubAuth::Token(_) => None,
+            GitHubAuth::Token(_) | GitHubAuth::Broker { .. } => None,
         }
     }
 
@@ -225,7 +259,9 @@ impl GitHub {
                 token: t.clone(),
                 expires_at: SystemTime::now() + Duration::from_secs(3600),
             }),
-            GitHubAuth::App { .. } => Ok(self.cached_token(installation, repo).await?.0),
+            GitHubAuth::App { .. } | GitHubAuth::Broker { .. } => {
+                Ok(self.cached_token(installation, repo).await?.0)
+            }
         }
     }
 
@@ -255,6 +291,14 @@ impl GitHub {
         installation: u64,
         repo: Option<&RepoName>,
     ) -> Result<InstallationToken, GitHubError> {
+        if let GitHubAuth::Broker {
+            url,
+            session_id,
+            session_token,
+        } = &self.auth
+        {
+            return broker_token(url, session_id, session_token).await;
+        }
         let (GitHubAuth::App { app, .. }, octo) = (&self.auth, &self.base) else {
             return Err(GitHubError::Auth(
                 "installation tokens need GitHub App credentials".into(),
@@ -263,7 +307,10 @@ impl GitHub {
         let route = format!("/app/installations/{installation}/access_tokens");
         let jwt = app.jwt(SystemTime::now())?;
         let body = match repo {
-            Some(r) => serde_json::json!({ "repositories": [r.name()] }),
+            Some(r) => serde_json::json!({
+                "repositories": [r.name()],
+                "permissions": agent_permissions(),
+            }),
             None => serde_json::json!({}),
         };
         let as_app = octo
@@ -285,6 +332,43 @@ impl GitHub {
             expires_at,
         })
     }
+}
+
+/// A token from the control plane (see [`TOKEN_ROUTE`]).
+async fn broker_token(
+    url: &str,
+    session_id: &str,
+    session_token: &SecretString,
+) -> Result<InstallationToken, GitHubError> {
+    let route = format!("{}{TOKEN_ROUTE}", url.trim_end_matches('/'));
+    let answer = reqwest::Client::new()
+        .post(&route)
+        .timeout(READ_TIMEOUT)
+        .bearer_auth(session_token.expose_secret())
+        .json(&serde_json::json!({ "session_id": session_id }))
+        .send()
+        .await
+        .map_err(|e| {
+            GitHubError::Auth(format!(
+                "the control plane at {route} could not be reached: {e}"
+            ))
+        })?;
+    let status = answer.status();
+    if !status.is_success() {
+        let body = answer.text().await.unwrap_or_default();
+        return Err(GitHubError::Auth(format!(
+            "the control plane refused a token ({status}): {}",
+            body.chars().take(300).collect::<String>()
+        )));
+    }
+    let t: BrokeredToken = answer.json().await.map_err(|e| {
+        GitHubError::Auth(format!("the control plane's answer is not a token: {e}"))
+    })?;
+    tracing::debug!("received an installation token from the control plane");
+    Ok(InstallationToken {
+        token: SecretString::from(t.token),
+        expires_at: SystemTime::now() + Duration::from_secs(t.expires_in_secs),
+    })
 }
 
 /// Parses GitHub's `2026-11-21T10:00:00Z` (UTC, whole seconds) without a date library.

@@ -8,7 +8,10 @@
 mod app;
 mod client;
 
-pub use app::{AppCredentials, GitHub, GitHubAuth, InstallationToken};
+pub use app::{
+    AppCredentials, BrokeredToken, GitHub, GitHubAuth, InstallationToken, TOKEN_ROUTE,
+    agent_permissions,
+};
 pub use client::{IssueInfo, Permission, PullHead, PullInfo, PullRef, RepoClient, RepoInfo};
 
 /// A failure talking to GitHub.

@@ -11,6 +11,7 @@ mod process;
 
 use async_trait::async_trait;
 use cca_domain::{BranchName, ImageChannel, RepoName, SessionId, SessionType};
+use secrecy::{ExposeSecret, SecretString};
 
 pub use ecs::{
     DEFAULT_AGENT_CONTAINER, DEFAULT_PREVIEW_CONTAINER, DEFAULT_STARTED_BY_PREFIX, EcsLauncher,
@@ -30,6 +31,9 @@ pub mod env {
     pub const REPO_FULL_NAME: &str = "REPO_FULL_NAME";
     /// The branch the session works on (agent) or serves (preview).
     pub const BRANCH_NAME: &str = "BRANCH_NAME";
+    /// The session's control token: the agent's proof of its session, to the control plane's
+    /// token broker and from the webhook's control calls. Never logged.
+    pub const SESSION_TOKEN: &str = "CCA_SESSION_TOKEN";
 }
 
 /// What to start.
@@ -48,6 +52,10 @@ pub struct LaunchRequest {
     /// Extra environment for the container. Non-secret settings only: ECS shows overrides to
     /// anyone who may describe the task, and both launchers log the names and values.
     pub env: Vec<(String, String)>,
+    /// The session's control token ([`env::SESSION_TOKEN`]), which the launchers never log.
+    /// ECS shows it, as every override, to principals allowed `ecs:DescribeTasks` (the
+    /// webhook's role and operators; not the session roles).
+    pub session_token: Option<SecretString>,
 }
 
 impl LaunchRequest {
@@ -73,6 +81,11 @@ impl LaunchRequest {
         own.into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .chain(self.env.iter().cloned())
+            .chain(
+                self.session_token
+                    .iter()
+                    .map(|t| (env::SESSION_TOKEN.to_owned(), t.expose_secret().to_owned())),
+            )
             .collect()
     }
 }

@@ -53,6 +53,18 @@ struct Tracked {
     kill: Option<oneshot::Sender<()>>,
 }
 
+/// Variables of the launching process an agent process never inherits: the GitHub App's and
+/// the control key's, which only the webhook holds.
+pub const NOT_HANDED_ON: &[&str] = &[
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY_FILE",
+    "GITHUB_APP_SECRET_ARN",
+    "GITHUB_WEBHOOK_SECRET",
+    "CCA_CONTROL_SECRET",
+    "CONTROL_SECRET_ARN",
+];
+
 /// Runs sessions as local `cca-agent` processes.
 #[derive(Debug, Clone)]
 pub struct ProcessLauncher {
@@ -154,7 +166,13 @@ impl ProcessLauncher {
         let log_err = log
             .try_clone()
             .map_err(|e| LaunchError::Backend(format!("cannot share log file: {e}")))?;
-        Command::new(&self.inner.program)
+        let mut command = Command::new(&self.inner.program);
+        // An agent gets its session's token and asks the token broker for GitHub tokens: the
+        // system's own credentials in this process's environment are not handed on.
+        for name in NOT_HANDED_ON {
+            command.env_remove(name);
+        }
+        command
             .arg(req.mode())
             .envs(LOCAL_DEFAULTS)
             .envs(self.inner.base_env.iter().map(|(k, v)| (k, v)))

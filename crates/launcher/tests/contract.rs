@@ -18,6 +18,7 @@ fn the_launcher_sets_exactly_the_contracts_per_task_variables() {
             repo: RepoName::parse("octo/app").unwrap(),
             branch: BranchName::parse("claude/7").unwrap(),
             env: Vec::new(),
+            session_token: Some("a-session-token".to_owned().into()),
         };
         let names: Vec<String> = request.environment().into_iter().map(|(k, _)| k).collect();
         assert_eq!(names, contract.per_task, "{}", contract.binary);

@@ -74,6 +74,7 @@ fn request(kind: SessionType, channel: ImageChannel) -> LaunchRequest {
         repo: RepoName::parse("Octo/App").unwrap(),
         branch,
         env: vec![("LOG_FORMAT".into(), "json".into())],
+        session_token: None,
     }
 }
 

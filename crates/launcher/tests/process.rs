@@ -64,6 +64,7 @@ fn request(kind: SessionType) -> LaunchRequest {
         repo: RepoName::parse("octo/app").unwrap(),
         branch: BranchName::parse("claude/7").unwrap(),
         env: vec![("CONTROL_PORT".into(), "49152".into())],
+        session_token: None,
     }
 }
 

@@ -78,6 +78,7 @@ async fn on_dynamodb_and_ecs_each_dead_idle_or_stuck_session_is_handled_once() {
                 repo: RepoName::parse("octo/app").unwrap(),
                 branch: BranchName::parse("claude/1").unwrap(),
                 env: Vec::new(),
+                session_token: None,
             };
             async move { launcher.launch(&req).await.unwrap().task_arn }
         };

@@ -159,7 +159,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "{}", path.display());
         }
         let mode = fs::metadata(dir.root()).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(mode & 0o777, 0o711, "passable, listable by its owner only");
         assert_eq!(
             loaded.install_url(),
             "https://github.com/apps/my-app/installations/new"

@@ -10,7 +10,12 @@ use cca_testkit::settings;
 
 /// Variables `cca-agent` reads outside its flags: the log filter and format (`main.rs`) and
 /// where Claude Code keeps conversations (`agent.rs`).
-const READ_DIRECTLY: &[&str] = &["RUST_LOG", "AWS_EXECUTION_ENV", "HOME"];
+const READ_DIRECTLY: &[&str] = &[
+    "RUST_LOG",
+    "AWS_EXECUTION_ENV",
+    "HOME",
+    "CLAUDE_CODE_USE_BEDROCK",
+];
 
 /// A value each variable could have in a deployed task definition or override.
 fn sample(name: &str) -> &'static str {

@@ -17,7 +17,7 @@ mod stored;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,6 +187,51 @@ fn agent_env(s: &WebhookArgs, dir: &DataDir, webhook: SocketAddr) -> Vec<(String
         }
     }
     env
+}
+
+/// What confines the local agents' untrusted code (the CLI, install and dev server), as the
+/// agent will find it (`agent/src/sandbox.rs` decides the same way); said at start so that a
+/// missing sandbox is never silent. Each agent also says it in every status comment.
+fn local_sandbox() -> String {
+    let requested = std::env::var("AGENT_SANDBOX").unwrap_or_default();
+    let requested = requested.trim().to_ascii_lowercase();
+    if requested == "none" {
+        return "NONE (AGENT_SANDBOX=none): code from issues, the model and repositories runs as you and can read your credentials".into();
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let user = std::env::var("AGENT_SANDBOX_USER").unwrap_or_else(|_| "cca-sandbox".into());
+    let user_ok = root && nix::unistd::User::from_name(&user).ok().flatten().is_some();
+    let bwrap = std::env::var("AGENT_SANDBOX_BWRAP").unwrap_or_else(|_| "bwrap".into());
+    let bwrap_ok = requested != "user"
+        && std::process::Command::new(&bwrap)
+            .args([
+                "--unshare-user",
+                "--unshare-pid",
+                "--ro-bind",
+                "/",
+                "/",
+                "--proc",
+                "/proc",
+                "--",
+                "true",
+            ])
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    match (bwrap_ok, root, user_ok) {
+        (true, false, _) => "bubblewrap".into(),
+        (true, true, true) => format!("bubblewrap as {user}"),
+        (false, true, true) => format!("user {user} (bubblewrap does not work here)"),
+        (_, true, false) => format!(
+            "sessions will not start: the agent runs as root and the sandbox user {user} does not exist (useradd --system {user}, or AGENT_SANDBOX_USER)"
+        ),
+        (false, false, _) => format!(
+            "NONE: bubblewrap ({bwrap}) does not work here and cca up is not root: code from issues, the model and repositories runs as you and can read your credentials (install Debian's bubblewrap)"
+        ),
+    }
 }
 
 /// The address a browser on this machine uses for a listener: an unspecified address (listening
@@ -579,6 +624,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
             };
             println!("  agents    {}{found}", program.display());
             println!("  logs      {}", log_dir.display());
+            println!("  sandbox   {}", local_sandbox());
         }
         None => println!("  agents    ECS (LAUNCHER=ecs)"),
     }

@@ -500,6 +500,8 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
             format!("sessions  sqlite:{}", data.join("sessions.db").display()),
             format!("logs      {}", data.join("logs").display()),
             format!("agents    {}", agent.display()),
+            // As root with bubblewrap and the sandbox user, as the test command sets up.
+            "sandbox   bubblewrap as cca-sandbox".to_owned(),
         ] {
             assert!(
                 printed.contains(&expected),

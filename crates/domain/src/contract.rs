@@ -149,6 +149,7 @@ const AGENT_READS: &[&str] = &[
     "RUST_LOG",
     "AWS_EXECUTION_ENV",
     "HOME",
+    "CLAUDE_CODE_USE_BEDROCK",
 ];
 
 /// `cca-agent run`: a coding session, started by the launcher from `AGENT_TASK_DEFINITION`.

@@ -461,46 +461,7 @@ impl Config {
                 var: "MODEL_PRICES",
                 reason: e.to_string(),
             })?;
-        let list = |v: &Option<String>, sep: char| -> Vec<String> {
-            v.as_deref()
-                .unwrap_or("")
-                .split(sep)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let sandbox = crate::sandbox::Settings {
-            requested: a
-                .sandbox
-                .as_deref()
-                .unwrap_or("")
-                .parse()
-                .map_err(|reason| ConfigError::Invalid {
-                    var: "AGENT_SANDBOX",
-                    reason,
-                })?,
-            user: nonempty(&a.sandbox_user)
-                .unwrap_or_else(|| crate::sandbox::DEFAULT_USER.to_owned()),
-            bwrap: a
-                .sandbox_bwrap
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("bwrap")),
-            paths: list(&a.sandbox_paths, ':')
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
-            env: list(&a.sandbox_env, ','),
-        };
-        if let Some(bad) = sandbox.env.iter().find(|n| {
-            crate::setup::WITHHELD_FROM_CHILDREN.contains(&n.as_str())
-                || crate::setup::MODEL_CREDENTIALS.contains(&n.as_str())
-        }) {
-            return Err(ConfigError::Invalid {
-                var: "AGENT_SANDBOX_ENV",
-                reason: format!("{bad} holds a credential and is never passed to untrusted code"),
-            });
-        }
+        let sandbox = sandbox_settings(&a)?;
         // Everything of the agent's own that untrusted code must not see, besides the homes,
         // /tmp and /run, which are always hidden.
         let mut private_paths = vec![workspace.clone()];
@@ -541,6 +502,52 @@ impl Config {
             private_paths,
         })
     }
+}
+
+/// The sandbox settings of `a` (`AGENT_SANDBOX`, `AGENT_SANDBOX_USER`, `AGENT_SANDBOX_BWRAP`,
+/// `AGENT_SANDBOX_PATHS`, `AGENT_SANDBOX_ENV`), validated.
+pub fn sandbox_settings(a: &AgentArgs) -> Result<crate::sandbox::Settings, ConfigError> {
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let list = |v: &Option<String>, sep: char| -> Vec<String> {
+        v.as_deref()
+            .unwrap_or("")
+            .split(sep)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let sandbox = crate::sandbox::Settings {
+        requested: a
+            .sandbox
+            .as_deref()
+            .unwrap_or("")
+            .parse()
+            .map_err(|reason| ConfigError::Invalid {
+                var: "AGENT_SANDBOX",
+                reason,
+            })?,
+        user: nonempty(&a.sandbox_user).unwrap_or_else(|| crate::sandbox::DEFAULT_USER.to_owned()),
+        bwrap: a
+            .sandbox_bwrap
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bwrap")),
+        paths: list(&a.sandbox_paths, ':')
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        env: list(&a.sandbox_env, ','),
+    };
+    if let Some(bad) = sandbox.env.iter().find(|n| {
+        crate::setup::WITHHELD_FROM_CHILDREN.contains(&n.as_str())
+            || crate::setup::MODEL_CREDENTIALS.contains(&n.as_str())
+    }) {
+        return Err(ConfigError::Invalid {
+            var: "AGENT_SANDBOX_ENV",
+            reason: format!("{bad} holds a credential and is never passed to untrusted code"),
+        });
+    }
+    Ok(sandbox)
 }
 
 #[cfg(test)]

@@ -25,6 +25,26 @@ enum Command {
     Run(AgentArgs),
     /// Serve a PR preview: clone the PR branch, install, start the app, deploy.
     Preview(AgentArgs),
+    /// Say in one line what would confine untrusted code here (`AGENT_SANDBOX…`), and exit 0,
+    /// or 2 when what is asked for cannot be had.
+    Sandbox(AgentArgs),
+}
+
+/// `cca-agent sandbox`.
+fn sandbox(args: &AgentArgs) -> ExitCode {
+    let found = cca_agent::config::sandbox_settings(args)
+        .map_err(|e| e.to_string())
+        .and_then(|s| cca_agent::sandbox::Sandbox::probe(&s).map_err(|e| e.to_string()));
+    match found {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("sessions will not start: {e}");
+            ExitCode::from(USAGE)
+        }
+    }
 }
 
 /// Exit status for settings that are missing or wrong (as clap's usage errors).
@@ -51,6 +71,7 @@ fn main() -> ExitCode {
     let (preview, args) = match cli.command {
         Command::Run(a) => (false, a),
         Command::Preview(a) => (true, a),
+        Command::Sandbox(a) => return sandbox(&a),
     };
     let cfg = match Config::from_args(args) {
         Ok(c) => c,

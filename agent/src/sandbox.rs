@@ -193,49 +193,7 @@ impl Sandbox {
     /// The sandbox for a session laid out as `layout`, as `settings` ask. Fails when what was
     /// asked for explicitly cannot be had; `auto` falls back to less, never silently.
     pub fn prepare(settings: &Settings, layout: &Layout) -> Result<Sandbox, SandboxError> {
-        let euid = nix::unistd::geteuid().as_raw();
-        let want_bwrap = matches!(settings.requested, Requested::Auto | Requested::Bwrap);
-        let want_user = settings.requested != Requested::None && euid == 0;
-        if settings.requested == Requested::User && euid != 0 {
-            return Err(SandboxError::NotRoot(euid));
-        }
-        let identity = if want_user {
-            let (uid, gid) = lookup_user(&settings.user)?;
-            Identity::Other {
-                uid,
-                gid,
-                name: settings.user.clone(),
-            }
-        } else {
-            Identity::Same
-        };
-        let bwrap = if want_bwrap {
-            match probe_bwrap(&settings.bwrap, &identity) {
-                Ok(()) => Some(settings.bwrap.clone()),
-                Err(why) if settings.requested == Requested::Bwrap => {
-                    return Err(SandboxError::NoBwrap {
-                        path: settings.bwrap.display().to_string(),
-                        why,
-                    });
-                }
-                Err(why) => {
-                    tracing::warn!(bwrap = %settings.bwrap.display(), %why, "bubblewrap is not available");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let unconfined = match (&identity, &bwrap, settings.requested) {
-            (Identity::Same, None, Requested::None) => {
-                Some("AGENT_SANDBOX=none: untrusted code runs as the agent's user".to_owned())
-            }
-            (Identity::Same, None, _) => Some(format!(
-                "no sandbox available (the agent is not root and bubblewrap at {} does not work): untrusted code runs as the agent's user",
-                settings.bwrap.display()
-            )),
-            _ => None,
-        };
+        let (identity, bwrap, unconfined) = decide(settings)?;
         let sandbox = Sandbox {
             identity,
             bwrap,
@@ -257,6 +215,22 @@ impl Sandbox {
             None => tracing::info!(sandbox = %sandbox.describe(), "untrusted code is confined"),
         }
         Ok(sandbox)
+    }
+
+    /// What `settings` give on this machine, in one line (`cca-agent sandbox`, which `cca up`
+    /// prints at start), without preparing a session.
+    pub fn probe(settings: &Settings) -> Result<String, SandboxError> {
+        let (identity, bwrap, unconfined) = decide(settings)?;
+        let sandbox = Sandbox {
+            identity,
+            bwrap,
+            unconfined,
+            ..Sandbox::unconfined(Path::new("/"))
+        };
+        Ok(match sandbox.unconfined_reason() {
+            Some(why) => format!("NONE: {why}"),
+            None => sandbox.describe(),
+        })
     }
 
     /// No confinement at all, for tests of the parts that run commands.
@@ -511,6 +485,57 @@ impl Sandbox {
         }
         killed
     }
+}
+
+/// Who untrusted code runs as, in which bubblewrap if any, and why it is unconfined if it is:
+/// what `settings` ask, as far as this machine allows. `auto` falls back, never silently.
+fn decide(
+    settings: &Settings,
+) -> Result<(Identity, Option<PathBuf>, Option<String>), SandboxError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let want_bwrap = matches!(settings.requested, Requested::Auto | Requested::Bwrap);
+    let want_user = settings.requested != Requested::None && euid == 0;
+    if settings.requested == Requested::User && euid != 0 {
+        return Err(SandboxError::NotRoot(euid));
+    }
+    let identity = if want_user {
+        let (uid, gid) = lookup_user(&settings.user)?;
+        Identity::Other {
+            uid,
+            gid,
+            name: settings.user.clone(),
+        }
+    } else {
+        Identity::Same
+    };
+    let bwrap = if want_bwrap {
+        match probe_bwrap(&settings.bwrap, &identity) {
+            Ok(()) => Some(settings.bwrap.clone()),
+            Err(why) if settings.requested == Requested::Bwrap => {
+                return Err(SandboxError::NoBwrap {
+                    path: settings.bwrap.display().to_string(),
+                    why,
+                });
+            }
+            Err(why) => {
+                tracing::warn!(bwrap = %settings.bwrap.display(), %why, "bubblewrap is not available");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let unconfined = match (&identity, &bwrap, settings.requested) {
+        (Identity::Same, None, Requested::None) => {
+            Some("AGENT_SANDBOX=none: untrusted code runs as the agent's user".to_owned())
+        }
+        (Identity::Same, None, _) => Some(format!(
+            "no sandbox available (the agent is not root and bubblewrap at {} does not work): untrusted code runs as the agent's user",
+            settings.bwrap.display()
+        )),
+        _ => None,
+    };
+    Ok((identity, bwrap, unconfined))
 }
 
 /// uid and gid of `user` (a name from /etc/passwd, or `uid[:gid]`).

@@ -166,7 +166,7 @@ echo "== env"; env
 for p in /proc/[0-9]*; do echo "== $p"; tr '\0' '\n' < "$p/environ"; tr '\0' ' ' < "$p/cmdline"; echo; done
 echo "== ps"; ps e -ww -A
 echo "== find"
-find / -xdev -path {source} -prune -o \( -name '*.pem' -o -name control.key -o -name 'sessions.db*' -o -name id_rsa -o -name credentials \) -print 2>/dev/null | head -40 | while read -r f; do echo "== $f"; head -c 4000 "$f"; done
+find / -xdev \( -path {source} -o -path '*/crates/testkit/keys' \) -prune -o \( -name '*.pem' -o -name control.key -o -name 'sessions.db*' -o -name id_rsa -o -name credentials \) -print 2>/dev/null | head -40 | while read -r f; do echo "== $f"; head -c 4000 "$f"; done
 for f in {data}/* {private}/* {private}/home/.ssh/* {private}/home/.aws/* {other} {agent_git} "$HOME"/.ssh/* "$HOME"/.aws/* /root/.ssh/* /root/.aws/*; do echo "== $f"; head -c 4000 "$f"; echo; done
 echo "== aws"; curl -s -m 3 -H "Authorization: $AWS_CONTAINER_AUTHORIZATION_TOKEN" "${{AWS_CONTAINER_CREDENTIALS_FULL_URI:-{aws}}}"; echo; curl -s -m 3 "{aws}"; echo
 echo "== end"
@@ -176,8 +176,9 @@ echo "== end"
         other = t.other_session.display(),
         agent_git = agent_git.display(),
         aws = t.aws_url,
-        // This product's own source tree holds the stand's test keys, and it is not part of
-        // any deployment: the search passes it over.
+        // This product's source trees (this one, and any other checkout on the machine) hold
+        // the stand's test keys, and they are not part of any deployment: the search passes
+        // them over.
         source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .unwrap()

@@ -15,7 +15,7 @@ mod setup;
 mod stored;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -190,49 +190,28 @@ fn agent_env(s: &WebhookArgs, dir: &DataDir, webhook: SocketAddr) -> Vec<(String
 }
 
 /// What confines the local agents' untrusted code (the CLI, install and dev server), as the
-/// agent will find it (`agent/src/sandbox.rs` decides the same way); said at start so that a
-/// missing sandbox is never silent. Each agent also says it in every status comment.
-fn local_sandbox() -> String {
-    let requested = std::env::var("AGENT_SANDBOX").unwrap_or_default();
-    let requested = requested.trim().to_ascii_lowercase();
-    if requested == "none" {
-        return "NONE (AGENT_SANDBOX=none): code from issues, the model and repositories runs as you and can read your credentials".into();
-    }
-    let root = nix::unistd::geteuid().is_root();
-    let user = std::env::var("AGENT_SANDBOX_USER").unwrap_or_else(|_| "cca-sandbox".into());
-    let user_ok = root && nix::unistd::User::from_name(&user).ok().flatten().is_some();
-    let bwrap = std::env::var("AGENT_SANDBOX_BWRAP").unwrap_or_else(|_| "bwrap".into());
-    let bwrap_ok = requested != "user"
-        && std::process::Command::new(&bwrap)
-            .args([
-                "--unshare-user",
-                "--unshare-pid",
-                "--ro-bind",
-                "/",
-                "/",
-                "--proc",
-                "/proc",
-                "--",
-                "true",
-            ])
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    match (bwrap_ok, root, user_ok) {
-        (true, false, _) => "bubblewrap".into(),
-        (true, true, true) => format!("bubblewrap as {user}"),
-        (false, true, true) => format!("user {user} (bubblewrap does not work here)"),
-        (_, true, false) => format!(
-            "sessions will not start: the agent runs as root and the sandbox user {user} does not exist (useradd --system {user}, or AGENT_SANDBOX_USER)"
-        ),
-        (false, false, _) => format!(
-            "NONE: bubblewrap ({bwrap}) does not work here and cca up is not root: code from issues, the model and repositories runs as you and can read your credentials (install Debian's bubblewrap)"
+/// agent decides it (`cca-agent sandbox`); said at start so that a missing sandbox is never
+/// silent. Each agent also says it in every status comment.
+async fn local_sandbox(agent: &Path) -> String {
+    let asked = tokio::process::Command::new(agent)
+        .arg("sandbox")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(SANDBOX_PROBE_TIMEOUT, asked).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Ok(Err(e)) => format!("unknown: {} could not be asked ({e})", agent.display()),
+        Err(_) => format!(
+            "unknown: {} did not answer `sandbox` within {} s",
+            agent.display(),
+            SANDBOX_PROBE_TIMEOUT.as_secs()
         ),
     }
 }
+
+/// How long `cca-agent sandbox` may take (it starts bubblewrap once).
+const SANDBOX_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The address a browser on this machine uses for a listener: an unspecified address (listening
 /// everywhere) is reached through loopback.
@@ -578,14 +557,35 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
 
     let base = local_url(addr);
     let webhook_url = format!("{base}/webhook");
-    let routes: Router = router(Arc::new(app)).merge(setup::configured_router(setup::Configured {
-        source: github.clone(),
-        app: stored.as_ref().map(|(a, _)| a.clone()),
-        webhook_url: webhook_url.clone(),
-    }));
+    // While the agents stop, the token broker must still answer (each needs a token to push
+    // its work in progress), but no delivery may start new work.
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let routes: Router = router(Arc::new(app))
+        .merge(setup::configured_router(setup::Configured {
+            source: github.clone(),
+            app: stored.as_ref().map(|(a, _)| a.clone()),
+            webhook_url: webhook_url.clone(),
+        }))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let stopping = *stopping_rx.borrow();
+                async move {
+                    use axum::response::IntoResponse;
+                    if stopping && req.uri().path() != cca_github::TOKEN_ROUTE {
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "cca up is stopping",
+                        )
+                            .into_response();
+                    }
+                    next.run(req).await
+                }
+            },
+        ));
 
     let settle_store = settles.then(|| Arc::clone(&store));
-    // The webhook stops first, the proxy last: it serves the agents' apps while they stop.
+    // The webhook stops after the agents (its token broker serves them while they stop), the
+    // proxy last: it serves the agents' apps while they stop.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (proxy_stop_tx, proxy_stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -624,7 +624,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
             };
             println!("  agents    {}{found}", program.display());
             println!("  logs      {}", log_dir.display());
-            println!("  sandbox   {}", local_sandbox());
+            println!("  sandbox   {}", local_sandbox(program).await);
         }
         None => println!("  agents    ECS (LAUNCHER=ecs)"),
     }
@@ -663,8 +663,17 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     // A finished task must not be awaited again.
     let proxy_task = proxy_task.filter(|t| !t.is_finished());
 
-    // First no new work, then the agents (each pushes its work and records its end), then the
-    // proxy, which serves their apps until they are gone.
+    // First no new work, then the agents (each pushes its work, with a token from the broker,
+    // which still answers, and records its end), then the webhook, then the proxy, which serves
+    // their apps until they are gone.
+    let _ = stopping_tx.send(true);
+    if local.is_some() {
+        eprintln!(
+            "cca up: stopping agents (each has {}s to push its work)",
+            PROCESS_STOP_GRACE.as_secs()
+        );
+    }
+    launcher.shutdown().await;
     let _ = stop_tx.send(true);
     if !server.is_finished()
         && tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
@@ -674,13 +683,6 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
         eprintln!("cca up: webhook requests still running after {DRAIN_TIMEOUT:?} were dropped");
         server.abort();
     }
-    if local.is_some() {
-        eprintln!(
-            "cca up: stopping agents (each has {}s to push its work)",
-            PROCESS_STOP_GRACE.as_secs()
-        );
-    }
-    launcher.shutdown().await;
     if let Some(store) = &settle_store {
         settle_ended_agents(store.as_ref()).await;
     }

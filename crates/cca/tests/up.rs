@@ -350,6 +350,10 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
         github.host_git(REPO);
         github.set_permission(REPO, "alice", "admin");
         let issue = github.add_issue(REPO, "Greet the user", "Print a greeting on start.");
+        // Tokens due for renewal two seconds after they are minted: the agent's later work
+        // (its reports, the push of its work in progress) needs tokens renewed through the
+        // broker.
+        github.set_token_lifetime(Duration::from_secs(5 * 60 + 2));
         let key = dir.join("app.pem");
         std::fs::write(&key, app_private_key_pem()).unwrap();
 
@@ -371,7 +375,10 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
         // The coding CLI is a command that works until it is stopped: the agent is busy
         // when Ctrl-C comes, and must take its child down with it.
         .env("AGENT_CLI", "command")
-        .env("AGENT_CLI_COMMAND", "echo working; exec sleep 600")
+        .env(
+            "AGENT_CLI_COMMAND",
+            "echo working; echo started > wip.txt; exec sleep 600",
+        )
         .env("RUST_LOG", "info");
         let mut up = Up::spawn(cmd, dir.join("up.stderr"));
         let addr = up.line_after("cca up: serving on http://").await;
@@ -490,6 +497,9 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
             .unwrap();
         assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
 
+        // Past the first token's renewal margin, so the push on Ctrl-C needs a renewed one.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
         // Ctrl-C: everything stops, the agent records its end, no process is left.
         let printed = up.interrupt().await;
         for expected in [
@@ -501,7 +511,7 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
             format!("logs      {}", data.join("logs").display()),
             format!("agents    {}", agent.display()),
             // As root with bubblewrap and the sandbox user, as the test command sets up.
-            "sandbox   bubblewrap as cca-sandbox".to_owned(),
+            "sandbox   bubblewrap as user cca-sandbox".to_owned(),
         ] {
             assert!(
                 printed.contains(&expected),
@@ -523,6 +533,20 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
         );
         let end = show(dir, &data, &id).await;
         assert_eq!(end["status"], "STOPPED", "{end}");
+        // The work in progress was pushed on Ctrl-C, with a token renewed through the broker.
+        assert_eq!(
+            github.file_at(REPO, "claude/1", "wip.txt").as_deref(),
+            Some("started\n")
+        );
+        let scoped: Vec<_> = github
+            .issued_tokens()
+            .into_iter()
+            .filter(|t| t.repositories.as_deref() == Some(&[REPO.to_lowercase()][..]))
+            .collect();
+        assert!(scoped.len() >= 2, "renewed tokens: {}", scoped.len());
+        for t in &scoped {
+            assert_eq!(t.permissions, cca_github::agent_permissions());
+        }
     })
     .await;
 }

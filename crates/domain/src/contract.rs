@@ -308,11 +308,7 @@ mod tests {
                 );
             }
         }
-        let set = [
-            "SESSIONS_TABLE",
-            "GITHUB_APP_SECRET_ARN",
-            "CONTROL_SECRET_ARN",
-        ];
+        let set = ["SESSIONS_TABLE", "CCA_TOKEN_URL"];
         assert!(AGENT_RUN.unmet(set_of(&set)).is_empty());
     }
 

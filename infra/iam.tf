@@ -158,7 +158,8 @@ data "aws_iam_policy_document" "session_task" {
     }
   }
 
-  # Claude Code on Bedrock (CLAUDE_CODE_USE_BEDROCK=1) signs with the task role.
+  # Claude Code on Bedrock (CLAUDE_CODE_USE_BEDROCK=1): the agent's model gateway signs its
+  # requests with the task role.
   dynamic "statement" {
     for_each = each.key == "agent" && var.model_access == "bedrock" ? [1] : []
 

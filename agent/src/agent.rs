@@ -489,8 +489,7 @@ async fn run_one(
     let metered = ready.gateway.as_ref().map(|g| g.run());
     let mut limit = match metered.as_ref().and_then(|(_, refusal)| *refusal) {
         Some(refusal) => Some(format!(
-            "{refusal} (MAX_COST_PER_RUN_USD ${:.2}); the model gateway refused further requests",
-            limits.max_cost_per_run_usd
+            "{refusal} is spent; the model gateway refused further requests"
         )),
         None => limit_hit(&outcome, ready, run_budget),
     };
@@ -503,7 +502,7 @@ async fn run_one(
         t.turns += r.and_then(|r| r.turns).unwrap_or(0);
         let same_conversation = resume.is_some() && outcome.conversation == resume;
         let reported = r.and_then(|r| r.cost_usd);
-        // The gateway's sum when there is one; the CLI's own report only without it (Bedrock).
+        // The gateway's sum when there is one; the CLI's own report only without it (no model).
         let run_cost = match &metered {
             Some((usage, _)) => Some(usage.cost_usd),
             None => reported.map(|c| {

@@ -121,6 +121,10 @@ pub struct AgentArgs {
     pub max_cost_per_run_usd: Option<f64>,
     #[arg(long, env = "MAX_COST_PER_SESSION_USD")]
     pub max_cost_per_session_usd: Option<f64>,
+    #[arg(long, env = "MAX_TOKENS_PER_RUN")]
+    pub max_tokens_per_run: Option<u64>,
+    #[arg(long, env = "MAX_TOKENS_PER_SESSION")]
+    pub max_tokens_per_session: Option<u64>,
     #[arg(long, env = "RUN_TIMEOUT_SECS")]
     pub run_timeout_secs: Option<u64>,
     #[arg(long, env = "RUN_SILENCE_TIMEOUT_SECS")]
@@ -210,6 +214,10 @@ pub struct Limits {
     pub max_turns_per_session: u32,
     pub max_cost_per_run_usd: f64,
     pub max_cost_per_session_usd: f64,
+    /// Tokens (input, output and cache) a run may use; no limit when `None`.
+    pub max_tokens_per_run: Option<u64>,
+    /// Tokens the session may use while this agent runs; no limit when `None`.
+    pub max_tokens_per_session: Option<u64>,
     pub run_timeout: Duration,
     /// A CLI that prints nothing for this long is stopped (the original's 600 s).
     pub silence_timeout: Duration,
@@ -225,6 +233,8 @@ impl Default for Limits {
             max_turns_per_session: 300,
             max_cost_per_run_usd: 5.0,
             max_cost_per_session_usd: 25.0,
+            max_tokens_per_run: None,
+            max_tokens_per_session: None,
             run_timeout: Duration::from_secs(45 * 60),
             silence_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60 * 60),
@@ -423,6 +433,9 @@ impl Config {
                 d.max_cost_per_session_usd,
                 "MAX_COST_PER_SESSION_USD",
             )?,
+            // 0 means no limit, as when unset.
+            max_tokens_per_run: a.max_tokens_per_run.filter(|n| *n > 0),
+            max_tokens_per_session: a.max_tokens_per_session.filter(|n| *n > 0),
             run_timeout: secs(a.run_timeout_secs, d.run_timeout),
             silence_timeout: secs(a.silence_timeout_secs, d.silence_timeout),
             idle_timeout: secs(a.idle_timeout_secs, d.idle_timeout),

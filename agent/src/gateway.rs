@@ -8,8 +8,13 @@
 //! tokens with [`Prices`] and keeps the [`Ledger`] of the run and the session: once a budget is
 //! spent, the next request is refused with an error the CLI does not retry, so the run ends
 //! whatever the CLI's own flags say, and the agent reports the cut. The cost the agent records
-//! is the gateway's sum.
+//! is the gateway's sum. Token limits work the same way.
+//!
+//! With Amazon Bedrock the CLI sends unsigned Bedrock requests to `http://<gateway>/<token>/…`
+//! (the token in the path, as such requests carry no key) and the gateway signs them with the
+//! task role's credentials ([`bedrock`]); the CLI never sees an AWS credential.
 
+mod bedrock;
 mod prices;
 
 use std::net::SocketAddr;
@@ -25,6 +30,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+pub use bedrock::{Bedrock, endpoint as bedrock_endpoint};
 pub use prices::{Price, PriceError, Prices};
 
 /// Largest request body the gateway forwards (a long conversation with images stays well below).
@@ -40,6 +46,8 @@ pub enum Credential {
     /// `Authorization: Bearer` as it is (`ANTHROPIC_AUTH_TOKEN`, for an API gateway of the
     /// operator's).
     Bearer(SecretString),
+    /// A Signature Version 4 of each request, with the task role's credentials.
+    Bedrock(Bedrock),
 }
 
 impl std::fmt::Debug for Credential {
@@ -48,6 +56,7 @@ impl std::fmt::Debug for Credential {
             Credential::ApiKey(_) => "ApiKey(..)",
             Credential::OAuth(_) => "OAuth(..)",
             Credential::Bearer(_) => "Bearer(..)",
+            Credential::Bedrock(_) => "Bedrock(..)",
         })
     }
 }
@@ -75,6 +84,11 @@ impl Usage {
         self.requests += other.requests;
         self.cost_usd += other.cost_usd;
     }
+
+    /// Every token counted: input, output and both cache sides.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens + self.cache_creation_tokens + self.cache_read_tokens
+    }
 }
 
 /// The spending of the current run and of the whole session, and their budgets. Pure: the
@@ -85,6 +99,8 @@ pub struct Ledger {
     session: Usage,
     run_budget_usd: f64,
     session_budget_usd: f64,
+    run_token_budget: Option<u64>,
+    session_token_budget: Option<u64>,
     /// The budget that refused a request in this run, if one did.
     refused: Option<Refusal>,
 }
@@ -94,15 +110,27 @@ pub struct Ledger {
 pub enum Refusal {
     Run { budget_usd: f64 },
     Session { budget_usd: f64 },
+    RunTokens { budget: u64 },
+    SessionTokens { budget: u64 },
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Run { budget_usd } => write!(f, "the run's budget of ${budget_usd:.4}"),
+            Refusal::Run { budget_usd } => write!(
+                f,
+                "the run's budget of ${budget_usd:.4} (MAX_COST_PER_RUN_USD, at most what the session has left)"
+            ),
             Refusal::Session { budget_usd } => write!(
                 f,
                 "the session's budget of ${budget_usd:.2} (MAX_COST_PER_SESSION_USD)"
+            ),
+            Refusal::RunTokens { budget } => {
+                write!(f, "the run's {budget} tokens (MAX_TOKENS_PER_RUN)")
+            }
+            Refusal::SessionTokens { budget } => write!(
+                f,
+                "the session's {budget} tokens (MAX_TOKENS_PER_SESSION, counted since the agent started)"
             ),
         }
     }
@@ -119,6 +147,15 @@ impl Ledger {
             session_budget_usd,
             ..Self::default()
         }
+    }
+
+    /// Adds token limits (none where `None`): of each run, and of the session as this agent
+    /// has seen it (the record keeps no token count, so a relaunch counts afresh).
+    #[must_use]
+    pub fn with_token_limits(mut self, run: Option<u64>, session: Option<u64>) -> Self {
+        self.run_token_budget = run;
+        self.session_token_budget = session;
+        self
     }
 
     /// Starts a run that may spend `budget_usd`.
@@ -138,6 +175,13 @@ impl Ledger {
             Some(Refusal::Run {
                 budget_usd: self.run_budget_usd,
             })
+        } else if let Some(budget) = self
+            .session_token_budget
+            .filter(|b| self.session.tokens() >= *b)
+        {
+            Some(Refusal::SessionTokens { budget })
+        } else if let Some(budget) = self.run_token_budget.filter(|b| self.run.tokens() >= *b) {
+            Some(Refusal::RunTokens { budget })
         } else {
             None
         };
@@ -229,10 +273,21 @@ impl Gateway {
 
     /// The variables the CLI gets instead of a model credential.
     pub fn cli_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("ANTHROPIC_BASE_URL".into(), format!("http://{}", self.addr)),
-            ("ANTHROPIC_API_KEY".into(), self.inner.token.clone()),
-        ]
+        match &self.inner.credential {
+            Credential::Bedrock(b) => vec![
+                ("CLAUDE_CODE_USE_BEDROCK".into(), "1".into()),
+                ("CLAUDE_CODE_SKIP_BEDROCK_AUTH".into(), "1".into()),
+                (
+                    "ANTHROPIC_BEDROCK_BASE_URL".into(),
+                    format!("http://{}/{}", self.addr, self.inner.token),
+                ),
+                ("AWS_REGION".into(), b.region.clone()),
+            ],
+            _ => vec![
+                ("ANTHROPIC_BASE_URL".into(), format!("http://{}", self.addr)),
+                ("ANTHROPIC_API_KEY".into(), self.inner.token.clone()),
+            ],
+        }
     }
 
     /// The token the CLI presents (not a credential of the model: it spends only through this
@@ -266,7 +321,8 @@ impl Gateway {
 
 /// An Anthropic-style error answer.
 fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+    // `message` at the top as well, where Bedrock's clients read it.
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}, "message": message});
     (status, axum::Json(body)).into_response()
 }
 
@@ -283,10 +339,33 @@ fn is_dropped(name: &HeaderName) -> bool {
             | "te"
             | "trailer"
             | "content-length"
+            // The meter reads answers as they come: no compressed ones.
+            | "accept-encoding"
             | "x-api-key"
             | "authorization"
             | "proxy-authorization"
+            | "x-amz-date"
+            | "x-amz-security-token"
+            | "x-amz-content-sha256"
     )
+}
+
+/// Whether `presented` is the gateway's token, in constant time.
+fn is_token(presented: &str, token: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), token.as_bytes()).into()
+}
+
+/// The path to forward when the request authenticates: Bedrock requests carry the token as
+/// their first path segment, the others in `x-api-key` or `Authorization: Bearer`.
+fn authenticated_path<'a>(gw: &Inner, req: &'a Request) -> Option<&'a str> {
+    let path = req.uri().path();
+    if matches!(gw.credential, Credential::Bedrock(_)) {
+        let (token, _) = path.strip_prefix('/')?.split_once('/')?;
+        return is_token(token, &gw.token).then(|| &path[token.len() + 1..]);
+    }
+    presented_token(req.headers())
+        .is_some_and(|t| is_token(t, &gw.token))
+        .then_some(path)
 }
 
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -302,13 +381,24 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
-    let token_ok = presented_token(req.headers())
-        .is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), gw.token.as_bytes()).into());
-    if !token_ok {
+    let Some(path) = authenticated_path(&gw, &req).map(str::to_owned) else {
         return api_error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "this gateway accepts only its session's token",
+        );
+    };
+    let bedrock = match &gw.credential {
+        Credential::Bedrock(b) => Some(b),
+        _ => None,
+    };
+    // Of Bedrock, only model invocations: its other APIs (listing inference profiles, …) are
+    // not the CLI's to call with the task role.
+    if bedrock.is_some() && !bedrock::is_invocation(&path) {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "this gateway forwards only Bedrock model invocations",
         );
     }
     let (parts, body) = req.into_parts();
@@ -319,9 +409,10 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
             "request body too large",
         );
     };
-    let path = parts.uri.path();
     // Only model calls spend; counting tokens and listing models are free.
-    let spends = path.ends_with("/messages") || path.ends_with("/complete");
+    let spends = path.ends_with("/messages")
+        || path.ends_with("/complete")
+        || bedrock::is_invocation(&path);
     if spends {
         let admitted = gw
             .ledger
@@ -339,20 +430,27 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
             );
         }
     }
-    let model = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    let url = format!(
-        "{}{}",
-        gw.upstream,
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut out = gw.http.request(parts.method.clone(), &url).body(body);
-    for (name, value) in &parts.headers {
-        if !is_dropped(name) && name != "anthropic-beta" {
-            out = out.header(name, value);
-        }
+    let model = if bedrock.is_some() {
+        bedrock::model_of(&path)
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let url = match parts.uri.query() {
+        Some(q) => format!("{}{path}?{q}", gw.upstream),
+        None => format!("{}{path}", gw.upstream),
+    };
+    let forwarded: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !is_dropped(name) && *name != "anthropic-beta")
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let mut out = gw.http.request(parts.method.clone(), &url);
+    for (name, value) in &forwarded {
+        out = out.header(name, value);
     }
     let mut betas: Vec<String> = parts
         .headers
@@ -372,10 +470,29 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
             }
         }
         Credential::Bearer(t) => out = out.bearer_auth(t.expose_secret()),
+        Credential::Bedrock(_) => {}
     }
     if !betas.is_empty() {
         out = out.header("anthropic-beta", betas.join(","));
     }
+    if let Some(b) = bedrock {
+        let mut signed = forwarded.clone();
+        if !betas.is_empty() {
+            signed.push(("anthropic-beta".into(), betas.join(",")));
+        }
+        match bedrock::signature(b, parts.method.as_str(), &url, &signed, &body).await {
+            Ok(headers) => {
+                for (name, value) in headers {
+                    out = out.header(name, value);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot sign the Bedrock request");
+                return api_error(StatusCode::BAD_GATEWAY, "api_error", &e);
+            }
+        }
+    }
+    let out = out.body(body);
     let upstream = match out.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -394,16 +511,23 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
             headers.append(name.clone(), value.clone());
         }
     }
-    let streamed = upstream
+    let content_type = upstream
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+        .unwrap_or("");
+    let form = if content_type.starts_with("text/event-stream") {
+        Form::Events
+    } else if content_type.starts_with("application/vnd.amazon.eventstream") {
+        Form::AwsEventStream
+    } else {
+        Form::Json
+    };
     let meter = Meter {
         gw: gw.clone(),
         model,
         counting: spends && status.is_success(),
-        streamed,
+        form,
         buffer: Vec::new(),
         usage: Usage::default(),
     };
@@ -435,12 +559,23 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
     response
 }
 
+/// How an answer comes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Form {
+    /// One JSON body with `usage`.
+    Json,
+    /// `text/event-stream` (the Messages API).
+    Events,
+    /// The AWS event stream (Bedrock's `invoke-with-response-stream`).
+    AwsEventStream,
+}
+
 /// Reads the usage of one answer as it passes, and books it once at the end.
 struct Meter {
     gw: Arc<Inner>,
     model: String,
     counting: bool,
-    streamed: bool,
+    form: Form,
     buffer: Vec<u8>,
     usage: Usage,
 }
@@ -451,8 +586,17 @@ impl Meter {
             return;
         }
         self.buffer.extend_from_slice(chunk);
-        if !self.streamed {
-            return;
+        match self.form {
+            Form::Json => return,
+            Form::AwsEventStream => {
+                if !bedrock::read_messages(&mut self.buffer, &mut self.usage) {
+                    warn!("an answer said to be an AWS event stream is not one; its usage is what was read");
+                    self.form = Form::Json;
+                    self.buffer.clear();
+                }
+                return;
+            }
+            Form::Events => {}
         }
         while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buffer.drain(..=end).collect();
@@ -468,7 +612,7 @@ impl Meter {
         if !std::mem::take(&mut self.counting) {
             return;
         }
-        if !self.streamed {
+        if self.form == Form::Json {
             if let Ok(body) = serde_json::from_slice::<Value>(&self.buffer) {
                 if let Some(u) = body.get("usage") {
                     read_usage(u, &mut self.usage);

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ControlSource, GitHubSource, JiraSource};
 use crate::control::{self, Mode, Shared};
-use crate::gateway::{Credential, Gateway, Ledger};
+use crate::gateway::{self, Credential, Gateway, Ledger};
 use crate::git::{GitAuth, Repo, agent_git_dir, sandbox_home, working_copy};
 use crate::report::{RepoAccess, Secrets};
 use crate::sandbox::{Layout, Sandbox};
@@ -38,8 +38,8 @@ pub struct Ready {
     pub model_env: Vec<(String, String)>,
     /// Where the CLI, the install and the dev server run.
     pub sandbox: Arc<Sandbox>,
-    /// The only holder of the model credential, when the model is reached with one (not
-    /// Bedrock).
+    /// The only holder of the model credential (an API key, an OAuth token, or the task role
+    /// for Bedrock); none when there is no model.
     pub gateway: Option<Gateway>,
     pub shared: Arc<Shared>,
     pub address: String,
@@ -327,7 +327,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
             }
         }
     }
-    let (gateway, model_env) = match credential {
+    let upstream = match credential {
         Some((name, value)) => {
             secrets.add(&value);
             let value = SecretString::from(value);
@@ -336,20 +336,33 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
                 "CLAUDE_CODE_OAUTH_TOKEN" => Credential::OAuth(value),
                 _ => Credential::Bearer(value),
             };
-            let spent = session.cost_usd.unwrap_or(0.0);
-            let gateway = Gateway::start(
-                &cfg.model_api_url,
-                credential,
-                cfg.prices.clone(),
-                Ledger::new(cfg.limits.max_cost_per_session_usd, spent),
-            )
-            .await
-            .context("starting the model gateway")?;
-            let env = gateway.cli_env();
-            (Some(gateway), env)
+            Some((cfg.model_api_url.clone(), credential))
         }
-        None => (None, bedrock_env()),
+        None if bedrock_wanted() => Some(bedrock().await?),
+        None => {
+            warn!(
+                "no model credential (ANTHROPIC_SECRET_ARN, ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN) and no Bedrock (CLAUDE_CODE_USE_BEDROCK): the CLI has no model to talk to"
+            );
+            None
+        }
     };
+    let gateway = match upstream {
+        Some((upstream, credential)) => {
+            let spent = session.cost_usd.unwrap_or(0.0);
+            let ledger = Ledger::new(cfg.limits.max_cost_per_session_usd, spent)
+                .with_token_limits(
+                    cfg.limits.max_tokens_per_run,
+                    cfg.limits.max_tokens_per_session,
+                );
+            Some(
+                Gateway::start(&upstream, credential, cfg.prices.clone(), ledger)
+                    .await
+                    .context("starting the model gateway")?,
+            )
+        }
+        None => None,
+    };
+    let model_env = gateway.as_ref().map(Gateway::cli_env).unwrap_or_default();
     let sandbox = Arc::new(prepare_sandbox(&cfg, &session)?);
 
     let address = discover_address(&cfg).await?;
@@ -399,37 +412,36 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     })
 }
 
-/// Amazon Bedrock through the task role: until the gateway signs Bedrock requests itself, the
-/// CLI is given the container's credential variables (docs/SECURITY.md names this open gap).
-fn bedrock_env() -> Vec<(String, String)> {
-    let on = std::env::var("CLAUDE_CODE_USE_BEDROCK")
-        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
-    if !on {
-        warn!(
-            "no model credential (ANTHROPIC_SECRET_ARN, ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN) and no Bedrock: the CLI has no model to talk to"
-        );
-        return Vec::new();
-    }
-    warn!(
-        "Bedrock: the CLI is given the task role's credentials (the gateway does not sign Bedrock requests yet)"
-    );
-    BEDROCK_CREDENTIALS
-        .iter()
-        .filter_map(|n| std::env::var(n).ok().map(|v| ((*n).to_owned(), v)))
-        .collect()
+fn bedrock_wanted() -> bool {
+    std::env::var("CLAUDE_CODE_USE_BEDROCK")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
-/// The variables through which the AWS SDKs find the task role's credentials.
-const BEDROCK_CREDENTIALS: &[&str] = &[
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-];
+/// Amazon Bedrock through the task role: the gateway signs for the CLI, so the role's
+/// credentials stay in the agent. The upstream is `ANTHROPIC_BEDROCK_BASE_URL` when the agent is
+/// given one (a VPC endpoint, say), else the region's Bedrock runtime.
+async fn bedrock() -> anyhow::Result<(String, Credential)> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let region = aws
+        .region()
+        .map(ToString::to_string)
+        .context("CLAUDE_CODE_USE_BEDROCK is set but no AWS region is (AWS_REGION)")?;
+    let credentials = aws
+        .credentials_provider()
+        .context("CLAUDE_CODE_USE_BEDROCK is set but the AWS SDK found no credentials")?;
+    let upstream = std::env::var("ANTHROPIC_BEDROCK_BASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| gateway::bedrock_endpoint(&region));
+    info!(%region, %upstream, "Bedrock: the model gateway signs the CLI's requests with the task role");
+    Ok((
+        upstream,
+        Credential::Bedrock(gateway::Bedrock {
+            region,
+            credentials,
+        }),
+    ))
+}
 
 /// The session's sandbox: the working copy and a home of its own writable, the agent's
 /// private paths hidden, the CLI's installation visible.

@@ -295,6 +295,11 @@ impl Stand {
         self.env.push((name.to_owned(), value.to_owned()));
     }
 
+    /// Removes a variable from the agent's environment.
+    pub fn unset(&mut self, name: &str) {
+        self.env.retain(|(k, _)| k != name);
+    }
+
     /// Starts `cca-agent <mode>` with its output in [`Stand::log`].
     pub fn spawn(&self, mode: &str) -> Child {
         let log = std::fs::OpenOptions::new()

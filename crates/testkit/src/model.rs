@@ -141,6 +141,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub mod bedrock;
+
 /// Environment variable naming the Claude Code executable for tests; `scripts/test.sh` sets it.
 pub const CLAUDE_CLI_VAR: &str = "CCA_CLAUDE_CLI";
 
@@ -464,7 +466,7 @@ impl FakeModel {
 
 /// Whether a request belongs to the main conversation: a Messages call offering tools.
 fn is_main(path: &str, body: &Value) -> bool {
-    path == "/v1/messages"
+    (path == "/v1/messages" || bedrock::invocation(path).is_some())
         && body
             .get("tools")
             .and_then(Value::as_array)
@@ -478,11 +480,12 @@ async fn serve_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = if body.is_empty() {
+    let raw = body;
+    let body = if raw.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+        serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
     };
     let path = uri.path().trim_end_matches('/').to_owned();
     let path = if path.is_empty() {
@@ -491,29 +494,48 @@ async fn serve_request(
         path
     };
     let is_post = method == Method::POST;
-    let main = is_post && is_main(&path, &body);
+    let headers: BTreeMap<String, String> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let invocation = bedrock::invocation(&path);
+    // Bedrock refuses what is not signed by the stand-in credentials before anything else.
+    let refused = invocation.as_ref().and_then(|_| {
+        bedrock::check_signature(method.as_str(), uri.path(), uri.query(), &headers, &raw).err()
+    });
+    let main = is_post && refused.is_none() && is_main(&path, &body);
     let (action, usage, id) = {
         let mut state = fake.state();
         state.requests.push(ModelRequest {
             method: method.as_str().to_owned(),
             path: path.clone(),
             query: uri.query().map(str::to_owned),
-            headers: headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers,
             body: body.clone(),
             main,
         });
         state.last_id += 1;
+        if let Some(message) = refused {
+            tracing::warn!(%message, "fake Bedrock refused an unsigned request");
+            let mut response =
+                json_response(StatusCode::FORBIDDEN, &bedrock::error_body(&message));
+            response.headers_mut().insert(
+                "x-amzn-errortype",
+                HeaderValue::from_static("UnrecognizedClientException"),
+            );
+            return response;
+        }
         let action = if !is_post {
             None
-        } else if let Some(status) = state.fail_always.filter(|_| path.starts_with("/v1/")) {
+        } else if let Some(status) = state
+            .fail_always
+            .filter(|_| path.starts_with("/v1/") || invocation.is_some())
+        {
             Some(Reply::Error(status))
         } else if main {
             Some(
@@ -541,6 +563,20 @@ async fn serve_request(
     if let Reply::Error(status) = action {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return api_error(status, id);
+    }
+    if let Some((model, stream)) = invocation {
+        let cwd = working_directory(&body);
+        let answer = Answer {
+            id: format!("msg_bdrk_{id}"),
+            model,
+            content: content_blocks(action, id, cwd.as_deref()),
+            usage,
+        };
+        return if stream {
+            answer.bedrock_events()
+        } else {
+            json_response(StatusCode::OK, &answer.message())
+        };
     }
     match path.as_str() {
         "/v1/messages/count_tokens" => json_response(
@@ -668,17 +704,11 @@ impl Answer {
         })
     }
 
-    /// The answer as `text/event-stream`, each block's payload split over two deltas as the real
-    /// API splits it over many.
-    fn events(&self) -> Response {
-        let mut out = String::new();
-        let mut event = |name: &str, data: Value| {
-            out.push_str("event: ");
-            out.push_str(name);
-            out.push_str("\ndata: ");
-            out.push_str(&data.to_string());
-            out.push_str("\n\n");
-        };
+    /// The answer's stream events, each block's payload split over two deltas as the real API
+    /// splits it over many.
+    fn event_list(&self) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        let mut event = |name: &'static str, data: Value| out.push((name, data));
         event(
             "message_start",
             json!({
@@ -740,6 +770,19 @@ impl Answer {
             }),
         );
         event("message_stop", json!({ "type": "message_stop" }));
+        out
+    }
+
+    /// The answer as `text/event-stream`.
+    fn events(&self) -> Response {
+        let mut out = String::new();
+        for (name, data) in self.event_list() {
+            out.push_str("event: ");
+            out.push_str(name);
+            out.push_str("\ndata: ");
+            out.push_str(&data.to_string());
+            out.push_str("\n\n");
+        }
         let mut response = Response::new(Body::from(out));
         let headers = response.headers_mut();
         headers.insert(
@@ -747,6 +790,18 @@ impl Answer {
             HeaderValue::from_static("text/event-stream; charset=utf-8"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    }
+
+    /// The answer as Bedrock streams it: the same events in the AWS event stream.
+    fn bedrock_events(&self) -> Response {
+        let events: Vec<Value> = self.event_list().into_iter().map(|(_, e)| e).collect();
+        let body = bedrock::event_stream(&events, self.usage.input_tokens, self.usage.output_tokens);
+        let mut response = Response::new(Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
         response
     }
 }

@@ -166,3 +166,47 @@ async fn wrong_tokens_other_sessions_ended_sessions_and_foreign_addresses_get_no
     })
     .await;
 }
+
+/// GitHub failing to mint: the broker answers 502 naming GitHub and hands nothing out; an
+/// agent's client, asking the real router over HTTP, rides over such failures and gets a token
+/// once GitHub mints again.
+#[tokio::test]
+async fn github_failing_to_mint_is_said_by_the_broker_and_retried_by_the_agent() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let s = started(&stand, "10.1.2.3").await;
+        let body = json!({"session_id": s.session_id.as_str()});
+        stand.github.fail_next("POST", "/access_tokens", 502, 1);
+        let (status, answer) = ask(&stand, Some(&token_of(&s)), body).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+        assert!(answer.to_string().contains("GitHub"), "{answer}");
+        assert!(answer.get("token").is_none(), "{answer}");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = stand.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let agent = cca_github::GitHub::new(
+            stand.github.url(),
+            cca_github::GitHubAuth::Broker {
+                url,
+                session_id: s.session_id.to_string(),
+                session_token: token_of(&s).into(),
+            },
+        )
+        .unwrap();
+        stand.github.fail_next("POST", "/access_tokens", 503, 2);
+        let minted_before = stand.github.issued_tokens().len();
+        let token = agent
+            .installation_token(INSTALLATION, Some(&RepoName::parse(REPO).unwrap()))
+            .await
+            .expect("a token after GitHub recovered");
+        let issued = stand.github.issued_tokens();
+        assert_eq!(issued.len(), minted_before + 1);
+        use secrecy::ExposeSecret;
+        assert_eq!(issued.last().unwrap().token, token.token.expose_secret());
+    })
+    .await;
+}

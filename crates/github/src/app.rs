@@ -280,7 +280,20 @@ impl GitHub {
                 return Ok((tok.clone(), client.clone()));
             }
         }
-        let tok = self.mint(installation, repo).await?;
+        let tok = match self.mint(installation, repo).await {
+            Ok(tok) => tok,
+            // A renewal that fails while the old token still has a minute left keeps the old
+            // one: the next call tries again.
+            Err(e) => match cache.get(&key) {
+                Some((tok, client))
+                    if tok.expires_at > SystemTime::now() + Duration::from_secs(60) =>
+                {
+                    tracing::warn!(error = %e, "renewing the installation token failed; the current one is still valid");
+                    return Ok((tok.clone(), client.clone()));
+                }
+                _ => return Err(e),
+            },
+        };
         let client = RepoClient::new(with_token(&self.base, tok.token.expose_secret())?);
         cache.insert(key, (tok.clone(), client.clone()));
         Ok((tok, client))
@@ -334,12 +347,42 @@ impl GitHub {
     }
 }
 
-/// A token from the control plane (see [`TOKEN_ROUTE`]).
+/// Waits before each new attempt at the control plane after a transient failure (it could not
+/// be reached, or answered 429 or 5xx, as when GitHub failed to mint).
+const BROKER_RETRIES: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+/// A token from the control plane (see [`TOKEN_ROUTE`]), retried over transient failures.
 async fn broker_token(
     url: &str,
     session_id: &str,
     session_token: &SecretString,
 ) -> Result<InstallationToken, GitHubError> {
+    let mut waits = BROKER_RETRIES.iter();
+    loop {
+        match broker_token_once(url, session_id, session_token).await {
+            Err((e, true)) => match waits.next() {
+                Some(wait) => {
+                    tracing::warn!(error = %e, ?wait, "no token from the control plane yet; trying again");
+                    tokio::time::sleep(*wait).await;
+                }
+                None => return Err(e),
+            },
+            Err((e, false)) => return Err(e),
+            Ok(t) => return Ok(t),
+        }
+    }
+}
+
+/// One request for a token; the error says whether it is worth another try.
+async fn broker_token_once(
+    url: &str,
+    session_id: &str,
+    session_token: &SecretString,
+) -> Result<InstallationToken, (GitHubError, bool)> {
     let route = format!("{}{TOKEN_ROUTE}", url.trim_end_matches('/'));
     let answer = reqwest::Client::new()
         .post(&route)
@@ -349,20 +392,24 @@ async fn broker_token(
         .send()
         .await
         .map_err(|e| {
-            GitHubError::Auth(format!(
+            let e = GitHubError::Auth(format!(
                 "the control plane at {route} could not be reached: {e}"
-            ))
+            ));
+            (e, true)
         })?;
     let status = answer.status();
     if !status.is_success() {
+        let transient = status.is_server_error() || status.as_u16() == 429;
         let body = answer.text().await.unwrap_or_default();
-        return Err(GitHubError::Auth(format!(
+        let e = GitHubError::Auth(format!(
             "the control plane refused a token ({status}): {}",
             body.chars().take(300).collect::<String>()
-        )));
+        ));
+        return Err((e, transient));
     }
     let t: BrokeredToken = answer.json().await.map_err(|e| {
-        GitHubError::Auth(format!("the control plane's answer is not a token: {e}"))
+        let e = GitHubError::Auth(format!("the control plane's answer is not a token: {e}"));
+        (e, false)
     })?;
     tracing::debug!("received an installation token from the control plane");
     Ok(InstallationToken {

@@ -322,7 +322,8 @@ impl Gateway {
 /// An Anthropic-style error answer.
 fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
     // `message` at the top as well, where Bedrock's clients read it.
-    let body = json!({"type": "error", "error": {"type": kind, "message": message}, "message": message});
+    let body =
+        json!({"type": "error", "error": {"type": kind, "message": message}, "message": message});
     (status, axum::Json(body)).into_response()
 }
 
@@ -410,9 +411,8 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
         );
     };
     // Only model calls spend; counting tokens and listing models are free.
-    let spends = path.ends_with("/messages")
-        || path.ends_with("/complete")
-        || bedrock::is_invocation(&path);
+    let spends =
+        path.ends_with("/messages") || path.ends_with("/complete") || bedrock::is_invocation(&path);
     if spends {
         let admitted = gw
             .ledger
@@ -446,7 +446,9 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
         .headers
         .iter()
         .filter(|(name, _)| !is_dropped(name) && *name != "anthropic-beta")
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
         .collect();
     let mut out = gw.http.request(parts.method.clone(), &url);
     for (name, value) in &forwarded {
@@ -590,7 +592,9 @@ impl Meter {
             Form::Json => return,
             Form::AwsEventStream => {
                 if !bedrock::read_messages(&mut self.buffer, &mut self.usage) {
-                    warn!("an answer said to be an AWS event stream is not one; its usage is what was read");
+                    warn!(
+                        "an answer said to be an AWS event stream is not one; its usage is what was read"
+                    );
                     self.form = Form::Json;
                     self.buffer.clear();
                 }

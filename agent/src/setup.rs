@@ -349,11 +349,10 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     let gateway = match upstream {
         Some((upstream, credential)) => {
             let spent = session.cost_usd.unwrap_or(0.0);
-            let ledger = Ledger::new(cfg.limits.max_cost_per_session_usd, spent)
-                .with_token_limits(
-                    cfg.limits.max_tokens_per_run,
-                    cfg.limits.max_tokens_per_session,
-                );
+            let ledger = Ledger::new(cfg.limits.max_cost_per_session_usd, spent).with_token_limits(
+                cfg.limits.max_tokens_per_run,
+                cfg.limits.max_tokens_per_session,
+            );
             Some(
                 Gateway::start(&upstream, credential, cfg.prices.clone(), ledger)
                     .await
@@ -413,8 +412,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
 }
 
 fn bedrock_wanted() -> bool {
-    std::env::var("CLAUDE_CODE_USE_BEDROCK")
-        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+    std::env::var("CLAUDE_CODE_USE_BEDROCK").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
 /// Amazon Bedrock through the task role: the gateway signs for the CLI, so the role's

@@ -77,7 +77,11 @@ async fn the_gateway_cuts_a_run_at_its_budget_and_its_sum_is_the_recorded_cost()
     // cut. (Wait for the run's summary: the status comment says "Run 2 in progress" before
     // the CLI has asked anything.)
     let second = stand.wait_comment("Run 2 failed", START).await;
-    assert!(second.body.contains("model gateway refused"), "{}", second.body);
+    assert!(
+        second.body.contains("model gateway refused"),
+        "{}",
+        second.body
+    );
     assert_eq!(
         stand.model.main_requests().len(),
         2,
@@ -109,7 +113,10 @@ async fn bedrock_requests_are_signed_by_the_gateway_and_the_token_limit_cuts_the
         ("AWS_SESSION_TOKEN", bedrock::SESSION_TOKEN),
         ("AWS_REGION", bedrock::REGION),
         ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("MODEL_PRICES", "claude-opus=1000/1000,claude-sonnet=1000/1000,claude-haiku=1000/1000"),
+        (
+            "MODEL_PRICES",
+            "claude-opus=1000/1000,claude-sonnet=1000/1000,claude-haiku=1000/1000",
+        ),
         ("MAX_COST_PER_RUN_USD", "100"),
         ("MAX_COST_PER_SESSION_USD", "100"),
         // One answer is 1,100 tokens: the second is let through (1,100 < 1,500), the third not.
@@ -118,15 +125,25 @@ async fn bedrock_requests_are_signed_by_the_gateway_and_the_token_limit_cuts_the
         stand.set(name, value);
     }
     stand.model.push_all([
-        Reply::bash("env > env.txt; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' > environ.txt; true"),
+        Reply::bash(
+            "env > env.txt; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' > environ.txt; true",
+        ),
         Reply::write("hello.txt", "hello\n"),
         Reply::bash("echo three > three.txt"),
         Reply::text("Done."),
     ]);
     let mut agent = stand.spawn("run");
     let summary = stand.wait_comment("Run 1 failed", START).await;
-    assert!(summary.body.contains("MAX_TOKENS_PER_RUN"), "{}", summary.body);
-    assert!(summary.body.contains("model gateway refused"), "{}", summary.body);
+    assert!(
+        summary.body.contains("MAX_TOKENS_PER_RUN"),
+        "{}",
+        summary.body
+    );
+    assert!(
+        summary.body.contains("model gateway refused"),
+        "{}",
+        summary.body
+    );
     // Every request reached Bedrock signed (the fake refuses anything else with 403), by the
     // gateway: the third was refused there.
     let requests = stand.model.requests();
@@ -134,10 +151,20 @@ async fn bedrock_requests_are_signed_by_the_gateway_and_the_token_limit_cuts_the
         .iter()
         .filter(|r| r.path.starts_with("/model/"))
         .collect();
-    assert_eq!(invocations.len(), 2, "{:#?}", requests.iter().map(|r| &r.path).collect::<Vec<_>>());
-    assert!(invocations.iter().all(|r| r.main), "a request was refused by Bedrock");
+    assert_eq!(
+        invocations.len(),
+        2,
+        "{:#?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
     assert!(
-        invocations.iter().all(|r| r.path.ends_with("/invoke-with-response-stream")),
+        invocations.iter().all(|r| r.main),
+        "a request was refused by Bedrock"
+    );
+    assert!(
+        invocations
+            .iter()
+            .all(|r| r.path.ends_with("/invoke-with-response-stream")),
         "{invocations:#?}"
     );
     assert_eq!(stand.model.pending(), 2);
@@ -156,7 +183,12 @@ async fn bedrock_requests_are_signed_by_the_gateway_and_the_token_limit_cuts_the
     assert!(env.contains("CLAUDE_CODE_SKIP_BEDROCK_AUTH=1"), "{env}");
     // The work done before the cut is pushed; the cost is the gateway's sum of what Bedrock
     // answered, priced by the model the path names.
-    assert!(stand.github.file_at(support::REPO, "claude/1", "hello.txt").is_some());
+    assert!(
+        stand
+            .github
+            .file_at(support::REPO, "claude/1", "hello.txt")
+            .is_some()
+    );
     let cost = stand.record().await.cost_usd.expect("a cost is recorded");
     assert!((cost - 2.0 * PER_ANSWER).abs() < 1e-6, "recorded {cost}");
     stand.stop(&mut agent).await;

@@ -104,7 +104,11 @@ impl App {
             GitHubSource::SecretArn(arn) => {
                 let s = cca_secrets::fetch_github(&secrets_client()?, arn).await?;
                 let app = AppCredentials::new(s.app_id, &s.private_key)?;
-                let secrets = s.webhook_secrets().into_iter().cloned().collect();
+                let secrets: Vec<SecretString> = s.webhook_secrets().into_iter().cloned().collect();
+                crate::config::check_webhook_secrets(
+                    "GITHUB_APP_SECRET_ARN (webhook_secret, webhook_secrets)",
+                    &secrets,
+                )?;
                 (
                     GitHubAuth::App {
                         app,
@@ -155,9 +159,15 @@ impl App {
                     mapping.insert(k.to_ascii_uppercase(), repo);
                 }
                 masker.add(s.api_token.expose_secret());
+                let webhook_secrets: Vec<SecretString> =
+                    s.webhook_secrets().into_iter().cloned().collect();
+                crate::config::check_webhook_secrets(
+                    "JIRA_SECRET_ARN (webhook_secret, webhook_secrets)",
+                    &webhook_secrets,
+                )?;
                 Some(JiraSetup {
                     client: Jira::new(&s.base_url, &s.email, s.api_token.clone())?,
-                    webhook_secrets: s.webhook_secrets().into_iter().cloned().collect(),
+                    webhook_secrets,
                     project_mapping: mapping,
                 })
             }

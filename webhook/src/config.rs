@@ -195,8 +195,45 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn secrets(s: &str) -> Vec<SecretString> {
-    list(s).into_iter().map(SecretString::from).collect()
+/// The shortest webhook secret accepted: GitHub's own advice is a long random string, and a
+/// short one can be guessed against the signature.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
+/// A list of webhook secrets: one a line (the current one first, older ones still accepted
+/// during a rotation). Lines, not commas: a secret may hold a comma, never a line break, so no
+/// secret is cut into fragments that would each be accepted. Each must have
+/// [`MIN_WEBHOOK_SECRET_LEN`] characters.
+pub fn webhook_secrets(var: &'static str, s: &str) -> Result<Vec<SecretString>, ConfigError> {
+    let list: Vec<SecretString> = s
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(SecretString::from)
+        .collect();
+    check_webhook_secrets(var, &list)?;
+    Ok(list)
+}
+
+/// Refuses a list holding a secret shorter than [`MIN_WEBHOOK_SECRET_LEN`] (naming its place,
+/// never its value).
+pub fn check_webhook_secrets(
+    source: &'static str,
+    list: &[SecretString],
+) -> Result<(), ConfigError> {
+    use secrecy::ExposeSecret;
+    match list
+        .iter()
+        .position(|s| s.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_LEN)
+    {
+        Some(i) => Err(ConfigError::Invalid {
+            var: source,
+            reason: format!(
+                "webhook secret {} of the list is shorter than {MIN_WEBHOOK_SECRET_LEN} characters",
+                i + 1
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The staging task definition: as set, or `<family>-staging` when the latest one is named by
@@ -369,11 +406,10 @@ impl Config {
         let github = if let Some(arn) = a.github_app_secret_arn.clone() {
             GitHubSource::SecretArn(arn)
         } else {
-            let webhook_secrets = a
-                .github_webhook_secret
-                .as_deref()
-                .map(secrets)
-                .unwrap_or_default();
+            let webhook_secrets = match a.github_webhook_secret.as_deref() {
+                Some(s) => webhook_secrets("GITHUB_WEBHOOK_SECRET", s)?,
+                None => Vec::new(),
+            };
             if webhook_secrets.is_empty() {
                 return Err(ConfigError::Missing {
                     var: "GITHUB_WEBHOOK_SECRET",
@@ -425,7 +461,10 @@ impl Config {
                 base_url,
                 email: need(&a.jira_email, "JIRA_EMAIL")?,
                 api_token: SecretString::from(need(&a.jira_api_token, "JIRA_API_TOKEN")?),
-                webhook_secrets: secrets(&need(&a.jira_webhook_secret, "JIRA_WEBHOOK_SECRET")?),
+                webhook_secrets: webhook_secrets(
+                    "JIRA_WEBHOOK_SECRET",
+                    &need(&a.jira_webhook_secret, "JIRA_WEBHOOK_SECRET")?,
+                )?,
                 project_mapping: parse_mapping(
                     "JIRA_PROJECT_MAPPING",
                     &need(&a.jira_project_mapping, "JIRA_PROJECT_MAPPING")?,
@@ -533,7 +572,7 @@ mod tests {
         WebhookArgs {
             session_store: Some("sqlite:/tmp/x.db".into()),
             github_token: Some("t".into()),
-            github_webhook_secret: Some("s1,s2".into()),
+            github_webhook_secret: Some("first-secret,with-a-comma\nsecond-secret-rotated".into()),
             control_secret: Some("0123456789abcdef0123456789abcdef".into()),
             uat_domain_suffix: Some(".UAT.example.com".into()),
             ..WebhookArgs::default()
@@ -558,6 +597,27 @@ mod tests {
         assert!(
             matches!(c.github, GitHubSource::Token { ref webhook_secrets, .. } if webhook_secrets.len() == 2)
         );
+    }
+
+    #[test]
+    fn webhook_secrets_are_lines_never_cut_at_a_comma_and_long_enough() {
+        use secrecy::ExposeSecret;
+        let c = Config::from_args(base()).unwrap();
+        let GitHubSource::Token {
+            webhook_secrets, ..
+        } = &c.github
+        else {
+            panic!("a token source");
+        };
+        let got: Vec<&str> = webhook_secrets.iter().map(|s| s.expose_secret()).collect();
+        assert_eq!(got, ["first-secret,with-a-comma", "second-secret-rotated"]);
+        let e = err(WebhookArgs {
+            github_webhook_secret: Some("long-enough-secret-1\nxyzzy".into()),
+            ..base()
+        });
+        assert!(e.starts_with("GITHUB_WEBHOOK_SECRET"), "{e}");
+        assert!(e.contains("secret 2") && e.contains("16"), "{e}");
+        assert!(!e.contains("xyzzy"), "the value is never said: {e}");
     }
 
     #[test]

@@ -167,7 +167,11 @@ mod tests {
             buffer.extend_from_slice(&stream[cut..]);
             assert!(read_messages(&mut buffer, &mut usage));
             assert!(buffer.is_empty());
-            assert_eq!((usage.input_tokens, usage.output_tokens), (700, 25), "cut {cut}");
+            assert_eq!(
+                (usage.input_tokens, usage.output_tokens),
+                (700, 25),
+                "cut {cut}"
+            );
         }
         let mut garbage = vec![0u8; 20];
         assert!(!read_messages(&mut garbage, &mut Usage::default()));

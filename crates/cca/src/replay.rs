@@ -63,9 +63,13 @@ impl ReplayArgs {
             Some(s) => s.clone(),
             None => std::env::var(var).unwrap_or_default(),
         };
-        // The webhook accepts a list during a rotation, and signs nothing itself: the current
-        // secret is the first.
-        match list.split(',').map(str::trim).find(|s| !s.is_empty()) {
+        // The webhook accepts a list during a rotation (one secret a line), and signs nothing
+        // itself: the current secret is the first.
+        match list
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .find(|s| !s.trim().is_empty())
+        {
             Some(first) => Ok(first.to_owned()),
             None => bail!("no webhook secret: pass --secret or set {var}"),
         }

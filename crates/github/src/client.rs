@@ -88,7 +88,16 @@ pub struct RepoInfo {
 pub struct PullRef {
     pub number: u64,
     pub html_url: String,
+    /// False when GitHub refused a draft and the PR was opened ready for review.
+    #[serde(default)]
+    pub draft: bool,
 }
+
+/// What GitHub answers (422) when a repository's plan has no draft pull requests.
+const DRAFTS_UNSUPPORTED: &str = "Draft pull requests are not supported";
+
+/// What a PR opened ready for review, because drafts were refused, says under its body.
+pub const READY_NOT_DRAFT_NOTE: &str = "> **Note:** this pull request is open for review rather than a draft because GitHub does not offer draft pull requests in this repository (private repositories on GitHub Free and Pro). The agent is still working on it: wait for its status comment to say the run finished before you merge.";
 
 #[derive(Deserialize)]
 struct PermissionAnswer {
@@ -273,7 +282,26 @@ impl RepoClient {
         });
         match self.post::<PullRef>(&route, &req).await {
             Ok(pr) => Ok(pr),
-            Err(e) if e.status() == Some(422) => self.open_pr_for(repo, head).await?.ok_or(e),
+            Err(e) if e.status() == Some(422) => {
+                if let Some(pr) = self.open_pr_for(repo, head).await? {
+                    return Ok(pr);
+                }
+                if !e.to_string().contains(DRAFTS_UNSUPPORTED) {
+                    return Err(e);
+                }
+                tracing::info!(%repo, "GitHub refuses draft pull requests here; opening a ready one");
+                let req = serde_json::json!({
+                    "title": title, "head": head.as_str(), "base": base,
+                    "body": format!("{body}\n\n{READY_NOT_DRAFT_NOTE}"), "draft": false,
+                });
+                match self.post::<PullRef>(&route, &req).await {
+                    Ok(pr) => Ok(pr),
+                    Err(e) if e.status() == Some(422) => {
+                        self.open_pr_for(repo, head).await?.ok_or(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }

@@ -12,7 +12,9 @@ pub use app::{
     AppCredentials, BrokeredToken, GitHub, GitHubAuth, InstallationToken, TOKEN_ROUTE,
     agent_permissions,
 };
-pub use client::{IssueInfo, Permission, PullHead, PullInfo, PullRef, RepoClient, RepoInfo};
+pub use client::{
+    IssueInfo, Permission, PullHead, PullInfo, PullRef, READY_NOT_DRAFT_NOTE, RepoClient, RepoInfo,
+};
 
 /// A failure talking to GitHub.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +54,21 @@ impl GitHubError {
 
     pub(crate) fn from_octocrab(route: &str, e: octocrab::Error) -> Self {
         match e {
-            octocrab::Error::GitHub { source, .. } => GitHubError::Api {
-                route: route.to_owned(),
-                status: source.status_code.as_u16(),
-                message: source.message.clone(),
-            },
+            octocrab::Error::GitHub { source, .. } => {
+                // A 422's reason is in `errors[].message` ("Validation Failed" says nothing).
+                let mut message = source.message.clone();
+                for e in source.errors.iter().flatten() {
+                    if let Some(m) = e.get("message").and_then(|m| m.as_str()) {
+                        message.push_str(": ");
+                        message.push_str(m);
+                    }
+                }
+                GitHubError::Api {
+                    route: route.to_owned(),
+                    status: source.status_code.as_u16(),
+                    message,
+                }
+            }
             other => GitHubError::Transport {
                 route: route.to_owned(),
                 message: other.to_string(),

@@ -200,6 +200,30 @@ async fn branch_and_pr_are_idempotent() {
         .unwrap();
     assert_eq!(p1, p2);
     assert_eq!(f.pulls("octo/app").len(), 1);
+    // A repository whose plan has no drafts (422): a ready PR, which says why, and a retry
+    // finds it rather than opening a second.
+    f.refuse_drafts("octo/other");
+    let other = RepoName::parse("octo/other").unwrap();
+    c.ensure_branch(&other, "main", &branch, "start")
+        .await
+        .unwrap();
+    let ready = c
+        .ensure_draft_pr(&other, &branch, "main", "t", "Closes #4")
+        .await
+        .unwrap();
+    assert!(!ready.draft);
+    let pulls = f.pulls("octo/other");
+    assert_eq!(pulls.len(), 1);
+    assert!(!pulls[0].draft);
+    let body = pulls[0].body.clone().unwrap_or_default();
+    assert!(body.starts_with("Closes #4"), "{body}");
+    assert!(body.contains(cca_github::READY_NOT_DRAFT_NOTE), "{body}");
+    let again = c
+        .ensure_draft_pr(&other, &branch, "main", "t", "Closes #4")
+        .await
+        .unwrap();
+    assert_eq!(again.number, ready.number);
+    assert_eq!(f.pulls("octo/other").len(), 1);
     let missing = c
         .ensure_branch(
             &repo(),

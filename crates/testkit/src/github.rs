@@ -370,6 +370,7 @@ impl FakeGitHub {
             deployments: Vec::new(),
             permissions: HashMap::new(),
             hosted: None,
+            drafts_refused: false,
         };
         let sha = repo.store_commit(random_sha(), Vec::new(), "initial commit".to_owned());
         repo.record_branch(default_branch, &sha);
@@ -377,6 +378,13 @@ impl FakeGitHub {
     }
 
     /// Sets the `clone_url` the API reports for a repository (for example a local bare repository).
+    /// Makes the repository refuse draft pull requests as GitHub does on a private repository
+    /// of a Free or Pro account: 422, "Draft pull requests are not supported in this
+    /// repository."
+    pub fn refuse_drafts(&self, repo: &str) {
+        self.with_repo(repo, |r| r.drafts_refused = true);
+    }
+
     pub fn set_clone_url(&self, repo: &str, url: &str) {
         self.with_repo(repo, |r| r.clone_url = Some(url.to_owned()));
     }
@@ -725,6 +733,9 @@ struct Repo {
     /// The bare repository, when hosted: then `branches` is a copy of its refs, refreshed before
     /// every use, and `commits` is unused.
     hosted: Option<Bare>,
+    /// Whether `POST /pulls` with `draft: true` is refused (private repositories on GitHub
+    /// Free and Pro).
+    drafts_refused: bool,
 }
 
 #[derive(Debug)]
@@ -1881,6 +1892,12 @@ impl RepoCtx<'_> {
         let Some(base) = req.str_field("base") else {
             return Err(ApiError::field("PullRequest", "base", "missing_field"));
         };
+        if self.repo.drafts_refused && req.body["draft"].as_bool() == Some(true) {
+            return Err(ApiError::custom(
+                "PullRequest",
+                "Draft pull requests are not supported in this repository.",
+            ));
+        }
         let head = match head_spec.split_once(':') {
             Some((owner, branch)) if owner.eq_ignore_ascii_case(&self.repo.owner) => branch,
             Some(_) => return Err(ApiError::field("PullRequest", "head", "invalid")),

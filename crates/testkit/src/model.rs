@@ -522,8 +522,7 @@ async fn serve_request(
         state.last_id += 1;
         if let Some(message) = refused {
             tracing::warn!(%message, "fake Bedrock refused an unsigned request");
-            let mut response =
-                json_response(StatusCode::FORBIDDEN, &bedrock::error_body(&message));
+            let mut response = json_response(StatusCode::FORBIDDEN, &bedrock::error_body(&message));
             response.headers_mut().insert(
                 "x-amzn-errortype",
                 HeaderValue::from_static("UnrecognizedClientException"),
@@ -796,7 +795,8 @@ impl Answer {
     /// The answer as Bedrock streams it: the same events in the AWS event stream.
     fn bedrock_events(&self) -> Response {
         let events: Vec<Value> = self.event_list().into_iter().map(|(_, e)| e).collect();
-        let body = bedrock::event_stream(&events, self.usage.input_tokens, self.usage.output_tokens);
+        let body =
+            bedrock::event_stream(&events, self.usage.input_tokens, self.usage.output_tokens);
         let mut response = Response::new(Body::from(body));
         response.headers_mut().insert(
             header::CONTENT_TYPE,

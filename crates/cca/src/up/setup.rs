@@ -95,15 +95,69 @@ pub fn router(ctx: SetupContext) -> anyhow::Result<(Router, oneshot::Receiver<Cr
         done: Mutex::new(Some(done)),
         http,
     });
-    let router = Router::new()
-        .route("/", get(|| async { Redirect::to("/setup") }))
+    let pages = Router::new()
         .route("/setup", get(setup))
         .route("/setup/callback", get(callback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(allowed_hosts(&shared.ctx.local_url)),
+            guard_host,
+        ));
+    let router = Router::new()
+        .route("/", get(|| async { Redirect::to("/setup") }))
+        .merge(pages)
         .route("/webhook", any(not_configured))
         .route("/webhooks/{*source}", any(not_configured))
         .route("/health", get(not_configured))
         .with_state(shared);
     Ok((router, created))
+}
+
+/// The `Host` values a setup page answers: the loopback address it listens on, by number or as
+/// `localhost`, with its port. A page reached through a tunnel, or by a DNS-rebinding page
+/// whose name now points at 127.0.0.1, carries another name and is refused (421), so no other
+/// site can read the page's state.
+fn allowed_hosts(local_url: &str) -> Vec<String> {
+    let authority = local_url
+        .split_once("://")
+        .map_or(local_url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let port = authority.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
+    let mut hosts = vec![authority.to_ascii_lowercase()];
+    for name in ["127.0.0.1", "localhost", "[::1]"] {
+        let h = format!("{name}:{port}");
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
+/// Refuses setup requests whose `Host` is not one of `hosts` ([`allowed_hosts`]).
+async fn guard_host(
+    State(hosts): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if host.as_ref().is_some_and(|h| hosts.contains(h)) {
+        return next.run(req).await;
+    }
+    tracing::warn!(host = ?host, "setup page: a request naming another host was refused");
+    html(
+        StatusCode::MISDIRECTED_REQUEST,
+        page::message_page(
+            "Open the setup page by its own address",
+            &format!(
+                "The setup page answers only at {}; this request named another host.",
+                hosts[0]
+            ),
+        ),
+        None,
+    )
 }
 
 /// What the status pages of a configured `cca up` show.
@@ -134,19 +188,30 @@ pub fn configured_router(info: Configured) -> Router {
             }
         }
     };
-    Router::new().route("/setup", get(page)).route(
-        "/setup/callback",
-        get(|| async {
-            html(
-                StatusCode::CONFLICT,
-                page::message_page(
-                    "Already configured",
-                    "cca up already runs with GitHub credentials; this link was not used.",
-                ),
-                None,
-            )
-        }),
-    )
+    let hosts = allowed_hosts(
+        info.webhook_url
+            .strip_suffix("/webhook")
+            .unwrap_or(&info.webhook_url),
+    );
+    Router::new()
+        .route("/setup", get(page))
+        .route(
+            "/setup/callback",
+            get(|| async {
+                html(
+                    StatusCode::CONFLICT,
+                    page::message_page(
+                        "Already configured",
+                        "cca up already runs with GitHub credentials; this link was not used.",
+                    ),
+                    None,
+                )
+            }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(hosts),
+            guard_host,
+        ))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -477,5 +542,48 @@ mod tests {
         assert_eq!(origin("http://127.0.0.1:9/x/y"), "http://127.0.0.1:9");
         assert_eq!(origin("https://ghe.example.com"), "https://ghe.example.com");
         assert!(subtle_eq(b"abc", b"abc") && !subtle_eq(b"abc", b"abd") && !subtle_eq(b"a", b"ab"));
+    }
+
+    /// A tunnel's name, or a DNS-rebinding page's, reaches the listener but not the page.
+    #[tokio::test]
+    async fn setup_pages_answer_only_their_own_loopback_host() {
+        use tower::ServiceExt as _;
+        let app = configured_router(Configured {
+            source: "a token".into(),
+            app: None,
+            webhook_url: "http://127.0.0.1:8080/webhook".into(),
+        });
+        for (host, want) in [
+            (Some("127.0.0.1:8080"), StatusCode::OK),
+            (Some("localhost:8080"), StatusCode::OK),
+            (Some("LOCALHOST:8080"), StatusCode::OK),
+            (
+                Some("rebind.attacker.example:8080"),
+                StatusCode::MISDIRECTED_REQUEST,
+            ),
+            (
+                Some("abc.trycloudflare.com"),
+                StatusCode::MISDIRECTED_REQUEST,
+            ),
+            (Some("127.0.0.1:9999"), StatusCode::MISDIRECTED_REQUEST),
+            (None, StatusCode::MISDIRECTED_REQUEST),
+        ] {
+            for path in ["/setup", "/setup/callback?code=x&state=y"] {
+                let mut req = axum::http::Request::get(path);
+                if let Some(h) = host {
+                    req = req.header(header::HOST, h);
+                }
+                let mut req = req.body(axum::body::Body::empty()).unwrap();
+                req.extensions_mut()
+                    .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5555))));
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                let want = if path != "/setup" && want == StatusCode::OK {
+                    StatusCode::CONFLICT
+                } else {
+                    want
+                };
+                assert_eq!(status, want, "{host:?} {path}");
+            }
+        }
     }
 }

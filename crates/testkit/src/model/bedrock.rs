@@ -130,7 +130,10 @@ pub(super) fn check_signature(
         "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let mut key = hmac(format!("AWS4{SECRET_ACCESS_KEY}").as_bytes(), date.as_bytes());
+    let mut key = hmac(
+        format!("AWS4{SECRET_ACCESS_KEY}").as_bytes(),
+        date.as_bytes(),
+    );
     for part in [region, service, "aws4_request"] {
         key = hmac(&key, part.as_bytes());
     }
@@ -152,7 +155,9 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 fn uri_encode(s: &str, slash: bool) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (b == b'/' && !slash)
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (b == b'/' && !slash)
         {
             out.push(b as char);
         } else {

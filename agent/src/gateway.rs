@@ -180,10 +180,10 @@ impl Ledger {
             .filter(|b| self.session.tokens() >= *b)
         {
             Some(Refusal::SessionTokens { budget })
-        } else if let Some(budget) = self.run_token_budget.filter(|b| self.run.tokens() >= *b) {
-            Some(Refusal::RunTokens { budget })
         } else {
-            None
+            self.run_token_budget
+                .filter(|b| self.run.tokens() >= *b)
+                .map(|budget| Refusal::RunTokens { budget })
         };
         match refusal {
             Some(r) => {

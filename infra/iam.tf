@@ -169,19 +169,6 @@ data "aws_iam_policy_document" "session_task" {
       resources = local.bedrock_model_arns
     }
   }
-
-  dynamic "statement" {
-    for_each = each.key == "agent" && var.model_access == "bedrock" ? [1] : []
-
-    content {
-      sid     = "FindInferenceProfiles"
-      actions = ["bedrock:GetInferenceProfile", "bedrock:ListInferenceProfiles"]
-      resources = [
-        "arn:${local.partition}:bedrock:*:${local.account}:inference-profile/*",
-        "arn:${local.partition}:bedrock:*:${local.account}:application-inference-profile/*",
-      ]
-    }
-  }
 }
 
 # The proxy reads whole records (GetItem; it never queries or scans) and records activity: one

@@ -349,6 +349,14 @@ async fn session_limit(ready: &Ready, st: &Started) -> Option<String> {
             t.cost_usd, l.max_cost_per_session_usd
         ));
     }
+    if let (Some(budget), Some(gateway)) = (l.max_tokens_per_session, &ready.gateway) {
+        let used = gateway.session().tokens();
+        if used >= budget {
+            return Some(format!(
+                "{used} tokens used of MAX_TOKENS_PER_SESSION {budget}"
+            ));
+        }
+    }
     None
 }
 

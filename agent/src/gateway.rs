@@ -77,17 +77,24 @@ pub struct Usage {
 
 impl Usage {
     fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_creation_tokens += other.cache_creation_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.requests += other.requests;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(other.cache_creation_tokens);
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(other.cache_read_tokens);
+        self.requests = self.requests.saturating_add(other.requests);
         self.cost_usd += other.cost_usd;
     }
 
     /// Every token counted: input, output and both cache sides.
     pub fn tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens + self.cache_creation_tokens + self.cache_read_tokens
+        self.input_tokens
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.cache_creation_tokens)
+            .saturating_add(self.cache_read_tokens)
     }
 }
 
@@ -281,7 +288,7 @@ impl Gateway {
                     "ANTHROPIC_BEDROCK_BASE_URL".into(),
                     format!("http://{}/{}", self.addr, self.inner.token),
                 ),
-                ("AWS_REGION".into(), b.region.clone()),
+                ("AWS_REGION".into(), b.region().to_owned()),
             ],
             _ => vec![
                 ("ANTHROPIC_BASE_URL".into(), format!("http://{}", self.addr)),
@@ -381,6 +388,18 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
+/// Whether a path means what it reads: no `.` or `..` segment and no encoded dot, slash or
+/// backslash, which the HTTP client or the upstream would resolve into another path than the
+/// one checked and priced here.
+fn is_plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    !lower.contains("%2e")
+        && !lower.contains("%2f")
+        && !lower.contains("%5c")
+        && !path.contains('\\')
+        && path.split('/').all(|seg| seg != "." && seg != "..")
+}
+
 async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
     let Some(path) = authenticated_path(&gw, &req).map(str::to_owned) else {
         return api_error(
@@ -389,6 +408,13 @@ async fn forward(State(gw): State<Arc<Inner>>, req: Request) -> Response {
             "this gateway accepts only its session's token",
         );
     };
+    if !is_plain_path(&path) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "the gateway forwards only plain paths (no dot segments, no encoded separators)",
+        );
+    }
     let bedrock = match &gw.credential {
         Credential::Bedrock(b) => Some(b),
         _ => None,

@@ -434,10 +434,7 @@ async fn bedrock() -> anyhow::Result<(String, Credential)> {
     info!(%region, %upstream, "Bedrock: the model gateway signs the CLI's requests with the task role");
     Ok((
         upstream,
-        Credential::Bedrock(gateway::Bedrock {
-            region,
-            credentials,
-        }),
+        Credential::Bedrock(gateway::Bedrock::new(region, credentials)),
     ))
 }
 

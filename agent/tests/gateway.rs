@@ -171,6 +171,10 @@ async fn bedrock_requests_are_signed_by_the_gateway_and_the_token_limit_cuts_the
     // The CLI's tools saw no AWS credential of the agent's.
     for file in ["env.txt", "environ.txt"] {
         let text = std::fs::read_to_string(stand.clone_dir().join(file)).unwrap_or_default();
+        assert!(
+            text.contains("PATH="),
+            "{file} holds no environment: {text}"
+        );
         for secret in [
             bedrock::ACCESS_KEY_ID,
             bedrock::SECRET_ACCESS_KEY,
@@ -215,4 +219,87 @@ async fn a_request_without_the_gateway_token_is_refused() {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401, "{key:?}");
     }
+}
+
+/// In Bedrock mode the token is the path's first segment: a wrong or missing one, a token sent
+/// as a key instead, Bedrock's other APIs and paths that would resolve elsewhere are all
+/// refused before anything is signed or sent.
+#[tokio::test]
+async fn bedrock_mode_refuses_what_is_not_a_plain_model_invocation_with_its_token() {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let model = cca_testkit::model::FakeModel::start().await;
+    let provider = SharedCredentialsProvider::new(Credentials::new(
+        "AKIAEXAMPLE",
+        "secret",
+        None,
+        None,
+        "test",
+    ));
+    let gateway = cca_agent::gateway::Gateway::start(
+        model.url(),
+        cca_agent::gateway::Credential::Bedrock(cca_agent::gateway::Bedrock::new(
+            "us-east-1".into(),
+            provider,
+        )),
+        cca_agent::gateway::Prices::default(),
+        cca_agent::gateway::Ledger::new(1.0, 0.0),
+    )
+    .await
+    .unwrap();
+    let env = gateway.cli_env();
+    let base = &env
+        .iter()
+        .find(|(k, _)| k == "ANTHROPIC_BEDROCK_BASE_URL")
+        .unwrap()
+        .1;
+    let root = base.rsplit_once('/').unwrap().0;
+    let invoke = "/model/us.anthropic.claude-haiku-4-5/invoke";
+    let cases = [
+        (format!("{root}{invoke}"), None, 401),
+        (format!("{root}/cca-gateway-guess{invoke}"), None, 401),
+        (format!("{root}{invoke}"), Some(gateway.token()), 401),
+        (format!("{base}/inference-profiles"), None, 403),
+        (
+            format!(
+                "{base}/model/us.anthropic.claude-haiku-4-5/../us.anthropic.claude-opus-5/invoke"
+            ),
+            None,
+            400,
+        ),
+        (
+            format!("{base}/model/us.anthropic.claude-haiku-4-5%2F..%2Fx/invoke"),
+            None,
+            400,
+        ),
+    ];
+    for (url, key, want) in cases {
+        let status = raw_post(&url, key).await;
+        assert_eq!(status, want, "{url}");
+    }
+    assert!(
+        model.requests().is_empty(),
+        "a refused request reached Bedrock: {:?}",
+        model.requests()
+    );
+}
+
+/// POSTs `{}` to `url` with its path sent as written (an HTTP client would resolve dot
+/// segments first, as code run by the CLI need not); the answer's status.
+async fn raw_post(url: &str, key: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let key = key
+        .map(|k| format!("x-api-key: {k}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\ncontent-type: application/json\r\n{key}content-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ').nth(1).unwrap().parse().unwrap()
 }

@@ -206,11 +206,18 @@ pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 pub fn webhook_secrets(var: &'static str, s: &str) -> Result<Vec<SecretString>, ConfigError> {
     let list: Vec<SecretString> = s
         .split('\n')
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .map(SecretString::from)
         .collect();
     check_webhook_secrets(var, &list)?;
+    if list.len() == 1 && s.contains(',') {
+        // Lists used to be comma-separated: say so rather than reject every signature quietly.
+        tracing::warn!(
+            var,
+            "the webhook secret holds a comma: it is taken whole; a rotation's list is one secret a line"
+        );
+    }
     Ok(list)
 }
 

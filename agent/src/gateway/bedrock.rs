@@ -3,8 +3,10 @@
 //! credentials (Signature Version 4, service `bedrock`) and reads the usage out of the AWS
 //! event stream Bedrock answers with.
 
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
@@ -18,9 +20,49 @@ use super::{Usage, read_event};
 #[derive(Clone, Debug)]
 pub struct Bedrock {
     /// The region of the Bedrock endpoint (`AWS_REGION`).
-    pub region: String,
+    region: String,
     /// The task role's credentials (the SDK's default chain).
-    pub credentials: SharedCredentialsProvider,
+    provider: SharedCredentialsProvider,
+    /// The last credentials, reused until five minutes before they expire (the provider of
+    /// the SDK's configuration does not cache: each call would ask the credential endpoint).
+    cached: Arc<Mutex<Option<Credentials>>>,
+}
+
+impl Bedrock {
+    pub fn new(region: String, provider: SharedCredentialsProvider) -> Self {
+        Self {
+            region,
+            provider,
+            cached: Arc::default(),
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn credentials(&self) -> Result<Credentials, String> {
+        let fresh = |c: &Credentials| {
+            c.expiry()
+                .is_none_or(|at| at > SystemTime::now() + Duration::from_secs(300))
+        };
+        if let Some(c) = self
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(fresh)
+        {
+            return Ok(c);
+        }
+        let c = self
+            .provider
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("no AWS credentials to sign the Bedrock request: {e}"))?;
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+        Ok(c)
+    }
 }
 
 /// The regional Bedrock runtime endpoint.
@@ -59,12 +101,7 @@ pub async fn signature(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<Vec<(String, String)>, String> {
-    let credentials = bedrock
-        .credentials
-        .provide_credentials()
-        .await
-        .map_err(|e| format!("no AWS credentials to sign the Bedrock request: {e}"))?;
-    let identity: Identity = credentials.into();
+    let identity: Identity = bedrock.credentials().await?.into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&bedrock.region)

@@ -280,7 +280,11 @@ impl GitHub {
                 return Ok((tok.clone(), client.clone()));
             }
         }
-        let tok = match self.mint(installation, repo).await {
+        // With a token still valid to fall back on, one attempt: the lock is held meanwhile.
+        let fallback = cache
+            .get(&key)
+            .is_some_and(|(t, _)| t.expires_at > SystemTime::now() + Duration::from_secs(60));
+        let tok = match self.mint(installation, repo, !fallback).await {
             Ok(tok) => tok,
             // A renewal that fails while the old token still has a minute left keeps the old
             // one: the next call tries again.
@@ -299,10 +303,12 @@ impl GitHub {
         Ok((tok, client))
     }
 
+    /// A new token; `patient`: ride over transient failures of the control plane.
     async fn mint(
         &self,
         installation: u64,
         repo: Option<&RepoName>,
+        patient: bool,
     ) -> Result<InstallationToken, GitHubError> {
         if let GitHubAuth::Broker {
             url,
@@ -310,7 +316,7 @@ impl GitHub {
             session_token,
         } = &self.auth
         {
-            return broker_token(url, session_id, session_token).await;
+            return broker_token(url, session_id, session_token, patient).await;
         }
         let (GitHubAuth::App { app, .. }, octo) = (&self.auth, &self.base) else {
             return Err(GitHubError::Auth(
@@ -355,13 +361,16 @@ const BROKER_RETRIES: [Duration; 3] = [
     Duration::from_secs(5),
 ];
 
-/// A token from the control plane (see [`TOKEN_ROUTE`]), retried over transient failures.
+/// A token from the control plane (see [`TOKEN_ROUTE`]), retried over transient failures
+/// when `patient`.
 async fn broker_token(
     url: &str,
     session_id: &str,
     session_token: &SecretString,
+    patient: bool,
 ) -> Result<InstallationToken, GitHubError> {
-    let mut waits = BROKER_RETRIES.iter();
+    let waits: &[Duration] = if patient { &BROKER_RETRIES } else { &[] };
+    let mut waits = waits.iter();
     loop {
         match broker_token_once(url, session_id, session_token).await {
             Err((e, true)) => match waits.next() {

@@ -378,15 +378,15 @@ impl FakeGitHub {
     }
 
     /// Sets the `clone_url` the API reports for a repository (for example a local bare repository).
+    pub fn set_clone_url(&self, repo: &str, url: &str) {
+        self.with_repo(repo, |r| r.clone_url = Some(url.to_owned()));
+    }
+
     /// Makes the repository refuse draft pull requests as GitHub does on a private repository
     /// of a Free or Pro account: 422, "Draft pull requests are not supported in this
     /// repository."
     pub fn refuse_drafts(&self, repo: &str) {
         self.with_repo(repo, |r| r.drafts_refused = true);
-    }
-
-    pub fn set_clone_url(&self, repo: &str, url: &str) {
-        self.with_repo(repo, |r| r.clone_url = Some(url.to_owned()));
     }
 
     /// Gives `login` a role on a repository: admin, maintain, write, triage, read or none.

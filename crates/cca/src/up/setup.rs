@@ -124,9 +124,15 @@ fn allowed_hosts(local_url: &str) -> Vec<String> {
     let port = authority.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
     let mut hosts = vec![authority.to_ascii_lowercase()];
     for name in ["127.0.0.1", "localhost", "[::1]"] {
-        let h = format!("{name}:{port}");
-        if !hosts.contains(&h) {
-            hosts.push(h);
+        let mut names = vec![format!("{name}:{port}")];
+        // Browsers leave the default port out of `Host`.
+        if port == "80" {
+            names.push(name.to_owned());
+        }
+        for h in names {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
         }
     }
     hosts
@@ -547,6 +553,9 @@ mod tests {
     /// A tunnel's name, or a DNS-rebinding page's, reaches the listener but not the page.
     #[tokio::test]
     async fn setup_pages_answer_only_their_own_loopback_host() {
+        let on_80 = allowed_hosts("http://127.0.0.1:80");
+        assert!(on_80.contains(&"127.0.0.1".to_owned()) && on_80.contains(&"localhost".to_owned()));
+        assert!(!allowed_hosts("http://127.0.0.1:8080").contains(&"localhost".to_owned()));
         use tower::ServiceExt as _;
         let app = configured_router(Configured {
             source: "a token".into(),

@@ -65,11 +65,7 @@ impl ReplayArgs {
         };
         // The webhook accepts a list during a rotation (one secret a line), and signs nothing
         // itself: the current secret is the first.
-        match list
-            .split('\n')
-            .map(|l| l.trim_end_matches('\r'))
-            .find(|s| !s.trim().is_empty())
-        {
+        match list.split('\n').map(str::trim).find(|s| !s.is_empty()) {
             Some(first) => Ok(first.to_owned()),
             None => bail!("no webhook secret: pass --secret or set {var}"),
         }
@@ -137,7 +133,7 @@ mod tests {
             payload: "p.json".into(),
             event: Some("issues".into()),
             url: String::new(),
-            secret: Some(" new, old".into()),
+            secret: Some(" new\nold".into()),
             delivery: Some("d-1".into()),
             jira,
         }

@@ -338,7 +338,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
             };
             Some((cfg.model_api_url.clone(), credential))
         }
-        None if bedrock_wanted() => Some(bedrock().await?),
+        None if bedrock_wanted() => Some(bedrock(aws.as_ref()).await?),
         None => {
             warn!(
                 "no model credential (ANTHROPIC_SECRET_ARN, ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN) and no Bedrock (CLAUDE_CODE_USE_BEDROCK): the CLI has no model to talk to"
@@ -418,8 +418,12 @@ fn bedrock_wanted() -> bool {
 /// Amazon Bedrock through the task role: the gateway signs for the CLI, so the role's
 /// credentials stay in the agent. The upstream is `ANTHROPIC_BEDROCK_BASE_URL` when the agent is
 /// given one (a VPC endpoint, say), else the region's Bedrock runtime.
-async fn bedrock() -> anyhow::Result<(String, Credential)> {
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+async fn bedrock(loaded: Option<&aws_config::SdkConfig>) -> anyhow::Result<(String, Credential)> {
+    // The configuration the store or the secrets already loaded, else loaded here.
+    let aws = match loaded {
+        Some(c) => c.clone(),
+        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    };
     let region = aws
         .region()
         .map(ToString::to_string)

@@ -18,16 +18,15 @@ const START: Duration = Duration::from_secs(60);
 /// itself, thinks it cheap (a cent), so its own `--max-budget-usd` never stops the run first.
 const PRICE: f64 = 1000.0;
 const PER_ANSWER: f64 = (1000.0 + 100.0) * PRICE / 1e6;
+/// `MODEL_PRICES` at [`PRICE`] for every model family.
+const PRICES: &str = "claude-opus=1000/1000,claude-sonnet=1000/1000,claude-haiku=1000/1000";
 
 #[tokio::test]
 async fn the_gateway_cuts_a_run_at_its_budget_and_its_sum_is_the_recorded_cost() {
     let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
         return;
     };
-    stand.set(
-        "MODEL_PRICES",
-        "claude-opus=1000/1000,claude-sonnet=1000/1000,claude-haiku=1000/1000",
-    );
+    stand.set("MODEL_PRICES", PRICES);
     stand.set("MAX_COST_PER_RUN_USD", "0.5");
     stand.set("MAX_COST_PER_SESSION_USD", "100");
     stand.model.push_all([
@@ -113,10 +112,7 @@ async fn bedrock_requests_are_signed_by_the_gateway_and_the_token_limit_cuts_the
         ("AWS_SESSION_TOKEN", bedrock::SESSION_TOKEN),
         ("AWS_REGION", bedrock::REGION),
         ("AWS_EC2_METADATA_DISABLED", "true"),
-        (
-            "MODEL_PRICES",
-            "claude-opus=1000/1000,claude-sonnet=1000/1000,claude-haiku=1000/1000",
-        ),
+        ("MODEL_PRICES", PRICES),
         ("MAX_COST_PER_RUN_USD", "100"),
         ("MAX_COST_PER_SESSION_USD", "100"),
         // One answer is 1,100 tokens: the second is let through (1,100 < 1,500), the third not.

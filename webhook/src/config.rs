@@ -204,12 +204,7 @@ pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 /// secret is cut into fragments that would each be accepted. Each must have
 /// [`MIN_WEBHOOK_SECRET_LEN`] characters.
 pub fn webhook_secrets(var: &'static str, s: &str) -> Result<Vec<SecretString>, ConfigError> {
-    let list: Vec<SecretString> = s
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(SecretString::from)
-        .collect();
+    let list: Vec<SecretString> = secret_lines(s).map(SecretString::from).collect();
     check_webhook_secrets(var, &list)?;
     if list.len() == 1 && s.contains(',') {
         // Lists used to be comma-separated: say so rather than reject every signature quietly.
@@ -219,6 +214,12 @@ pub fn webhook_secrets(var: &'static str, s: &str) -> Result<Vec<SecretString>, 
         );
     }
     Ok(list)
+}
+
+/// The secrets of a list, one a line, trimmed, empty lines skipped (also what `cca replay`
+/// signs with: the first).
+pub fn secret_lines(s: &str) -> impl Iterator<Item = &str> {
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty())
 }
 
 /// Refuses a list holding a secret shorter than [`MIN_WEBHOOK_SECRET_LEN`] (naming its place,

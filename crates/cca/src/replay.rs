@@ -65,7 +65,7 @@ impl ReplayArgs {
         };
         // The webhook accepts a list during a rotation (one secret a line), and signs nothing
         // itself: the current secret is the first.
-        match list.split('\n').map(str::trim).find(|s| !s.is_empty()) {
+        match cca_webhook::config::secret_lines(&list).next() {
             Some(first) => Ok(first.to_owned()),
             None => bail!("no webhook secret: pass --secret or set {var}"),
         }

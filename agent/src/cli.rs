@@ -3,8 +3,10 @@
 //! Claude Code is the default (`-p`, `--output-format stream-json --verbose`,
 //! `--dangerously-skip-permissions`, `--max-turns`, `--max-budget-usd`, `--resume <id>` for
 //! follow-ups). Any other tool is a shell command (`AGENT_CLI_COMMAND`) whose output is text and
-//! whose exit status says whether the run succeeded; the prompt reaches it in `$CCA_PROMPT`, never
-//! through the shell's parser.
+//! whose exit status says whether the run succeeded. The prompt is never an argument: every CLI
+//! reads it on standard input (whatever its size, and text starting with `--` stays text); a
+//! shell command also finds it in `$CCA_PROMPT` when it is at most 100 KiB, never through the
+//! shell's parser.
 //!
 //! Output is read line by line whatever a line's length (a tool result can be megabytes on one
 //! line); a run ends when the CLI exits, is cancelled, exceeds its wall time or stays silent
@@ -30,6 +32,9 @@ pub struct Invocation {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+    /// What the CLI reads on standard input (the prompt): one argument or variable is limited
+    /// to 128 KiB on Linux, and text starting with `--` in an argument could be read as an option.
+    pub stdin: Option<String>,
 }
 
 impl Invocation {
@@ -38,6 +43,7 @@ impl Invocation {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            stdin: None,
         }
     }
 
@@ -131,8 +137,8 @@ impl Adapter for ClaudeCode {
 
     fn command(&self, req: &RunRequest) -> Invocation {
         let mut cmd = Invocation::new(&self.program);
+        // With `-p` and no prompt argument, Claude Code reads the prompt from standard input.
         cmd.arg("-p")
-            .arg(&req.prompt)
             .args(["--output-format", "stream-json", "--verbose"])
             .arg("--dangerously-skip-permissions")
             .args(["--max-turns", &req.max_turns.to_string()])
@@ -143,6 +149,7 @@ impl Adapter for ClaudeCode {
         if let Some(id) = &req.resume {
             cmd.args(["--resume", id]);
         }
+        cmd.stdin = Some(req.prompt.clone());
         cmd
     }
 
@@ -248,6 +255,10 @@ fn tool_detail(input: &Value) -> String {
     String::new()
 }
 
+/// The largest prompt a shell command also gets in `$CCA_PROMPT` (Linux refuses to start a
+/// program with one variable over 128 KiB).
+pub const PROMPT_VARIABLE_MAX: usize = 100 * 1024;
+
 /// Any CLI run as a shell command; its output is text.
 #[derive(Debug, Clone)]
 pub struct ShellCommand {
@@ -262,10 +273,12 @@ impl Adapter for ShellCommand {
     fn command(&self, req: &RunRequest) -> Invocation {
         let mut cmd = Invocation::new("sh");
         cmd.arg("-c").arg(&self.command);
-        cmd.env = vec![
-            ("CCA_PROMPT".into(), req.prompt.clone()),
-            ("CCA_MAX_TURNS".into(), req.max_turns.to_string()),
-        ];
+        cmd.env = vec![("CCA_MAX_TURNS".into(), req.max_turns.to_string())];
+        // A variable is limited like an argument: a larger prompt is on standard input only.
+        if req.prompt.len() <= PROMPT_VARIABLE_MAX {
+            cmd.env.push(("CCA_PROMPT".into(), req.prompt.clone()));
+        }
+        cmd.stdin = Some(req.prompt.clone());
         cmd
     }
 
@@ -362,7 +375,7 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 ///
 /// `cancel` ends the run when it becomes true. The child runs in `sandbox`, in its own process
 /// group, with the sandbox's allow-listed environment, `env`, then the adapter's variables,
-/// stdin from /dev/null.
+/// and the invocation's standard input (or /dev/null).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     adapter: &dyn Adapter,
@@ -394,6 +407,9 @@ pub async fn run(
         &all_env,
     );
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if invocation.stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -401,6 +417,16 @@ pub async fn run(
             return outcome;
         }
     };
+    if let (Some(mut pipe), Some(text)) = (child.stdin.take(), invocation.stdin) {
+        // Written beside the reading of the output (a CLI may answer before it read it all);
+        // dropping the pipe closes it, which ends the prompt.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Err(e) = pipe.write_all(text.as_bytes()).await {
+                warn!(error = %e, "the CLI did not read its whole prompt");
+            }
+        });
+    }
     let pid = child.id();
     info!(cli = adapter.name(), pid, resume = ?req.resume, "run started");
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -663,6 +689,64 @@ mod tests {
             events.push(e);
         }
         (out, events)
+    }
+
+    #[test]
+    fn claude_code_gets_the_prompt_on_standard_input_never_as_an_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = req(dir.path());
+        r.prompt = "--help".into();
+        r.resume = Some("conv-1".into());
+        let adapter = ClaudeCode {
+            program: "claude".into(),
+            model: None,
+        };
+        let inv = adapter.command(&r);
+        assert_eq!(inv.stdin.as_deref(), Some("--help"));
+        assert!(!inv.args.iter().any(|a| a == "--help"), "{:?}", inv.args);
+        // Every argument is an option of ours or its value.
+        assert_eq!(inv.args[0], "-p");
+        assert!(
+            inv.args
+                .windows(2)
+                .any(|w| w[0] == "--resume" && w[1] == "conv-1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_prompt_larger_than_one_argument_reaches_a_shell_command_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = ShellCommand {
+            command: "echo \"variable=${CCA_PROMPT:+set}\"; wc -c | tr -d ' '".into(),
+        };
+        let mut r = req(dir.path());
+        // 200 KB: more than Linux lets one argument or variable hold.
+        r.prompt = "x".repeat(200_000);
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let out = run(
+            &adapter,
+            &r,
+            &Sandbox::unconfined(dir.path()),
+            &[],
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            cancel,
+            tx,
+        )
+        .await;
+        assert!(out.succeeded(), "{out:?}");
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert_eq!(
+            events,
+            vec![
+                CliEvent::Text("variable=".into()),
+                CliEvent::Text("200000".into())
+            ]
+        );
     }
 
     #[tokio::test]

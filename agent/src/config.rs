@@ -109,7 +109,8 @@ pub struct AgentArgs {
     /// Model for Claude Code (`--model`); its default when unset.
     #[arg(long, env = "CLAUDE_MODEL")]
     pub claude_model: Option<String>,
-    /// Shell command of the generic adapter; the prompt is in `$CCA_PROMPT`.
+    /// Shell command of the generic adapter; the prompt is on its standard input (and in
+    /// `$CCA_PROMPT` up to 100 KiB).
     #[arg(long, env = "AGENT_CLI_COMMAND")]
     pub cli_command: Option<String>,
 
@@ -396,7 +397,7 @@ impl Config {
             "command" => CliSpec::Command {
                 shell_command: nonempty(&a.cli_command).ok_or(ConfigError::Missing {
                     var: "AGENT_CLI_COMMAND",
-                    why: "AGENT_CLI=command runs it (the prompt is in $CCA_PROMPT)",
+                    why: "AGENT_CLI=command runs it (the prompt is on its standard input and in $CCA_PROMPT)",
                 })?,
             },
             other => {

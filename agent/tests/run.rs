@@ -503,3 +503,54 @@ async fn reaching_the_session_cost_limit_says_so_and_stops_the_session() {
     assert_eq!(stand.model.main_requests().len(), 2);
     assert!(stand.comments().iter().all(|c| !c.body.contains("Run 2")));
 }
+
+#[tokio::test]
+async fn a_200_kb_prompt_and_a_help_comment_reach_the_model_as_text() {
+    // One argument is limited to 128 KiB on Linux: this prompt only fits on standard input.
+    let filler = "All work and no play makes a long issue. ".repeat(5_000);
+    let big = format!("Summarise this issue.\n{filler}END-OF-ISSUE");
+    assert!(big.len() > 200_000);
+    let prompt = big.clone();
+    let Some(stand) = Stand::new_with(SessionType::Agent, "claude/1", move |s| {
+        s.initial_prompt = Some(prompt);
+    })
+    .await
+    else {
+        return;
+    };
+    stand.model.push_all([Reply::text("Read it.")]);
+    let mut agent = stand.spawn("run");
+    stand.wait_comment("Run 1 finished", START).await;
+    let first = stand.model.main_requests().remove(0);
+    assert!(
+        first.texts().iter().any(|t| t.contains(&big)),
+        "the model did not get the whole prompt"
+    );
+    // A follow-up that reads like an option is text to the model, not a flag to the CLI.
+    stand.model.push_all([Reply::text("That was text.")]);
+    let (code, body) = stand
+        .control(
+            "POST",
+            "/prompt",
+            Some(&stand.token()),
+            json!({"prompt": "--help", "author": "octocat"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    stand.wait_comment("Run 2 finished", START).await;
+    let last = stand.model.main_requests().pop().unwrap();
+    assert!(
+        last.texts().iter().any(|t| t.trim() == "--help"),
+        "{:?}",
+        last.texts()
+            .iter()
+            .map(|t| cca_domain::naming::clip(t, 80).into_owned())
+            .collect::<Vec<_>>()
+    );
+    let argv = stand.argv_text();
+    assert!(
+        !argv.contains("--help") && !argv.contains("END-OF-ISSUE"),
+        "{argv}"
+    );
+    stand.stop(&mut agent).await;
+}

@@ -202,6 +202,32 @@ fn already(session: &Session) -> Reply {
     )
 }
 
+/// How long a start waits for a stopping session of the same key to end (within GitHub's 10 s
+/// for a delivery).
+const STOPPING_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+const STOPPING_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A start that found its session still stopping after [`STOPPING_WAIT`]: it is not started
+/// again, and the issue or PR is told so rather than the label being silently dropped.
+async fn still_stopping(app: &App, s: &Session) -> Reply {
+    info!(session = %s.session_id, "start asked for while the session is stopping");
+    if let Some(n) = s.pr_number.or(s.issue_number) {
+        let label = match s.session_type {
+            SessionType::Agent => &app.rules.agent_label,
+            SessionType::Preview => &app.rules.preview_label,
+        };
+        let body = format!(
+            "{MARKER}\n:hourglass: Session `{}` is still stopping (it commits and pushes its work first), so it was not started again. Once it has stopped, remove and re-add the `{label}` label to start it.",
+            s.session_id
+        );
+        post_comment(app, s.installation_id, &s.repo_full_name, n, &body).await;
+    }
+    Reply::ok_with(
+        "Session stopping; not started again",
+        json!({ "session_id": s.session_id, "status": s.status }),
+    )
+}
+
 /// Claims the session of `key`: a new one, or the last one started again. `None` when another
 /// session is active (answered "already exists").
 async fn claim(
@@ -210,7 +236,21 @@ async fn claim(
     fresh: impl FnOnce() -> Session,
     prompt: Option<String>,
 ) -> Result<Result<Session, Reply>, ActError> {
-    let last = app.store.by_active_key(key).await?;
+    let mut last = app.store.by_active_key(key).await?;
+    if last.as_ref().is_some_and(|s| s.status == Status::Stopping) {
+        // An agent stops within seconds (it commits and pushes first): a start asked for
+        // meanwhile waits for that within the delivery's time, then relaunches it.
+        let until = tokio::time::Instant::now() + STOPPING_WAIT;
+        while last.as_ref().is_some_and(|s| s.status == Status::Stopping)
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(STOPPING_POLL).await;
+            last = app.store.by_active_key(key).await?;
+        }
+        if let Some(s) = last.as_ref().filter(|s| s.status == Status::Stopping) {
+            return Ok(Err(still_stopping(app, s).await));
+        }
+    }
     let claimed = match plan_start(last.as_ref()) {
         StartPlan::AlreadyActive => {
             return Ok(Err(already(

@@ -121,10 +121,12 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
             }
         }
     }
-    if let Some(refusal) = act::check_permission(app, &intent).await {
-        return refusal;
-    }
-    let reply = act::execute(app, intent).await;
+    // Every answer from here on that is a server error means the work did not happen (the
+    // permission check or the act met an outage).
+    let reply = match act::check_permission(app, &intent).await {
+        Some(refusal) => refusal,
+        None => act::execute(app, intent).await,
+    };
     if reply.status.is_server_error() {
         if let Some(id) = delivery {
             // The work did not happen: forget the delivery so GitHub's redelivery can retry it.

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use cca_domain::control::control_token;
@@ -239,6 +239,40 @@ async fn redelivery_is_a_duplicate() {
             "no GitHub call for a duplicate"
         );
         assert_eq!(stand.tasks().await.len(), 1);
+    })
+    .await;
+}
+
+/// GitHub failing while the actor's permission is checked: the answer is a 502 and the delivery
+/// is forgotten, so GitHub's redelivery does the work instead of being answered "duplicate".
+#[tokio::test]
+async fn a_5xx_during_the_permission_check_is_retried_by_the_redelivery() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let id = delivery();
+        stand
+            .github
+            .fail_next("GET", "/collaborators/alice/permission", 503, 1);
+        let (status, reply) = stand.deliver("issues", &payload, &id).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+        assert!(stand.sessions().await.is_empty());
+        assert!(stand.tasks().await.is_empty());
+        let (status, reply) = stand.deliver("issues", &payload, &id).await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Session started")),
+            "{reply}"
+        );
+        assert_eq!(stand.tasks().await.len(), 1);
+        // Handled now: a third delivery of it is the duplicate.
+        assert_eq!(
+            stand.deliver("issues", &payload, &id).await.1["message"],
+            "duplicate"
+        );
     })
     .await;
 }
@@ -589,6 +623,74 @@ async fn relabel_relaunches_an_ended_session() {
         assert_eq!(stand.github.pulls(REPO).len(), 1);
         assert_eq!(stand.new_branches().len(), 1);
         assert_eq!(stand.tasks().await.len(), 2);
+    })
+    .await;
+}
+
+/// Relabelled while the session is stopping: a stop that completes within the delivery's time
+/// is followed by the relaunch; one that does not is answered on the issue, never dropped.
+#[tokio::test]
+async fn relabel_while_stopping_restarts_after_the_stop_or_says_it_will_not() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let label = || issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let (_, first) = stand.deliver("issues", &label(), &delivery()).await;
+        let id = cca_domain::SessionId::parse(first["session_id"].as_str().unwrap()).unwrap();
+        let stop = |id: cca_domain::SessionId| {
+            let store = stand.store.clone();
+            async move {
+                store
+                    .transition(&id, Status::Stopping, SessionPatch::default(), now())
+                    .await
+                    .unwrap();
+            }
+        };
+        stop(id.clone()).await;
+        // The agent records its end two seconds after the relabel arrives.
+        let store = stand.store.clone();
+        let ending = id.clone();
+        let ender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            store
+                .transition(&ending, Status::Stopped, SessionPatch::default(), now())
+                .await
+                .unwrap();
+        });
+        let (status, again) = stand.deliver("issues", &label(), &delivery()).await;
+        ender.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["message"], "Session started", "{again}");
+        assert_eq!(again["session_id"], first["session_id"]);
+        assert_eq!(stand.tasks().await.len(), 2);
+
+        // A stop that does not end in time: the relabel is answered on the PR.
+        stop(id.clone()).await;
+        let pr = stand
+            .store
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .pr_number
+            .unwrap();
+        let before = stand.github.comments(REPO, pr).len();
+        let (status, third) = stand.deliver("issues", &label(), &delivery()).await;
+        assert_eq!(status, StatusCode::OK, "{third}");
+        assert_eq!(
+            third["message"], "Session stopping; not started again",
+            "{third}"
+        );
+        let comments = stand.github.comments(REPO, pr);
+        assert_eq!(comments.len(), before + 1, "{comments:?}");
+        let said = &comments.last().unwrap().body;
+        assert!(
+            said.contains("still stopping") && said.contains("`claude-dev`"),
+            "{said}"
+        );
+        assert_eq!(stand.tasks().await.len(), 2, "nothing launched");
     })
     .await;
 }

@@ -23,6 +23,10 @@ use crate::git::{GitAuth, Repo, agent_git_dir, sandbox_home, working_copy};
 use crate::report::{RepoAccess, Secrets};
 use crate::sandbox::{Layout, Sandbox};
 
+/// How long one GitHub call of the agent waits in all for GitHub's rate limits (a secondary
+/// limit asks for a minute or more).
+const RATE_LIMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 pub use cca_domain::now;
 
 /// Everything a mode starts with.
@@ -261,7 +265,10 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
                 .context("CCA_SESSION_TOKEN is not set")?,
         },
     };
-    let github = GitHub::new(&cfg.github_api_url, auth)?;
+    // Nothing the agent says may be lost to a rate limit: it waits them out (a stop is bounded
+    // by its own deadline).
+    let github =
+        GitHub::new(&cfg.github_api_url, auth)?.with_rate_limit_patience(RATE_LIMIT_PATIENCE);
     let installation = session
         .installation_id
         .or(cfg.default_installation)

@@ -554,3 +554,54 @@ async fn a_200_kb_prompt_and_a_help_comment_reach_the_model_as_text() {
     );
     stand.stop(&mut agent).await;
 }
+
+#[tokio::test]
+async fn rate_limited_comments_are_sent_late_and_never_lost() {
+    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    // GitHub's secondary limit on the first three comments and the primary one on the first
+    // edit: each asks for a wait the agent sits out.
+    stand.github.rate_limit_next(
+        "POST",
+        "/comments",
+        403,
+        cca_testkit::github::RateLimit::RetryAfter(2),
+        3,
+    );
+    stand.github.rate_limit_next(
+        "PATCH",
+        "/comments/",
+        429,
+        cca_testkit::github::RateLimit::ResetIn(1),
+        1,
+    );
+    stand.model.push_all([
+        Reply::write("hello.txt", "hello\n"),
+        Reply::text("Created hello.txt."),
+    ]);
+    let mut agent = stand.spawn("run");
+    let summary = stand.wait_comment("Run 1 finished", START).await;
+    assert!(
+        summary.body.contains("Created hello.txt."),
+        "{}",
+        summary.body
+    );
+    // The status comment waited its turn too: it arrives, once.
+    let waited = Instant::now();
+    while stand.status_comments().is_empty() && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stand.status_comments().len(), 1, "one status comment");
+    let refused = stand
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/comments"))
+        .count();
+    assert!(
+        refused >= 4,
+        "the limits were met ({refused} comment requests)"
+    );
+    stand.stop(&mut agent).await;
+}

@@ -10,6 +10,7 @@ use cca_domain::control::control_token;
 use cca_domain::session::SessionPatch;
 use cca_domain::{ImageChannel, SessionType, Source, Status};
 use cca_testkit::control::FakeAgent;
+use cca_testkit::github::RateLimit;
 use cca_testkit::jira::Adf;
 use serde_json::json;
 use support::*;
@@ -273,6 +274,63 @@ async fn a_5xx_during_the_permission_check_is_retried_by_the_redelivery() {
             stand.deliver("issues", &payload, &id).await.1["message"],
             "duplicate"
         );
+    })
+    .await;
+}
+
+/// GitHub's rate limits during a delivery: a short wait is sat out within GitHub's 10 s; a
+/// long one answers at once with an error (and the delivery is forgotten for the redelivery).
+#[tokio::test]
+async fn rate_limits_are_waited_out_within_the_delivery_or_answered_at_once() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
+        stand.github.rate_limit_next(
+            "GET",
+            "/collaborators/alice/permission",
+            403,
+            RateLimit::RetryAfter(1),
+            1,
+        );
+        stand
+            .github
+            .rate_limit_next("POST", "/pulls", 429, RateLimit::ResetIn(1), 1);
+        let started = std::time::Instant::now();
+        let (status, reply) = stand.deliver("issues", &payload, &delivery()).await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Session started")),
+            "{reply}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(stand.github.pulls(REPO).len(), 1);
+
+        // A wait longer than the delivery has: answered at once, and GitHub can redeliver.
+        let m = stand.github.add_issue(REPO, "U", "B");
+        stand.github.set_permission(REPO, "bob", "write");
+        let payload = issue_labeled(m, "U", "B", "claude-dev", "bob");
+        let id = delivery();
+        stand.github.rate_limit_next(
+            "GET",
+            "/collaborators/bob/permission",
+            403,
+            RateLimit::Unspecified,
+            1,
+        );
+        let started = std::time::Instant::now();
+        let (status, reply) = stand.deliver("issues", &payload, &id).await;
+        assert!(status.is_server_error(), "{status} {reply}");
+        assert!(reply.to_string().contains("rate-limited"), "{reply}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let (_, again) = stand.deliver("issues", &payload, &id).await;
+        assert_eq!(again["message"], "Session started", "{again}");
     })
     .await;
 }

@@ -153,6 +153,8 @@ pub struct GitHub {
     tokens: Arc<tokio::sync::Mutex<TokenCache>>,
     personal: Option<RepoClient>,
     permissions: crate::client::PermissionCache,
+    /// How long one call may wait in all for GitHub's rate limits.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -204,7 +206,17 @@ impl GitHub {
             tokens: Arc::default(),
             personal,
             permissions: crate::client::PermissionCache::default(),
+            patience: crate::rate::DEFAULT_PATIENCE,
         })
+    }
+
+    /// How long one call may wait in all when GitHub rate-limits it
+    /// ([`crate::DEFAULT_PATIENCE`] unless set): a few seconds where an answer is due (the
+    /// webhook), minutes where nothing may be lost (an agent's comments).
+    #[must_use]
+    pub fn with_rate_limit_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     /// The API URL every call goes to.
@@ -226,13 +238,18 @@ impl GitHub {
     /// A client acting for `installation` (App mode) or the personal token.
     pub async fn client(&self, installation: Option<u64>) -> Result<RepoClient, GitHubError> {
         if let Some(p) = &self.personal {
-            return Ok(p.clone().with_permissions(self.permissions.clone()));
+            return Ok(p
+                .clone()
+                .with_permissions(self.permissions.clone())
+                .with_patience(self.patience));
         }
         let id = installation
             .or(self.default_installation())
             .ok_or_else(|| GitHubError::Auth("the event names no GitHub App installation and no default_installation_id is configured".into()))?;
         let (_, client) = self.cached_token(id, None).await?;
-        Ok(client.with_permissions(self.permissions.clone()))
+        Ok(client
+            .with_permissions(self.permissions.clone())
+            .with_patience(self.patience))
     }
 
     /// A client acting with a token limited to one repository (what an agent container uses).
@@ -245,7 +262,11 @@ impl GitHub {
         if let GitHubAuth::Token(_) = &self.auth {
             return self.client(None).await;
         }
-        Ok(self.cached_token(installation, Some(repo)).await?.1)
+        Ok(self
+            .cached_token(installation, Some(repo))
+            .await?
+            .1
+            .with_patience(self.patience))
     }
 
     /// An installation token, limited to `repo` when given (what an agent container gets).
@@ -335,10 +356,14 @@ impl GitHub {
         let as_app = octo
             .user_access_token(jwt)
             .map_err(|e| GitHubError::Auth(format!("cannot authenticate as the App: {e}")))?;
-        let answer: AccessTokenAnswer = as_app
-            .post(&route, Some(&body))
-            .await
-            .map_err(|e| GitHubError::from_octocrab(&route, e))?;
+        let answer: AccessTokenAnswer = crate::rate::send(
+            &as_app,
+            http::Method::POST,
+            &route,
+            Some(&body),
+            self.patience,
+        )
+        .await?;
         let expires_at = parse_rfc3339(&answer.expires_at)
             .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3000));
         tracing::debug!(

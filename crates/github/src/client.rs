@@ -137,6 +137,8 @@ struct CommentAnswer {
 pub struct RepoClient {
     octo: Octocrab,
     permissions: PermissionCache,
+    /// How long one call may wait in all for GitHub's rate limits.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for RepoClient {
@@ -150,7 +152,13 @@ impl RepoClient {
         Self {
             octo,
             permissions: PermissionCache::default(),
+            patience: crate::rate::DEFAULT_PATIENCE,
         }
+    }
+
+    pub(crate) fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     pub(crate) fn with_permissions(mut self, cache: PermissionCache) -> Self {
@@ -159,10 +167,7 @@ impl RepoClient {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, route: &str) -> Result<T, GitHubError> {
-        self.octo
-            .get(route, None::<&()>)
-            .await
-            .map_err(|e| GitHubError::from_octocrab(route, e))
+        crate::rate::send(&self.octo, http::Method::GET, route, None, self.patience).await
     }
 
     async fn post<T: serde::de::DeserializeOwned>(
@@ -170,10 +175,14 @@ impl RepoClient {
         route: &str,
         body: &serde_json::Value,
     ) -> Result<T, GitHubError> {
-        self.octo
-            .post(route, Some(body))
-            .await
-            .map_err(|e| GitHubError::from_octocrab(route, e))
+        crate::rate::send(
+            &self.octo,
+            http::Method::POST,
+            route,
+            Some(body),
+            self.patience,
+        )
+        .await
     }
 
     /// The repository's default branch and clone URL.
@@ -341,10 +350,14 @@ impl RepoClient {
         route: &str,
         body: &serde_json::Value,
     ) -> Result<T, GitHubError> {
-        self.octo
-            .patch(route, Some(body))
-            .await
-            .map_err(|e| GitHubError::from_octocrab(route, e))
+        crate::rate::send(
+            &self.octo,
+            http::Method::PATCH,
+            route,
+            Some(body),
+            self.patience,
+        )
+        .await
     }
 
     /// An issue's title and body (the prompt of a session whose record has none).

@@ -7,6 +7,7 @@
 
 mod app;
 mod client;
+mod rate;
 
 pub use app::{
     AppCredentials, BrokeredToken, GitHub, GitHubAuth, InstallationToken, TOKEN_ROUTE,
@@ -15,6 +16,7 @@ pub use app::{
 pub use client::{
     IssueInfo, Permission, PullHead, PullInfo, PullRef, READY_NOT_DRAFT_NOTE, RepoClient, RepoInfo,
 };
+pub use rate::DEFAULT_PATIENCE;
 
 /// A failure talking to GitHub.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +31,23 @@ pub enum GitHubError {
         status: u16,
         message: String,
     },
+    /// GitHub's rate limit asked for a longer wait than the caller has (403 or 429 with
+    /// `retry-after`, `x-ratelimit-reset` or a secondary-limit message).
+    #[error("GitHub API {route} is rate-limited ({status}, try again in {} s): {message}", wait.as_secs())]
+    RateLimited {
+        route: String,
+        status: u16,
+        wait: std::time::Duration,
+        message: String,
+    },
     /// The request did not complete (network, time-out, an answer that did not parse).
     #[error("GitHub request {route} failed: {message}")]
     Transport { route: String, message: String },
 }
 
 impl GitHubError {
-    /// The HTTP status GitHub answered with, if it answered.
+    /// The HTTP status GitHub answered with, if it answered with a refusal (a rate limit's 403
+    /// is [`GitHubError::RateLimited`], not a refusal, and has none here).
     pub fn status(&self) -> Option<u16> {
         match self {
             GitHubError::Api { status, .. } => Some(*status),
@@ -47,7 +59,7 @@ impl GitHubError {
     pub fn is_transient(&self) -> bool {
         match self {
             GitHubError::Api { status, .. } => *status >= 500 || *status == 429,
-            GitHubError::Transport { .. } => true,
+            GitHubError::Transport { .. } | GitHubError::RateLimited { .. } => true,
             GitHubError::Auth(_) => false,
         }
     }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State as Shared};
@@ -331,6 +331,34 @@ impl FakeGitHub {
         self.state()
             .faults
             .push(Fault::new(method, path_contains, status, times));
+    }
+
+    /// Answers the next `times` API requests whose method is `method` (`*` for any) and whose
+    /// path contains `path_contains` as GitHub answers a rate-limited call: `status` (403 or
+    /// 429), its message and the headers `limit` names.
+    pub fn rate_limit_next(
+        &self,
+        method: &str,
+        path_contains: &str,
+        status: u16,
+        limit: RateLimit,
+        times: usize,
+    ) {
+        if times > 0 {
+            self.state().rate_limits.push(QueuedLimit {
+                method: method.to_ascii_uppercase(),
+                path_contains: path_contains.to_owned(),
+                status,
+                limit,
+                remaining: times,
+            });
+        }
+    }
+
+    /// Changes how many content-creating requests one identity may make in a minute
+    /// (GitHub's secondary limit, [`CONTENT_REQUESTS_PER_MINUTE`] unless set).
+    pub fn set_content_limit(&self, per_minute: usize) {
+        self.state().content_limit = per_minute;
     }
 
     /// Creates `owner/name` with default branch `main` holding one initial commit.
@@ -707,6 +735,10 @@ struct State {
     jwt_claims: Vec<Value>,
     requests: Vec<Recorded>,
     faults: Faults,
+    rate_limits: Vec<QueuedLimit>,
+    /// Content-creating requests of the last minute, by identity (GitHub's secondary limit).
+    content_sent: VecDeque<(String, Instant)>,
+    content_limit: usize,
     latency: Duration,
     permission_lookups: usize,
     /// Directory of hosted repositories, made when the first one is hosted.
@@ -922,6 +954,9 @@ impl State {
             jwt_claims: Vec::new(),
             requests: Vec::new(),
             faults: Faults::default(),
+            rate_limits: Vec::new(),
+            content_sent: VecDeque::new(),
+            content_limit: CONTENT_REQUESTS_PER_MINUTE,
             latency: Duration::ZERO,
             permission_lookups: 0,
             git_root: None,
@@ -967,10 +1002,65 @@ impl State {
         if let Some(status) = self.faults.take(&req.method, &req.path) {
             return injected_failure(status, json!({ "message": "injected failure" }));
         }
+        if let Some(limited) = self.rate_limit(&req) {
+            return limited;
+        }
         if !req.body_is_json {
             return ApiError::new(StatusCode::BAD_REQUEST, "Problems parsing JSON").into_response();
         }
         self.route(&req).unwrap_or_else(IntoResponse::into_response)
+    }
+
+    /// A queued rate limit for this request, or GitHub's secondary limit on content-creating
+    /// requests (more than [`CONTENT_REQUESTS_PER_MINUTE`] a minute by one identity).
+    fn rate_limit(&mut self, req: &Incoming) -> Option<Response> {
+        if let Some(i) = self.rate_limits.iter().position(|q| {
+            (q.method == "*" || q.method.eq_ignore_ascii_case(&req.method))
+                && req.path.contains(&q.path_contains)
+        }) {
+            let q = &mut self.rate_limits[i];
+            q.remaining -= 1;
+            let (status, limit) = (q.status, q.limit);
+            if q.remaining == 0 {
+                self.rate_limits.remove(i);
+            }
+            return Some(rate_limited(status, limit));
+        }
+        let creates =
+            !matches!(req.method.as_str(), "GET" | "HEAD") && req.path.starts_with("/repos/");
+        if !creates {
+            return None;
+        }
+        let identity = match &req.credential {
+            Credential::Token(t) => match self.tokens.iter().find(|i| &i.token == t) {
+                Some(issued) => format!("installation {}", issued.installation_id),
+                None => format!("token {t}"),
+            },
+            _ => return None,
+        };
+        let now = Instant::now();
+        while self
+            .content_sent
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) >= Duration::from_secs(60))
+        {
+            self.content_sent.pop_front();
+        }
+        let mine: Vec<Instant> = self
+            .content_sent
+            .iter()
+            .filter(|(who, _)| *who == identity)
+            .map(|(_, at)| *at)
+            .collect();
+        if mine.len() >= self.content_limit {
+            let frees = Duration::from_secs(60).saturating_sub(now.duration_since(mine[0]));
+            return Some(rate_limited(
+                403,
+                RateLimit::RetryAfter(frees.as_secs().max(1)),
+            ));
+        }
+        self.content_sent.push_back((identity, now));
+        None
     }
 
     fn classify(&self, credential: &Credential) -> AuthKind {
@@ -3122,15 +3212,71 @@ fn encode_query(query: &BTreeMap<String, String>) -> String {
         .join("&")
 }
 
-/// Answers an injected failure with `body`; 429 and 403 also carry `retry-after`, as GitHub's
-/// rate limits do, so clients' back-off paths run.
+/// Answers an injected failure with `body` (a 403 here is a refusal; rate limits are
+/// [`FakeGitHub::rate_limit_next`]).
 pub(crate) fn injected_failure(status: u16, body: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, Json(body)).into_response();
-    if matches!(status.as_u16(), 403 | 429) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    (status, Json(body)).into_response()
+}
+
+/// GitHub's secondary limit on content-creating requests (comments, edits, reactions, PRs…)
+/// by one identity in a minute.
+pub const CONTENT_REQUESTS_PER_MINUTE: usize = 80;
+
+/// How a rate-limited answer says when to try again, as GitHub's answers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// A secondary limit with `retry-after: <seconds>`.
+    RetryAfter(u64),
+    /// The primary limit: `x-ratelimit-remaining: 0` and `x-ratelimit-reset` this many seconds
+    /// from now.
+    ResetIn(u64),
+    /// A secondary limit that names no time (GitHub: wait at least a minute).
+    Unspecified,
+}
+
+#[derive(Debug)]
+struct QueuedLimit {
+    method: String,
+    path_contains: String,
+    status: u16,
+    limit: RateLimit,
+    remaining: usize,
+}
+
+/// A rate-limited answer with GitHub's status, headers and message.
+fn rate_limited(status: u16, limit: RateLimit) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    let (message, doc) = match limit {
+        RateLimit::ResetIn(_) => (
+            "API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.",
+            "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        ),
+        RateLimit::RetryAfter(_) | RateLimit::Unspecified => (
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.",
+            "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+        ),
+    };
+    let mut response = (
+        status,
+        Json(json!({ "message": message, "documentation_url": doc })),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(name, HeaderValue::from_str(&value).expect("a header value"));
+    };
+    match limit {
+        RateLimit::RetryAfter(secs) => set("retry-after", secs.to_string()),
+        RateLimit::ResetIn(secs) => {
+            let reset = unix_seconds(SystemTime::now() + Duration::from_secs(secs));
+            set("x-ratelimit-limit", "5000".into());
+            set("x-ratelimit-remaining", "0".into());
+            set("x-ratelimit-used", "5000".into());
+            set("x-ratelimit-reset", reset.to_string());
+            set("x-ratelimit-resource", "core".into());
+        }
+        RateLimit::Unspecified => {}
     }
     response
 }

@@ -116,14 +116,14 @@ async fn start(
         warn!(error = %e, "cannot write the agent's exclude file");
     }
     let client = ready.access.client().await?;
-    let pr_url = match session.pr_number {
-        Some(n) => client
-            .pull(&session.repo_full_name, n)
-            .await
-            .ok()
-            .map(|p| p.html_url),
+    let pull = match session.pr_number {
+        Some(n) => client.pull(&session.repo_full_name, n).await.ok(),
         None => None,
     };
+    if pull.as_ref().is_some_and(|p| p.ready_for_want_of_drafts()) {
+        reporter.update(|v| v.ready_not_draft = true);
+    }
+    let pr_url = pull.map(|p| p.html_url);
 
     let app_port = ready.app_port()?;
     let app = start_app(ready, reporter, repo.dir().to_path_buf(), app_port).await;

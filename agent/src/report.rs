@@ -129,6 +129,8 @@ pub struct StatusView {
     pub queued: usize,
     /// Why untrusted code runs unconfined, when it does: said in every version of the comment.
     pub unconfined: Option<String>,
+    /// The PR is open for review because GitHub refused a draft in this repository.
+    pub ready_not_draft: bool,
 }
 
 impl StatusView {
@@ -150,6 +152,12 @@ impl StatusView {
         }
         if let Some(t) = self.last_activity {
             let _ = writeln!(s, "**Last activity:** {}", utc(t));
+        }
+        if self.ready_not_draft {
+            let _ = writeln!(
+                s,
+                "**Pull request:** open for review, not a draft: GitHub offers no draft pull requests in this repository. Wait for this comment to say the run finished before you merge."
+            );
         }
         if let Some(why) = &self.unconfined {
             let _ = writeln!(

@@ -605,3 +605,28 @@ async fn rate_limited_comments_are_sent_late_and_never_lost() {
     );
     stand.stop(&mut agent).await;
 }
+
+#[tokio::test]
+async fn a_pr_opened_ready_for_want_of_drafts_is_said_in_the_status_comment() {
+    let Some(stand) = Stand::new_on(
+        SessionType::Agent,
+        "claude/1",
+        |github| github.refuse_drafts(REPO),
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    let pr = stand.session.pr_number.unwrap();
+    let pulls = stand.github.pulls(REPO);
+    let opened = pulls.iter().find(|p| p.number == pr).unwrap();
+    assert!(!opened.draft, "the fake refused the draft");
+    stand.model.push_all([Reply::text("Nothing to do.")]);
+    let mut agent = stand.spawn("run");
+    stand.wait_comment("Run 1 finished", START).await;
+    let status = stand.status_comments();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].body.contains("not a draft"), "{}", status[0].body);
+    stand.stop(&mut agent).await;
+}

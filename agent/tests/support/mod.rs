@@ -136,6 +136,17 @@ impl Stand {
         branch: &str,
         edit: impl FnOnce(&mut Session),
     ) -> Option<Stand> {
+        Self::new_on(kind, branch, |_| {}, edit).await
+    }
+
+    /// As [`Stand::new_with`], with the fake GitHub set up by `prepare` before the branch and
+    /// PR are made.
+    pub async fn new_on(
+        kind: SessionType,
+        branch: &str,
+        prepare: impl FnOnce(&FakeGitHub),
+        edit: impl FnOnce(&mut Session),
+    ) -> Option<Stand> {
         let Some(cli) = claude_cli() else {
             cca_testkit::stand::skip(
                 "CCA_CLAUDE_CLI is not set (scripts/test.sh installs the CLI)",
@@ -147,6 +158,7 @@ impl Stand {
         github.add_repo(REPO);
         github.host_git(REPO);
         github.add_installation(INSTALLATION);
+        prepare(&github);
         let model = FakeModel::start().await;
 
         // As an operator lays it out: the agent's own files private (0700/0600), the tools any

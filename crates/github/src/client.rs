@@ -454,6 +454,22 @@ pub struct PullInfo {
     pub number: u64,
     pub html_url: String,
     pub head: PullHead,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+impl PullInfo {
+    /// Whether the PR was opened ready for review because GitHub refused a draft (its body
+    /// carries [`READY_NOT_DRAFT_NOTE`]) and still is.
+    pub fn ready_for_want_of_drafts(&self) -> bool {
+        !self.draft
+            && self
+                .body
+                .as_deref()
+                .is_some_and(|b| b.contains(READY_NOT_DRAFT_NOTE))
+    }
 }
 
 /// The branch and commit a pull request proposes.

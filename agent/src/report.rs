@@ -553,6 +553,7 @@ mod tests {
             cost_usd: 0.5,
             queued: 1,
             unconfined: None,
+            ready_not_draft: false,
         };
         let s = v.render();
         assert!(s.contains("https://abc.uat.example.com (app: ready)"));

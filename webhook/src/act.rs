@@ -177,6 +177,10 @@ pub async fn execute(app: &App, intent: Intent) -> Reply {
             description,
             channel,
         } => start_jira(app, key, &project_key, &summary, &description, channel).await,
+        Intent::EnsureLabels {
+            repos,
+            installation_id,
+        } => ensure_labels(app, &repos, installation_id).await,
         Intent::Ignore(reason) => Ok(Reply::ok(reason)),
     };
     result.unwrap_or_else(|e| e.reply(app))
@@ -200,6 +204,72 @@ fn already(session: &Session) -> Reply {
         "Session already exists",
         json!({ "session_id": session.session_id, "status": session.status }),
     )
+}
+
+/// The most repositories one installation delivery makes labels in: four labels each stay
+/// within GitHub's 80 content-creating requests a minute and its 10 s for an answer.
+const LABEL_REPOS_PER_DELIVERY: usize = 15;
+
+/// Makes the system's labels exist in repositories the App was just given, so nobody has to
+/// guess their names. Repositories beyond [`LABEL_REPOS_PER_DELIVERY`] are named in the answer
+/// (and the log) for `cca doctor` or a hand to do.
+async fn ensure_labels(app: &App, repos: &[RepoName], installation: u64) -> ActResult {
+    let gh = match app.github.client(Some(installation)).await {
+        Ok(gh) => gh,
+        // An installation this App cannot act for: bad input, not an outage.
+        Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => {
+            warn!(installation, error = %e, "refused: installation not accessible");
+            return Ok(Reply::error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot act for installation {installation}: {e}"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (now, later) = repos.split_at(repos.len().min(LABEL_REPOS_PER_DELIVERY));
+    let results = futures::future::join_all(now.iter().map(|repo| {
+        let gh = gh.clone();
+        async move {
+            let mut created = Vec::new();
+            for (name, color, description) in app.rules.labels() {
+                if gh.ensure_label(repo, name, color, description).await? {
+                    created.push(name.to_owned());
+                }
+            }
+            Ok::<_, GitHubError>((repo, created))
+        }
+    }))
+    .await;
+    let mut made = serde_json::Map::new();
+    let mut refused = Vec::new();
+    for (repo, result) in now.iter().zip(results) {
+        match result {
+            Ok((_, created)) => {
+                info!(repo = %repo, ?created, "labels ensured");
+                made.insert(repo.to_string(), json!(created));
+            }
+            // Removed from the installation meanwhile, or labels not permitted: said, not retried.
+            Err(e) if matches!(e.status(), Some(403 | 404)) => {
+                warn!(repo = %repo, error = %e, "cannot make labels");
+                refused.push(repo.to_string());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !later.is_empty() {
+        warn!(
+            count = later.len(),
+            "too many repositories in one delivery to label them all"
+        );
+    }
+    Ok(Reply::ok_with(
+        "Labels ensured",
+        json!({
+            "created": made,
+            "refused": refused,
+            "not_done": later.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+    ))
 }
 
 /// How long a start waits for a stopping session of the same key to end (within GitHub's 10 s

@@ -153,7 +153,13 @@ async fn bodies_empty_truncated_non_json_and_huge_are_4xx() {
 
 #[tokio::test]
 async fn every_real_payload_is_handled() {
-    let (router, _) = offline_router().await;
+    let (router, github) = offline_router().await;
+    // The installation and repositories of the recorded installation events, so installing the
+    // App runs its whole path (labels made) rather than stopping at an unknown installation.
+    github.add_installation(957_387);
+    for repo in ["Codertocat/Hello-World", "Codertocat/Space"] {
+        github.add_repo(repo);
+    }
     let examples = all_github_examples();
     assert!(examples.len() > 100, "the fixture set is the full one");
     for (event, payload) in examples {

@@ -335,6 +335,76 @@ async fn rate_limits_are_waited_out_within_the_delivery_or_answered_at_once() {
     .await;
 }
 
+/// Installing the App (or adding repositories to it) makes the system's labels exist, so
+/// nobody has to guess their names; a label that exists in any case is left as it is, and a
+/// GitHub failure is answered 502 with the delivery forgotten for the redelivery.
+#[tokio::test]
+async fn installing_the_app_creates_the_labels_it_acts_on() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        stand.github.add_label(REPO, "UAT", "ff0000");
+        // GitHub's recorded payloads, pointed at the stand's installation and repositories.
+        let mut created = cca_testkit::fixtures::github_example("installation", Some("created"));
+        created["installation"]["id"] = json!(INSTALLATION);
+        created["repositories"] =
+            json!([{ "full_name": REPO, "name": "app", "id": 1, "private": true }]);
+        let (status, reply) = stand.deliver("installation", &created, &delivery()).await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Labels ensured")),
+            "{reply}"
+        );
+        let mut names: Vec<(String, String)> = stand
+            .github
+            .labels(REPO)
+            .into_iter()
+            .map(|l| (l.name, l.color))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(
+            names.contains(&("UAT".into(), "ff0000".into())),
+            "left as it was: {names:?}"
+        );
+        for wanted in ["claude-dev", "claude-dev-staging", "uat-staging"] {
+            assert!(
+                names.iter().any(|(n, _)| n == wanted),
+                "{wanted} missing: {names:?}"
+            );
+        }
+
+        let second = "octo/second";
+        stand.github.add_repo(second);
+        let mut added =
+            cca_testkit::fixtures::github_example("installation_repositories", Some("added"));
+        added["installation"]["id"] = json!(INSTALLATION);
+        added["repositories_added"] =
+            json!([{ "full_name": second, "name": "second", "id": 2, "private": false }]);
+        stand.github.fail_next("POST", "/labels", 502, 1);
+        let id = delivery();
+        let (status, reply) = stand
+            .deliver("installation_repositories", &added, &id)
+            .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+        let (status, reply) = stand
+            .deliver("installation_repositories", &added, &id)
+            .await;
+        assert_eq!(status, StatusCode::OK, "the redelivery is handled: {reply}");
+        assert_eq!(stand.github.labels(second).len(), 4);
+        // Nothing else of an installation is acted on.
+        let suspended = cca_testkit::fixtures::github_example("installation", Some("suspend"));
+        let (status, reply) = stand.deliver("installation", &suspended, &delivery()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            reply["message"].as_str().unwrap().contains("not handled"),
+            "{reply}"
+        );
+    })
+    .await;
+}
+
 /// RunTask failing: the session ends `FAILED` with the reason, the PR gets one clear comment
 /// with no secret in it, and the answer is an error naming the cause.
 #[tokio::test]

@@ -50,6 +50,35 @@ impl Default for Rules {
     }
 }
 
+impl Rules {
+    /// The labels the system acts on, with the colour and description they are created with
+    /// in a repository that lacks them.
+    pub fn labels(&self) -> [(&str, &'static str, &'static str); 4] {
+        [
+            (
+                &self.agent_label,
+                "7057ff",
+                "Claude Cloud Agent: implement this issue in a pull request",
+            ),
+            (
+                &self.agent_staging_label,
+                "a28bff",
+                "Claude Cloud Agent: implement this issue with the staging image",
+            ),
+            (
+                &self.preview_label,
+                "0e8a16",
+                "Claude Cloud Agent: a live preview of this pull request",
+            ),
+            (
+                &self.preview_staging_label,
+                "5fbf6f",
+                "Claude Cloud Agent: a live preview with the staging image",
+            ),
+        ]
+    }
+}
+
 /// The `accountType` of people; apps, automation rules and service-desk customers have others.
 pub const JIRA_PERSON_ACCOUNT: &str = "atlassian";
 
@@ -259,6 +288,11 @@ pub enum Intent {
         description: serde_json::Value,
         channel: ImageChannel,
     },
+    /// Make the system's labels exist in repositories the App was just given.
+    EnsureLabels {
+        repos: Vec<RepoName>,
+        installation_id: u64,
+    },
     /// Nothing to do, and why (answered 200 with this reason).
     Ignore(String),
 }
@@ -285,6 +319,14 @@ fn ignore(reason: impl Into<String>) -> Intent {
 pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
     match event {
         GitHubEvent::Ping => ignore("pong"),
+        GitHubEvent::RepositoriesAdded {
+            repos,
+            installation_id,
+        } if !repos.is_empty() => Intent::EnsureLabels {
+            repos,
+            installation_id,
+        },
+        GitHubEvent::RepositoriesAdded { .. } => ignore("no repositories named"),
         GitHubEvent::Unhandled { event, action } => match action {
             Some(a) => ignore(format!("event {event}.{a} is not handled")),
             None => ignore(format!("event {event} is not handled")),

@@ -101,6 +101,12 @@ pub enum GitHubEvent {
         comment: Comment,
         installation_id: Option<u64>,
     },
+    /// The App was installed on repositories (`installation.created`), or repositories were
+    /// added to an installation (`installation_repositories.added`).
+    RepositoriesAdded {
+        repos: Vec<RepoName>,
+        installation_id: u64,
+    },
     /// GitHub's check that the hook works.
     Ping,
     /// Any other event or action: answered 200 with a reason, nothing done.
@@ -241,6 +247,8 @@ fn handled_action(event: &str, action: &str) -> bool {
         "issues" => matches!(action, "labeled" | "unlabeled" | "closed"),
         "pull_request" => matches!(action, "labeled" | "unlabeled" | "closed" | "synchronize"),
         "issue_comment" => action == "created",
+        "installation" => action == "created",
+        "installation_repositories" => action == "added",
         _ => false,
     }
 }
@@ -320,6 +328,7 @@ pub fn parse_github(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError>
         "issues" => parse_issues(body),
         "pull_request" => parse_pr(body),
         "issue_comment" => parse_comment(body),
+        "installation" | "installation_repositories" => parse_installation(event, body),
         _ => {
             let a: ActionOnly = sonic_rs::from_slice(body).map_err(json_err)?;
             return Ok(unhandled(a.action));
@@ -342,6 +351,40 @@ fn label_name(label: Option<RawLabel>) -> Result<String, ParseError> {
     label
         .map(|l| l.name)
         .ok_or_else(|| ParseError::Json("missing field `label`".into()))
+}
+
+#[derive(Deserialize)]
+struct InstallationPayload {
+    action: String,
+    installation: RawInstallation,
+    /// `installation.created`: the repositories it was installed on (absent for "all
+    /// repositories" of a large account).
+    #[serde(default)]
+    repositories: Option<Vec<RawRepo>>,
+    /// `installation_repositories.added`.
+    #[serde(default)]
+    repositories_added: Option<Vec<RawRepo>>,
+}
+
+fn parse_installation(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: InstallationPayload = sonic_rs::from_slice(body).map_err(json_err)?;
+    if !handled_action(event, &p.action) {
+        return Ok(GitHubEvent::Unhandled {
+            event: event.to_owned(),
+            action: Some(p.action),
+        });
+    }
+    let repos = p
+        .repositories
+        .into_iter()
+        .chain(p.repositories_added)
+        .flatten()
+        .map(|r| RepoName::parse(&r.full_name))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(GitHubEvent::RepositoriesAdded {
+        repos,
+        installation_id: p.installation.id,
+    })
 }
 
 fn parse_issues(body: &[u8]) -> Result<GitHubEvent, ParseError> {

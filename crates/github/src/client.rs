@@ -360,6 +360,40 @@ impl RepoClient {
         .await
     }
 
+    /// Makes a label exist (created with `color` and `description` when missing, an existing
+    /// one is left as it is); true when it was created.
+    pub async fn ensure_label(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        color: &str,
+        description: &str,
+    ) -> Result<bool, GitHubError> {
+        let route = format!("/repos/{repo}/labels");
+        match self
+            .get::<serde_json::Value>(&format!("{route}/{}", path_segment(name)))
+            .await
+        {
+            Ok(_) => return Ok(false),
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(e),
+        }
+        let body = serde_json::json!({ "name": name, "color": color, "description": description });
+        match self.post::<serde_json::Value>(&route, &body).await {
+            Ok(_) => Ok(true),
+            // Made meanwhile (`already_exists`): the one GitHub has now is kept. Any other
+            // validation failure is an error.
+            Err(e) if e.status() == Some(422) => match self
+                .get::<serde_json::Value>(&format!("{route}/{}", path_segment(name)))
+                .await
+            {
+                Ok(_) => Ok(false),
+                Err(_) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// An issue's title and body (the prompt of a session whose record has none).
     pub async fn issue(&self, repo: &RepoName, number: u64) -> Result<IssueInfo, GitHubError> {
         self.get(&format!("/repos/{repo}/issues/{number}")).await
@@ -438,6 +472,18 @@ impl RepoClient {
         let _: serde_json::Value = self.post(&route, &body).await?;
         Ok(())
     }
+}
+
+/// `s` as one path segment: every byte but the unreserved ones percent-encoded.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An issue's text.

@@ -399,6 +399,7 @@ impl FakeGitHub {
             permissions: HashMap::new(),
             hosted: None,
             drafts_refused: false,
+            labels: BTreeMap::new(),
         };
         let sha = repo.store_commit(random_sha(), Vec::new(), "initial commit".to_owned());
         repo.record_branch(default_branch, &sha);
@@ -408,6 +409,25 @@ impl FakeGitHub {
     /// Sets the `clone_url` the API reports for a repository (for example a local bare repository).
     pub fn set_clone_url(&self, repo: &str, url: &str) {
         self.with_repo(repo, |r| r.clone_url = Some(url.to_owned()));
+    }
+
+    /// The repository's labels, by name.
+    pub fn labels(&self, repo: &str) -> Vec<Label> {
+        self.with_repo(repo, |r| r.labels.values().cloned().collect())
+    }
+
+    /// Gives the repository a label (as a person would in the UI).
+    pub fn add_label(&self, repo: &str, name: &str, color: &str) {
+        self.with_repo(repo, |r| {
+            r.labels.insert(
+                name.to_lowercase(),
+                Label {
+                    name: name.to_owned(),
+                    color: color.to_owned(),
+                    description: None,
+                },
+            );
+        });
     }
 
     /// Makes the repository refuse draft pull requests as GitHub does on a private repository
@@ -768,6 +788,22 @@ struct Repo {
     /// Whether `POST /pulls` with `draft: true` is refused (private repositories on GitHub
     /// Free and Pro).
     drafts_refused: bool,
+    /// The repository's labels by lower-cased name (GitHub's names are case-insensitive).
+    labels: BTreeMap<String, Label>,
+}
+
+/// A repository label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub name: String,
+    pub color: String,
+    pub description: Option<String>,
+}
+
+impl Label {
+    fn json(&self) -> Value {
+        json!({ "name": self.name, "color": self.color, "description": self.description, "default": false })
+    }
 }
 
 #[derive(Debug)]
@@ -1506,6 +1542,16 @@ impl RepoCtx<'_> {
         match (method, rest) {
             ("GET", []) => ok(self.repo.json(self.api)),
             ("GET", ["collaborators", login, "permission"]) => self.permission(login),
+            ("GET", ["labels"]) => ok(Value::Array(
+                self.repo.labels.values().map(Label::json).collect(),
+            )),
+            ("GET", ["labels", name]) => self
+                .repo
+                .labels
+                .get(&percent_decode(name).to_lowercase())
+                .map(|l| ok(l.json()))
+                .unwrap_or_else(|| Err(ApiError::not_found())),
+            ("POST", ["labels"]) => self.create_label(),
             ("GET", ["git", "ref", "heads", branch @ ..]) if !branch.is_empty() => {
                 self.get_ref(&branch.join("/"))
             }
@@ -1969,6 +2015,38 @@ impl RepoCtx<'_> {
             .map(|p| self.repo.pull_json(self.api, p))
             .collect();
         self.paginate(list)
+    }
+
+    /// As GitHub: a name, a six-digit hex colour without `#`, a description of at most 100
+    /// characters; a name that exists in any case is 422 `already_exists`.
+    fn create_label(&mut self) -> Answer {
+        let req = self.req;
+        let Some(name) = req.str_field("name").filter(|n| !n.trim().is_empty()) else {
+            return Err(ApiError::field("Label", "name", "missing_field"));
+        };
+        let color = req.str_field("color").unwrap_or("ededed");
+        if color.len() != 6 || !color.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::field("Label", "color", "invalid"));
+        }
+        let description = req.str_field("description").map(str::to_owned);
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 100)
+        {
+            return Err(ApiError::field("Label", "description", "invalid"));
+        }
+        let key = name.to_lowercase();
+        if self.repo.labels.contains_key(&key) {
+            return Err(ApiError::field("Label", "name", "already_exists"));
+        }
+        let label = Label {
+            name: name.to_owned(),
+            color: color.to_owned(),
+            description,
+        };
+        let body = label.json();
+        self.repo.labels.insert(key, label);
+        Ok((StatusCode::CREATED, Json(body)).into_response())
     }
 
     fn create_pull(&mut self) -> Answer {

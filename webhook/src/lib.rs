@@ -12,6 +12,7 @@ pub mod intake;
 pub mod lambda;
 pub mod reply;
 pub mod router;
+pub mod serve;
 pub mod sweep;
 pub mod tokens;
 pub mod verify;

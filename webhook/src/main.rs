@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use cca_webhook::serve::{LimitArgs, Limits};
 use cca_webhook::sweep::{SweepSettings, SweeperArgs};
 use cca_webhook::{App, Config, WebhookArgs, init_logging, router};
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 }
 
@@ -44,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let sweep = SweepSettings::from_args(&cli.sweep).context("invalid configuration")?;
     let app = Arc::new(App::from_config(config).await.context("cannot start")?);
     match cli.command {
-        Some(Command::Serve { listen }) => serve(app, listen).await,
+        Some(Command::Serve { listen, limits }) => serve(app, listen, limits.limits()).await,
         None if in_lambda => {
             let sweeper = cca_webhook::sweep::sweeper(&app, &sweep).await;
             cca_webhook::lambda::run(app, sweeper)
@@ -55,15 +58,14 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(app: Arc<App>, listen: SocketAddr, limits: Limits) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(%listen, "cca-webhook serving");
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("server failed")
+    tracing::info!(%listen, ?limits, "cca-webhook serving");
+    cca_webhook::serve::serve(listener, router(app), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("server failed")
 }

@@ -81,9 +81,12 @@ async fn serve_mode_answers_over_http() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let _server = Running(
-        webhook(&["serve", "--listen", &listen], &[])
-            .spawn()
-            .expect("spawn"),
+        webhook(
+            &["serve", "--listen", &listen],
+            &[("LISTEN_HEADER_TIMEOUT_SECS", "2".into())],
+        )
+        .spawn()
+        .expect("spawn"),
     );
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -114,6 +117,12 @@ async fn serve_mode_answers_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // A client that never finishes its headers is cut at the configured 2 s.
+    let cut = cca_testkit::probe::slow_headers(&listen, Duration::from_secs(10)).await;
+    assert!(
+        cut.is_some_and(|t| t >= Duration::from_millis(1500)),
+        "slow headers: {cut:?}"
+    );
 }
 
 #[test]

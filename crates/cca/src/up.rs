@@ -14,6 +14,7 @@ mod page;
 mod setup;
 mod stored;
 
+use cca_webhook::serve::Limits;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -90,6 +91,8 @@ pub struct UpArgs {
     github_web_url: Option<String>,
     #[command(flatten)]
     data_dir: DataDirArgs,
+    #[command(flatten)]
+    limits: cca_webhook::serve::LimitArgs,
     #[command(flatten)]
     settings: WebhookArgs,
 }
@@ -350,8 +353,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         no_setup,
         github_web_url: web_url,
         data_dir,
+        limits,
         mut settings,
     } = args;
+    let limits = limits.limits();
     let dir = DataDir::resolve(&data_dir)?;
     let mut stored = None;
     match github_state(&settings) {
@@ -401,7 +406,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let listener =
             TcpListener::from_std(socket.try_clone().context("cannot share the listener")?)
                 .context("cannot serve the setup page")?;
-        match serve_setup(ctx, listener, &mut stop).await? {
+        match serve_setup(ctx, listener, limits, &mut stop).await? {
             Some(created) => {
                 println!(
                     "cca up: GitHub App {} (id {}) created and stored in {}",
@@ -420,6 +425,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     serve(
         Running {
             listener,
+            limits,
             proxy_listen: (!no_proxy).then_some(proxy_listen),
             dir,
             settings,
@@ -434,18 +440,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 async fn serve_setup(
     ctx: setup::SetupContext,
     listener: TcpListener,
+    limits: Limits,
     stop: &mut StopSignal,
 ) -> anyhow::Result<Option<setup::Created>> {
     let (router, mut created) = setup::router(ctx)?;
     let (done_tx, mut done_rx) = watch::channel(false);
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = cca_webhook::serve::serve(listener, router, limits, async move {
         let _ = done_rx.wait_for(|done| *done).await;
     });
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(server);
     let outcome = tokio::select! {
         app = &mut created => app.ok(),
         name = stop => {
@@ -470,6 +473,7 @@ async fn serve_setup(
 /// What the normal mode starts from.
 struct Running {
     listener: TcpListener,
+    limits: Limits,
     proxy_listen: Option<SocketAddr>,
     dir: DataDir,
     settings: WebhookArgs,
@@ -480,6 +484,7 @@ struct Running {
 async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCode> {
     let Running {
         listener,
+        limits,
         proxy_listen,
         dir,
         mut settings,
@@ -630,12 +635,8 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     }
     println!("Ctrl-C stops the webhook, every agent it started, and the proxy.");
 
-    let server = axum::serve(
-        listener,
-        routes.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(stop_rx));
-    let mut server = tokio::spawn(async move { server.await });
+    let server = cca_webhook::serve::serve(listener, routes, limits, stopped(stop_rx));
+    let mut server = tokio::spawn(server);
     let failure: Option<anyhow::Error> = tokio::select! {
         name = &mut stop => {
             eprintln!("cca up: {name}: stopping");

@@ -594,6 +594,7 @@ fn up_without_credentials(home: &Path, data: &Path, github: &FakeGitHub) -> Up {
     .arg(data)
     .env("GITHUB_API_URL", github.url())
     .env("CCA_AGENT_BIN", home.join("no-agent-needed"))
+    .env("LISTEN_HEADER_TIMEOUT_SECS", "2")
     .env("RUST_LOG", "info");
     Up::spawn(cmd, home.join(format!("up-{}.stderr", rand_suffix())))
 }
@@ -623,6 +624,13 @@ async fn the_setup_page_creates_a_github_app_and_up_carries_on_with_it() {
             assert!(err.contains(var), "{var} not in {err}");
         }
         assert!(!data.exists(), "the data directory was made before anything was stored");
+        // A client that never finishes its headers is cut at the configured 2 s.
+        let host = base.strip_prefix("http://").unwrap();
+        let cut = cca_testkit::probe::slow_headers(host, Duration::from_secs(10)).await;
+        assert!(
+            cut.is_some_and(|t| t >= Duration::from_millis(1500)),
+            "slow headers: {cut:?}"
+        );
 
         // The page: a form posting the manifest to GitHub's "new App" page, with a state.
         let page = http.get(&page_url).send().await.unwrap();

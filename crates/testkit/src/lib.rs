@@ -11,6 +11,7 @@ pub mod github;
 pub mod jira;
 pub mod model;
 pub mod moto;
+pub mod probe;
 pub mod settings;
 pub mod stand;
 pub mod store;

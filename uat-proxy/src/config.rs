@@ -32,6 +32,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// cut off.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// How long an app may take to send its answer's head once it has the request. The load
+/// balancer gives up after its idle time-out (60 s) anyway; a hung app frees the connection.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Client connections open at once; more are closed as they are accepted.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// WebSocket (and other upgraded) tunnels open at once; an upgrade beyond is answered 503.
+pub const MAX_TUNNELS: usize = 2_000;
+
+/// How long a tunnel may carry nothing either way before it is closed (dev servers' hot-reload
+/// sockets ping well within this).
+pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub use cca_domain::config::ConfigError;
 
 /// Every setting, as flags and environment variables (text, checked by [`Config::from_args`]).
@@ -80,6 +94,18 @@ pub struct ProxyArgs {
     /// Seconds in-flight requests may finish after SIGTERM.
     #[arg(long, env = "PROXY_DRAIN_SECS")]
     pub drain_secs: Option<String>,
+    /// Seconds an app may take to send its answer's head.
+    #[arg(long, env = "PROXY_UPSTREAM_TIMEOUT_SECS")]
+    pub upstream_timeout_secs: Option<String>,
+    /// Client connections open at once.
+    #[arg(long, env = "PROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// WebSocket tunnels open at once.
+    #[arg(long, env = "PROXY_MAX_TUNNELS")]
+    pub max_tunnels: Option<String>,
+    /// Seconds a tunnel may carry nothing before it is closed.
+    #[arg(long, env = "PROXY_TUNNEL_IDLE_SECS")]
+    pub tunnel_idle_secs: Option<String>,
 }
 
 pub use cca_store::StoreSpec;
@@ -122,6 +148,14 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// See [`DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
+    /// See [`UPSTREAM_TIMEOUT`].
+    pub upstream_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`MAX_TUNNELS`].
+    pub max_tunnels: usize,
+    /// See [`TUNNEL_IDLE_TIMEOUT`].
+    pub tunnel_idle_timeout: Duration,
     /// See [`crate::activity::ACTIVITY_INTERVAL`].
     pub activity_interval: Duration,
 }
@@ -139,6 +173,10 @@ impl Settings {
             idle_timeout: IDLE_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             drain_timeout: DRAIN_TIMEOUT,
+            upstream_timeout: UPSTREAM_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_tunnels: MAX_TUNNELS,
+            tunnel_idle_timeout: TUNNEL_IDLE_TIMEOUT,
             activity_interval: crate::activity::ACTIVITY_INTERVAL,
         })
     }
@@ -233,10 +271,45 @@ impl Config {
             &args.drain_secs,
             secs,
         )?;
+        set(
+            &mut settings.upstream_timeout,
+            "PROXY_UPSTREAM_TIMEOUT_SECS",
+            &args.upstream_timeout_secs,
+            secs,
+        )?;
+        set(
+            &mut settings.tunnel_idle_timeout,
+            "PROXY_TUNNEL_IDLE_SECS",
+            &args.tunnel_idle_secs,
+            secs,
+        )?;
+        for (var, value, text) in [
+            (
+                "PROXY_MAX_CONNECTIONS",
+                &mut settings.max_connections,
+                &args.max_connections,
+            ),
+            (
+                "PROXY_MAX_TUNNELS",
+                &mut settings.max_tunnels,
+                &args.max_tunnels,
+            ),
+        ] {
+            if let Some(t) = non_empty(text) {
+                *value = t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        var,
+                        reason: format!("{t:?} is not a whole number above 0"),
+                    }
+                })?;
+            }
+        }
         for (var, value) in [
             ("PROXY_HEADER_TIMEOUT_SECS", settings.header_timeout),
             ("PROXY_IDLE_TIMEOUT_SECS", settings.idle_timeout),
             ("PROXY_CONNECT_TIMEOUT_MS", settings.connect_timeout),
+            ("PROXY_UPSTREAM_TIMEOUT_SECS", settings.upstream_timeout),
+            ("PROXY_TUNNEL_IDLE_SECS", settings.tunnel_idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {

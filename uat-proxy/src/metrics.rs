@@ -44,12 +44,14 @@ pub enum Outcome {
     StoreUnavailable,
     AppNotAnswering,
     AppError,
+    AppTimedOut,
+    Busy,
     LoopDetected,
     NotAllowed,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 14] = [
+    const ALL: [Outcome; 16] = [
         Outcome::Proxied,
         Outcome::Upgraded,
         Outcome::Health,
@@ -62,6 +64,8 @@ impl Outcome {
         Outcome::StoreUnavailable,
         Outcome::AppNotAnswering,
         Outcome::AppError,
+        Outcome::AppTimedOut,
+        Outcome::Busy,
         Outcome::LoopDetected,
         Outcome::NotAllowed,
     ];
@@ -81,6 +85,8 @@ impl Outcome {
             Outcome::StoreUnavailable => "store_unavailable",
             Outcome::AppNotAnswering => "app_not_answering",
             Outcome::AppError => "app_error",
+            Outcome::AppTimedOut => "app_timed_out",
+            Outcome::Busy => "busy",
             Outcome::LoopDetected => "loop_detected",
             Outcome::NotAllowed => "not_allowed",
         }
@@ -100,13 +106,16 @@ pub enum UpstreamError {
     Exchange,
     /// The upgrade after `101 Switching Protocols` could not be completed.
     Upgrade,
+    /// Connected, but no response head within the upstream time-out.
+    Timeout,
 }
 
 impl UpstreamError {
-    const ALL: [UpstreamError; 3] = [
+    const ALL: [UpstreamError; 4] = [
         UpstreamError::Connect,
         UpstreamError::Exchange,
         UpstreamError::Upgrade,
+        UpstreamError::Timeout,
     ];
 
     fn as_str(self) -> &'static str {
@@ -114,6 +123,7 @@ impl UpstreamError {
             UpstreamError::Connect => "connect",
             UpstreamError::Exchange => "exchange",
             UpstreamError::Upgrade => "upgrade",
+            UpstreamError::Timeout => "timeout",
         }
     }
 }

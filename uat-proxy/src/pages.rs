@@ -41,6 +41,10 @@ pub enum Page {
     AppNotAnswering { pr_link: Option<String> },
     /// The app accepted the connection but the exchange failed.
     AppError { pr_link: Option<String> },
+    /// The app did not send its answer's head within the upstream time-out.
+    AppTimedOut { pr_link: Option<String> },
+    /// The proxy holds as many WebSocket tunnels as it may.
+    Busy,
     /// The store could not be read and nothing was cached.
     StoreUnavailable,
     /// The recorded address is not one the proxy may connect to.
@@ -57,7 +61,10 @@ impl Page {
         match self {
             Page::Health => StatusCode::OK,
             Page::UnknownHost | Page::UnknownSession => StatusCode::NOT_FOUND,
-            Page::Starting { .. } | Page::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Page::Starting { .. } | Page::StoreUnavailable | Page::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Page::AppTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             Page::Stopped { .. } => StatusCode::GONE,
             Page::Failed { .. }
             | Page::AppNotAnswering { .. }
@@ -91,7 +98,7 @@ impl Page {
         if let Some(secs) = refresh {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if matches!(self, Page::StoreUnavailable) {
+        if matches!(self, Page::StoreUnavailable | Page::Busy) {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(STARTING_REFRESH_SECS),
@@ -106,7 +113,8 @@ impl Page {
             | Page::Stopped { pr_link }
             | Page::Failed { pr_link, .. }
             | Page::AppNotAnswering { pr_link }
-            | Page::AppError { pr_link } => pr_link.as_deref(),
+            | Page::AppError { pr_link }
+            | Page::AppTimedOut { pr_link } => pr_link.as_deref(),
             _ => None,
         }
     }
@@ -150,6 +158,17 @@ impl Page {
             Page::AppError { .. } => (
                 "App error",
                 "The preview's app closed the connection before answering.".into(),
+                None,
+            ),
+            Page::AppTimedOut { .. } => (
+                "App too slow",
+                "The preview's app did not answer in time.".into(),
+                None,
+            ),
+            Page::Busy => (
+                "Too many connections",
+                "The preview proxy holds as many live connections as it may. Try again in a moment."
+                    .into(),
                 None,
             ),
             Page::StoreUnavailable => (

@@ -30,7 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::activity::Activity;
 use crate::cache::{Lookup, SessionCache};
@@ -129,6 +129,8 @@ impl Proxy {
             .pool_idle_timeout(UPSTREAM_POOL_IDLE)
             .pool_max_idle_per_host(UPSTREAM_POOL_MAX_IDLE)
             .build(connector);
+        let max_tunnels = self.settings.max_tunnels.max(1);
+        let connections = Arc::new(Semaphore::new(self.settings.max_connections.max(1)));
         let shared = Arc::new(Shared {
             activity: Activity::start(
                 Arc::clone(&self.store),
@@ -140,6 +142,7 @@ impl Proxy {
             cache: self.cache,
             metrics: self.metrics,
             client,
+            tunnels: Arc::new(Semaphore::new(max_tunnels)),
         });
 
         // Every connection holds a receiver; the sender learns when the last one is gone.
@@ -148,9 +151,20 @@ impl Proxy {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        spawn_connection(Arc::clone(&shared), stream, peer, drain.subscribe());
-                    }
+                    Ok((stream, peer)) => match Arc::clone(&connections).try_acquire_owned() {
+                        Ok(slot) => spawn_connection(
+                            Arc::clone(&shared),
+                            stream,
+                            peer,
+                            drain.subscribe(),
+                            slot,
+                        ),
+                        // Over the cap: closed at once, before a byte is read.
+                        Err(_) => {
+                            tracing::debug!(%peer, "connection cap reached: closing a new connection");
+                            drop(stream);
+                        }
+                    },
                     Err(err) => {
                         // Out of file descriptors and the like: wait rather than spin.
                         tracing::warn!(error = %err, "cannot accept a connection");
@@ -189,6 +203,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     activity: Activity,
     client: Client<HttpConnector, Incoming>,
+    /// Slots for upgraded tunnels (`max_tunnels`).
+    tunnels: Arc<Semaphore>,
 }
 
 fn spawn_connection(
@@ -196,6 +212,7 @@ fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
     mut drain: watch::Receiver<()>,
+    slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let state = ConnState::new();
@@ -211,6 +228,7 @@ fn spawn_connection(
     });
     tokio::spawn(async move {
         let _open = open;
+        let _slot = slot;
         let mut builder = http1::Builder::new();
         // Header and idle time-outs are kept by `ConnState` (see `conn`), not by hyper.
         builder
@@ -311,6 +329,8 @@ fn page(page: Page) -> (Outcome, Response<ProxyBody>) {
         Page::Failed { .. } => Outcome::Failed,
         Page::AppNotAnswering { .. } => Outcome::AppNotAnswering,
         Page::AppError { .. } => Outcome::AppError,
+        Page::AppTimedOut { .. } => Outcome::AppTimedOut,
+        Page::Busy => Outcome::Busy,
         Page::StoreUnavailable => Outcome::StoreUnavailable,
         Page::Refused => Outcome::Refused,
         Page::LoopDetected => Outcome::LoopDetected,
@@ -357,6 +377,17 @@ async fn forward(
 ) -> (Outcome, Response<ProxyBody>) {
     let id = &session.session_id;
     let upgrade = upgrade_protocol(req.headers());
+    // A tunnel's slot is taken before the app is asked, so a refused upgrade costs it nothing.
+    let tunnel_slot = match upgrade {
+        Some(_) => match Arc::clone(&shared.tunnels).try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                tracing::warn!(session = %id, "tunnel cap reached: upgrade refused");
+                return page(Page::Busy);
+            }
+        },
+        None => None,
+    };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let path = parts
@@ -377,11 +408,15 @@ async fn forward(
     };
     forwarded_headers(&mut parts.headers, peer.ip(), host, &host_value, upgrade);
 
-    let mut response = match shared
-        .client
-        .request(Request::from_parts(parts, body))
-        .await
-    {
+    let exchange = shared.client.request(Request::from_parts(parts, body));
+    let Ok(answer) = tokio::time::timeout(shared.settings.upstream_timeout, exchange).await else {
+        shared.metrics.upstream_error(UpstreamError::Timeout);
+        tracing::warn!(session = %id, timeout = ?shared.settings.upstream_timeout, "app did not answer in time");
+        return page(Page::AppTimedOut {
+            pr_link: pages::pr_link(session),
+        });
+    };
+    let mut response = match answer {
         Ok(response) => response,
         Err(err) if err.is_connect() => {
             shared.metrics.upstream_error(UpstreamError::Connect);
@@ -419,9 +454,11 @@ async fn forward(
             let tunnel = shared.metrics.tunnel();
             let metrics = Arc::clone(&shared.metrics);
             let id = id.clone();
+            let idle = shared.settings.tunnel_idle_timeout;
             tokio::spawn(async move {
                 let _tunnel = tunnel;
-                join_upgrades(client_upgrade, upstream_upgrade, &metrics, &id).await;
+                let _slot = tunnel_slot;
+                join_upgrades(client_upgrade, upstream_upgrade, idle, &metrics, &id).await;
             });
             Outcome::Upgraded
         }
@@ -438,8 +475,15 @@ async fn forward(
     (outcome, response.map(ProxyBody::upstream))
 }
 
-/// Copies bytes both ways between the client and the app once both sides have switched.
-async fn join_upgrades(client: OnUpgrade, upstream: OnUpgrade, metrics: &Metrics, id: &SessionId) {
+/// Copies bytes both ways between the client and the app once both sides have switched, until
+/// either closes or nothing has passed for `idle`.
+async fn join_upgrades(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    metrics: &Metrics,
+    id: &SessionId,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => {
@@ -448,12 +492,29 @@ async fn join_upgrades(client: OnUpgrade, upstream: OnUpgrade, metrics: &Metrics
             return;
         }
     };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((sent, received)) => {
-            tracing::debug!(session = %id, sent, received, "upgraded connection closed");
+    let last = crate::conn::Stamp::now();
+    let mut client = crate::conn::Stamped::new(TokioIo::new(client), last.clone());
+    let mut upstream = crate::conn::Stamped::new(TokioIo::new(upstream), last.clone());
+    let mut copy = pin!(tokio::io::copy_bidirectional(&mut client, &mut upstream));
+    loop {
+        let quiet_until = last.get() + idle;
+        tokio::select! {
+            result = copy.as_mut() => {
+                match result {
+                    Ok((sent, received)) => {
+                        tracing::debug!(session = %id, sent, received, "upgraded connection closed");
+                    }
+                    Err(err) => tracing::debug!(session = %id, error = %err, "upgraded connection ended"),
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(quiet_until) => {
+                if last.get() + idle <= tokio::time::Instant::now() {
+                    tracing::debug!(session = %id, ?idle, "tunnel idle: closing it");
+                    return;
+                }
+            }
         }
-        Err(err) => tracing::debug!(session = %id, error = %err, "upgraded connection ended"),
     }
 }
 

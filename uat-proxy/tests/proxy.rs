@@ -511,21 +511,7 @@ async fn a_streamed_response_reaches_the_client_before_the_app_finishes() {
 #[tokio::test]
 async fn a_websocket_echo_works_through_the_proxy() {
     within(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-                    while let Some(Ok(message)) = ws.next().await {
-                        if message.is_close() {
-                            break;
-                        }
-                        ws.send(message).await.unwrap();
-                    }
-                });
-            }
-        });
+        let upstream = ws_echo().await;
         let mut stand = Stand::start(settings(true)).await;
         stand.running("ws", "127.0.0.1", upstream.port()).await;
 
@@ -542,6 +528,131 @@ async fn a_websocket_echo_works_through_the_proxy() {
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
         ws.close(None).await.unwrap();
         assert_eq!(stand.metrics.metrics().requests(Outcome::Upgraded), 1);
+    })
+    .await;
+}
+
+/// A WebSocket echo app on 127.0.0.1.
+async fn ws_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_close() || ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    upstream
+}
+
+#[tokio::test]
+async fn a_hanging_app_is_cut_at_the_upstream_time_out() {
+    within(async {
+        // The app reads the request and never answers.
+        let hang = app(|_req| async {
+            std::future::pending::<()>().await;
+            text(StatusCode::OK, "never")
+        })
+        .await;
+        let mut stand = Stand::start(Settings {
+            upstream_timeout: Duration::from_secs(1),
+            ..settings(true)
+        })
+        .await;
+        stand.running("hang", "127.0.0.1", hang.port()).await;
+        let started = Instant::now();
+        let reply = stand.get(&Stand::host("hang"), "/").await;
+        assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(stand.metrics.metrics().requests(Outcome::AppTimedOut), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tunnels_are_capped_and_an_idle_one_is_closed() {
+    within(async {
+        let upstream = ws_echo().await;
+        let mut stand = Stand::start(Settings {
+            max_tunnels: 1,
+            tunnel_idle_timeout: Duration::from_secs(1),
+            ..settings(true)
+        })
+        .await;
+        stand.running("ws", "127.0.0.1", upstream.port()).await;
+        let open = || async {
+            let stream = TcpStream::connect(stand.addr).await.unwrap();
+            tokio_tungstenite::client_async("ws://ws.preview.test/hmr", stream).await
+        };
+        let (mut first, _) = open().await.unwrap();
+        // A second tunnel while the first holds the only slot: 503, the app never asked.
+        match open().await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            }
+            other => panic!("a second tunnel: {:?}", other.map(|(_, r)| r.status())),
+        }
+        assert_eq!(stand.metrics.metrics().requests(Outcome::Busy), 1);
+        // Traffic keeps the tunnel open past the idle time-out...
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            first.send(Message::text("ping")).await.unwrap();
+            assert_eq!(first.next().await.unwrap().unwrap(), Message::text("ping"));
+        }
+        // ...and silence closes it.
+        let started = Instant::now();
+        let end = first.next().await;
+        assert!(
+            !matches!(end, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+            "{end:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // Its slot is free again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (mut again, _) = open().await.unwrap();
+        again.send(Message::text("back")).await.unwrap();
+        assert_eq!(again.next().await.unwrap().unwrap(), Message::text("back"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_as_they_arrive() {
+    within(async {
+        let stand = Stand::start(Settings {
+            max_connections: 2,
+            ..settings(true)
+        })
+        .await;
+        let _a = TcpStream::connect(stand.addr).await.unwrap();
+        let _b = TcpStream::connect(stand.addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = TcpStream::connect(stand.addr).await.unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(1), c.read_to_end(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+        drop((_a, _b));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            stand.get(&Stand::host("nobody"), "/").await.status,
+            StatusCode::NOT_FOUND
+        );
     })
     .await;
 }

@@ -41,7 +41,7 @@
 # Requires the AWS CLI (v1 or v2); staging also needs git and docker with buildx, lambda openssl.
 set -euo pipefail
 
-# Platform of every image: the task definitions of infra/ run on X86_64 (cpu_architecture).
+# Platform of every image: the task definitions of infra/ run on X86_64 (infra/ecs.tf).
 readonly PLATFORM=linux/amd64
 # Tag and alias holding what :latest and the live alias pointed at before the last change, which
 # rollback returns to. Rolling back leaves them in place, so a second rollback changes nothing.

@@ -32,7 +32,7 @@ resource "aws_ecs_task_definition" "session" {
 
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
+    cpu_architecture        = "X86_64" # what deploy.sh builds (linux/amd64)
   }
 
   container_definitions = jsonencode([{
@@ -71,7 +71,7 @@ resource "aws_ecs_task_definition" "proxy" {
 
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
+    cpu_architecture        = "X86_64" # what deploy.sh builds (linux/amd64)
   }
 
   container_definitions = jsonencode([{

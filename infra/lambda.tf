@@ -13,7 +13,7 @@ resource "aws_lambda_function" "webhook" {
   role                           = aws_iam_role.webhook.arn
   runtime                        = "provided.al2023"
   handler                        = "bootstrap"
-  architectures                  = [var.lambda_architecture]
+  architectures                  = ["x86_64"] # what scripts/build-lambda.sh builds
   filename                       = var.lambda_zip_path
   source_code_hash               = filebase64sha256(var.lambda_zip_path)
   memory_size                    = var.lambda_memory_mb

@@ -126,17 +126,6 @@ variable "proxy_port" {
 
 # --- Tasks ---------------------------------------------------------------------------------
 
-variable "cpu_architecture" {
-  description = "CPU architecture of the task images, X86_64 or ARM64."
-  type        = string
-  default     = "X86_64"
-
-  validation {
-    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
-    error_message = "cpu_architecture must be X86_64 or ARM64."
-  }
-}
-
 variable "agent_cpu" {
   description = "CPU units of a coding session task (1024 = one vCPU): Claude Code, git, installs and the dev server share it."
   type        = number
@@ -250,19 +239,8 @@ variable "secret_recovery_window_days" {
 # --- The webhook Lambda --------------------------------------------------------------------
 
 variable "lambda_zip_path" {
-  description = "Path of the webhook's Lambda package: a zip holding `bootstrap`, the cca-webhook binary built for lambda_architecture (scripts/build-lambda.sh builds it, as `deploy.sh lambda` does, and prints its path). Terraform uploads it when the file changes; releases go out with `deploy.sh lambda`."
+  description = "Path of the webhook's Lambda package: a zip holding `bootstrap`, the cca-webhook binary built for x86_64 (scripts/build-lambda.sh builds it, as `deploy.sh lambda` does, and prints its path). Terraform uploads it when the file changes; releases go out with `deploy.sh lambda`."
   type        = string
-}
-
-variable "lambda_architecture" {
-  description = "Architecture the webhook package was built for, x86_64 or arm64."
-  type        = string
-  default     = "x86_64"
-
-  validation {
-    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
-    error_message = "lambda_architecture must be x86_64 or arm64."
-  }
 }
 
 variable "lambda_memory_mb" {

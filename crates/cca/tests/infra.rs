@@ -400,3 +400,55 @@ fn a_renamed_or_missing_session_container_fails() {
     });
     assert_eq!(missing, ["no container runs `cca-agent run`"]);
 }
+
+/// The one value of `readonly NAME=value` in a script of the repository.
+fn readonly(script: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(infra_dir().join("..").join(script)).unwrap();
+    let prefix = format!("readonly {name}=");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{script} sets no {name}"))
+        .trim_matches('"')
+        .to_owned()
+}
+
+#[test]
+fn the_architectures_infra_runs_are_the_ones_the_scripts_build() {
+    // Images: deploy.sh builds one platform; every task definition runs it.
+    let platform = readonly("deploy.sh", "PLATFORM");
+    let cpu = match platform.as_str() {
+        "linux/amd64" => "X86_64",
+        "linux/arm64" => "ARM64",
+        other => panic!("deploy.sh builds {other}"),
+    };
+    let ecs = read_infra("ecs.tf");
+    let runs: Vec<&str> = ecs
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("cpu_architecture"))
+        .collect();
+    assert!(!runs.is_empty(), "ecs.tf names no cpu_architecture");
+    for r in &runs {
+        assert!(
+            r.contains(&format!("\"{cpu}\"")),
+            "a task runs {r:?}, deploy.sh builds {platform}"
+        );
+    }
+    // The webhook's package: scripts/build-lambda.sh builds one target; the function runs it.
+    let target = readonly("scripts/build-lambda.sh", "TARGET");
+    let arch = target.split('-').next().unwrap().replace("aarch64", "arm64");
+    let lambda = read_infra("lambda.tf");
+    let line = lambda
+        .lines()
+        .find(|l| l.trim().starts_with("architectures"))
+        .expect("lambda.tf names the function's architectures");
+    assert!(
+        line.contains(&format!("[\"{arch}\"]")),
+        "the function runs {line:?}, build-lambda.sh builds {target}"
+    );
+    // Nothing offers a choice the scripts would not honour.
+    let variables = read_infra("variables.tf");
+    assert!(
+        !variables.contains("architecture\""),
+        "variables.tf offers an architecture setting that deploy.sh and build-lambda.sh ignore"
+    );
+}

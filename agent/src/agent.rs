@@ -483,7 +483,8 @@ async fn run_one(
             cca_domain::naming::clip(prompt.text.lines().next().unwrap_or("").trim(), 60)
         ),
     };
-    let (commits, files, push_error) = commit_and_push(ready, st, session, &start, &message).await;
+    let (commits, files, push_error) =
+        commit_and_push(ready, reporter, st, session, &start, &message).await;
     if stopping.is_none() {
         if let Err(e) = st
             .repo
@@ -675,6 +676,7 @@ fn limit_hit(outcome: &RunOutcome, ready: &Ready, run_budget: f64) -> Option<Str
 /// Commits what is left, pushes, and lists this run's commits and files (since `start`).
 async fn commit_and_push(
     ready: &Ready,
+    reporter: &Reporter,
     st: &Started,
     session: &Session,
     start: &str,
@@ -698,11 +700,19 @@ async fn commit_and_push(
         .unwrap_or(true)
     {
         let pushed = match ready.git_auth(&st.clone_url).await {
-            Ok(auth) => st
-                .repo
-                .push(session.branch_name.as_str(), &auth)
-                .await
-                .map_err(|e| mask(&e)),
+            Ok(auth) => match st.repo.push(session.branch_name.as_str(), &auth).await {
+                Ok(()) => Ok(()),
+                Err(e) => match crate::git::refusal(&e.detail) {
+                    Some(reason) => {
+                        let reason = mask(&reason);
+                        Err(
+                            keep_refused_work(ready, reporter, st, session, start, &auth, &reason)
+                                .await,
+                        )
+                    }
+                    None => Err(mask(&e)),
+                },
+            },
             Err(e) => Err(mask(&format!("{e:#}"))),
         };
         if let Err(e) = pushed {
@@ -713,6 +723,69 @@ async fn commit_and_push(
         }
     }
     (commits, files, push_error)
+}
+
+/// The largest patch posted as a comment (GitHub refuses comments over 65 536 characters).
+const PATCH_COMMENT_MAX: usize = 50_000;
+
+/// GitHub refused the push (`reason`): the work must not be lost. It goes to a new branch
+/// beside the session's (enough for a protected branch); when GitHub refuses that too (workflow
+/// files, a large file, a hook), the commits are posted on the PR as a patch `git am` applies,
+/// when it fits in a comment. Says on the PR what was refused, why, and where the work is;
+/// returns the line for the run's summary.
+async fn keep_refused_work(
+    ready: &Ready,
+    reporter: &Reporter,
+    st: &Started,
+    session: &Session,
+    start: &str,
+    auth: &crate::git::GitAuth,
+    reason: &str,
+) -> String {
+    let branch = session.branch_name.as_str();
+    let head = st.repo.head().await.unwrap_or_default();
+    let short = &head[..head.len().min(7)];
+    let fallback = format!("{branch}-kept-{short}");
+    let kept = match st.repo.push_new(&fallback, auth).await {
+        Ok(()) => {
+            info!(branch = %fallback, "the refused work is on a branch of its own");
+            format!("The work is on the branch `{fallback}` instead.")
+        }
+        Err(e) => {
+            let second = crate::git::refusal(&e.detail).unwrap_or_else(|| e.detail.clone());
+            warn!(error = %ready.secrets.mask(&second), "the fallback branch was refused too");
+            match st.repo.patch(branch, start).await {
+                Ok(patch) if patch.len() <= PATCH_COMMENT_MAX => {
+                    let fence = "`".repeat(longest_backtick_run(&patch).max(2) + 1);
+                    reporter
+                        .post_logged(&format!(
+                            "📎 **The refused work, as a patch** (apply it with `git am` on `{branch}`):\n\n<details><summary>{} lines</summary>\n\n{fence}diff\n{patch}\n{fence}\n\n</details>",
+                            patch.lines().count()
+                        ))
+                        .await;
+                    "A branch of its own was refused too, so the work is posted below as a patch."
+                        .to_owned()
+                }
+                Ok(patch) => format!(
+                    "A branch of its own was refused too, and the patch ({} KB) is too large for a comment: the work stays in this session's working copy until it stops.",
+                    patch.len() / 1024
+                ),
+                Err(e) => format!(
+                    "The work stays in this session's working copy until it stops (no patch: {}).",
+                    ready.secrets.mask(&e.to_string())
+                ),
+            }
+        }
+    };
+    let said = format!("GitHub refused the push to `{branch}`: {reason}. {kept}");
+    reporter
+        .post_logged(&format!(":no_entry: **Push refused.** {said}"))
+        .await;
+    said
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    s.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 /// Turns the CLI's events into the status comment's current step.
@@ -920,7 +993,7 @@ async fn shutdown(ready: &Ready, reporter: &Reporter, st: &Started, stop: StopRe
     );
     let pushed = tokio::time::timeout(
         left(Duration::from_secs(6)),
-        commit_and_push(ready, st, &ready.session, &start, &message),
+        commit_and_push(ready, reporter, st, &ready.session, &start, &message),
     )
     .await;
     if pushed.is_err() {

@@ -410,6 +410,8 @@ impl Repo {
         let refspec = format!("HEAD:refs/heads/{branch}");
         match self.git(&["push", "origin", &refspec], Some(auth)).await {
             Ok(_) => Ok(()),
+            // GitHub refused the push itself: fetching and rebasing would not change that.
+            Err(e) if refusal(&e.detail).is_some() => Err(e),
             Err(e) if e.detail.contains("rejected") || e.detail.contains("fetch first") => {
                 self.fetch(branch, auth).await?;
                 if let Err(rebase) = self
@@ -433,6 +435,37 @@ impl Repo {
         }
     }
 
+    /// Pushes HEAD to a new branch `branch` (never over an existing one).
+    pub async fn push_new(&self, branch: &str, auth: &GitAuth) -> Result<(), GitError> {
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        self.git(&["push", "origin", &refspec], Some(auth))
+            .await
+            .map(drop)
+    }
+
+    /// The commits HEAD has and the remote `branch` lacks, as `git am` reads them (all of
+    /// HEAD's history from `start` when the remote branch is unknown).
+    pub async fn patch(&self, branch: &str, start: &str) -> Result<String, GitError> {
+        let remote = format!("refs/remotes/origin/{branch}");
+        let base = match self
+            .git(&["rev-parse", "--verify", "--quiet", &remote], None)
+            .await
+        {
+            Ok(_) => remote,
+            Err(_) => start.to_owned(),
+        };
+        self.git(
+            &[
+                "format-patch",
+                "--stdout",
+                "--no-color",
+                &format!("{base}..HEAD"),
+            ],
+            None,
+        )
+        .await
+    }
+
     /// Whether HEAD has commits the remote branch lacks.
     pub async fn unpushed(&self, branch: &str) -> Result<bool, GitError> {
         let remote = format!("refs/remotes/origin/{branch}");
@@ -448,6 +481,35 @@ impl Repo {
             .await?;
         Ok(out.trim() != "0")
     }
+}
+
+/// GitHub's reason when it refused a push itself (`[remote rejected]`: a protected branch,
+/// workflow files without the `workflows` permission, a file over 100 MB, a pre-receive hook),
+/// from git's output: the remote's own lines and the reason in parentheses. `None` for any
+/// other failure (a branch that moved is `[rejected]`, and a rebase helps).
+pub fn refusal(detail: &str) -> Option<String> {
+    let rejected = detail.lines().find(|l| l.contains("[remote rejected]"))?;
+    let mut reasons: Vec<String> = detail
+        .lines()
+        // The first line also carries git's exit status before it.
+        .filter_map(|l| l.split_once("remote:").map(|(_, rest)| rest))
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("Resolving deltas")
+                && !l.starts_with("Processing")
+                && !l.starts_with("Create a pull request")
+                && !l.starts_with("https://")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_owned())
+        .collect();
+    let why = rejected
+        .rsplit_once('(')
+        .map(|(_, r)| r.trim_end().trim_end_matches(')').to_owned());
+    if let Some(why) = why.filter(|w| !reasons.iter().any(|r| r == w)) {
+        reasons.push(why);
+    }
+    Some(reasons.join("; "))
 }
 
 /// The `protocol.<name>.allow` settings that let git reach `url`'s scheme, and only it.
@@ -556,6 +618,31 @@ pub fn sandbox_home(workspace: &Path, session: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::refusal;
+
+    #[test]
+    fn githubs_refusals_are_told_from_a_branch_that_moved() {
+        let large = "exit status: 1: remote: error: Trace: 8f1d\nremote: error: GH001: Large files detected.\nremote: error: File big.bin is 120.00 MB; this exceeds GitHub's file size limit of 100.00 MB\nTo https://github.com/o/r.git\n ! [remote rejected] HEAD -> claude/1 (pre-receive hook declined)\nerror: failed to push some refs";
+        let why = refusal(large).unwrap();
+        assert!(
+            why.contains("GH001") && why.contains("big.bin is 120.00 MB"),
+            "{why}"
+        );
+        assert!(why.ends_with("pre-receive hook declined"), "{why}");
+        // GitHub's own refusal of a workflow file names it in the parentheses only.
+        let workflow = " ! [remote rejected] HEAD -> claude/1 (refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission)";
+        assert_eq!(
+            refusal(workflow).as_deref(),
+            Some(
+                "refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission"
+            )
+        );
+        // A branch that moved is not a refusal: fetch, rebase and push again.
+        let moved =
+            " ! [rejected]        HEAD -> claude/1 (fetch first)\nerror: failed to push some refs";
+        assert_eq!(refusal(moved), None);
+    }
+
     use super::*;
 
     #[test]

@@ -630,3 +630,118 @@ async fn a_pr_opened_ready_for_want_of_drafts_is_said_in_the_status_comment() {
     assert!(status[0].body.contains("not a draft"), "{}", status[0].body);
     stand.stop(&mut agent).await;
 }
+
+#[tokio::test]
+async fn a_push_to_a_protected_branch_is_refused_and_the_work_goes_to_a_branch_of_its_own() {
+    let Some(stand) = Stand::new_on(
+        SessionType::Agent,
+        "claude/1",
+        |github| github.protect_branch(REPO, "claude/1"),
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    stand.model.push_all([
+        Reply::write("hello.txt", "hello\n"),
+        Reply::text("Created hello.txt."),
+    ]);
+    let mut agent = stand.spawn("run");
+    let refused = stand.wait_comment("Push refused", START).await;
+    assert!(refused.body.contains("GH006"), "{}", refused.body);
+    let fallback = refused
+        .body
+        .split("on the branch `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no branch named: {}", refused.body))
+        .to_owned();
+    assert!(fallback.starts_with("claude/1-kept-"), "{fallback}");
+    assert_eq!(
+        stand
+            .github
+            .file_at(REPO, &fallback, "hello.txt")
+            .as_deref(),
+        Some("hello\n"),
+        "the work is reachable"
+    );
+    assert!(
+        stand
+            .github
+            .file_at(REPO, "claude/1", "hello.txt")
+            .is_none()
+    );
+    let summary = stand.wait_comment("Run 1 finished", START).await;
+    assert!(summary.body.contains("Push failed"), "{}", summary.body);
+    stand.stop(&mut agent).await;
+}
+
+#[tokio::test]
+async fn a_workflow_file_is_refused_without_the_permission_and_the_work_is_posted_as_a_patch() {
+    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
+        return;
+    };
+    // The model (or the text) tries to add CI that would run with the repository's
+    // secrets: the App has no `workflows` permission, so GitHub refuses every branch.
+    stand.model.push_all([
+        Reply::write(".github/workflows/ci.yml", "on: push\njobs: {}\n"),
+        Reply::text("Added CI."),
+    ]);
+    let mut agent = stand.spawn("run");
+    let refused = stand.wait_comment("Push refused", START).await;
+    assert!(
+        refused.body.contains("without `workflows` permission"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("as a patch"), "{}", refused.body);
+    let patch = stand
+        .wait_comment("The refused work, as a patch", START)
+        .await;
+    assert!(
+        patch.body.contains("+++ b/.github/workflows/ci.yml") && patch.body.contains("+on: push"),
+        "{}",
+        patch.body
+    );
+    assert!(
+        stand
+            .github
+            .file_at(REPO, "claude/1", ".github/workflows/ci.yml")
+            .is_none()
+    );
+    stand.stop(&mut agent).await;
+}
+
+#[tokio::test]
+async fn a_file_over_githubs_limit_or_a_hook_is_refused_with_githubs_reason() {
+    for (setup, expect) in [
+        (
+            (|g: &cca_testkit::github::FakeGitHub| g.limit_file_size(REPO, 1_000))
+                as fn(&cca_testkit::github::FakeGitHub),
+            "GH001",
+        ),
+        (
+            |g: &cca_testkit::github::FakeGitHub| {
+                g.decline_pushes(REPO, "Commits must be signed (policy of octo).");
+            },
+            "Commits must be signed",
+        ),
+    ] {
+        let Some(stand) = Stand::new_on(SessionType::Agent, "claude/1", setup, |_| {}).await else {
+            return;
+        };
+        stand.model.push_all([
+            Reply::write("data.txt", &"x".repeat(2_000)),
+            Reply::text("Wrote data."),
+        ]);
+        let mut agent = stand.spawn("run");
+        let refused = stand.wait_comment("Push refused", START).await;
+        assert!(refused.body.contains(expect), "{}", refused.body);
+        let patch = stand
+            .wait_comment("The refused work, as a patch", START)
+            .await;
+        assert!(patch.body.contains("+++ b/data.txt"), "{}", patch.body);
+        stand.stop(&mut agent).await;
+    }
+}

@@ -435,7 +435,11 @@ fn the_architectures_infra_runs_are_the_ones_the_scripts_build() {
     }
     // The webhook's package: scripts/build-lambda.sh builds one target; the function runs it.
     let target = readonly("scripts/build-lambda.sh", "TARGET");
-    let arch = target.split('-').next().unwrap().replace("aarch64", "arm64");
+    let arch = target
+        .split('-')
+        .next()
+        .unwrap()
+        .replace("aarch64", "arm64");
     let lambda = read_infra("lambda.tf");
     let line = lambda
         .lines()

@@ -177,6 +177,14 @@ impl Bare {
         };
         let head = format!("--initial-branch={default_branch}");
         bare.run(&["init", "--bare", "--quiet", &head])?;
+        let hook = bare.dir.join("hooks").join("pre-receive");
+        std::fs::create_dir_all(bare.dir.join("hooks")).map_err(|e| format!("hooks: {e}"))?;
+        std::fs::write(&hook, PRE_RECEIVE).map_err(|e| format!("write {}: {e}", hook.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("chmod {}: {e}", hook.display()))?;
+        }
         for (key, value) in [
             ("http.receivepack", "true"),
             ("uploadpack.allowAnySHA1InWant", "true"),
@@ -575,6 +583,50 @@ fn parse_signature(value: &str) -> Option<GitSignature> {
     })
 }
 
+/// The refusals of GitHub's receive side, as a hook: the fake sets, per push, which apply.
+/// `CCA_FAKE_PROTECTED`: branches no push may update (GH006). `CCA_FAKE_NO_WORKFLOWS`: the
+/// pusher lacks the `workflows` permission, so no commit may touch `.github/workflows/`.
+/// `CCA_FAKE_MAX_FILE_BYTES`: the largest file (GitHub's is 100 MB, GH001). `CCA_FAKE_DECLINE`:
+/// an organisation's own pre-receive hook refusing with this message.
+pub(crate) const PRE_RECEIVE: &str = r#"#!/bin/sh
+zero=0000000000000000000000000000000000000000
+status=0
+while read -r old new ref; do
+    [ "$new" = "$zero" ] && continue
+    branch=${ref#refs/heads/}
+    for p in $CCA_FAKE_PROTECTED; do
+        if [ "$p" = "$branch" ]; then
+            echo "error: GH006: Protected branch update failed for $ref." >&2
+            echo "error: Changes must be made through a pull request." >&2
+            status=1
+        fi
+    done
+    if [ -n "$CCA_FAKE_NO_WORKFLOWS" ]; then
+        for c in $(git rev-list "$new" --not --all); do
+            for f in $(git diff-tree --no-commit-id --name-only -r --root "$c" | grep '^\.github/workflows/'); do
+                echo "refusing to allow a GitHub App to create or update workflow \`$f\` without \`workflows\` permission" >&2
+                status=1
+            done
+        done
+    fi
+    if [ -n "$CCA_FAKE_MAX_FILE_BYTES" ]; then
+        big=$(git rev-list --objects "$new" --not --all | git cat-file --batch-check='%(objecttype) %(objectsize) %(rest)' | awk -v max="$CCA_FAKE_MAX_FILE_BYTES" '$1 == "blob" && $2 > max { print $3 " is " $2 " bytes" }')
+        if [ -n "$big" ]; then
+            echo "error: GH001: Large files detected. You may want to try Git Large File Storage - https://git-lfs.github.com." >&2
+            echo "$big" | while read -r line; do
+                echo "error: File $line; this exceeds GitHub's file size limit of $CCA_FAKE_MAX_FILE_BYTES bytes" >&2
+            done
+            status=1
+        fi
+    fi
+    if [ -n "$CCA_FAKE_DECLINE" ]; then
+        echo "$CCA_FAKE_DECLINE" >&2
+        status=1
+    fi
+done
+exit $status
+"#;
+
 /// A request of git's HTTP protocol, ready for `git http-backend`.
 #[derive(Debug)]
 pub(crate) struct CgiRequest {
@@ -591,6 +643,8 @@ pub(crate) struct CgiRequest {
     pub(crate) git_protocol: Option<String>,
     /// Who is pushing or fetching (`REMOTE_USER`).
     pub(crate) remote_user: String,
+    /// The push rules [`PRE_RECEIVE`] applies, as its variables.
+    pub(crate) rules: Vec<(&'static str, String)>,
     pub(crate) body: Bytes,
 }
 
@@ -609,6 +663,7 @@ pub(crate) async fn http_backend(request: CgiRequest) -> Response {
         .env("REMOTE_USER", &request.remote_user)
         .env("REMOTE_ADDR", "127.0.0.1")
         .env("CONTENT_LENGTH", request.body.len().to_string())
+        .envs(request.rules.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -400,6 +400,7 @@ impl FakeGitHub {
             hosted: None,
             drafts_refused: false,
             labels: BTreeMap::new(),
+            push_rules: PushRules::default(),
         };
         let sha = repo.store_commit(random_sha(), Vec::new(), "initial commit".to_owned());
         repo.record_branch(default_branch, &sha);
@@ -409,6 +410,23 @@ impl FakeGitHub {
     /// Sets the `clone_url` the API reports for a repository (for example a local bare repository).
     pub fn set_clone_url(&self, repo: &str, url: &str) {
         self.with_repo(repo, |r| r.clone_url = Some(url.to_owned()));
+    }
+
+    /// Protects `branch`: pushes to it are refused (GH006), as with a branch protection rule.
+    pub fn protect_branch(&self, repo: &str, branch: &str) {
+        self.with_repo(repo, |r| {
+            r.push_rules.protected.insert(branch.to_owned());
+        });
+    }
+
+    /// Refuses pushes adding a file over `bytes` (GitHub's limit is 100 MB, GH001).
+    pub fn limit_file_size(&self, repo: &str, bytes: u64) {
+        self.with_repo(repo, |r| r.push_rules.max_file_bytes = Some(bytes));
+    }
+
+    /// Refuses every push with `message`, as an organisation's pre-receive hook does.
+    pub fn decline_pushes(&self, repo: &str, message: &str) {
+        self.with_repo(repo, |r| r.push_rules.decline = Some(message.to_owned()));
     }
 
     /// The repository's labels, by name.
@@ -790,6 +808,16 @@ struct Repo {
     drafts_refused: bool,
     /// The repository's labels by lower-cased name (GitHub's names are case-insensitive).
     labels: BTreeMap<String, Label>,
+    /// What the receive side refuses (see [`crate::git::PRE_RECEIVE`]).
+    push_rules: PushRules,
+}
+
+/// GitHub's refusals of pushes to one repository.
+#[derive(Debug, Clone, Default)]
+struct PushRules {
+    protected: BTreeSet<String>,
+    max_file_bytes: Option<u64>,
+    decline: Option<String>,
 }
 
 /// A repository label.
@@ -1348,11 +1376,36 @@ impl State {
                 "Repository not found.",
             )));
         };
+        // An installation token may touch workflow files only with `workflows: write`.
+        let workflows = match token.and_then(|t| self.tokens.iter().find(|i| i.token == t)) {
+            Some(issued) => issued.permissions["workflows"] == "write",
+            None => true,
+        };
+        let rules = &self.repos[&key].push_rules;
+        let mut env = vec![(
+            "CCA_FAKE_PROTECTED",
+            rules
+                .protected
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+        )];
+        if !workflows {
+            env.push(("CCA_FAKE_NO_WORKFLOWS", "1".to_owned()));
+        }
+        if let Some(max) = rules.max_file_bytes {
+            env.push(("CCA_FAKE_MAX_FILE_BYTES", max.to_string()));
+        }
+        if let Some(message) = &rules.decline {
+            env.push(("CCA_FAKE_DECLINE", message.clone()));
+        }
         Ok(GitPlan {
             root: repos_dir(root.path()),
             home: home_dir(root.path()),
             path_info: format!("/{key}.git/{tail}"),
             login,
+            rules: env,
         })
     }
 
@@ -3057,6 +3110,7 @@ struct GitPlan {
     home: PathBuf,
     path_info: String,
     login: &'static str,
+    rules: Vec<(&'static str, String)>,
 }
 
 /// Serves git's smart HTTP protocol for hosted repositories, through `git http-backend`; the
@@ -3115,6 +3169,7 @@ async fn serve_git(Shared(fake): Shared<FakeGitHub>, request: axum::extract::Req
                 content_encoding: header("content-encoding"),
                 git_protocol: header("git-protocol"),
                 remote_user: plan.login.to_owned(),
+                rules: plan.rules,
                 body,
             })
             .await

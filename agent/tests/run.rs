@@ -732,7 +732,7 @@ async fn a_file_over_githubs_limit_or_a_hook_is_refused_with_githubs_reason() {
             return;
         };
         stand.model.push_all([
-            Reply::write("data.txt", &"x".repeat(2_000)),
+            Reply::write("data.txt", "x".repeat(2_000)),
             Reply::text("Wrote data."),
         ]);
         let mut agent = stand.spawn("run");

@@ -4,25 +4,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cca_domain::{BranchName, Login, RepoName};
-use cca_github::{AppCredentials, GitHub, GitHubAuth, Permission};
-use cca_testkit::github::{APP_ID, AuthKind, FakeGitHub, app_private_key_pem};
+use cca_github::{GitHub, GitHubAuth, Permission};
+use cca_testkit::github::{APP_ID, AuthKind, FakeGitHub};
 use secrecy::{ExposeSecret, SecretString};
 
-fn app(fake: &FakeGitHub) -> GitHub {
-    let creds = AppCredentials::new(
-        APP_ID,
-        &SecretString::from(app_private_key_pem().to_owned()),
-    )
-    .unwrap();
-    GitHub::new(
-        fake.url(),
-        GitHubAuth::App {
-            app: creds,
-            default_installation: Some(7),
-        },
-    )
-    .unwrap()
-}
+mod support;
+use support::app;
 
 async fn fake() -> FakeGitHub {
     let f = FakeGitHub::start().await;

@@ -6,9 +6,8 @@
 use std::time::{Duration, Instant};
 
 use cca_domain::RepoName;
-use cca_github::{AppCredentials, GitHub, GitHubAuth, GitHubError};
-use cca_testkit::github::{APP_ID, FakeGitHub, RateLimit, app_private_key_pem};
-use secrecy::SecretString;
+use cca_github::{GitHub, GitHubError};
+use cca_testkit::github::{FakeGitHub, RateLimit};
 
 const REPO: &str = "octo/app";
 
@@ -20,21 +19,10 @@ async fn stand() -> (FakeGitHub, u64) {
     (f, issue)
 }
 
+mod support;
+
 fn client(fake: &FakeGitHub, patience: Duration) -> GitHub {
-    let creds = AppCredentials::new(
-        APP_ID,
-        &SecretString::from(app_private_key_pem().to_owned()),
-    )
-    .unwrap();
-    GitHub::new(
-        fake.url(),
-        GitHubAuth::App {
-            app: creds,
-            default_installation: Some(7),
-        },
-    )
-    .unwrap()
-    .with_rate_limit_patience(patience)
+    support::app(fake).with_rate_limit_patience(patience)
 }
 
 fn repo() -> RepoName {

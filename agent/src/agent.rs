@@ -104,6 +104,8 @@ struct Started {
     totals: tokio::sync::Mutex<Totals>,
     activity: Activity,
     pr_url: Option<String>,
+    /// The head whose refused push was last reported (so a stop does not report it again).
+    refused_head: tokio::sync::Mutex<Option<String>>,
 }
 
 async fn start(
@@ -167,6 +169,7 @@ async fn start(
             last: Arc::new(AtomicI64::new(now())),
         },
         pr_url,
+        refused_head: tokio::sync::Mutex::new(None),
     })
 }
 
@@ -728,11 +731,23 @@ async fn commit_and_push(
 /// The largest patch posted as a comment (GitHub refuses comments over 65 536 characters).
 const PATCH_COMMENT_MAX: usize = 50_000;
 
+/// How long the comments about refused work may wait (a stop has its own deadline).
+const REFUSAL_POST_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether GitHub's refusal is about where or with what permission the work was pushed, not
+/// about its content: only then may the content be posted on the PR. Secret scanning (GH013)
+/// and an organisation's own hook refuse content on purpose; posting it would defeat them.
+fn content_may_be_posted(reason: &str) -> bool {
+    reason.contains("without `workflows` permission") || reason.contains("GH006")
+}
+
 /// GitHub refused the push (`reason`): the work must not be lost. It goes to a new branch
-/// beside the session's (enough for a protected branch); when GitHub refuses that too (workflow
-/// files, a large file, a hook), the commits are posted on the PR as a patch `git am` applies,
-/// when it fits in a comment. Says on the PR what was refused, why, and where the work is;
-/// returns the line for the run's summary.
+/// beside the session's (enough for a protected branch); when GitHub refuses that too, the
+/// commits are posted on the PR as a patch `git am` applies, when the refusal is not about the
+/// content and the patch fits in a comment, else the files are named. Says on the PR what was
+/// refused, why, and where the work is; returns the line for the run's summary. A head already
+/// reported is not reported again (the stop retries the push).
+#[allow(clippy::too_many_arguments)]
 async fn keep_refused_work(
     ready: &Ready,
     reporter: &Reporter,
@@ -744,8 +759,13 @@ async fn keep_refused_work(
 ) -> String {
     let branch = session.branch_name.as_str();
     let head = st.repo.head().await.unwrap_or_default();
+    let mut reported = st.refused_head.lock().await;
+    if reported.as_deref() == Some(head.as_str()) {
+        return format!("GitHub refused the push to `{branch}`: {reason} (reported above).");
+    }
     let short = &head[..head.len().min(7)];
     let fallback = format!("{branch}-kept-{short}");
+    let mut patch_comment = None;
     let kept = match st.repo.push_new(&fallback, auth).await {
         Ok(()) => {
             info!(branch = %fallback, "the refused work is on a branch of its own");
@@ -754,33 +774,57 @@ async fn keep_refused_work(
         Err(e) => {
             let second = crate::git::refusal(&e.detail).unwrap_or_else(|| e.detail.clone());
             warn!(error = %ready.secrets.mask(&second), "the fallback branch was refused too");
+            let files = st.repo.files_since(start).await.unwrap_or_default();
+            let named: Vec<String> = files
+                .iter()
+                .take(50)
+                .map(|f| format!("`{}`", f.path))
+                .collect();
+            let gone = if ready.shared.stop_requested().is_some() {
+                "the session is stopping, so it is lost with it"
+            } else {
+                "the work stays in this session's working copy until it stops"
+            };
             match st.repo.patch(branch, start).await {
-                Ok(patch) if patch.len() <= PATCH_COMMENT_MAX => {
+                Ok(patch) if patch.len() <= PATCH_COMMENT_MAX && content_may_be_posted(reason) => {
                     let fence = "`".repeat(longest_backtick_run(&patch).max(2) + 1);
-                    reporter
-                        .post_logged(&format!(
-                            "📎 **The refused work, as a patch** (apply it with `git am` on `{branch}`):\n\n<details><summary>{} lines</summary>\n\n{fence}diff\n{patch}\n{fence}\n\n</details>",
-                            patch.lines().count()
-                        ))
-                        .await;
+                    patch_comment = Some(format!(
+                        "📎 **The refused work, as a patch** (apply it with `git am` on `{branch}`):\n\n<details><summary>{} lines</summary>\n\n{fence}diff\n{patch}\n{fence}\n\n</details>",
+                        patch.lines().count()
+                    ));
                     "A branch of its own was refused too, so the work is posted below as a patch."
                         .to_owned()
                 }
-                Ok(patch) => format!(
-                    "A branch of its own was refused too, and the patch ({} KB) is too large for a comment: the work stays in this session's working copy until it stops.",
-                    patch.len() / 1024
+                Ok(patch) if content_may_be_posted(reason) => format!(
+                    "A branch of its own was refused too, and the patch ({} KB) is too large for a comment: {gone}. Files: {}.",
+                    patch.len() / 1024,
+                    named.join(", ")
                 ),
-                Err(e) => format!(
-                    "The work stays in this session's working copy until it stops (no patch: {}).",
-                    ready.secrets.mask(&e.to_string())
+                // Refused for its content: the content is not repeated here.
+                Ok(_) => format!(
+                    "A branch of its own was refused too; as GitHub refused the content, it is not posted here: {gone}. Files: {}.",
+                    named.join(", ")
                 ),
+                Err(e) => format!("{gone} (no patch: {}).", ready.secrets.mask(&e.to_string())),
             }
         }
     };
+    *reported = Some(head.clone());
     let said = format!("GitHub refused the push to `{branch}`: {reason}. {kept}");
-    reporter
-        .post_logged(&format!(":no_entry: **Push refused.** {said}"))
-        .await;
+    let post = async {
+        reporter
+            .post_logged(&format!(":no_entry: **Push refused.** {said}"))
+            .await;
+        if let Some(patch) = &patch_comment {
+            reporter.post_logged(patch).await;
+        }
+    };
+    if tokio::time::timeout(REFUSAL_POST_LIMIT, post)
+        .await
+        .is_err()
+    {
+        warn!("the comments about the refused push did not go out in time");
+    }
     said
 }
 

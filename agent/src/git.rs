@@ -509,7 +509,21 @@ pub fn refusal(detail: &str) -> Option<String> {
     if let Some(why) = why.filter(|w| !reasons.iter().any(|r| r == w)) {
         reasons.push(why);
     }
-    Some(reasons.join("; "))
+    let text = reasons.join("; ");
+    // GitHub also says `[remote rejected]` for its own failures (`Internal Server Error`,
+    // `failed to update ref`, `cannot lock ref` in a race): those are worth the usual retry.
+    let permanent = [
+        "GH00",
+        "GH01",
+        "without `workflows` permission",
+        "pre-receive hook declined",
+        "repository rule violations",
+        "protected branch",
+    ];
+    permanent
+        .iter()
+        .any(|p| text.to_ascii_lowercase().contains(&p.to_ascii_lowercase()))
+        .then_some(text)
 }
 
 /// The `protocol.<name>.allow` settings that let git reach `url`'s scheme, and only it.
@@ -637,7 +651,12 @@ mod tests {
                 "refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission"
             )
         );
-        // A branch that moved is not a refusal: fetch, rebase and push again.
+        // GitHub's own failure, and a branch that moved, are not refusals: fetch, rebase and
+        // push again.
+        let flaky = " ! [remote rejected] HEAD -> claude/1 (Internal Server Error)";
+        assert_eq!(refusal(flaky), None);
+        let secret = "remote: error: GH013: Repository rule violations found for refs/heads/claude/1.\n ! [remote rejected] HEAD -> claude/1 (push declined due to repository rule violations)";
+        assert!(refusal(secret).unwrap().contains("GH013"));
         let moved =
             " ! [rejected]        HEAD -> claude/1 (fetch first)\nerror: failed to push some refs";
         assert_eq!(refusal(moved), None);

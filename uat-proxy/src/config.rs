@@ -32,8 +32,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// cut off.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
-/// How long an app may take to send its answer's head once it has the request. The load
-/// balancer gives up after its idle time-out (60 s) anyway; a hung app frees the connection.
+/// How long an app may take, from the request being sent to it (its body included), to send its
+/// answer's head. The load balancer gives up on a silent exchange after its idle time-out (60 s)
+/// anyway; a hung app frees the connection.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Client connections open at once; more are closed as they are accepted.

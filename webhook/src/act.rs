@@ -206,9 +206,10 @@ fn already(session: &Session) -> Reply {
     )
 }
 
-/// The most repositories one installation delivery makes labels in: four labels each stay
-/// within GitHub's 80 content-creating requests a minute and its 10 s for an answer.
-const LABEL_REPOS_PER_DELIVERY: usize = 15;
+/// The most repositories one installation delivery makes labels in, one request at a time as
+/// GitHub asks of content-creating requests: four labels each stay within its 10 s for an
+/// answer.
+const LABEL_REPOS_PER_DELIVERY: usize = 5;
 
 /// Makes the system's labels exist in repositories the App was just given, so nobody has to
 /// guess their names. Repositories beyond [`LABEL_REPOS_PER_DELIVERY`] are named in the answer
@@ -227,19 +228,22 @@ async fn ensure_labels(app: &App, repos: &[RepoName], installation: u64) -> ActR
         Err(e) => return Err(e.into()),
     };
     let (now, later) = repos.split_at(repos.len().min(LABEL_REPOS_PER_DELIVERY));
-    let results = futures::future::join_all(now.iter().map(|repo| {
-        let gh = gh.clone();
-        async move {
-            let mut created = Vec::new();
-            for (name, color, description) in app.rules.labels() {
-                if gh.ensure_label(repo, name, color, description).await? {
-                    created.push(name.to_owned());
+    let mut results = Vec::new();
+    for repo in now {
+        let mut created = Vec::new();
+        let mut result = Ok(());
+        for (name, color, description) in app.rules.labels() {
+            match gh.ensure_label(repo, name, color, description).await {
+                Ok(true) => created.push(name.to_owned()),
+                Ok(false) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
             }
-            Ok::<_, GitHubError>((repo, created))
         }
-    }))
-    .await;
+        results.push(result.map(|()| (repo, created)));
+    }
     let mut made = serde_json::Map::new();
     let mut refused = Vec::new();
     for (repo, result) in now.iter().zip(results) {
@@ -248,8 +252,9 @@ async fn ensure_labels(app: &App, repos: &[RepoName], installation: u64) -> ActR
                 info!(repo = %repo, ?created, "labels ensured");
                 made.insert(repo.to_string(), json!(created));
             }
-            // Removed from the installation meanwhile, or labels not permitted: said, not retried.
-            Err(e) if matches!(e.status(), Some(403 | 404)) => {
+            // Removed from the installation meanwhile, labels not permitted, or a configured
+            // name GitHub refuses (422): said, not retried.
+            Err(e) if matches!(e.status(), Some(403 | 404 | 422)) => {
                 warn!(repo = %repo, error = %e, "cannot make labels");
                 refused.push(repo.to_string());
             }
@@ -277,23 +282,39 @@ async fn ensure_labels(app: &App, repos: &[RepoName], installation: u64) -> ActR
 const STOPPING_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 const STOPPING_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
+const STILL_STOPPING: &str = "Session stopping; not started again";
+
 /// A start that found its session still stopping after [`STOPPING_WAIT`]: it is not started
 /// again, and the issue or PR is told so rather than the label being silently dropped.
 async fn still_stopping(app: &App, s: &Session) -> Reply {
     info!(session = %s.session_id, "start asked for while the session is stopping");
     if let Some(n) = s.pr_number.or(s.issue_number) {
-        let label = match s.session_type {
-            SessionType::Agent => &app.rules.agent_label,
-            SessionType::Preview => &app.rules.preview_label,
+        let staging = s.image_channel == ImageChannel::Staging;
+        let again = match (s.source, s.session_type, staging) {
+            (Source::Jira, _, _) => "label the JIRA issue again".to_owned(),
+            (_, SessionType::Agent, false) => {
+                format!("remove and re-add the `{}` label", app.rules.agent_label)
+            }
+            (_, SessionType::Agent, true) => format!(
+                "remove and re-add the `{}` label",
+                app.rules.agent_staging_label
+            ),
+            (_, SessionType::Preview, false) => {
+                format!("remove and re-add the `{}` label", app.rules.preview_label)
+            }
+            (_, SessionType::Preview, true) => format!(
+                "remove and re-add the `{}` label",
+                app.rules.preview_staging_label
+            ),
         };
         let body = format!(
-            "{MARKER}\n:hourglass: Session `{}` is still stopping (it commits and pushes its work first), so it was not started again. Once it has stopped, remove and re-add the `{label}` label to start it.",
+            "{MARKER}\n:hourglass: Session `{}` is still stopping (it commits and pushes its work first), so it was not started again. Once it has stopped, {again} to start it.",
             s.session_id
         );
         post_comment(app, s.installation_id, &s.repo_full_name, n, &body).await;
     }
     Reply::ok_with(
-        "Session stopping; not started again",
+        STILL_STOPPING,
         json!({ "session_id": s.session_id, "status": s.status }),
     )
 }
@@ -641,6 +662,8 @@ async fn start_preview(
     };
     let session = match claim(app, &key, fresh, None).await? {
         Ok(s) => s,
+        // The stopping preview was told on the PR already.
+        Err(reply) if reply.body["message"] == STILL_STOPPING => return Ok(reply),
         Err(reply) => {
             let body =
                 format!("{MARKER}\n**UAT Already Running**\n\nURL: {url}\n\nSession: `{id}`");

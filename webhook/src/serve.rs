@@ -1,9 +1,13 @@
 //! Serving a router over TCP with the bounds a listener on a network needs, which `axum::serve`
 //! does not set: request headers must arrive within [`Limits::header_timeout`] (a client that
-//! trickles them, slowloris, is cut), each request, its body included, is answered within
-//! [`Limits::request_timeout`] (a body that trickles gets 408 and the connection closes), and at
-//! most [`Limits::max_connections`] connections are open at once (more are closed as they are
-//! accepted). `cca-webhook serve` and `cca up` both serve through here.
+//! trickles them, slowloris, is cut), a request's body within [`Limits::request_timeout`] after
+//! them (a body that trickles gets 408; the handler is never cut once it has the body, so a
+//! delivery's work is not dropped half-way), bodies are at most [`Limits::max_body_bytes`]
+//! (413), and at most [`Limits::max_connections`] connections are open at once (more are closed
+//! as they are accepted). Connections are not kept alive: hyper's header clock also runs while a
+//! kept-alive connection waits, and a tunnel or load balancer reusing a connection the server is
+//! closing would lose a delivery; every answer says `Connection: close` instead. `cca-webhook
+//! serve` and `cca up` both serve through here.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,6 +20,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -30,20 +35,22 @@ pub struct Limits {
     /// From the connection's first byte (or the end of the last request) to the end of the
     /// request's headers.
     pub header_timeout: Duration,
-    /// From the end of the headers to the end of the answer's head: the body's arrival and the
-    /// handling.
+    /// From the end of the headers to the end of the body.
     pub request_timeout: Duration,
+    /// The largest body accepted.
+    pub max_body_bytes: usize,
     /// Connections open at once.
     pub max_connections: usize,
 }
 
 impl Default for Limits {
-    /// 10 s for headers, 30 s a request (GitHub gives up on a delivery after 10 s), 512
+    /// 10 s for headers, 30 s for the body, 25 MiB (GitHub's largest payload), 512
     /// connections.
     fn default() -> Self {
         Self {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            max_body_bytes: crate::router::MAX_BODY_BYTES,
             max_connections: 512,
         }
     }
@@ -55,7 +62,7 @@ pub struct LimitArgs {
     /// Seconds a client has to send a request's headers.
     #[arg(long, env = "LISTEN_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub header_timeout_secs: u64,
-    /// Seconds a request has, once its headers are in, for its body and its answer.
+    /// Seconds a request has, once its headers are in, for its body.
     #[arg(long, env = "LISTEN_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub request_timeout_secs: u64,
     /// Connections open at once; more are closed as they arrive.
@@ -68,6 +75,7 @@ impl LimitArgs {
         Limits {
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_body_bytes: crate::router::MAX_BODY_BYTES,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
         }
     }
@@ -105,13 +113,13 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            handle(router.clone(), peer, req, limits.request_timeout)
+            handle(router.clone(), peer, req, limits)
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(Some(limits.header_timeout))
-            .keep_alive(true);
+            .keep_alive(false);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -125,33 +133,47 @@ pub async fn serve(
     Ok(())
 }
 
+/// Reads the body within the deadline, then hands the request to the router, which is never
+/// cut off.
 async fn handle(
     router: Router,
     peer: SocketAddr,
     req: Request<Incoming>,
-    deadline: Duration,
+    limits: Limits,
 ) -> Result<Response, Infallible> {
-    let mut req = req.map(Body::new);
-    req.extensions_mut().insert(ConnectInfo(peer));
-    match tokio::time::timeout(deadline, router.oneshot(req)).await {
-        Ok(answer) => answer,
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, limits.max_body_bytes);
+    let read = tokio::time::timeout(limits.request_timeout, limited.collect()).await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(Reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {} bytes", limits.max_body_bytes),
+            )
+            .into_response());
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "request body not read");
+            return Ok(
+                Reply::error(StatusCode::BAD_REQUEST, "the body could not be read").into_response(),
+            );
+        }
         Err(_) => {
-            tracing::debug!(%peer, ?deadline, "request not done in time");
-            let mut r = Reply::error(
+            tracing::debug!(%peer, "request body too slow");
+            return Ok(Reply::error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
-                    "the request was not complete within {} s",
-                    deadline.as_secs()
+                    "the body did not arrive within {} s",
+                    limits.request_timeout.as_secs()
                 ),
             )
-            .into_response();
-            r.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            Ok(r)
+            .into_response());
         }
-    }
+    };
+    let mut req = Request::from_parts(parts, Body::from(body));
+    req.extensions_mut().insert(ConnectInfo(peer));
+    router.oneshot(req).await
 }
 
 #[cfg(test)]
@@ -182,6 +204,7 @@ mod tests {
         Limits {
             header_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
+            max_body_bytes: 1024,
             max_connections: 2,
         }
     }
@@ -217,6 +240,48 @@ mod tests {
         let answer = until_closed(&mut good).await;
         assert!(
             answer.starts_with("HTTP/1.1 200") && answer.ends_with("hi"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_413_and_a_slow_handler_is_never_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route(
+                "/echo",
+                axum::routing::post(|body: String| async move { body }),
+            )
+            .route(
+                "/slow",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "done"
+                }),
+            );
+        tokio::spawn(serve(listener, router, limits(), std::future::pending()));
+        let mut large = tokio::net::TcpStream::connect(addr).await.unwrap();
+        large
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
+            .await
+            .unwrap();
+        large.write_all(&[b'a'; 2000]).await.unwrap();
+        let answer = until_closed(&mut large).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        // Past the 2 s body deadline, but the body was in: the answer comes, and closes.
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut client).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"),
+            "{answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
             "{answer}"
         );
     }

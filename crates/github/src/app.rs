@@ -361,7 +361,8 @@ impl GitHub {
             http::Method::POST,
             &route,
             Some(&body),
-            self.patience,
+            // Never long: the token cache's lock is held meanwhile, and the JWT is short-lived.
+            crate::rate::DEFAULT_PATIENCE,
         )
         .await?;
         let expires_at = parse_rfc3339(&answer.expires_at)

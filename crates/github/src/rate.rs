@@ -20,6 +20,11 @@ pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(4);
 /// What GitHub asks for when a secondary limit names no time.
 const UNSPECIFIED_WAIT: Duration = Duration::from_secs(60);
 
+/// The shortest wait (a `retry-after: 0` or a reset already past must not make a busy loop)
+/// and the longest one taken as asked (a larger number is read as this).
+const MIN_WAIT: Duration = Duration::from_secs(1);
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a rate-limited answer asks the caller to wait, or `None` when it is not one (a 403
 /// that is a refusal of permission has neither header nor a rate-limit message).
 pub(crate) fn wait_asked(
@@ -31,6 +36,15 @@ pub(crate) fn wait_asked(
     if !matches!(status.as_u16(), 403 | 429) {
         return None;
     }
+    asked(status, headers, message, now).map(|w| w.clamp(MIN_WAIT, MAX_WAIT))
+}
+
+fn asked(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    now: SystemTime,
+) -> Option<Duration> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -44,7 +58,9 @@ pub(crate) fn wait_asked(
         let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok())?;
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         // A second of margin: the reset is whole seconds.
-        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+        return Some(Duration::from_secs(
+            reset.saturating_sub(now).saturating_add(1),
+        ));
     }
     let lower = message.to_ascii_lowercase();
     (status.as_u16() == 429 || lower.contains("rate limit")).then_some(UNSPECIFIED_WAIT)
@@ -97,7 +113,7 @@ pub(crate) async fn send<T: DeserializeOwned>(
         let Some(wait) = wait_asked(status, &headers, &message, SystemTime::now()) else {
             return Err(error);
         };
-        if tokio::time::Instant::now() + wait > deadline {
+        if wait > deadline.saturating_duration_since(tokio::time::Instant::now()) {
             return Err(GitHubError::RateLimited {
                 route: route.to_owned(),
                 status: status.as_u16(),
@@ -125,6 +141,30 @@ mod tests {
             h.insert(*k, v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn odd_numbers_neither_spin_nor_overflow() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let forbidden = StatusCode::FORBIDDEN;
+        assert_eq!(
+            wait_asked(forbidden, &headers(&[("retry-after", "0")]), "", now),
+            Some(MIN_WAIT)
+        );
+        assert_eq!(
+            wait_asked(
+                forbidden,
+                &headers(&[("retry-after", "18446744073709551615")]),
+                "",
+                now
+            ),
+            Some(MAX_WAIT)
+        );
+        let reset = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "18446744073709551615"),
+        ]);
+        assert_eq!(wait_asked(forbidden, &reset, "", now), Some(MAX_WAIT));
     }
 
     #[test]

@@ -77,17 +77,9 @@ fn target(intent: &Intent) -> Option<(&RepoName, Option<u64>)> {
 pub async fn check_permission(app: &App, intent: &Intent) -> Option<Reply> {
     let user = intent.requires_write()?;
     let (repo, installation) = target(intent)?;
-    let gh = match app.github.client(installation).await {
+    let gh = match installation_client(app, installation).await {
         Ok(gh) => gh,
-        // The delivery names an installation this App cannot act for: bad input, not an outage.
-        Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => {
-            warn!(installation = ?installation, error = %e, "refused: installation not accessible");
-            return Some(Reply::error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot act for installation {installation:?}: {e}"),
-            ));
-        }
-        Err(e) => return Some(ActError::from(e).reply(app)),
+        Err(refusal) => return Some(refusal),
     };
     match gh.permission(repo, user).await {
         Ok(p) if p.can_write() => None,
@@ -215,40 +207,16 @@ const LABEL_REPOS_PER_DELIVERY: usize = 5;
 /// guess their names. Repositories beyond [`LABEL_REPOS_PER_DELIVERY`] are named in the answer
 /// (and the log) for `cca doctor` or a hand to do.
 async fn ensure_labels(app: &App, repos: &[RepoName], installation: u64) -> ActResult {
-    let gh = match app.github.client(Some(installation)).await {
+    let gh = match installation_client(app, Some(installation)).await {
         Ok(gh) => gh,
-        // An installation this App cannot act for: bad input, not an outage.
-        Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => {
-            warn!(installation, error = %e, "refused: installation not accessible");
-            return Ok(Reply::error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot act for installation {installation}: {e}"),
-            ));
-        }
-        Err(e) => return Err(e.into()),
+        Err(refusal) => return Ok(refusal),
     };
     let (now, later) = repos.split_at(repos.len().min(LABEL_REPOS_PER_DELIVERY));
-    let mut results = Vec::new();
-    for repo in now {
-        let mut created = Vec::new();
-        let mut result = Ok(());
-        for (name, color, description) in app.rules.labels() {
-            match gh.ensure_label(repo, name, color, description).await {
-                Ok(true) => created.push(name.to_owned()),
-                Ok(false) => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        results.push(result.map(|()| (repo, created)));
-    }
     let mut made = serde_json::Map::new();
     let mut refused = Vec::new();
-    for (repo, result) in now.iter().zip(results) {
-        match result {
-            Ok((_, created)) => {
+    for repo in now {
+        match labels_of(app, &gh, repo).await {
+            Ok(created) => {
                 info!(repo = %repo, ?created, "labels ensured");
                 made.insert(repo.to_string(), json!(created));
             }
@@ -275,6 +243,40 @@ async fn ensure_labels(app: &App, repos: &[RepoName], installation: u64) -> ActR
             "not_done": later.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),
     ))
+}
+
+/// Makes the system's labels exist in `repo`; the names it created.
+async fn labels_of(
+    app: &App,
+    gh: &cca_github::RepoClient,
+    repo: &RepoName,
+) -> Result<Vec<String>, GitHubError> {
+    let mut created = Vec::new();
+    for (name, color, description) in app.rules.labels() {
+        if gh.ensure_label(repo, name, color, description).await? {
+            created.push(name.to_owned());
+        }
+    }
+    Ok(created)
+}
+
+/// A client for `installation`; an installation this App cannot act for is bad input, not an
+/// outage (a 400 naming it), any other failure a 502.
+async fn installation_client(
+    app: &App,
+    installation: Option<u64>,
+) -> Result<cca_github::RepoClient, Reply> {
+    match app.github.client(installation).await {
+        Ok(gh) => Ok(gh),
+        Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => {
+            warn!(installation = ?installation, error = %e, "refused: installation not accessible");
+            Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot act for installation {installation:?}: {e}"),
+            ))
+        }
+        Err(e) => Err(ActError::from(e).reply(app)),
+    }
 }
 
 /// How long a start waits for a stopping session of the same key to end (within GitHub's 10 s

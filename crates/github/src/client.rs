@@ -370,10 +370,8 @@ impl RepoClient {
         description: &str,
     ) -> Result<bool, GitHubError> {
         let route = format!("/repos/{repo}/labels");
-        match self
-            .get::<serde_json::Value>(&format!("{route}/{}", path_segment(name)))
-            .await
-        {
+        let one = format!("{route}/{}", path_segment(name));
+        match self.get::<serde_json::Value>(&one).await {
             Ok(_) => return Ok(false),
             Err(e) if e.status() == Some(404) => {}
             Err(e) => return Err(e),
@@ -383,10 +381,7 @@ impl RepoClient {
             Ok(_) => Ok(true),
             // Made meanwhile (`already_exists`): the one GitHub has now is kept. Any other
             // validation failure is an error.
-            Err(e) if e.status() == Some(422) => match self
-                .get::<serde_json::Value>(&format!("{route}/{}", path_segment(name)))
-                .await
-            {
+            Err(e) if e.status() == Some(422) => match self.get::<serde_json::Value>(&one).await {
                 Ok(_) => Ok(false),
                 Err(_) => Err(e),
             },

@@ -627,6 +627,16 @@ async fn a_pr_opened_ready_for_want_of_drafts_is_said_in_the_status_comment() {
     stand.model.push_all([Reply::text("Nothing to do.")]);
     let mut agent = stand.spawn("run");
     stand.wait_comment("Run 1 finished", START).await;
+    // The status comment is edited at most once per interval: wait for the edit.
+    let waited = Instant::now();
+    while !stand
+        .status_comments()
+        .iter()
+        .any(|c| c.body.contains("not a draft"))
+        && waited.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let status = stand.status_comments();
     assert_eq!(status.len(), 1);
     assert!(status[0].body.contains("not a draft"), "{}", status[0].body);

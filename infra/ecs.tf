@@ -135,5 +135,12 @@ resource "aws_ecs_service" "proxy" {
     # (moto 5.2) neither stores nor returns availabilityZoneRebalancing, which would make every
     # plan after the first want to set it again.
     ignore_changes = [availability_zone_rebalancing]
+
+    # The load balancer sends requests only to targets in the zones it has enabled: a proxy task
+    # placed elsewhere would be registered and never get a preview request.
+    precondition {
+      condition     = length(local.proxy_subnets_outside_alb_zones) == 0
+      error_message = "proxy_subnet_ids (default: agent_subnet_ids) must be in the availability zones of the load balancer (${join(", ", sort(local.alb_zones))}); these are not: ${join(", ", local.proxy_subnets_outside_alb_zones)}."
+    }
   }
 }

@@ -30,6 +30,15 @@ resource "aws_lambda_function" "webhook" {
     variables = local.webhook_environment
   }
 
+  lifecycle {
+    # A Lambda in a VPC never gets a public address: without a NAT its calls to GitHub and the
+    # AWS APIs time out, which shows only when the first delivery arrives.
+    precondition {
+      condition     = length(local.lambda_subnets_without_nat) == 0
+      error_message = "lambda_subnet_ids must be private subnets whose route table sends 0.0.0.0/0 to a NAT gateway (a Lambda never gets a public address); these do not: ${join(", ", local.lambda_subnets_without_nat)}."
+    }
+  }
+
   # Logs go to /aws/lambda/<function name>, made beforehand with its retention.
   depends_on = [
     aws_cloudwatch_log_group.this,
@@ -100,6 +109,47 @@ resource "aws_lambda_permission" "webhook_url" {
   action                 = "lambda:InvokeFunctionUrl"
   principal              = "*"
   function_url_auth_type = "NONE"
+}
+
+# Since October 2025 a public function URL also needs `lambda:InvokeFunction` limited to calls
+# through a function URL (the condition lambda:InvokedViaFunctionUrl). The AWS provider 5.x
+# cannot express that condition (6.x can: `invoked_via_function_url`), so the AWS CLI makes the
+# statement, again whenever the function or the alias is replaced or updated (a replaced alias
+# loses its policy). It needs the AWS CLI, with the deployment's credentials, where Terraform
+# runs. `cca doctor` checks both statements (webhook-url-permissions).
+resource "terraform_data" "webhook_url_invoke" {
+  input = {
+    function  = aws_lambda_function.webhook.function_name
+    qualifier = aws_lambda_alias.live.name
+    statement = "PublicFunctionUrlInvoke"
+  }
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -e
+      if aws lambda get-policy --region "$REGION" --function-name "$FUNCTION" --qualifier "$QUALIFIER" \
+          --query Policy --output text 2>/dev/null | grep -q "\"$STATEMENT\""; then
+        aws lambda remove-permission --region "$REGION" --function-name "$FUNCTION" \
+          --qualifier "$QUALIFIER" --statement-id "$STATEMENT"
+      fi
+      aws lambda add-permission --region "$REGION" --function-name "$FUNCTION" \
+        --qualifier "$QUALIFIER" --statement-id "$STATEMENT" --action lambda:InvokeFunction \
+        --principal '*' --invoked-via-function-url >/dev/null
+    EOT
+    environment = {
+      REGION    = data.aws_region.current.name
+      FUNCTION  = self.input.function
+      QUALIFIER = self.input.qualifier
+      STATEMENT = self.input.statement
+    }
+  }
+
+  lifecycle {
+    replace_triggered_by = [aws_lambda_function.webhook, aws_lambda_alias.live]
+  }
+
+  depends_on = [aws_lambda_function_url.webhook]
 }
 
 # --- The sweeper's schedule ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 # Security groups. Traffic allowed, and nothing else:
 #   load balancer -> proxy        proxy_port
-#   proxy         -> sessions     app_port     (the app's dev server)
+#   proxy         -> sessions     1024-65535 but control_port (the app's dev server, on the
+#                                 port the repository's .cca.toml names, APP_PORTS in the code)
 #   webhook       -> sessions     control_port (the agent's control API)
 #   proxy, webhook, sessions -> anywhere on 443 (GitHub, AWS APIs, ECR); sessions also on 80
 #   (package registries and the like that still answer plain HTTP).
@@ -52,13 +53,23 @@ resource "aws_security_group_rule" "alb_to_proxy" {
 
 # --- Into session tasks ----------------------------------------------------------------------
 
+# A repository's `.cca.toml` may give its app any unprivileged port (cca_domain's APP_PORTS),
+# except the agent's control port, which only the webhook may reach.
+locals {
+  app_port_ranges = { for r in [
+    { from = 1024, to = min(var.control_port - 1, 65535) },
+    { from = max(var.control_port + 1, 1024), to = 65535 },
+  ] : "${r.from}-${r.to}" => r if r.from <= r.to }
+}
+
 resource "aws_security_group_rule" "sessions_app_from_proxy" {
+  for_each                 = local.app_port_ranges
   type                     = "ingress"
   security_group_id        = aws_security_group.sessions.id
   source_security_group_id = aws_security_group.proxy.id
   protocol                 = "tcp"
-  from_port                = var.app_port
-  to_port                  = var.app_port
+  from_port                = each.value.from
+  to_port                  = each.value.to
   description              = "App dev server of the session, through the UAT proxy"
 }
 
@@ -75,12 +86,13 @@ resource "aws_security_group_rule" "sessions_control_from_webhook" {
 # --- Out -------------------------------------------------------------------------------------
 
 resource "aws_security_group_rule" "proxy_to_sessions" {
+  for_each                 = local.app_port_ranges
   type                     = "egress"
   security_group_id        = aws_security_group.proxy.id
   source_security_group_id = aws_security_group.sessions.id
   protocol                 = "tcp"
-  from_port                = var.app_port
-  to_port                  = var.app_port
+  from_port                = each.value.from
+  to_port                  = each.value.to
   description              = "Forward to the app of the session"
 }
 

@@ -47,6 +47,10 @@ output "doctor_environment" {
     AGENT_CONTAINER_NAME          = local.session_containers.agent
     UAT_CONTAINER_NAME            = local.session_containers.preview
     PROXY_CONTAINER_NAME          = local.containers.proxy.name
+    PROXY_SERVICE                 = aws_ecs_service.proxy.name
+    AGENT_SECURITY_GROUPS         = aws_security_group.sessions.id
+    CONTROL_PORT                  = tostring(var.control_port)
+    WEBHOOK_FUNCTION_NAME         = aws_lambda_function.webhook.function_name
     SESSIONS_TABLE                = aws_dynamodb_table.sessions.name
     GITHUB_APP_SECRET_ARN         = local.github_app_secret_arn
     CONTROL_SECRET_ARN            = aws_secretsmanager_secret.control.arn

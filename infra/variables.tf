@@ -107,9 +107,14 @@ variable "uat_domain_suffix" {
 # --- Ports ---------------------------------------------------------------------------------
 
 variable "app_port" {
-  description = "Port of the app's dev server in session tasks, which the proxy forwards to (APP_PORT)."
+  description = "Port of the app's dev server in session tasks unless the repository's .cca.toml names another (APP_PORT); the proxy may reach sessions on every port from 1024 to 65535 but control_port."
   type        = number
   default     = 3000
+
+  validation {
+    condition     = var.app_port >= 1024 && var.app_port <= 65535
+    error_message = "app_port must be an unprivileged port (1024-65535), as a repository's app.port must."
+  }
 }
 
 variable "control_port" {

@@ -3,9 +3,10 @@
 
 Usage: python3 scripts/moto_server.py --host 127.0.0.1 --port PORT
 
-Before serving, a few faults of moto's ECS emulation are patched in memory.
-Each one breaks a call that the product makes through the Rust AWS SDK, and
-each patch is kept as small as the fault. The patches target moto 5.2.x
+Before serving, a few faults of moto's emulation are patched in memory. Each
+one breaks a call that the product makes through the Rust AWS SDK, or makes
+moto answer differently from AWS where the product reads the answer, and each
+patch is kept as small as the fault. The patches target moto 5.2.x
 (pinned by scripts/test.sh); a newer moto may not need them.
 """
 
@@ -14,6 +15,7 @@ import threading
 import types
 
 from moto import server
+from moto.awslambda.policy import Policy as LambdaPolicy
 from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecs import models as ecs_models
@@ -78,6 +80,34 @@ def _patch_serialized_dynamodb():
     DynamoHandler.call_action = call_action
 
 
+def _patch_lambda_permission_conditions():
+    # AddPermission's FunctionUrlAuthType and InvokedViaFunctionUrl become
+    # conditions of the statement in AWS (lambda:FunctionUrlAuthType,
+    # lambda:InvokedViaFunctionUrl), which GetPolicy shows and `cca doctor`
+    # checks; moto copies them into the statement as unknown keys.
+    original = LambdaPolicy.decode_policy
+
+    def decode_policy(self, obj):
+        if "Action" not in obj:
+            return original(self, obj)
+        conditions = {}
+        auth_type = obj.pop("FunctionUrlAuthType", None)
+        if auth_type is not None:
+            conditions["StringEquals"] = {"lambda:FunctionUrlAuthType": auth_type}
+        via_url = obj.pop("InvokedViaFunctionUrl", None)
+        if via_url is not None:
+            conditions["Bool"] = {"lambda:InvokedViaFunctionUrl": str(bool(via_url)).lower()}
+        policy = original(self, obj)
+        if conditions:
+            statement = policy.statements[0]
+            merged = statement.setdefault("Condition", {})
+            for operator, pairs in conditions.items():
+                merged.setdefault(operator, {}).update(pairs)
+        return policy
+
+    LambdaPolicy.decode_policy = decode_policy
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -88,6 +118,7 @@ def main():
     _patch_eni_dns_name()
     _patch_container_sizes_as_strings()
     _patch_serialized_dynamodb()
+    _patch_lambda_permission_conditions()
 
     server.main(["--host", args.host, "--port", str(args.port)])
 

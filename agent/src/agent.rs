@@ -223,7 +223,7 @@ async fn start_app(
     dir: PathBuf,
     port: u16,
 ) -> Option<Supervisor> {
-    let plan = match devserver::plan(&dir, port) {
+    let plan = match devserver::plan(&dir, port, ready.control_port) {
         Ok(Some(plan)) => plan,
         Ok(None) => {
             reporter.update(|v| v.app = Some("none (no .cca.toml and no app detected)".into()));

@@ -142,7 +142,7 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
     let crate::setup::Cloned { repo, clone_url } = ready.clone_branch(Some(branch)).await?;
     let head = repo.head().await?;
     let port = ready.app_port()?;
-    let plan = devserver::plan(repo.dir(), port)?
+    let plan = devserver::plan(repo.dir(), port, ready.control_port)?
         .context("the branch has no app to preview (no .cca.toml and nothing detected)")?;
     reporter.update(|v| {
         v.headline = "📦 Preview starting: installing".into();
@@ -272,7 +272,7 @@ impl Preview {
             .unwrap_or_default();
         let current = self.app.plan();
         // The settings file may have changed with the push; the port stays the recorded one.
-        let plan = match devserver::plan(self.repo.dir(), current.port) {
+        let plan = match devserver::plan(self.repo.dir(), current.port, ready.control_port) {
             Ok(Some(p)) => p,
             Ok(None) => bail!("the new head has no app to preview"),
             Err(e) => bail!("{}", ready.secrets.mask(&e.to_string())),

@@ -107,7 +107,7 @@ fn quick() -> SupervisorOptions {
 }
 
 fn plan_of(dir: &Path, port: u16) -> AppPlan {
-    devserver::plan(dir, port)
+    devserver::plan(dir, port, 8080)
         .expect("settings are valid")
         .expect("an app is found")
 }
@@ -939,7 +939,10 @@ dependencies = ["uvicorn[standard]>=0.30", "pydantic"]
 fn no_app_is_detected_in_a_repository_without_one() {
     assert_eq!(detect(&RepoFiles::new()).expect("valid"), None);
     let dir = repo(&[("README.md", "# docs only"), ("src/lib.rs", "")]);
-    assert_eq!(devserver::plan(dir.path(), 3000).expect("valid"), None);
+    assert_eq!(
+        devserver::plan(dir.path(), 3000, 8080).expect("valid"),
+        None
+    );
 }
 
 #[test]
@@ -978,7 +981,7 @@ fn a_malformed_package_json_is_an_error_naming_the_file_and_line() {
         "package.json",
         "{\n  \"scripts\": {\n    \"dev\": vite\n  }\n}\n",
     )]);
-    let error = devserver::plan(dir.path(), 3000).expect_err("malformed");
+    let error = devserver::plan(dir.path(), 3000, 8080).expect_err("malformed");
     let SettingsError::Malformed { path, line, .. } = &error else {
         panic!("unexpected error {error}");
     };
@@ -992,7 +995,7 @@ fn a_malformed_package_json_is_an_error_naming_the_file_and_line() {
 
 fn settings_error(settings: &str) -> SettingsError {
     let dir = repo(&[(SETTINGS_FILE, settings), ("package.json", PACKAGE_JSON)]);
-    devserver::plan(dir.path(), 3000).expect_err("the settings are refused")
+    devserver::plan(dir.path(), 3000, 8080).expect_err("the settings are refused")
 }
 
 #[test]
@@ -1059,13 +1062,43 @@ fn unusable_values_are_errors_naming_the_setting() {
     assert_eq!(key_of("[app.env]\nPORT = \"80\"\n"), "app.env.PORT");
 }
 
+/// A repository picks its app's port, but only among those the deployed network lets the proxy
+/// reach, and never the agent's own control port (the proxy would send visitors to it).
+#[test]
+fn an_app_port_is_unprivileged_and_never_the_control_port() {
+    for port in [1, 80, 443, 1023] {
+        let error = settings_error(&format!("[app]\nport = {port}\n"));
+        assert!(
+            matches!(&error, SettingsError::Invalid { key, .. } if key == "app.port"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("1024 and 65535"), "{error}");
+    }
+    let error = settings_error("[app]\nport = 8080\n");
+    assert!(
+        matches!(&error, SettingsError::Invalid { key, .. } if key == "app.port"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("control port"), "{error}");
+    for port in [1024, 5173, 65535] {
+        let dir = repo(&[
+            (SETTINGS_FILE, &format!("[app]\nport = {port}\n")),
+            ("package.json", PACKAGE_JSON),
+        ]);
+        assert_eq!(plan_of(dir.path(), 3000).port, port);
+    }
+}
+
 #[test]
 fn enabled_false_means_no_app_whatever_the_repository_holds() {
     let dir = repo(&[
         (SETTINGS_FILE, "[app]\nenabled = false\n"),
         ("package.json", "{ not json"),
     ]);
-    assert_eq!(devserver::plan(dir.path(), 3000).expect("valid"), None);
+    assert_eq!(
+        devserver::plan(dir.path(), 3000, 8080).expect("valid"),
+        None
+    );
 }
 
 #[test]
@@ -1100,7 +1133,7 @@ fn a_file_without_dev_completes_detection() {
     );
 
     let dir = repo(&[(SETTINGS_FILE, "[app]\ninstall = \"make deps\"\n")]);
-    let error = devserver::plan(dir.path(), 4000).expect_err("nothing to run");
+    let error = devserver::plan(dir.path(), 4000, 8080).expect_err("nothing to run");
     assert!(
         matches!(&error, SettingsError::Invalid { key, .. } if key == "app.dev"),
         "{error:?}"

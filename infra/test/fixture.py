@@ -4,10 +4,12 @@
 Usage: fixture.py ENDPOINT_URL NAME_PREFIX OUT_DIR
 
 An account gives infra/ a VPC, subnets and a load balancer listener; here they are made in the
-emulator: a VPC with two public and two private subnets, an application load balancer with its
+emulator: a VPC with two public subnets routed to an internet gateway and two private subnets
+routed through a NAT gateway (as a Lambda in a VPC needs), an application load balancer with its
 own security group, and an HTTP listener whose default action answers 404 (as a shared load
 balancer's would). OUT_DIR receives `test.tfvars.json` (every required input of infra/, for
-these resources) and `webhook.zip`, a stand-in for the webhook's package (`deploy.sh lambda`
+these resources), `subnets.json` (the subnets by name, public-c in a zone the load balancer
+does not serve) and `webhook.zip`, a stand-in for the webhook's package (`deploy.sh lambda`
 builds the real one; the emulator never runs it).
 """
 
@@ -42,6 +44,30 @@ def main():
     ]:
         subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone)
         subnets[name] = subnet["Subnet"]["SubnetId"]
+
+    # Public subnets route to the internet gateway, private ones through a NAT gateway in a
+    # public subnet: the Lambda gets private subnets, the tasks public ones.
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc_id)
+    public_rt = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnets["public-a"], AllocationId=eip)["NatGateway"][
+        "NatGatewayId"
+    ]
+    private_rt = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=private_rt, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    for name, table in [
+        ("public-a", public_rt),
+        ("public-b", public_rt),
+        ("private-a", private_rt),
+        ("private-b", private_rt),
+    ]:
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnets[name])
+    # A subnet in a zone the load balancer does not serve, for the plan that must refuse it.
+    subnets["public-c"] = ec2.create_subnet(
+        VpcId=vpc_id, CidrBlock="10.0.3.0/24", AvailabilityZone="us-east-1c"
+    )["Subnet"]["SubnetId"]
 
     alb_sg = ec2.create_security_group(
         GroupName=f"{prefix}-alb",
@@ -107,6 +133,8 @@ def main():
     }
     with open(os.path.join(out_dir, "test.tfvars.json"), "w") as f:
         json.dump(tfvars, f, indent=2)
+    with open(os.path.join(out_dir, "subnets.json"), "w") as f:
+        json.dump(subnets, f, indent=2)
     print(json.dumps({"vpc_id": vpc_id, "alb_listener_arn": listener_arn, "alb_security_group": alb_sg}))
 
 

@@ -17,12 +17,15 @@
 set -euo pipefail
 
 CHECKOV_VERSION=3.3.30
+# The AWS CLI that terraform_data.webhook_url_invoke runs (as scripts/test-deploy.sh pins it).
+AWSCLI_VERSION=1.46.3
 PLUGIN_MIRROR="${TF_PLUGIN_MIRROR:-/opt/tf-plugins}"
 
 infra="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${CCA_CACHE:-$HOME/.cache/cca}"
 moto_venv="$cache/venv"
 checkov_venv="$cache/checkov-venv"
+awscli_venv="$cache/awscli-venv"
 
 step() { printf '\n--> infra: %s\n' "$*"; }
 fail() {
@@ -119,6 +122,14 @@ unset AWS_PROFILE
 export AWS_ENDPOINT_URL="$CCA_MOTO_URL" # a service missed above still never reaches AWS
 tf() { terraform -chdir="$config" "$@"; }
 
+# The configuration runs the AWS CLI for the one permission the provider cannot express.
+if ! "$awscli_venv/bin/aws" --version 2>&1 | grep -q "^aws-cli/$AWSCLI_VERSION "; then
+    python3 -m venv "$awscli_venv" || fail "could not create a Python venv at $awscli_venv"
+    "$awscli_venv/bin/python" -m pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_VERSION" </dev/null ||
+        fail "pip could not install awscli==$AWSCLI_VERSION"
+fi
+export PATH="$awscli_venv/bin:$PATH"
+
 step "terraform init (offline, from $PLUGIN_MIRROR)"
 timed init tf init -backend=false -input=false -no-color >"$work/init.log" ||
     {
@@ -171,6 +182,25 @@ case "$status" in
     fail "the second terraform plan"
     ;;
 esac
+
+# Plans that must refuse a network the system cannot work in, before changing anything.
+refused_plan() {
+    local label="$1" expected="$2" status=0
+    shift 2
+    tf plan -no-color -input=false -refresh=false "${vars[@]}" "$@" >"$work/refused.log" 2>&1 || status=$?
+    # Terraform wraps its messages: compare on one line.
+    if [[ "$status" == 0 ]] || ! tr -s '\n ' '  ' <"$work/refused.log" | grep -qF "$expected"; then
+        cat "$work/refused.log" >&2
+        fail "the plan with $label was not refused with \"$expected\" (exit status $status)"
+    fi
+    echo "refused as it must be: $label"
+}
+subnet() { "$moto_venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/fixture/subnets.json" "$1"; }
+step "a Lambda in subnets without a NAT, and a proxy outside the load balancer's zones, are refused"
+timed refused-plans refused_plan "the Lambda in public subnets" "route table sends 0.0.0.0/0 to a NAT gateway" \
+    -var="lambda_subnet_ids=[\"$(subnet public-a)\"]"
+refused_plan "the proxy in us-east-1c" "must be in the availability zones of the load balancer" \
+    -var="proxy_subnet_ids=[\"$(subnet public-c)\"]"
 
 step "terraform plan of the other choices: Anthropic key, the original's GitHub App secret, no JIRA"
 other=(

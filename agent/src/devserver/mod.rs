@@ -87,10 +87,29 @@ impl fmt::Display for PlanSource {
 /// Reads the settings file at the repository root, or detects what to run; `Ok(None)` when the
 /// repository has no app to run (nothing detected, or `[app] enabled = false`).
 ///
-/// `port` is the agent's app port, used unless the settings file names another one. Detection
-/// runs only when the settings file does not name the dev command, so a repository whose files
-/// confuse detection can always say what to run.
-pub fn plan(workdir: &Path, port: u16) -> Result<Option<AppPlan>, SettingsError> {
+/// `port` is the agent's app port, used unless the settings file names another one;
+/// `control_port` is the agent's control API, which no app may take: the proxy would send the
+/// preview's visitors to it. Detection runs only when the settings file does not name the dev
+/// command, so a repository whose files confuse detection can always say what to run.
+pub fn plan(
+    workdir: &Path,
+    port: u16,
+    control_port: u16,
+) -> Result<Option<AppPlan>, SettingsError> {
     let file = settings::read(workdir)?;
-    settings::resolve(file, || detect(&RepoFiles::read(workdir)?), port)
+    let path = file.as_ref().map(|f| f.path.clone());
+    let plan = settings::resolve(file, || detect(&RepoFiles::read(workdir)?), port)?;
+    if let (Some(plan), Some(path)) = (&plan, path)
+        && plan.port == control_port
+        && plan.port != port
+    {
+        return Err(SettingsError::Invalid {
+            path,
+            key: "app.port".to_owned(),
+            reason: format!(
+                "{control_port} is the agent's control port; give the app another port"
+            ),
+        });
+    }
+    Ok(plan)
 }

@@ -149,11 +149,18 @@ fn validate(path: &Path, app: &AppSection) -> Result<(), SettingsError> {
             "is empty; leave it out to detect the command, or set `enabled = false` for no app",
         ));
     }
-    if app.port == Some(0) {
+    if let Some(port) = app.port
+        && !cca_domain::contract::APP_PORTS.contains(&port)
+    {
         return Err(SettingsError::invalid(
             path,
             "app.port",
-            "must be between 1 and 65535",
+            format!(
+                "must be between {} and {} (an unprivileged port, which the deployed network \
+                 lets the proxy reach), not {port}",
+                cca_domain::contract::APP_PORTS.start(),
+                cca_domain::contract::APP_PORTS.end()
+            ),
         ));
     }
     if let Some(health) = &app.health_path

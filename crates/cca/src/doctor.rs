@@ -4,7 +4,9 @@
 //! the `*.<UAT_DOMAIN_SUFFIX>` listener rule and what shadows it ([`rules`]), the proxy's
 //! target health and its security group's ingress from the load balancer ([`routing`]), the
 //! cluster and every task definition against what its binary requires ([`tasks`], with
-//! `cca_domain::contract`), the sessions table with its index and the secrets ([`data`]).
+//! `cca_domain::contract`), the sessions table with its index and the secrets ([`data`]), the
+//! webhook Lambda with its alias, URL, permissions and schedule ([`lambda`]), and the network
+//! paths: the Lambda's NAT, the proxy's zones, the proxy's way into sessions ([`network`]).
 //!
 //! `--fix` makes only the repairs that add or redirect routing to the proxy (the rule and the
 //! ingress), then checks everything again; the rest needs a decision or a deployment, so it is
@@ -14,6 +16,8 @@
 mod data;
 mod finding;
 mod hosts;
+mod lambda;
+mod network;
 mod routing;
 mod rules;
 mod tasks;
@@ -24,6 +28,9 @@ use anyhow::Context as _;
 use cca_store::StoreSpec;
 
 use finding::{Finding, Status};
+
+/// The agents' control port unless CONTROL_PORT says otherwise (`cca-agent`'s default).
+const DEFAULT_CONTROL_PORT: u16 = 8080;
 
 /// Settings of `cca doctor`: the resources of the deployment, by the names the other binaries
 /// read them under. An empty value counts as unset.
@@ -89,6 +96,19 @@ pub struct DoctorArgs {
     #[arg(long, env = "PROXY_CONTAINER_NAME")]
     pub proxy_container_name: Option<String>,
 
+    /// Proxy service (its name), whose subnets must be in the load balancer's zones.
+    #[arg(long, env = "PROXY_SERVICE")]
+    pub proxy_service: Option<String>,
+    /// Security groups of session tasks, comma-separated (the first is checked).
+    #[arg(long, env = "AGENT_SECURITY_GROUPS")]
+    pub agent_security_groups: Option<String>,
+    /// The agents' control port, which the proxy must not reach.
+    #[arg(long, env = "CONTROL_PORT", default_value_t = DEFAULT_CONTROL_PORT)]
+    pub control_port: u16,
+    /// The webhook Lambda (`cca-webhook`), by name or ARN.
+    #[arg(long, env = "WEBHOOK_FUNCTION_NAME")]
+    pub webhook_function_name: Option<String>,
+
     /// Session store: `dynamodb:<table>` (an SQLite store has nothing deployed to check).
     #[arg(long, env = "SESSION_STORE")]
     pub session_store: Option<String>,
@@ -126,6 +146,10 @@ pub struct Settings {
     pub agent_container: String,
     pub uat_container: String,
     pub proxy_container: Option<String>,
+    pub proxy_service: Option<String>,
+    pub session_security_groups: Vec<String>,
+    pub control_port: u16,
+    pub webhook_function: Option<String>,
     pub store: Option<StoreSpec>,
     pub github_app_secret_arn: Option<String>,
     pub jira_secret_arn: Option<String>,
@@ -181,6 +205,18 @@ impl Settings {
             uat_container: set(&a.uat_container_name)
                 .unwrap_or_else(|| cca_launcher::DEFAULT_PREVIEW_CONTAINER.to_owned()),
             proxy_container: set(&a.proxy_container_name),
+            proxy_service: set(&a.proxy_service),
+            session_security_groups: set(&a.agent_security_groups)
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            control_port: a.control_port,
+            webhook_function: set(&a.webhook_function_name),
             store,
             github_app_secret_arn: set(&a.github_app_secret_arn),
             jira_secret_arn: set(&a.jira_secret_arn),
@@ -196,16 +232,30 @@ struct Clients {
     ecs: aws_sdk_ecs::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    lambda: lambda::Clients,
+    network: network::Clients,
 }
 
 /// Runs every check, in a fixed order.
 async fn check_all(clients: &Clients, settings: &Settings) -> Vec<Finding> {
-    let (routing, tasks, data) = tokio::join!(
+    let webhook = async {
+        let report = lambda::check(&clients.lambda, settings).await;
+        let network = network::check(&clients.network, settings, report.function.as_ref()).await;
+        (report.findings, network)
+    };
+    let (routing, tasks, data, (webhook, network)) = tokio::join!(
         routing::check(&clients.routing, settings),
         tasks::check(&clients.ecs, settings),
         data::check(&clients.dynamodb, &clients.secrets, settings),
+        webhook,
     );
-    routing.into_iter().chain(tasks).chain(data).collect()
+    routing
+        .into_iter()
+        .chain(tasks)
+        .chain(data)
+        .chain(webhook)
+        .chain(network)
+        .collect()
 }
 
 /// `cca doctor`.
@@ -220,6 +270,15 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         ecs: aws_sdk_ecs::Client::new(&aws),
         dynamodb: aws_sdk_dynamodb::Client::new(&aws),
         secrets: aws_sdk_secretsmanager::Client::new(&aws),
+        lambda: lambda::Clients {
+            lambda: aws_sdk_lambda::Client::new(&aws),
+            events: aws_sdk_eventbridge::Client::new(&aws),
+        },
+        network: network::Clients {
+            ec2: aws_sdk_ec2::Client::new(&aws),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&aws),
+            ecs: aws_sdk_ecs::Client::new(&aws),
+        },
     };
     let mut findings = check_all(&clients, &settings).await;
     if args.fix && findings.iter().any(|f| !f.repairs.is_empty()) {

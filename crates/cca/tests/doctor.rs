@@ -50,6 +50,8 @@ struct Aws {
     ecs: aws_sdk_ecs::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    lambda: aws_sdk_lambda::Client,
+    events: aws_sdk_eventbridge::Client,
 }
 
 impl Aws {
@@ -61,6 +63,8 @@ impl Aws {
             ecs: aws_sdk_ecs::Client::new(&config),
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
         }
     }
 }
@@ -85,6 +89,13 @@ struct Stand {
     table: String,
     github_secret: String,
     control_secret: String,
+    /// The webhook Lambda, in `private_subnet` (routed through a NAT gateway).
+    function: String,
+    private_subnet: String,
+    /// A subnet routed to the internet gateway only.
+    public_subnet: String,
+    proxy_service: String,
+    sessions_sg: String,
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<KeyValuePair> {
@@ -142,6 +153,133 @@ impl Stand {
         let alb_sg = group("alb").await;
         let proxy_sg = group("proxy").await;
         let old_alb_sg = group("old-alb").await;
+        let sessions_sg = group("sessions").await;
+        let webhook_sg = group("webhook").await;
+        // The proxy reaches sessions on every app port but the control port.
+        for (from, to) in [(1024, 8079), (8081, 65535)] {
+            let to_sessions = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(from)
+                .to_port(to)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&sessions_sg).build())
+                .build();
+            aws.ec2
+                .authorize_security_group_egress()
+                .group_id(&proxy_sg)
+                .ip_permissions(to_sessions)
+                .send()
+                .await
+                .expect("AuthorizeSecurityGroupEgress");
+            let from_proxy = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(from)
+                .to_port(to)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&proxy_sg).build())
+                .build();
+            aws.ec2
+                .authorize_security_group_ingress()
+                .group_id(&sessions_sg)
+                .ip_permissions(from_proxy)
+                .send()
+                .await
+                .expect("AuthorizeSecurityGroupIngress");
+        }
+
+        // Routing: the load balancer's subnets are public (internet gateway); the Lambda's is
+        // private, through a NAT gateway in a public one.
+        let igw = aws
+            .ec2
+            .create_internet_gateway()
+            .send()
+            .await
+            .expect("CreateInternetGateway");
+        let igw = igw
+            .internet_gateway()
+            .and_then(|g| g.internet_gateway_id())
+            .unwrap()
+            .to_owned();
+        aws.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(&vpc_id)
+            .send()
+            .await
+            .expect("AttachInternetGateway");
+        let table = |via: Via| {
+            let ec2 = aws.ec2.clone();
+            let vpc_id = vpc_id.clone();
+            async move {
+                let out = ec2
+                    .create_route_table()
+                    .vpc_id(vpc_id)
+                    .send()
+                    .await
+                    .expect("CreateRouteTable");
+                let id = out
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .unwrap()
+                    .to_owned();
+                let route = ec2
+                    .create_route()
+                    .route_table_id(&id)
+                    .destination_cidr_block("0.0.0.0/0");
+                let route = match via {
+                    Via::Gateway(g) => route.gateway_id(g),
+                    Via::Nat(n) => route.nat_gateway_id(n),
+                };
+                route.send().await.expect("CreateRoute");
+                id
+            }
+        };
+        let public_rt = table(Via::Gateway(igw.clone())).await;
+        let eip = aws
+            .ec2
+            .allocate_address()
+            .send()
+            .await
+            .expect("AllocateAddress");
+        let nat = aws
+            .ec2
+            .create_nat_gateway()
+            .subnet_id(&subnets[0])
+            .allocation_id(eip.allocation_id().unwrap())
+            .send()
+            .await
+            .expect("CreateNatGateway");
+        let nat = nat
+            .nat_gateway()
+            .and_then(|n| n.nat_gateway_id())
+            .unwrap()
+            .to_owned();
+        let private_rt = table(Via::Nat(nat)).await;
+        let private_subnet = aws
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block("10.0.3.0/24")
+            .availability_zone("us-east-1a")
+            .send()
+            .await
+            .expect("CreateSubnet");
+        let private_subnet = private_subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .unwrap()
+            .to_owned();
+        for (table, subnet) in [
+            (&public_rt, &subnets[0]),
+            (&public_rt, &subnets[1]),
+            (&private_rt, &private_subnet),
+        ] {
+            aws.ec2
+                .associate_route_table()
+                .route_table_id(table)
+                .subnet_id(subnet)
+                .send()
+                .await
+                .expect("AssociateRouteTable");
+        }
 
         // The load balancer, its listener (another application is the default), the target
         // groups, one registered proxy target.
@@ -281,6 +419,133 @@ impl Stand {
                 .expect("CreateSecret");
         }
 
+        // The proxy service, in the load balancer's zones.
+        let proxy_service = format!("{name}-uat-proxy");
+        aws.ecs
+            .create_service()
+            .cluster(&cluster)
+            .service_name(&proxy_service)
+            .task_definition(&proxy_family)
+            .desired_count(0)
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .network_configuration(
+                aws_sdk_ecs::types::NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                            .set_subnets(Some(subnets.clone()))
+                            .security_groups(&proxy_sg)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateService");
+
+        // The webhook Lambda as infra/lambda.tf makes it: a published version behind the alias
+        // `live`, its public URL with both permissions, the sweep schedule.
+        let function = format!("{name}-webhook");
+        let role = moto
+            .create_lambda_role(&format!("{name}-webhook"))
+            .await
+            .expect("CreateRole");
+        let created = aws
+            .lambda
+            .create_function()
+            .function_name(&function)
+            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(role)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(EMPTY_ZIP.to_vec().into())
+                    .build(),
+            )
+            .vpc_config(
+                aws_sdk_lambda::types::VpcConfig::builder()
+                    .subnet_ids(&private_subnet)
+                    .security_group_ids(&webhook_sg)
+                    .build(),
+            )
+            .publish(true)
+            .send()
+            .await
+            .expect("CreateFunction");
+        let version = created.version().unwrap_or("1").to_owned();
+        let alias = aws
+            .lambda
+            .create_alias()
+            .function_name(&function)
+            .name("live")
+            .function_version(version)
+            .send()
+            .await
+            .expect("CreateAlias");
+        let alias_arn = alias.alias_arn().unwrap().to_owned();
+        aws.lambda
+            .create_function_url_config()
+            .function_name(&function)
+            .qualifier("live")
+            .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+            .send()
+            .await
+            .expect("CreateFunctionUrlConfig");
+        aws.lambda
+            .add_permission()
+            .function_name(&function)
+            .qualifier("live")
+            .statement_id("PublicFunctionUrl")
+            .action("lambda:InvokeFunctionUrl")
+            .principal("*")
+            .function_url_auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+            .send()
+            .await
+            .expect("AddPermission");
+        aws.lambda
+            .add_permission()
+            .function_name(&function)
+            .qualifier("live")
+            .statement_id(URL_INVOKE_STATEMENT)
+            .action("lambda:InvokeFunction")
+            .principal("*")
+            .invoked_via_function_url(true)
+            .send()
+            .await
+            .expect("AddPermission");
+        let rule = aws
+            .events
+            .put_rule()
+            .name(format!("{name}-sweep"))
+            .schedule_expression("rate(5 minutes)")
+            .send()
+            .await
+            .expect("PutRule");
+        aws.events
+            .put_targets()
+            .rule(format!("{name}-sweep"))
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("sweep")
+                    .arn(&alias_arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("PutTargets");
+        aws.lambda
+            .add_permission()
+            .function_name(&function)
+            .qualifier("live")
+            .statement_id("SweepSchedule")
+            .action("lambda:InvokeFunction")
+            .principal("events.amazonaws.com")
+            .source_arn(rule.rule_arn().unwrap())
+            .send()
+            .await
+            .expect("AddPermission");
+
         Self {
             moto: moto.clone(),
             aws,
@@ -299,6 +564,11 @@ impl Stand {
             table,
             github_secret,
             control_secret,
+            function,
+            private_subnet,
+            public_subnet: subnets[0].clone(),
+            proxy_service,
+            sessions_sg,
         }
     }
 
@@ -323,12 +593,29 @@ impl Stand {
             .env("SESSIONS_TABLE", &self.table)
             .env("GITHUB_APP_SECRET_ARN", &self.github_secret)
             .env("CONTROL_SECRET_ARN", &self.control_secret)
+            .env("WEBHOOK_FUNCTION_NAME", &self.function)
+            .env("PROXY_SERVICE", &self.proxy_service)
+            .env("AGENT_SECURITY_GROUPS", &self.sessions_sg)
             .arg("doctor")
             .args(args)
             .kill_on_drop(true);
         cmd.output().await.expect("run cca doctor")
     }
 }
+
+/// Where a route table sends its default route.
+enum Via {
+    Gateway(String),
+    Nat(String),
+}
+
+/// A zip archive with no entries: the emulator stores a function's code without running it.
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// The statement Terraform's `terraform_data.webhook_url_invoke` makes.
+const URL_INVOKE_STATEMENT: &str = "PublicFunctionUrlInvoke";
 
 fn forward(target_group_arn: &str) -> Action {
     Action::builder()
@@ -478,6 +765,14 @@ async fn a_correct_deployment_is_all_ok() {
             "sessions-table",
             "github-app-secret",
             "control-secret",
+            "webhook-function",
+            "webhook-alias",
+            "webhook-url",
+            "webhook-url-permissions",
+            "sweep-schedule",
+            "webhook-subnets",
+            "proxy-zones",
+            "session-ports",
         ] {
             assert!(
                 text.lines()
@@ -495,7 +790,7 @@ async fn a_correct_deployment_is_all_ok() {
         let out = stand.doctor(&["--json"]).await;
         assert_eq!(out.status.code(), Some(0));
         let findings: Vec<Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
-        assert_eq!(findings.len(), 14);
+        assert_eq!(findings.len(), 22);
         let rule = findings
             .iter()
             .find(|f| f["check"] == "listener-rule")
@@ -715,6 +1010,164 @@ async fn a_table_without_its_index_is_found() {
     .await;
 }
 
+/// Lambda requires, since October 2025, an InvokeFunction statement for calls through the URL;
+/// a replaced alias or a hand-run removal loses it, and every delivery is answered 403.
+#[tokio::test]
+async fn a_missing_function_url_permission_is_found() {
+    with_stand(|stand| async move {
+        stand
+            .aws
+            .lambda
+            .remove_permission()
+            .function_name(&stand.function)
+            .qualifier("live")
+            .statement_id(URL_INVOKE_STATEMENT)
+            .send()
+            .await
+            .expect("RemovePermission");
+        let out = stand.doctor(&[]).await;
+        assert_one_problem(
+            &out,
+            "FAIL  webhook-url-permissions: ",
+            &[
+                "lambda:InvokedViaFunctionUrl",
+                "403",
+                "terraform_data.webhook_url_invoke",
+                "--invoked-via-function-url",
+            ],
+        );
+
+        // Put back without its condition, it lets anyone invoke the function directly.
+        stand
+            .aws
+            .lambda
+            .add_permission()
+            .function_name(&stand.function)
+            .qualifier("live")
+            .statement_id("Everyone")
+            .action("lambda:InvokeFunction")
+            .principal("*")
+            .send()
+            .await
+            .expect("AddPermission");
+        let out = stand.doctor(&[]).await;
+        assert_one_problem(
+            &out,
+            "FAIL  webhook-url-permissions: ",
+            &[
+                "InvokedViaFunctionUrl",
+                "statement Everyone lets anyone invoke",
+            ],
+        );
+    })
+    .await;
+}
+
+/// A Lambda never gets a public address: in a subnet whose default route is an internet
+/// gateway it reaches nothing outside the VPC.
+#[tokio::test]
+async fn a_lambda_subnet_without_a_nat_is_found() {
+    with_stand(|stand| async move {
+        let out = stand.doctor(&[]).await;
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!(
+                "ok    webhook-subnets: {}: {} → nat-",
+                stand.function, stand.private_subnet
+            )),
+            "{text}"
+        );
+        stand
+            .aws
+            .lambda
+            .update_function_configuration()
+            .function_name(&stand.function)
+            .vpc_config(
+                aws_sdk_lambda::types::VpcConfig::builder()
+                    .subnet_ids(&stand.public_subnet)
+                    .security_group_ids(&stand.proxy_sg)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("UpdateFunctionConfiguration");
+        let out = stand.doctor(&[]).await;
+        assert_one_problem(
+            &out,
+            &format!(
+                "FAIL  webhook-subnets: {}: {}",
+                stand.function, stand.public_subnet
+            ),
+            &[
+                "internet gateway igw-",
+                "never gets a public address",
+                "NAT gateway",
+            ],
+        );
+    })
+    .await;
+}
+
+/// A repository may name any unprivileged port for its app: a group that admits the proxy on
+/// the default port only blocks the docs' own example (5173).
+#[tokio::test]
+async fn sessions_closed_to_an_app_port_are_found() {
+    with_stand(|stand| async move {
+        stand
+            .aws
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(&stand.sessions_sg)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(1024)
+                    .to_port(8079)
+                    .user_id_group_pairs(
+                        UserIdGroupPair::builder().group_id(&stand.proxy_sg).build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RevokeSecurityGroupIngress");
+        authorize_range(&stand.aws, &stand.sessions_sg, &stand.proxy_sg, 3000, 3000).await;
+        let out = stand.doctor(&[]).await;
+        assert_one_problem(
+            &out,
+            &format!("FAIL  session-ports: {}", stand.sessions_sg),
+            &["on tcp/1024-2999, 3001-8079", ".cca.toml"],
+        );
+
+        // Opening everything, the control port included, is a problem too.
+        authorize_range(&stand.aws, &stand.sessions_sg, &stand.proxy_sg, 0, 65535).await;
+        let out = stand.doctor(&[]).await;
+        assert_one_problem(
+            &out,
+            &format!("FAIL  session-ports: {}", stand.sessions_sg),
+            &["control port 8080"],
+        );
+    })
+    .await;
+}
+
+async fn authorize_range(aws: &Aws, group: &str, source: &str, from: i32, to: i32) {
+    aws.ec2
+        .authorize_security_group_ingress()
+        .group_id(group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(from)
+                .to_port(to)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(source).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("AuthorizeSecurityGroupIngress");
+}
+
 #[tokio::test]
 async fn an_unconfigured_doctor_names_every_missing_input() {
     // No deployment is named, so no AWS call is made: this runs without the emulator.
@@ -747,6 +1200,9 @@ async fn an_unconfigured_doctor_names_every_missing_input() {
             "SESSIONS_TABLE",
             "GITHUB_APP_SECRET_ARN",
             "CONTROL_SECRET_ARN",
+            "WEBHOOK_FUNCTION_NAME",
+            "PROXY_SERVICE",
+            "AGENT_SECURITY_GROUPS",
         ]
     );
     for finding in findings.iter().filter(|f| f["status"] == "problem") {

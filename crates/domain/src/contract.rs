@@ -269,6 +269,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
+/// The ports a repository's `.cca.toml` may give its app (`app.port`): unprivileged ports, so the
+/// sandbox's user can listen on any of them. The deployed network lets the proxy reach a session
+/// on every one of them except the agent's control port, which the agent refuses as an app
+/// port; `cca doctor` and the infrastructure's test check the security groups against this.
+pub const APP_PORTS: std::ops::RangeInclusive<u16> = 1024..=65535;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -311,9 +311,35 @@ impl Moto {
     ///
     /// The EC2 SDK is a large dependency for three calls that only tests make, so these go as
     /// plain form posts.
+    /// Creates an IAM role that Lambda may assume and returns its ARN (moto refuses a function
+    /// whose role does not exist).
+    pub async fn create_lambda_role(&self, name: &str) -> anyhow::Result<String> {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let params = [
+            ("Action", "CreateRole"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", trust),
+        ];
+        self.query(&reqwest::Client::new(), "iam", "2010-05-08", &params, "Arn")
+            .await
+    }
+
     async fn ec2(
         &self,
         http: &reqwest::Client,
+        params: &[(&str, &str)],
+        field: &str,
+    ) -> anyhow::Result<String> {
+        self.query(http, "ec2", EC2_API_VERSION, params, field)
+            .await
+    }
+
+    /// One call of a Query API (EC2, IAM), returning the text of `field` in the answer.
+    async fn query(
+        &self,
+        http: &reqwest::Client,
+        service: &str,
+        version: &str,
         params: &[(&str, &str)],
         field: &str,
     ) -> anyhow::Result<String> {
@@ -322,11 +348,11 @@ impl Moto {
             .find(|(k, _)| *k == "Action")
             .map_or("?", |(_, v)| *v);
         let mut form = params.to_vec();
-        form.push(("Version", EC2_API_VERSION));
+        form.push(("Version", version));
         // moto ignores signatures, but on a bare host:port it picks the service from the
         // credential scope of the Authorization header; without one the call lands in S3.
         let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/ec2/aws4_request, \
+            "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/{service}/aws4_request, \
              SignedHeaders=host, Signature=0"
         );
         let response = http
@@ -335,18 +361,18 @@ impl Moto {
             .form(&form)
             .send()
             .await
-            .with_context(|| format!("EC2 {action}"))?;
+            .with_context(|| format!("{service} {action}"))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .with_context(|| format!("EC2 {action}: reading the answer"))?;
+            .with_context(|| format!("{service} {action}: reading the answer"))?;
         if !status.is_success() {
-            bail!("EC2 {action} answered {status}: {text}");
+            bail!("{service} {action} answered {status}: {text}");
         }
         xml_field(&text, field)
             .map(str::to_owned)
-            .with_context(|| format!("EC2 {action}: no <{field}> in the answer: {text}"))
+            .with_context(|| format!("{service} {action}: no <{field}> in the answer: {text}"))
     }
 }
 

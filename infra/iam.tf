@@ -172,10 +172,14 @@ data "aws_iam_policy_document" "session_task" {
 }
 
 # The proxy reads whole records (GetItem; it never queries or scans) and records activity: one
-# UpdateItem that sets `last_activity` and `updated_at`, on condition that the record exists
-# (`session_id`) and has not ended (`status`). dynamodb:Attributes holds every attribute a request
-# names, whether it writes or only tests it, so those four are the ones allowed: the proxy cannot
-# touch an address, a port, a task or the record's other fields, nor create or delete items.
+# UpdateItem (`touch`) that sets `last_activity` and `updated_at`, on condition that the record
+# exists (`session_id`) and has not ended (`status`), asking for nothing back. IAM's
+# dynamodb:Attributes counts every attribute a request names, whether it writes or only tests it;
+# the list must also name every key attribute of the table and its indexes (`repo_full_name`,
+# `pr_number` of pr-index), or DynamoDB refuses every request under it, and a request under it may
+# not ask for ALL_OLD or ALL_NEW. The explicit deny keeps the index keys, listed only because
+# DynamoDB needs them there, out of the proxy's reach. crates/cca/tests/iam.rs checks the code's
+# requests against this.
 data "aws_iam_policy_document" "proxy_task" {
   statement {
     sid       = "ReadSessions"
@@ -191,14 +195,26 @@ data "aws_iam_policy_document" "proxy_task" {
     condition {
       test     = "ForAllValues:StringEquals"
       variable = "dynamodb:Attributes"
-      values   = ["session_id", "status", "last_activity", "updated_at"]
+      values   = ["session_id", "repo_full_name", "pr_number", "status", "last_activity", "updated_at"]
     }
 
-    # The write returns the record as written (ALL_NEW), which GetItem may read anyway.
     condition {
       test     = "StringEqualsIfExists"
       variable = "dynamodb:ReturnValues"
-      values   = ["NONE", "UPDATED_NEW", "ALL_NEW"]
+      values   = ["NONE", "UPDATED_OLD", "UPDATED_NEW"]
+    }
+  }
+
+  statement {
+    sid       = "NeverTheIndexKeys"
+    effect    = "Deny"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [local.table_arn]
+
+    condition {
+      test     = "ForAnyValue:StringEquals"
+      variable = "dynamodb:Attributes"
+      values   = ["repo_full_name", "pr_number"]
     }
   }
 }

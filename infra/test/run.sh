@@ -47,7 +47,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/cca-infra.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 if [[ -n "${CCA_INFRA_OUTPUTS:-}" ]]; then
-    rm -f "$CCA_INFRA_OUTPUTS"
+    rm -f "$CCA_INFRA_OUTPUTS" "$(dirname "$CCA_INFRA_OUTPUTS")/policies.json"
 fi
 
 # Terraform installs providers from the offline mirror only, never from the registry.
@@ -167,6 +167,12 @@ step "no session task role may read the GitHub App secret or the control key"
 tf show -json >"$work/state.json" || fail "terraform show -json"
 python3 "$infra/test/session_secrets.py" --doctored <"$work/state.json" ||
     fail "a session task role can read the GitHub App secret or the control key"
+if [[ -n "${CCA_INFRA_OUTPUTS:-}" ]]; then
+    # For crates/cca/tests/iam.rs: the code's DynamoDB requests against these policies.
+    mkdir -p "$(dirname "$CCA_INFRA_OUTPUTS")"
+    python3 "$infra/test/policies.py" "$(dirname "$CCA_INFRA_OUTPUTS")/policies.json" <"$work/state.json" ||
+        fail "could not write the roles' policies"
+fi
 
 step "terraform plan again: nothing may change"
 status=0

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cca_domain::SessionId;
-use cca_domain::session::SessionPatch;
 use cca_store::{SessionStore, StoreError};
 use tokio::sync::mpsc;
 
@@ -82,12 +81,7 @@ impl Activity {
 
 async fn write_activity(store: Arc<dyn SessionStore>, mut rx: mpsc::Receiver<SessionId>) {
     while let Some(id) = rx.recv().await {
-        let now = cca_domain::now();
-        let patch = SessionPatch {
-            last_activity: Some(now),
-            ..SessionPatch::default()
-        };
-        match store.update(&id, patch, now).await {
+        match store.touch(&id, cca_domain::now()).await {
             Ok(_) => tracing::debug!(session = %id, "activity recorded"),
             // The session ended or went away since the request: nothing to keep alive.
             Err(StoreError::IllegalTransition { .. } | StoreError::NotFound(_)) => {}

@@ -619,6 +619,50 @@ impl SessionStore for DynamoStore {
         self.update_session(OP, id, None, write).await
     }
 
+    async fn touch(&self, id: &SessionId, now: i64) -> StoreResult<()> {
+        const OP: &str = "touch";
+        let mut expr = Expr::default();
+        let update = expr.update(
+            &[
+                ("last_activity", Value::Int(now)),
+                ("updated_at", Value::Int(now)),
+            ],
+            &[],
+        );
+        let ended: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        let condition = format!(
+            "attribute_exists({}) AND NOT ({})",
+            expr.name("session_id"),
+            expr.status_in(&ended)
+        );
+        let result = retry_conflicts(OP, || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(item::key(id.to_string())))
+                .update_expression(&update)
+                .condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .return_values(ReturnValue::None)
+                .send()
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                // Nothing came back with the refusal: reading the record says why.
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    Err(self.refused(OP, id, None, None).await)
+                }
+                _ => Err(sdk_error(OP, err)),
+            },
+        }
+    }
+
     async fn relaunch(
         &self,
         id: &SessionId,

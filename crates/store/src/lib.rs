@@ -99,6 +99,20 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// late heartbeat cannot revive a record.
     async fn update(&self, id: &SessionId, patch: SessionPatch, now: i64) -> StoreResult<Session>;
 
+    /// Records activity: sets `last_activity` and `updated_at` to `now`, refused like
+    /// [`SessionStore::update`] once the session has ended or when it does not exist. The one
+    /// write the proxy makes. In DynamoDB it names no attribute but `session_id`, `status`,
+    /// `last_activity` and `updated_at` and asks for nothing back (IAM's `dynamodb:Attributes`
+    /// refuses a write that returns attributes outside its list), so the proxy's role can be
+    /// held to those attributes.
+    async fn touch(&self, id: &SessionId, now: i64) -> StoreResult<()> {
+        let patch = SessionPatch {
+            last_activity: Some(now),
+            ..SessionPatch::default()
+        };
+        self.update(id, patch, now).await.map(|_| ())
+    }
+
     /// Starts an ended session again on the same id, branch and PR: `STOPPED | COMPLETED |
     /// FAILED → PROVISIONING`, clearing `task_arn`, `container_ip`, `error` and `ttl`, writing
     /// `patch` (which wins over the clearing), and claiming the active key again: it fails with

@@ -76,6 +76,7 @@ conformance!(
     deliveries_are_recorded_once_until_they_expire,
     concurrent_identical_deliveries_record_once,
     a_forgotten_delivery_can_be_recorded_again,
+    touch_records_activity_until_the_session_ends,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -457,6 +458,49 @@ async fn unknown_sessions_are_not_found(store: Arc<dyn SessionStore>) {
         store.relaunch(&id, SessionPatch::default(), 1).await
     ));
     assert_eq!(store.get(&id).await.unwrap(), None);
+}
+
+async fn touch_records_activity_until_the_session_ends(store: Arc<dyn SessionStore>) {
+    let session = session_in(store.as_ref(), Status::Running, 31).await;
+    let id = &session.session_id;
+    store
+        .touch(id, 9_000)
+        .await
+        .expect("touch a running session");
+    let after = store.get(id).await.unwrap().unwrap();
+    assert_eq!(after.last_activity, Some(9_000));
+    assert_eq!(after.updated_at, 9_000);
+    assert_eq!(after.status, Status::Running);
+    assert_eq!(after.container_ip, session.container_ip);
+
+    store
+        .transition(id, Status::Stopping, SessionPatch::default(), 9_100)
+        .await
+        .unwrap();
+    store
+        .transition(id, Status::Stopped, SessionPatch::default(), 9_200)
+        .await
+        .unwrap();
+    let refused = store.touch(id, 9_300).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(StoreError::IllegalTransition {
+                from: Status::Stopped,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().last_activity,
+        Some(9_000)
+    );
+    let ghost = SessionId::parse("ghost-touch").unwrap();
+    assert!(matches!(
+        store.touch(&ghost, 1).await,
+        Err(StoreError::NotFound(i)) if i == ghost
+    ));
 }
 
 async fn ending_sets_the_ttl_and_freezes_the_record(store: Arc<dyn SessionStore>) {

@@ -113,6 +113,11 @@ impl SessionStore for InstrumentedStore {
         self.inner.update(id, patch, now).await
     }
 
+    async fn touch(&self, id: &SessionId, now: i64) -> StoreResult<()> {
+        self.activity_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.touch(id, now).await
+    }
+
     async fn relaunch(
         &self,
         id: &SessionId,

@@ -113,7 +113,8 @@ async fn start(
     reporter: &Reporter,
     session: &mut Session,
 ) -> anyhow::Result<Started> {
-    let crate::setup::Cloned { repo, clone_url } = ready.clone_branch(None).await?;
+    let crate::setup::Cloned { repo, clone_url } =
+        ready.clone_branch(None, crate::git::Start::Branch).await?;
     if let Err(e) = repo.exclude(LOCAL_EXCLUDES) {
         warn!(error = %e, "cannot write the agent's exclude file");
     }

@@ -137,6 +137,15 @@ fn origin(url: &str) -> String {
     }
 }
 
+/// Where [`Repo::clone_branch`] starts the local branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At the remote branch of the same name (made from the base when missing).
+    Branch,
+    /// At pull request `n`'s head, `refs/pull/<n>/head` of the base repository.
+    Pull(u64),
+}
+
 /// A working copy: the tree untrusted code works in, and the agent's own git directory.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -192,12 +201,14 @@ impl Repo {
 
     /// Clones `branch` of `clone_url`, or `base` when the branch does not exist yet, in which
     /// case the branch is created from it. An existing working copy (a relaunch) is fetched
-    /// and moved to the remote branch instead.
+    /// and moved to the remote branch instead. With [`Start::Pull`] the local `branch` starts
+    /// at the pull request's head instead (previews: the head may be in a fork).
     pub async fn clone_branch(
         &self,
         clone_url: &str,
         branch: &str,
         base: &str,
+        start: Start,
         auth: &GitAuth,
     ) -> Result<(), GitError> {
         let io_error = |what: &str, e: std::io::Error| GitError {
@@ -227,13 +238,12 @@ impl Repo {
                 .await?;
         }
         self.configure().await?;
-        let start = match self.fetch(branch, auth).await {
-            Ok(()) => format!("origin/{branch}"),
-            Err(e) if fresh && e.detail.contains("couldn't find remote ref") => {
-                self.fetch(base, auth).await?;
-                format!("origin/{base}")
+        let start = match start {
+            Start::Pull(number) => {
+                self.fetch_pull(number, auth).await?;
+                format!("refs/remotes/origin/pull/{number}")
             }
-            Err(e) => return Err(e),
+            Start::Branch => self.branch_start(branch, base, fresh, auth).await?,
         };
         self.git(
             &["checkout", "--quiet", "--force", "-B", branch, &start],
@@ -241,6 +251,24 @@ impl Repo {
         )
         .await?;
         Ok(())
+    }
+
+    /// Where a branch starts: the remote's branch, else (a new branch) the base.
+    async fn branch_start(
+        &self,
+        branch: &str,
+        base: &str,
+        fresh: bool,
+        auth: &GitAuth,
+    ) -> Result<String, GitError> {
+        Ok(match self.fetch(branch, auth).await {
+            Ok(()) => format!("origin/{branch}"),
+            Err(e) if fresh && e.detail.contains("couldn't find remote ref") => {
+                self.fetch(base, auth).await?;
+                format!("origin/{base}")
+            }
+            Err(e) => return Err(e),
+        })
     }
 
     /// Gives the working tree a `.git` of the CLI's own: a fresh copy of the agent's history at
@@ -334,11 +362,29 @@ impl Repo {
             .map(drop)
     }
 
-    /// Moves the working copy to the remote's `branch`, discarding local changes (previews).
-    pub async fn reset_to_remote(&self, branch: &str, auth: &GitAuth) -> Result<String, GitError> {
-        self.fetch(branch, auth).await?;
-        self.git(&["reset", "--hard", &format!("origin/{branch}")], None)
-            .await?;
+    /// Fetches pull request `number`'s head as GitHub keeps it in the base repository
+    /// (`refs/pull/<n>/head`): the head repository's commit, whether the branch is in this
+    /// repository or in a fork, never a base-repository branch of the same name.
+    pub async fn fetch_pull(&self, number: u64, auth: &GitAuth) -> Result<(), GitError> {
+        let refspec = format!("+refs/pull/{number}/head:refs/remotes/origin/pull/{number}");
+        self.git(&["fetch", "--no-tags", "origin", &refspec], Some(auth))
+            .await
+            .map(drop)
+    }
+
+    /// Moves the working copy to pull request `number`'s head, discarding local changes
+    /// (previews); returns the commit.
+    pub async fn reset_to_pull(&self, number: u64, auth: &GitAuth) -> Result<String, GitError> {
+        self.fetch_pull(number, auth).await?;
+        self.git(
+            &[
+                "reset",
+                "--hard",
+                &format!("refs/remotes/origin/pull/{number}"),
+            ],
+            None,
+        )
+        .await?;
         self.head().await
     }
 

@@ -139,7 +139,17 @@ struct Preview {
 
 async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
     let branch = ready.session.branch_name.as_str();
-    let crate::setup::Cloned { repo, clone_url } = ready.clone_branch(Some(branch)).await?;
+    let pr = pull_number(ready)?;
+    let crate::setup::Cloned { repo, clone_url } = ready
+        .clone_branch(Some(branch), crate::git::Start::Pull(pr))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot fetch the head of PR #{pr} (refs/pull/{pr}/head of {}): its head \
+                 repository may be gone or unreadable",
+                ready.session.repo_full_name
+            )
+        })?;
     let head = repo.head().await?;
     let port = ready.app_port()?;
     let plan = devserver::plan(repo.dir(), port, ready.control_port)?
@@ -244,11 +254,11 @@ impl Preview {
         wanted: Option<&str>,
     ) -> anyhow::Result<()> {
         let git = ready.git_auth(&self.clone_url).await?;
-        let branch = ready.session.branch_name.as_str();
+        let pr = pull_number(ready)?;
         let old = self.head.clone();
         let new = self
             .repo
-            .reset_to_remote(branch, &git)
+            .reset_to_pull(pr, &git)
             .await
             .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
         ready
@@ -343,4 +353,15 @@ impl Preview {
         };
         let _ = tokio::time::timeout_at(deadline, inactive).await;
     }
+}
+
+/// The PR a preview shows: it is fetched as `refs/pull/<n>/head`, which holds the head
+/// repository's commit for a PR from a fork as for one from this repository.
+fn pull_number(ready: &Ready) -> anyhow::Result<u64> {
+    ready.session.pr_number.with_context(|| {
+        format!(
+            "the preview session {} has no PR number to fetch",
+            ready.session.session_id
+        )
+    })
 }

@@ -72,7 +72,11 @@ impl Ready {
 
     /// Clones the session's branch into its working copy; a branch that does not exist yet is
     /// made from `base`, or from the repository's default branch when `base` is `None`.
-    pub async fn clone_branch(&self, base: Option<&str>) -> anyhow::Result<Cloned> {
+    pub async fn clone_branch(
+        &self,
+        base: Option<&str>,
+        start: crate::git::Start,
+    ) -> anyhow::Result<Cloned> {
         let session = &self.session;
         let client = self
             .access
@@ -98,6 +102,7 @@ impl Ready {
             &info.clone_url,
             session.branch_name.as_str(),
             base.unwrap_or(&info.default_branch),
+            start,
             &auth,
         )
         .await

@@ -119,6 +119,105 @@ async fn a_preview_serves_the_branch_deploys_and_follows_a_push() {
     }
 }
 
+/// A PR from a fork: the preview runs the fork's commit (GitHub's `refs/pull/<n>/head` of the
+/// base repository), never the base repository's branch of the same name, and follows a push
+/// to the fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name() {
+    const FORK: &str = "contributor/app";
+    let fork_pr = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let number = fork_pr.clone();
+    let Some(stand) = Stand::new_on(
+        SessionType::Preview,
+        BRANCH,
+        move |github| {
+            github.add_repo(FORK);
+            github.host_git(FORK);
+            for (path, content) in support::PREVIEW_APP {
+                let content = if path == "version.txt" {
+                    "fork 1\n"
+                } else {
+                    content
+                };
+                github.commit_file(FORK, BRANCH, path, content, &format!("Add {path}"));
+            }
+            *number.lock().unwrap() = github.open_fork_pull(REPO, FORK, BRANCH, "From a fork");
+        },
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    // The stand's own PR is from the base repository's `feature-x`; the session previews the
+    // fork's PR, whose branch has the same name.
+    let pr = *fork_pr.lock().unwrap();
+    stand
+        .store
+        .update(
+            &stand.session.session_id,
+            SessionPatch {
+                pr_number: Some(pr),
+                ..SessionPatch::default()
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        stand.github.branches(REPO).contains_key(BRANCH),
+        "the base repository has a branch of the same name"
+    );
+    let mut agent = stand.spawn("preview");
+    let s = stand
+        .wait_status(Status::Running, Duration::from_secs(90))
+        .await;
+    let port = s.app_port.expect("app port recorded");
+    wait_page(&stand, port, "preview fork 1\n").await;
+
+    // The contributor pushes to the fork; GitHub updates the PR; the webhook asks for a refresh.
+    stand
+        .github
+        .commit_file(FORK, BRANCH, "version.txt", "fork 2\n", "Bump");
+    let head = stand.github.sync_fork_pull(REPO, pr);
+    let (code, body) = stand
+        .control(
+            "POST",
+            "/refresh",
+            Some(&stand.token()),
+            json!({ "head_sha": head }),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    wait_page(&stand, port, "preview fork 2\n").await;
+    let deployments = stand.github.deployments(REPO);
+    assert!(
+        deployments.iter().any(|d| d.sha == head),
+        "{deployments:#?}"
+    );
+    stand.stop(&mut agent).await;
+}
+
+/// A PR whose head the base repository no longer has (say, a PR number of another
+/// repository's): the preview fails with the reason on the PR, and serves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_head_that_cannot_be_fetched_fails_the_preview_saying_why() {
+    let Some(stand) = Stand::new_with(SessionType::Preview, BRANCH, |s| {
+        s.pr_number = Some(4242);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut agent = stand.spawn("preview");
+    let exit = stand.wait_exit(&mut agent, Duration::from_secs(60)).await;
+    assert!(!exit.success(), "{}", stand.log_text());
+    let record = stand.record().await;
+    assert_eq!(record.status, Status::Failed, "{}", stand.log_text());
+    let error = record.error.unwrap_or_default();
+    assert!(error.contains("refs/pull/4242/head"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_traffic_keeps_a_preview_alive_and_its_absence_ends_it_after_one_warning() {
     let Some(mut stand) = Stand::new(SessionType::Preview, BRANCH).await else {

@@ -626,12 +626,28 @@ async fn start_preview(
     channel: ImageChannel,
     installation_id: Option<u64>,
 ) -> ActResult {
+    // The preview runs the PR's head as GitHub keeps it in this repository
+    // (`refs/pull/<n>/head`), so a PR from a fork shows the fork's commit and never a branch of
+    // this repository with the same name. Without a head repository (a deleted fork) there is
+    // nothing to show.
+    let Some(head_repo) = pr.head_repo.as_deref() else {
+        let body = format!(
+            "{MARKER}\n**UAT not started**\n\nThe head repository of this PR no longer exists \
+             (a deleted fork), so there is no commit to preview. Open the PR again from a \
+             repository GitHub still has."
+        );
+        post_comment(app, installation_id, &repo, pr.number, &body).await;
+        return Ok(Reply::ok("the PR's head repository is gone: not previewed"));
+    };
     let Ok(branch) = BranchName::parse(&pr.head_ref) else {
         return Ok(Reply::ok(format!(
             "branch {:?} cannot be previewed",
             pr.head_ref
         )));
     };
+    if !head_repo.eq_ignore_ascii_case(repo.as_str()) {
+        info!(%repo, pr = pr.number, head_repo, "previewing a PR from a fork");
+    }
     let key = ActiveKey::preview(&repo, pr.number);
     let mut id = naming::preview_session_id(branch.as_str());
     if let Some(holder) = app

@@ -12,7 +12,7 @@ use cca_domain::{ImageChannel, SessionType, Source, Status};
 use cca_testkit::control::FakeAgent;
 use cca_testkit::github::RateLimit;
 use cca_testkit::jira::Adf;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::*;
 
 fn now() -> i64 {
@@ -1044,6 +1044,49 @@ async fn preview_lifecycle() {
                 .iter()
                 .any(|c| c.contains("UAT Environment Stopped")),
             "{comments:?}"
+        );
+    })
+    .await;
+}
+
+/// A PR from a fork is previewed by its number (the agent fetches `refs/pull/<n>/head`, see
+/// agent/tests/preview.rs), whatever its branch is called; one from a deleted fork is refused.
+#[tokio::test]
+async fn a_fork_pr_is_previewed_by_number_and_a_deleted_fork_is_refused_on_the_pr() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        // A contributor's fork with a branch named like the base's default branch: the session
+        // records the PR, whose head (refs/pull/<n>/head) the preview fetches.
+        let pr = stand.open_pr("fork-stand-in").await;
+        let mut labeled = pull_request("labeled", pr, "main", Some("uat"), "walt", false);
+        labeled["pull_request"]["head"]["repo"]["full_name"] = json!("contributor/app");
+        let (_, reply) = stand.deliver("pull_request", &labeled, &delivery()).await;
+        assert_eq!(reply["message"], "Preview started", "{reply}");
+        let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        let session = stand.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(session.pr_number, Some(pr));
+        assert_eq!(session.repo_full_name.as_str(), REPO);
+
+        // The fork is gone: GitHub sends `head.repo: null`. Nothing starts; the PR is told why.
+        let gone = stand.open_pr("feature/gone").await;
+        let mut labeled = pull_request("labeled", gone, "feature/gone", Some("uat"), "walt", false);
+        labeled["pull_request"]["head"]["repo"] = Value::Null;
+        let tasks_before = stand.describe_tasks().await.len();
+        let (status, reply) = stand.deliver("pull_request", &labeled, &delivery()).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(
+            reply["message"], "the PR's head repository is gone: not previewed",
+            "{reply}"
+        );
+        assert_eq!(stand.describe_tasks().await.len(), tasks_before);
+        let comments = stand.github.comments(REPO, gone);
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.body.contains("UAT not started") && c.body.contains("deleted fork")),
+            "{comments:#?}"
         );
     })
     .await;

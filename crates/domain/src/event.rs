@@ -49,6 +49,9 @@ pub struct PullRequest {
     pub body: String,
     pub head_ref: String,
     pub head_sha: String,
+    /// The repository the head branch is in (`head.repo.full_name`): the PR's own repository,
+    /// or a fork; `None` when GitHub reports none (the fork was deleted).
+    pub head_repo: Option<String>,
     pub merged: bool,
 }
 
@@ -177,6 +180,9 @@ struct RawRef {
     #[serde(rename = "ref")]
     git_ref: String,
     sha: String,
+    /// `null` when the head repository (a fork) has been deleted.
+    #[serde(default)]
+    repo: Option<RawRepo>,
 }
 
 #[derive(Deserialize)]
@@ -433,6 +439,7 @@ fn parse_pr(body: &[u8]) -> Result<GitHubEvent, ParseError> {
             body: r.body.unwrap_or_default(),
             head_ref: r.head.git_ref,
             head_sha: r.head.sha,
+            head_repo: r.head.repo.map(|repo| repo.full_name),
             merged: r.merged.unwrap_or(false),
         },
         sender: p.sender.actor()?,

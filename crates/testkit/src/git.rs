@@ -458,6 +458,20 @@ impl Bare {
     }
 
     /// Points `refs/heads/<branch>` at `new` if it currently is as `expect` says.
+    /// Points any ref (such as `refs/pull/1/head`) at `sha`.
+    pub(crate) fn set_ref(&self, name: &str, sha: &str) -> GitResult<()> {
+        self.run(&["update-ref", "--no-deref", name, sha])
+            .map(|_| ())
+    }
+
+    /// Copies the objects of `rev` (a ref of that repository) and its history from the
+    /// repository at `from`.
+    pub(crate) fn fetch_objects(&self, from: &Path, rev: &str) -> GitResult<()> {
+        let from = from.display().to_string();
+        self.run(&["fetch", "--quiet", "--no-tags", &from, rev])
+            .map(|_| ())
+    }
+
     pub(crate) fn update_ref(&self, branch: &str, new: &str, expect: Expect<'_>) -> GitResult<()> {
         let name = format!("refs/heads/{branch}");
         self.run(&["check-ref-format", &name])

@@ -161,6 +161,8 @@ pub struct Pull {
     pub head: String,
     /// Head commit: follows the head branch while the pull request is open.
     pub head_sha: String,
+    /// The repository the head branch is in, when it is a fork (`None`: this repository).
+    pub head_repo: Option<String>,
     /// Base branch name.
     pub base: String,
     /// Login of the author.
@@ -553,6 +555,82 @@ impl FakeGitHub {
             r.commit_hosted_file(branch, path, message, |_| content.as_bytes().to_vec())
                 .unwrap_or_else(|e| panic!("cannot commit {path} to {repo}: {e}"))
         })
+    }
+
+    /// Simulates a contributor opening a pull request from `branch` of their fork `fork` (a
+    /// hosted repository of its own) into the default branch of `base`: GitHub copies the head
+    /// commit into `base` as `refs/pull/<n>/head`, and `base`'s branches are untouched (a
+    /// branch of the same name in `base` stays what it was). Returns the number.
+    ///
+    /// # Panics
+    /// When either repository is not hosted, or the fork has no such branch.
+    pub fn open_fork_pull(&self, base: &str, fork: &str, branch: &str, title: &str) -> u64 {
+        let fork_dir = self.git_dir(fork);
+        let fork_name = self.with_repo(fork, |r| r.full_name());
+        let head_sha = self
+            .bare(fork)
+            .resolve(&format!("refs/heads/{branch}"))
+            .unwrap_or_else(|| panic!("{fork} has no branch {branch}"));
+        let mut state = self.state();
+        let id = state.next_id();
+        let r = state.repo_mut(base);
+        let bare = r.hosted.clone().expect("the base repository is hosted");
+        bare.fetch_objects(&fork_dir, &format!("refs/heads/{branch}"))
+            .unwrap_or_else(|e| panic!("cannot copy {fork}'s commit into {base}: {e}"));
+        let number = r.take_number();
+        let now = SystemTime::now();
+        r.pulls.insert(
+            number,
+            Pull {
+                id,
+                number,
+                title: title.to_owned(),
+                body: None,
+                state: "open".to_owned(),
+                draft: false,
+                head: branch.to_owned(),
+                head_sha,
+                head_repo: Some(fork_name),
+                base: r.default_branch.clone(),
+                user: fork.split('/').next().unwrap_or(fork).to_owned(),
+                merged: false,
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+            },
+        );
+        r.write_pull_refs();
+        number
+    }
+
+    /// A push to a fork's branch reaching its pull request `number` in `base`, as GitHub's
+    /// `synchronize`: the new head is copied into `base` and `refs/pull/<n>/head` follows.
+    /// Returns the new head.
+    ///
+    /// # Panics
+    /// When the pull request is not from a fork.
+    pub fn sync_fork_pull(&self, base: &str, number: u64) -> String {
+        let (fork, branch) = self.with_repo(base, |r| {
+            let pull = &r.pulls[&number];
+            (
+                pull.head_repo.clone().expect("a fork's pull request"),
+                pull.head.clone(),
+            )
+        });
+        let fork_dir = self.git_dir(&fork);
+        let head = self
+            .bare(&fork)
+            .resolve(&format!("refs/heads/{branch}"))
+            .expect("the fork's branch");
+        self.with_repo(base, |r| {
+            let bare = r.hosted.clone().expect("hosted");
+            bare.fetch_objects(&fork_dir, &format!("refs/heads/{branch}"))
+                .unwrap_or_else(|e| panic!("cannot copy {fork}'s commit: {e}"));
+            let pull = r.pulls.get_mut(&number).unwrap();
+            pull.head_sha.clone_from(&head);
+            r.write_pull_refs();
+        });
+        head
     }
 
     /// Simulates merging an open pull request: a merge commit on the base branch, and the pull
@@ -2160,6 +2238,7 @@ impl RepoCtx<'_> {
             draft: req.body["draft"].as_bool().unwrap_or(false),
             head: head.to_owned(),
             head_sha,
+            head_repo: None,
             base: base.to_owned(),
             user: self.actor.login.to_owned(),
             merged: false,
@@ -2169,6 +2248,7 @@ impl RepoCtx<'_> {
         };
         let body = self.repo.pull_json(self.api, &pull);
         self.repo.pulls.insert(number, pull);
+        self.repo.write_pull_refs();
         created(body)
     }
 
@@ -2542,8 +2622,26 @@ impl Repo {
     fn record_branch(&mut self, branch: &str, sha: &str) {
         self.branches.insert(branch.to_owned(), sha.to_owned());
         for pull in self.pulls.values_mut() {
-            if pull.state == "open" && pull.head == branch {
+            if pull.state == "open" && pull.head == branch && pull.head_repo.is_none() {
                 pull.head_sha = sha.to_owned();
+            }
+        }
+        self.write_pull_refs();
+    }
+
+    /// Points `refs/pull/<n>/head` of a hosted repository at each pull request's head commit,
+    /// as GitHub keeps it (for pull requests from forks too, whose commits it copies in).
+    fn write_pull_refs(&self) {
+        let Some(bare) = &self.hosted else {
+            return;
+        };
+        for pull in self.pulls.values() {
+            let name = format!("refs/pull/{}/head", pull.number);
+            if pull.head_sha.is_empty() || bare.resolve(&name).as_deref() == Some(&pull.head_sha) {
+                continue;
+            }
+            if let Err(error) = bare.set_ref(&name, &pull.head_sha) {
+                tracing::error!(%error, %name, "cannot write a pull request's ref");
             }
         }
     }
@@ -2557,13 +2655,14 @@ impl Repo {
         match bare.branches() {
             Ok(branches) => {
                 for pull in self.pulls.values_mut() {
-                    if pull.state == "open" {
+                    if pull.state == "open" && pull.head_repo.is_none() {
                         if let Some(sha) = branches.get(&pull.head) {
                             pull.head_sha.clone_from(sha);
                         }
                     }
                 }
                 self.branches = branches;
+                self.write_pull_refs();
             }
             Err(error) => {
                 tracing::error!(%error, "cannot read the branches of a hosted repository")
@@ -2873,6 +2972,7 @@ impl Repo {
     }
 
     fn pull_json(&self, api: &str, pull: &Pull) -> Value {
+        // (GitHub's `head` of a fork names the fork's owner and repository.)
         let url = self.api_url(api);
         let n = pull.number;
         let html = format!("{}/pull/{n}", self.html_url());
@@ -2899,7 +2999,10 @@ impl Repo {
             "merged_at": pull.closed_at.filter(|_| pull.merged).map(rfc3339),
             "merged": pull.merged,
             "draft": pull.draft,
-            "head": self.branch_json(api, &pull.head, &pull.head_sha),
+            "head": match &pull.head_repo {
+                None => self.branch_json(api, &pull.head, &pull.head_sha),
+                Some(fork) => fork_branch_json(api, fork, &pull.head, &pull.head_sha),
+            },
             "base": self.branch_json(api, &pull.base, base_sha),
             "author_association": "NONE",
         })
@@ -3247,6 +3350,25 @@ fn reaction_json(api: &str, r: &Reaction) -> Value {
 }
 
 /// A user object with every field octocrab's `Author` requires.
+/// `head` of a pull request from a fork: the fork's owner and repository.
+fn fork_branch_json(api: &str, fork: &str, branch: &str, sha: &str) -> Value {
+    let (owner, name) = fork.split_once('/').unwrap_or((fork, fork));
+    json!({
+        "label": format!("{owner}:{branch}"),
+        "ref": branch,
+        "sha": sha,
+        "user": user_json(api, owner),
+        "repo": {
+            "name": name,
+            "full_name": fork,
+            "owner": user_json(api, owner),
+            "fork": true,
+            "private": false,
+            "url": format!("{api}/repos/{fork}"),
+        },
+    })
+}
+
 fn user_json(api: &str, login: &str) -> Value {
     let id = login_id(login);
     let is_bot = login.ends_with("[bot]");

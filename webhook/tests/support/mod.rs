@@ -461,6 +461,7 @@ pub fn pull_request(
     p["number"] = json!(number);
     p["pull_request"]["number"] = json!(number);
     p["pull_request"]["head"]["ref"] = json!(head_ref);
+    p["pull_request"]["head"]["repo"]["full_name"] = json!(REPO);
     p["pull_request"]["merged"] = json!(merged);
     if let Some(l) = label {
         p["label"] = json!({ "name": l, "id": 2, "color": "ededed" });

@@ -39,6 +39,7 @@ fn pr(merged: bool) -> PullRequest {
         title: "t".into(),
         body: String::new(),
         head_ref: "feature/x".into(),
+        head_repo: Some("octo/app".into()),
         head_sha: "abc".into(),
         merged,
     }

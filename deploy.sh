@@ -15,11 +15,17 @@
 #                                     the alias back to the version under `previous`; both when
 #                                     neither is named
 #
-# --dry-run prints each command that would change something, as "+ command", and runs none of
-# them. The read-only queries the plan is made of (describe-repositories, batch-get-image,
-# list-aliases, get-function-configuration) still run, so the printed plan names the real
-# digests and versions; the webhook package is not built (its build is printed). Values known
-# only once an earlier command has run appear in capitals (NEW_VERSION).
+# Before its first change each command reads everything it needs: the tools, the repositories
+# and the images it moves, the proxy service it rolls, the function and its alias. When one is
+# missing it names it and how to make it, and exits 1 having changed nothing.
+#
+# --dry-run changes nothing: it prints each command that would change something as
+# "would run: command", what that would do ("would move", "would start"), and ends with "dry run:
+# nothing was changed". The read-only queries the plan is made of (describe-repositories,
+# batch-get-image, describe-services, list-aliases, get-function-configuration) still run, so the
+# printed plan names the real digests and versions, and a dry run refuses what a real run would
+# refuse; the webhook package is not built (its build is printed). Values known only once an
+# earlier command has run appear in capitals (NEW_VERSION).
 #
 # Settings (environment; an empty value counts as unset):
 #   AWS_REGION               region of every AWS call (else AWS_DEFAULT_REGION, else the
@@ -54,10 +60,13 @@ MANIFEST_TYPES=(
     application/vnd.oci.image.index.v1+json
 )
 
+# Where a refusal sends the operator for what terraform apply makes.
+readonly FIRST_DEPLOYMENT="docs/OPERATIONS.md, First deployment"
+
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
-    cat <<'EOF'
+    cat <<'USAGE'
 usage: deploy.sh staging | promote | lambda | rollback [images | lambda] [--dry-run]
 
   staging    build the agent and proxy images and push them as :staging and :<git sha>
@@ -66,14 +75,17 @@ usage: deploy.sh staging | promote | lambda | rollback [images | lambda] [--dry-
   rollback   :latest back to :previous and the alias back to the previous version
              (rollback images or rollback lambda for one of the two)
 
-  --dry-run  print the commands that would change something, run none of them
+  --dry-run  print what would change and the commands that would change it; change nothing
+
+Each command first checks what it needs (tools, repositories, images, the proxy service, the
+function and its alias) and changes nothing when one is missing.
 
 Settings: AWS_REGION, AWS_ENDPOINT_URL, CCA_NAME_PREFIX (claude-cloud-agent), and, named
 after it, CCA_AGENT_REPOSITORY (<prefix>-agent), CCA_PROXY_REPOSITORY (<prefix>-uat-proxy),
 CCA_CLUSTER (<prefix>), CCA_PROXY_SERVICE (<prefix>-uat-proxy), CCA_LAMBDA_FUNCTION
 (<prefix>-webhook); CCA_PROXY_SERVICE_STAGING, CCA_LAMBDA_ALIAS (live), CCA_LAMBDA_ZIP.
 See the top of deploy.sh.
-EOF
+USAGE
 }
 
 die() {
@@ -91,6 +103,22 @@ note() {
     echo "$*" >&3
 }
 
+# Says what a step did, or in a dry run what it would have done: `tell WOULD DID`.
+tell() {
+    if [[ "$DRY_RUN" == 1 ]]; then
+        note "$1"
+    else
+        note "$2"
+    fi
+}
+
+need_tool() {
+    command -v "$1" >/dev/null || die "$1 is not on PATH: $2"
+}
+
+# ---------------------------------------------------------------------------------------------
+# AWS
+
 # `aws`, with the endpoint and region of the settings. Commands are printed without them.
 aws() {
     local global=()
@@ -103,40 +131,99 @@ aws() {
     command aws ${global[@]+"${global[@]}"} "$@"
 }
 
+# A read-only AWS query. On failure the CLI's message stays in $WORK/aws.err, for the caller to
+# tell a missing resource (not_found) from any other error (query_error).
+query() {
+    aws "$@" 2>"$WORK/aws.err"
+}
+
+not_found() {
+    grep -qE '(RepositoryNotFound|ResourceNotFound|ClusterNotFound)Exception' "$WORK/aws.err"
+}
+
+# The CLI's message of the last failed query, on one line.
+query_error() {
+    tr -s '\n' ' ' <"$WORK/aws.err" | sed 's/^ *//; s/ *$//'
+}
+
+in_region() {
+    if [[ -n "$REGION" ]]; then
+        printf ' in %s' "$REGION"
+    fi
+}
+
+# Prints a command that changes something: "+ command" as it runs, "would run: command" in a
+# dry run.
+announce() {
+    if [[ "$DRY_RUN" == 1 ]]; then
+        note "would run: $*"
+    else
+        note "+ $*"
+    fi
+}
+
 # Runs a command that changes something, after printing it; with --dry-run, only prints it.
 # The print goes to descriptor 3 (the script's standard output), so a caller may capture what
 # the command itself prints.
 run() {
-    {
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    } >&3
+    local line
+    line="$(printf ' %q' "$@")"
+    announce "${line# }"
     if [[ "$DRY_RUN" == 1 ]]; then
         return 0
     fi
     "$@"
 }
 
+# Refuses unless an ECS service of the cluster exists and is active. `what` names it in the
+# message and `remedy` says how to make it when the cluster exists.
+require_service() {
+    local service="$1" what="$2" remedy="$3" status
+    if ! status="$(query ecs describe-services --cluster "$CLUSTER" --services "$service" \
+        --query 'services[0].status' --output text)"; then
+        if not_found; then
+            die "the cluster $CLUSTER does not exist$(in_region), so neither does the $what $service: run terraform apply first ($FIRST_DEPLOYMENT), or name the deployment's cluster in CCA_CLUSTER or CCA_NAME_PREFIX"
+        fi
+        die "cannot read the $what $service of cluster $CLUSTER: $(query_error)"
+    fi
+    case "$status" in
+    ACTIVE) ;;
+    None | "") die "the $what $service does not exist in cluster $CLUSTER$(in_region): $remedy" ;;
+    *) die "the $what $service of cluster $CLUSTER is $status, not ACTIVE: $remedy" ;;
+    esac
+}
+
 # ---------------------------------------------------------------------------------------------
 # Images
 
-# The URI of an ECR repository (registry/name), which also proves that it exists.
+# The URI of an ECR repository (registry/name); refuses when it cannot be read. `setting` is
+# the variable that names it.
 repository_uri() {
-    local repository="$1" uri
-    uri="$(aws ecr describe-repositories --repository-names "$repository" \
-        --query 'repositories[0].repositoryUri' --output text)" ||
-        die "cannot read the ECR repository $repository (is it created, and are the region and credentials right?)"
-    echo "$uri"
+    local repository="$1" setting="$2" uri
+    if uri="$(query ecr describe-repositories --repository-names "$repository" \
+        --query 'repositories[0].repositoryUri' --output text)"; then
+        echo "$uri"
+        return
+    fi
+    if not_found; then
+        die "the ECR repository $repository does not exist$(in_region): make it with terraform apply (-target=aws_ecr_repository.this makes the repositories alone; $FIRST_DEPLOYMENT), or name the deployment's in $setting or CCA_NAME_PREFIX"
+    fi
+    die "cannot read the ECR repository $repository: $(query_error)"
+}
+
+# The proxy service promote and rollback roll, which terraform apply makes.
+require_proxy_service() {
+    require_service "$PROXY_SERVICE" "proxy service" \
+        "run terraform apply first ($FIRST_DEPLOYMENT), or name the deployment's in CCA_PROXY_SERVICE"
 }
 
 # "<digest> <media type>" of a tag, or nothing when the repository has no such tag.
 image_of() {
     local repository="$1" tag="$2" out
-    out="$(aws ecr batch-get-image --repository-name "$repository" --image-ids "imageTag=$tag" \
+    out="$(query ecr batch-get-image --repository-name "$repository" --image-ids "imageTag=$tag" \
         --accepted-media-types "${MANIFEST_TYPES[@]}" \
         --query 'images[0].[imageId.imageDigest,imageManifestMediaType]' --output text)" ||
-        die "cannot read $repository:$tag"
+        die "cannot read $repository:$tag: $(query_error)"
     if [[ "$out" != None ]]; then
         echo "$out"
     fi
@@ -147,20 +234,23 @@ image_of() {
 # pushes do not end in one. put-image's answer is checked against the digest anyway.)
 save_manifest() {
     local repository="$1" digest="$2" file="$3" manifest
-    manifest="$(aws ecr batch-get-image --repository-name "$repository" \
+    manifest="$(query ecr batch-get-image --repository-name "$repository" \
         --image-ids "imageDigest=$digest" --accepted-media-types "${MANIFEST_TYPES[@]}" \
         --query 'images[0].imageManifest' --output text)" ||
-        die "cannot read the manifest of $repository@$digest"
+        die "cannot read the manifest of $repository@$digest: $(query_error)"
     [[ -n "$manifest" && "$manifest" != None ]] || die "ECR returned no manifest for $repository@$digest"
     printf '%s' "$manifest" >"$file"
 }
 
-# Planned tag moves, executed only once every read of the plan has succeeded.
+# Planned tag moves, executed only once every read of the plan has succeeded, and what each
+# means, said once they are done.
 PUT_REPOSITORY=()
 PUT_TAG=()
 PUT_DIGEST=()
 PUT_MEDIA_TYPE=()
 PUT_FILE=()
+MOVE_REPOSITORY=()
+MOVE_TEXT=()
 
 plan_tag() {
     local repository="$1" tag="$2" digest="$3" media_type="$4" file
@@ -188,6 +278,9 @@ apply_tags() {
             die "${PUT_REPOSITORY[i]}:${PUT_TAG[i]} is now $got, not ${PUT_DIGEST[i]}: the manifest changed on its way"
         fi
     done
+    for ((i = 0; i < ${#MOVE_TEXT[@]}; i++)); do
+        tell "${MOVE_REPOSITORY[i]}: would move ${MOVE_TEXT[i]}" "${MOVE_REPOSITORY[i]}: moved ${MOVE_TEXT[i]}"
+    done
 }
 
 # Plans `tag` of a repository to become what `from_tag` is, keeping the replaced image under
@@ -195,7 +288,7 @@ apply_tags() {
 plan_retag() {
     local repository="$1" from_tag="$2" tag="$3" keep_previous="$4"
     local from from_digest from_type current current_digest="" current_type="" previous
-    local previous_digest=""
+    local previous_digest="" kept=""
     from="$(image_of "$repository" "$from_tag")"
     [[ -n "$from" ]] || die "$repository has no :$from_tag image$(hint_for "$from_tag")"
     read -r from_digest from_type <<<"$from"
@@ -214,9 +307,11 @@ plan_retag() {
         if [[ "$previous_digest" != "$current_digest" ]]; then
             plan_tag "$repository" "$PREVIOUS" "$current_digest" "$current_type"
         fi
+        kept=", the replaced image kept as :$PREVIOUS"
     fi
     plan_tag "$repository" "$tag" "$from_digest" "$from_type"
-    note "$repository: :$tag ${current_digest:-(none)} -> $from_digest (:$from_tag)"
+    MOVE_REPOSITORY+=("$repository")
+    MOVE_TEXT+=(":$tag from ${current_digest:-(none)} to $from_digest (:$from_tag)$kept")
     MOVED=1
 }
 
@@ -231,12 +326,13 @@ roll_service() {
     local service="$1"
     run aws ecs update-service --cluster "$CLUSTER" --service "$service" --force-new-deployment \
         --query 'service.deployments[0].id' --output text >/dev/null
-    note "$service: new deployment started in $CLUSTER (follow it with: aws ecs wait services-stable --cluster $CLUSTER --services $service)"
+    tell "$service: would start a new deployment in $CLUSTER" \
+        "$service: new deployment started in $CLUSTER (follow it with: aws ecs wait services-stable --cluster $CLUSTER --services $service)"
 }
 
 cmd_staging() {
     local sha agent_uri proxy_uri registry logged_in=""
-    command -v git >/dev/null || die "git is needed to tag the images with the commit"
+    need_tool git "deploy.sh staging tags the images with the commit"
     sha="$(git -C "$repo_root" rev-parse --short=12 HEAD)" || die "$repo_root is not a git work tree"
     if [[ -n "$(git -C "$repo_root" status --porcelain)" ]]; then
         if [[ "$DRY_RUN" == 1 ]]; then
@@ -245,14 +341,22 @@ cmd_staging() {
             die "the work tree has uncommitted changes, which :$sha would not name; commit or stash them first"
         fi
     fi
-    if [[ "$DRY_RUN" != 1 ]]; then
+    # A dry run runs no docker at all, so it only looks for the program.
+    if [[ "$DRY_RUN" == 1 ]]; then
+        command -v docker >/dev/null ||
+            note "warning: docker is not on PATH; deploy.sh staging would refuse to build the images"
+    else
         docker buildx version >/dev/null 2>&1 || die "docker with the buildx plug-in is needed to build the images"
     fi
-    agent_uri="$(repository_uri "$AGENT_REPOSITORY")"
-    proxy_uri="$(repository_uri "$PROXY_REPOSITORY")"
+    agent_uri="$(repository_uri "$AGENT_REPOSITORY" CCA_AGENT_REPOSITORY)"
+    proxy_uri="$(repository_uri "$PROXY_REPOSITORY" CCA_PROXY_REPOSITORY)"
+    if [[ -n "$PROXY_SERVICE_STAGING" ]]; then
+        require_service "$PROXY_SERVICE_STAGING" "staging proxy service" \
+            "infra/ makes none; make it, or leave CCA_PROXY_SERVICE_STAGING unset"
+    fi
     for registry in "${agent_uri%%/*}" "${proxy_uri%%/*}"; do
         if [[ "$registry" != "$logged_in" ]]; then
-            note "+ aws ecr get-login-password | docker login --username AWS --password-stdin $registry"
+            announce "aws ecr get-login-password | docker login --username AWS --password-stdin $registry"
             if [[ "$DRY_RUN" != 1 ]]; then
                 aws ecr get-login-password | docker login --username AWS --password-stdin "$registry"
             fi
@@ -264,7 +368,8 @@ cmd_staging() {
     if [[ -n "$PROXY_SERVICE_STAGING" ]]; then
         roll_service "$PROXY_SERVICE_STAGING"
     fi
-    note "pushed $agent_uri and $proxy_uri as :staging and :$sha"
+    tell "would push $agent_uri and $proxy_uri as :staging and :$sha" \
+        "pushed $agent_uri and $proxy_uri as :staging and :$sha"
 }
 
 build_image() {
@@ -275,9 +380,13 @@ build_image() {
         --tag "$uri:staging" --tag "$uri:$sha" --push "$repo_root"
 }
 
-# Plans :latest of both repositories to become what `from_tag` is. Sets PROXY_MOVED.
+# Plans :latest of both repositories to become what `from_tag` is, once both repositories and
+# the proxy service are known to exist. Sets PROXY_MOVED.
 plan_latest() {
     local from_tag="$1" keep_previous="$2"
+    repository_uri "$AGENT_REPOSITORY" CCA_AGENT_REPOSITORY >/dev/null
+    repository_uri "$PROXY_REPOSITORY" CCA_PROXY_REPOSITORY >/dev/null
+    require_proxy_service
     plan_retag "$AGENT_REPOSITORY" "$from_tag" latest "$keep_previous"
     plan_retag "$PROXY_REPOSITORY" "$from_tag" latest "$keep_previous"
     PROXY_MOVED="$MOVED"
@@ -300,15 +409,37 @@ cmd_promote() {
 # ---------------------------------------------------------------------------------------------
 # Lambda
 
+# Refuses unless the function exists.
+require_function() {
+    if query lambda get-function-configuration --function-name "$LAMBDA_FUNCTION" \
+        --query FunctionArn --output text >/dev/null; then
+        return
+    fi
+    if not_found; then
+        die "the function $LAMBDA_FUNCTION does not exist$(in_region): run terraform apply first ($FIRST_DEPLOYMENT), or name the deployment's in CCA_LAMBDA_FUNCTION or CCA_NAME_PREFIX"
+    fi
+    die "cannot read the function $LAMBDA_FUNCTION: $(query_error)"
+}
+
 # The version an alias of the function points at, or nothing when there is no such alias.
 alias_version() {
     local name="$1" version
-    version="$(aws lambda list-aliases --function-name "$LAMBDA_FUNCTION" \
+    version="$(query lambda list-aliases --function-name "$LAMBDA_FUNCTION" \
         --query "Aliases[?Name=='$name'].FunctionVersion | [0]" --output text)" ||
-        die "cannot list the aliases of $LAMBDA_FUNCTION"
+        die "cannot list the aliases of $LAMBDA_FUNCTION: $(query_error)"
     if [[ "$version" != None ]]; then
         echo "$version"
     fi
+}
+
+# Sets LAMBDA_LIVE and LAMBDA_PREVIOUS to the versions of the two aliases, refusing when the
+# function has no live alias: the function URL and the schedule invoke it, and Terraform makes
+# it with them, so without it this is not the deployment's function.
+read_aliases() {
+    LAMBDA_LIVE="$(alias_version "$LAMBDA_ALIAS")"
+    LAMBDA_PREVIOUS="$(alias_version "$PREVIOUS")"
+    [[ -n "$LAMBDA_LIVE" ]] ||
+        die "the function $LAMBDA_FUNCTION has no alias $LAMBDA_ALIAS, which its function URL and the sweep schedule invoke: run terraform apply, which makes it ($FIRST_DEPLOYMENT), or name the alias in CCA_LAMBDA_ALIAS"
 }
 
 # Lambda's CodeSha256 of a file: the base64 of its SHA-256.
@@ -328,10 +459,10 @@ set_alias() {
 }
 
 cmd_lambda() {
-    local zip sha dirty="" code_sha version live previous
-    aws lambda get-function-configuration --function-name "$LAMBDA_FUNCTION" \
-        --query FunctionArn --output text >/dev/null ||
-        die "cannot read the function $LAMBDA_FUNCTION (is it created, and are the region and credentials right?)"
+    local zip sha dirty="" code_sha version
+    need_tool openssl "deploy.sh lambda compares the package with the one the alias runs"
+    require_function
+    read_aliases
     sha="$(git -C "$repo_root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
     if [[ -n "${CCA_LAMBDA_ZIP:-}" ]]; then
         zip="$CCA_LAMBDA_ZIP"
@@ -341,19 +472,17 @@ cmd_lambda() {
         if [[ -n "$(git -C "$repo_root" status --porcelain 2>/dev/null)" ]]; then
             dirty="-dirty"
         fi
-        note "+ scripts/build-lambda.sh"
+        announce scripts/build-lambda.sh
         if [[ "$DRY_RUN" == 1 ]]; then
             zip=BUILT_PACKAGE.zip
         else
             zip="$("$repo_root/scripts/build-lambda.sh")"
         fi
     fi
-    live="$(alias_version "$LAMBDA_ALIAS")"
-    previous="$(alias_version "$PREVIOUS")"
-    if [[ -n "$live" && -f "$zip" ]] &&
+    if [[ -f "$zip" ]] &&
         [[ "$(aws lambda get-function-configuration --function-name "$LAMBDA_FUNCTION" \
             --qualifier "$LAMBDA_ALIAS" --query CodeSha256 --output text)" == "$(code_sha256 "$zip")" ]]; then
-        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS (version $live) already runs this package"
+        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS (version $LAMBDA_LIVE) already runs this package"
         return
     fi
 
@@ -370,35 +499,35 @@ cmd_lambda() {
         die "publish-version answered '$version', not a version number"
     fi
     run aws lambda wait published-version-active --function-name "$LAMBDA_FUNCTION" --qualifier "$version"
-    if [[ -n "$live" && "$live" != "$version" && "$live" != "$previous" ]]; then
-        set_alias "$PREVIOUS" "$live" "$previous"
+    if [[ "$LAMBDA_LIVE" != "$version" && "$LAMBDA_LIVE" != "$LAMBDA_PREVIOUS" ]]; then
+        set_alias "$PREVIOUS" "$LAMBDA_LIVE" "$LAMBDA_PREVIOUS"
     fi
-    if [[ "$live" == "$version" ]]; then
+    if [[ "$LAMBDA_LIVE" == "$version" ]]; then
         note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS is already version $version"
         return
     fi
-    set_alias "$LAMBDA_ALIAS" "$version" "$live"
-    note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS ${live:-(none)} -> version $version"
+    set_alias "$LAMBDA_ALIAS" "$version" "$LAMBDA_LIVE"
+    tell "$LAMBDA_FUNCTION: would move alias $LAMBDA_ALIAS from version $LAMBDA_LIVE to version $version, the replaced one kept under the alias $PREVIOUS" \
+        "$LAMBDA_FUNCTION: moved alias $LAMBDA_ALIAS from version $LAMBDA_LIVE to version $version, the replaced one kept under the alias $PREVIOUS"
 }
 
-# Plans the alias back to the version under `previous`. Sets LAMBDA_ROLLBACK to the version and
-# LAMBDA_LIVE to the current one; LAMBDA_ROLLBACK stays empty when the alias is already there.
+# Plans the alias back to the version under `previous`. Sets LAMBDA_ROLLBACK to that version,
+# or leaves it empty when the alias is already there.
 plan_rollback_lambda() {
-    local previous
-    LAMBDA_LIVE="$(alias_version "$LAMBDA_ALIAS")"
-    previous="$(alias_version "$PREVIOUS")"
+    require_function
+    read_aliases
     LAMBDA_ROLLBACK=""
-    [[ -n "$previous" ]] ||
+    [[ -n "$LAMBDA_PREVIOUS" ]] ||
         die "$LAMBDA_FUNCTION has no alias $PREVIOUS: nothing to roll back to (deploy.sh lambda records it)"
-    if [[ "$LAMBDA_LIVE" == "$previous" ]]; then
-        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS is already version $previous"
+    if [[ "$LAMBDA_LIVE" == "$LAMBDA_PREVIOUS" ]]; then
+        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS is already version $LAMBDA_PREVIOUS"
     else
-        LAMBDA_ROLLBACK="$previous"
+        LAMBDA_ROLLBACK="$LAMBDA_PREVIOUS"
     fi
 }
 
 # Every read of the plan comes first, so a rollback of both stops before changing anything when
-# either has nothing to return to.
+# either has nothing to return to or something it needs is missing.
 cmd_rollback() {
     local target="$1"
     if [[ "$target" != lambda ]]; then
@@ -412,7 +541,8 @@ cmd_rollback() {
     fi
     if [[ "$target" != images && -n "$LAMBDA_ROLLBACK" ]]; then
         set_alias "$LAMBDA_ALIAS" "$LAMBDA_ROLLBACK" "$LAMBDA_LIVE"
-        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS ${LAMBDA_LIVE:-(none)} -> version $LAMBDA_ROLLBACK"
+        tell "$LAMBDA_FUNCTION: would move alias $LAMBDA_ALIAS from version $LAMBDA_LIVE back to version $LAMBDA_ROLLBACK" \
+            "$LAMBDA_FUNCTION: moved alias $LAMBDA_ALIAS from version $LAMBDA_LIVE back to version $LAMBDA_ROLLBACK"
     fi
 }
 
@@ -449,7 +579,7 @@ main() {
     *) usage_error "unknown command: $command" ;;
     esac
 
-    command -v aws >/dev/null || die "the AWS CLI (aws) is needed"
+    need_tool aws "the AWS CLI (v1 or v2) makes every AWS call"
     REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
     local prefix="${CCA_NAME_PREFIX:-claude-cloud-agent}"
     AGENT_REPOSITORY="${CCA_AGENT_REPOSITORY:-$prefix-agent}"
@@ -467,7 +597,7 @@ main() {
     trap 'rm -rf "$WORK"' EXIT
     exec 3>&1
     if [[ "$DRY_RUN" == 1 ]]; then
-        note "dry run: the commands below are printed, not run"
+        note "dry run: nothing will be changed; each command that would change something is printed as \"would run: <command>\""
     fi
 
     case "$command" in
@@ -476,6 +606,9 @@ main() {
     lambda) cmd_lambda ;;
     rollback) cmd_rollback "$target" ;;
     esac
+    if [[ "$DRY_RUN" == 1 ]]; then
+        note "dry run: nothing was changed"
+    fi
 }
 
 main "$@"

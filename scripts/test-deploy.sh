@@ -6,8 +6,8 @@
 #   scripts/test-deploy.sh test_hadolint  # only the tests named
 #
 # Each test makes its own repositories, service and function, under names no other test uses,
-# and checks what deploy.sh did to them by reading them back. A dry run must leave all of them
-# as they were. Nothing here needs Docker: the one test that lets `deploy.sh staging` go past
+# and checks what deploy.sh did to them by reading them back. A dry run, and a command refused
+# for something it needs, must leave all of them as they were. Nothing here needs Docker: the one test that lets `deploy.sh staging` go past
 # its dry run puts a recording `docker` first on PATH, in a throw-away clone.
 #
 # Settings (environment):
@@ -118,6 +118,30 @@ expect_ne() {
 
 expect_contains() {
     grep -qF -- "$2" "$1" || { cat "$1" >&2; fail "$3: no line has '$2'"; }
+}
+
+# Runs deploy.sh expecting a refusal: exit status 1, standard error holding `message`.
+# Standard output and error stay in $scratch/out and $scratch/err.
+expect_refusal() {
+    local message="$1" rc=0
+    shift
+    "$deploy" "$@" >"$scratch/out" 2>"$scratch/err" || rc=$?
+    expect_eq "$rc" 1 "exit status of 'deploy.sh $*'"
+    expect_contains "$scratch/err" "$message" "standard error of 'deploy.sh $*'"
+}
+
+# What a dry run prints: "would" for every change, no command as run ("+ "), no line claiming
+# a change without "would", and "dry run: nothing was changed" last.
+expect_dry_run_output() {
+    local out="$1" what="$2" claims
+    expect_contains "$out" "would " "$what"
+    if grep -q '^+ ' "$out"; then
+        cat "$out" >&2
+        fail "$what: a command is printed as run: $(grep '^+ ' "$out" | head -n1)"
+    fi
+    claims="$(grep -v 'would' "$out" | grep -Ei '\b(started|deployed|promoted|pushed|published|moved|rolled|created|updated)\b' || true)"
+    [[ -z "$claims" ]] || { cat "$out" >&2; fail "$what: a line claims a change: $claims"; }
+    expect_eq "$(tail -n1 "$out")" "dry run: nothing was changed" "last line of $what"
 }
 
 # A fresh name for a resource of one test. The counter is a file, since tests and command
@@ -282,10 +306,10 @@ test_promote_makes_latest_the_staging_manifest() {
     before="$(images_state)"
 
     "$deploy" promote --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "+ aws ecr put-image --repository-name $CCA_AGENT_REPOSITORY --image-tag previous" "dry run"
-    expect_contains "$scratch/out" "+ aws ecr put-image --repository-name $CCA_AGENT_REPOSITORY --image-tag latest" "dry run"
-    expect_contains "$scratch/out" "+ aws ecr put-image --repository-name $CCA_PROXY_REPOSITORY --image-tag latest" "dry run"
-    expect_contains "$scratch/out" "+ aws ecs update-service --cluster $CCA_CLUSTER --service $CCA_PROXY_SERVICE --force-new-deployment" "dry run"
+    expect_contains "$scratch/out" "would run: aws ecr put-image --repository-name $CCA_AGENT_REPOSITORY --image-tag previous" "dry run"
+    expect_contains "$scratch/out" "would run: aws ecr put-image --repository-name $CCA_AGENT_REPOSITORY --image-tag latest" "dry run"
+    expect_contains "$scratch/out" "would run: aws ecr put-image --repository-name $CCA_PROXY_REPOSITORY --image-tag latest" "dry run"
+    expect_contains "$scratch/out" "would run: aws ecs update-service --cluster $CCA_CLUSTER --service $CCA_PROXY_SERVICE --force-new-deployment" "dry run"
     expect_eq "$(images_state)" "$before" "repositories and service after the dry run"
 
     "$deploy" promote
@@ -314,7 +338,7 @@ test_rollback_images_returns_latest_to_previous() {
 
     before="$(images_state)"
     "$deploy" rollback images --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "+ aws ecr put-image --repository-name $CCA_AGENT_REPOSITORY --image-tag latest" "dry run"
+    expect_contains "$scratch/out" "would run: aws ecr put-image --repository-name $CCA_AGENT_REPOSITORY --image-tag latest" "dry run"
     expect_eq "$(images_state)" "$before" "state after the dry run"
 
     "$deploy" rollback images
@@ -355,10 +379,10 @@ test_lambda_publishes_the_package_and_moves_the_alias() {
     before="$(lambda_state)"
 
     CCA_LAMBDA_ZIP="$scratch/second.zip" "$deploy" lambda --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "+ aws lambda update-function-code --function-name $CCA_LAMBDA_FUNCTION --zip-file fileb://$scratch/second.zip" "dry run"
-    expect_contains "$scratch/out" "+ aws lambda publish-version --function-name $CCA_LAMBDA_FUNCTION" "dry run"
-    expect_contains "$scratch/out" "+ aws lambda create-alias --function-name $CCA_LAMBDA_FUNCTION --name previous --function-version 1" "dry run"
-    expect_contains "$scratch/out" "+ aws lambda update-alias --function-name $CCA_LAMBDA_FUNCTION --name live --function-version NEW_VERSION" "dry run"
+    expect_contains "$scratch/out" "would run: aws lambda update-function-code --function-name $CCA_LAMBDA_FUNCTION --zip-file fileb://$scratch/second.zip" "dry run"
+    expect_contains "$scratch/out" "would run: aws lambda publish-version --function-name $CCA_LAMBDA_FUNCTION" "dry run"
+    expect_contains "$scratch/out" "would run: aws lambda create-alias --function-name $CCA_LAMBDA_FUNCTION --name previous --function-version 1" "dry run"
+    expect_contains "$scratch/out" "would run: aws lambda update-alias --function-name $CCA_LAMBDA_FUNCTION --name live --function-version NEW_VERSION" "dry run"
     expect_eq "$(lambda_state)" "$before" "function after the dry run"
 
     CCA_LAMBDA_ZIP="$scratch/second.zip" "$deploy" lambda
@@ -378,7 +402,7 @@ test_lambda_publishes_the_package_and_moves_the_alias() {
 
     before="$(lambda_state)"
     "$deploy" rollback lambda --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "+ aws lambda update-alias --function-name $CCA_LAMBDA_FUNCTION --name live --function-version 1" "dry run"
+    expect_contains "$scratch/out" "would run: aws lambda update-alias --function-name $CCA_LAMBDA_FUNCTION --name live --function-version 1" "dry run"
     expect_eq "$(lambda_state)" "$before" "function after the dry run"
 
     "$deploy" rollback lambda
@@ -393,10 +417,96 @@ test_lambda_refuses_a_missing_function_before_building() {
     local rc=0
     CCA_LAMBDA_FUNCTION="$(fresh missing)" "$deploy" lambda >"$scratch/out" 2>"$scratch/err" || rc=$?
     expect_eq "$rc" 1 "exit status"
-    expect_contains "$scratch/err" "cannot read the function" "message"
+    expect_contains "$scratch/err" "does not exist" "message"
     if grep -q "build-lambda" "$scratch/out"; then
         fail "the package was built for a function that does not exist"
     fi
+}
+
+# promote on an account with the repositories and their :staging images but without the proxy
+# service (terraform apply not run yet, or another deployment's names): refused, by the dry run
+# too, before any tag moves, with the missing service or cluster named.
+test_promote_without_the_proxy_service_moves_no_tag() {
+    setup_images
+    local before missing args repository
+    before="$(ecr_state "$CCA_AGENT_REPOSITORY"; ecr_state "$CCA_PROXY_REPOSITORY")"
+    missing="$(fresh service)"
+    for args in "promote" "promote --dry-run"; do
+        # shellcheck disable=SC2086 # the words of each case
+        CCA_PROXY_SERVICE="$missing" expect_refusal "the proxy service $missing does not exist in cluster $CCA_CLUSTER" $args
+        expect_contains "$scratch/err" "run terraform apply first" "remedy"
+        expect_eq "$(ecr_state "$CCA_AGENT_REPOSITORY"; ecr_state "$CCA_PROXY_REPOSITORY")" "$before" "repositories after 'deploy.sh $args'"
+    done
+    missing="$(fresh cluster)"
+    CCA_CLUSTER="$missing" expect_refusal "the cluster $missing does not exist" promote
+    expect_eq "$(ecr_state "$CCA_AGENT_REPOSITORY"; ecr_state "$CCA_PROXY_REPOSITORY")" "$before" "repositories after promote into a missing cluster"
+    for repository in "$CCA_AGENT_REPOSITORY" "$CCA_PROXY_REPOSITORY"; do
+        expect_eq "$(digest_of "$repository" previous)" None "$repository :previous"
+        expect_ne "$(digest_of "$repository" latest)" "$(digest_of "$repository" staging)" "$repository :latest"
+    done
+}
+
+test_promote_refuses_a_missing_repository() {
+    setup_images
+    local before missing
+    before="$(images_state)"
+    missing="$(fresh proxy)"
+    CCA_PROXY_REPOSITORY="$missing" expect_refusal "the ECR repository $missing does not exist" promote
+    expect_contains "$scratch/err" "CCA_PROXY_REPOSITORY" "the setting named"
+    expect_eq "$(images_state)" "$before" "state"
+}
+
+# A function without its live alias is not the deployment's (Terraform makes the alias with the
+# function URL): deploying to it or rolling it back is refused before anything changes, where
+# both used to make the alias.
+test_lambda_and_rollback_lambda_refuse_a_function_without_its_alias() {
+    setup_function
+    aws lambda create-alias --function-name "$CCA_LAMBDA_FUNCTION" --name previous --function-version 1 \
+        --query AliasArn --output text >/dev/null
+    aws lambda delete-alias --function-name "$CCA_LAMBDA_FUNCTION" --name live
+    make_zip "$scratch/orphan.zip" orphan
+    local before args
+    before="$(lambda_state)"
+    for args in "lambda" "lambda --dry-run" "rollback lambda" "rollback lambda --dry-run"; do
+        # shellcheck disable=SC2086 # the words of each case
+        CCA_LAMBDA_ZIP="$scratch/orphan.zip" expect_refusal "the function $CCA_LAMBDA_FUNCTION has no alias live" $args
+        expect_contains "$scratch/err" "run terraform apply" "remedy"
+        expect_eq "$(lambda_state)" "$before" "function after 'deploy.sh $args'"
+    done
+}
+
+# Every dry run says what it would do, claims nothing done, and leaves everything as it was.
+test_dry_runs_say_would_and_change_nothing() {
+    setup_images
+    setup_function
+    install_docker_stub
+    make_zip "$scratch/next.zip" next
+    local before
+    before="$(images_state; lambda_state)"
+    "$deploy" promote --dry-run >"$scratch/out"
+    expect_dry_run_output "$scratch/out" "promote --dry-run"
+    expect_contains "$scratch/out" "$CCA_AGENT_REPOSITORY: would move :latest from" "promote --dry-run"
+    expect_contains "$scratch/out" "$CCA_PROXY_SERVICE: would start a new deployment in $CCA_CLUSTER" "promote --dry-run"
+    PATH="$scratch/bin:$PATH" "$deploy" staging --dry-run >"$scratch/out"
+    expect_dry_run_output "$scratch/out" "staging --dry-run"
+    expect_contains "$scratch/out" "would push " "staging --dry-run"
+    CCA_LAMBDA_ZIP="$scratch/next.zip" "$deploy" lambda --dry-run >"$scratch/out"
+    expect_dry_run_output "$scratch/out" "lambda --dry-run"
+    expect_contains "$scratch/out" "$CCA_LAMBDA_FUNCTION: would move alias live from version 1 to version NEW_VERSION" "lambda --dry-run"
+    expect_eq "$(images_state; lambda_state)" "$before" "state after the dry runs"
+    [[ ! -s "$DOCKER_LOG" ]] || fail "docker was run: $(cat "$DOCKER_LOG")"
+
+    # With something to roll back to, and nothing left to promote or deploy.
+    "$deploy" promote >/dev/null
+    CCA_LAMBDA_ZIP="$scratch/next.zip" "$deploy" lambda >/dev/null
+    before="$(images_state; lambda_state)"
+    "$deploy" rollback --dry-run >"$scratch/out"
+    expect_dry_run_output "$scratch/out" "rollback --dry-run"
+    expect_contains "$scratch/out" "$CCA_PROXY_REPOSITORY: would move :latest from" "rollback --dry-run"
+    expect_contains "$scratch/out" "would move alias live from version" "rollback --dry-run"
+    "$deploy" promote --dry-run >"$scratch/out"
+    expect_dry_run_output "$scratch/out" "promote --dry-run of what is promoted"
+    expect_eq "$(images_state; lambda_state)" "$before" "state after the dry runs"
 }
 
 # A `docker` that records its arguments (and, for `login`, what it read) and does nothing else.
@@ -426,24 +536,32 @@ test_staging_dry_run_prints_the_builds_and_pushes_nothing() {
     sha="$(git rev-parse --short=12 HEAD)"
     uri="$(aws ecr describe-repositories --repository-names "$CCA_AGENT_REPOSITORY" --query 'repositories[0].repositoryUri' --output text)"
     PATH="$scratch/bin:$PATH" "$deploy" staging --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "+ aws ecr get-login-password | docker login --username AWS --password-stdin ${uri%%/*}" "dry run"
-    expect_contains "$scratch/out" "+ docker buildx build --platform linux/amd64 --provenance=false --file $repo_root/docker/agent.Dockerfile --tag $uri:staging --tag $uri:$sha --push $repo_root" "dry run"
+    expect_contains "$scratch/out" "would run: aws ecr get-login-password | docker login --username AWS --password-stdin ${uri%%/*}" "dry run"
+    expect_contains "$scratch/out" "would run: docker buildx build --platform linux/amd64 --provenance=false --file $repo_root/docker/agent.Dockerfile --tag $uri:staging --tag $uri:$sha --push $repo_root" "dry run"
     expect_contains "$scratch/out" "--file $repo_root/docker/proxy.Dockerfile" "dry run"
     [[ ! -s "$DOCKER_LOG" ]] || fail "docker was run: $(cat "$DOCKER_LOG")"
     expect_eq "$(images_state)" "$before" "repositories after the dry run"
 }
 
-test_staging_logs_in_builds_both_images_and_rolls_the_staging_service() {
-    setup_images
-    install_docker_stub
-    # A clean clone of what staging builds from, so its commit names the whole work tree.
-    local clone="$scratch/clone" sha uri proxy_uri password staging_service before rc
+# A clean clone of what staging builds from, so its commit names the whole work tree. Prints
+# its path.
+make_clone() {
+    local clone
+    clone="$scratch/$(fresh clone)"
     mkdir -p "$clone/docker"
     cp deploy.sh "$clone/"
     cp docker/agent.Dockerfile docker/proxy.Dockerfile "$clone/docker/"
     git -C "$clone" init -q
     git -C "$clone" add .
     git -C "$clone" -c user.name=test -c user.email=test@example.com commit -q -m clone
+    echo "$clone"
+}
+
+test_staging_logs_in_builds_both_images_and_rolls_the_staging_service() {
+    setup_images
+    install_docker_stub
+    local clone sha uri proxy_uri password staging_service before rc
+    clone="$(make_clone)"
     sha="$(git -C "$clone" rev-parse --short=12 HEAD)"
     uri="$(aws ecr describe-repositories --repository-names "$CCA_AGENT_REPOSITORY" --query 'repositories[0].repositoryUri' --output text)"
     proxy_uri="$(aws ecr describe-repositories --repository-names "$CCA_PROXY_REPOSITORY" --query 'repositories[0].repositoryUri' --output text)"
@@ -468,6 +586,22 @@ test_staging_logs_in_builds_both_images_and_rolls_the_staging_service() {
     expect_eq "$rc" 1 "exit status with uncommitted changes"
     expect_contains "$scratch/err" "uncommitted changes" "message"
     [[ ! -s "$DOCKER_LOG" ]] || fail "docker was run: $(cat "$DOCKER_LOG")"
+}
+
+# A staging proxy service that does not exist: refused before docker logs in or builds.
+test_staging_refuses_a_missing_staging_service_before_building() {
+    setup_images
+    install_docker_stub
+    local clone missing before
+    clone="$(make_clone)"
+    missing="$(fresh staging-service)"
+    before="$(images_state)"
+    deploy="$clone/deploy.sh" PATH="$scratch/bin:$PATH" CCA_PROXY_SERVICE_STAGING="$missing" \
+        expect_refusal "the staging proxy service $missing does not exist in cluster $CCA_CLUSTER" staging
+    if grep -Eq '^docker (login|buildx build)' "$DOCKER_LOG"; then
+        fail "docker logged in or built: $(cat "$DOCKER_LOG")"
+    fi
+    expect_eq "$(images_state)" "$before" "repositories"
 }
 
 # The names deploy.sh defaults to are the ones infra/ gives the deployment: run against the
@@ -503,7 +637,7 @@ EOF2
     env -u CCA_AGENT_REPOSITORY -u CCA_PROXY_REPOSITORY -u CCA_CLUSTER -u CCA_PROXY_SERVICE \
         -u CCA_LAMBDA_FUNCTION CCA_NAME_PREFIX="$prefix" CCA_LAMBDA_ZIP="$scratch/names.zip" \
         "$deploy" lambda --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "+ aws lambda update-function-code --function-name $function " "lambda dry run"
+    expect_contains "$scratch/out" "would run: aws lambda update-function-code --function-name $function " "lambda dry run"
     env -u CCA_AGENT_REPOSITORY -u CCA_PROXY_REPOSITORY -u CCA_CLUSTER -u CCA_PROXY_SERVICE \
         -u CCA_LAMBDA_FUNCTION CCA_NAME_PREFIX="$prefix" \
         "$deploy" staging --dry-run >"$scratch/out"
@@ -589,8 +723,13 @@ all_tests=(
     test_rollback_with_nothing_to_return_to_changes_nothing
     test_lambda_publishes_the_package_and_moves_the_alias
     test_lambda_refuses_a_missing_function_before_building
+    test_promote_without_the_proxy_service_moves_no_tag
+    test_promote_refuses_a_missing_repository
+    test_lambda_and_rollback_lambda_refuse_a_function_without_its_alias
+    test_dry_runs_say_would_and_change_nothing
     test_staging_dry_run_prints_the_builds_and_pushes_nothing
     test_staging_logs_in_builds_both_images_and_rolls_the_staging_service
+    test_staging_refuses_a_missing_staging_service_before_building
     test_default_names_are_those_of_infra
     test_lambda_builds_and_deploys_the_real_package
 )

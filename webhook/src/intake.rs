@@ -112,6 +112,8 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
         match app.store.record_delivery(id, now()).await {
             Ok(true) => {}
             Ok(false) => {
+                // Handled already, or being handled: a delivery whose handler died is taken
+                // again once its lease (DELIVERY_LEASE_SECS) has run out.
                 info!(delivery = id, "redelivery ignored");
                 return Reply::ok("duplicate");
             }
@@ -127,12 +129,16 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
         Some(refusal) => refusal,
         None => act::execute(app, intent).await,
     };
-    if reply.status.is_server_error() {
-        if let Some(id) = delivery {
+    if let Some(id) = delivery {
+        if reply.status.is_server_error() {
             // The work did not happen: forget the delivery so GitHub's redelivery can retry it.
             if let Err(e) = app.store.forget_delivery(id).await {
                 warn!(delivery = id, error = %e, "cannot forget a failed delivery");
             }
+        } else if let Err(e) = app.store.finish_delivery(id, now()).await {
+            // The work is done; the id is then held only for its lease, after which a
+            // redelivery would be handled again.
+            warn!(delivery = id, error = %e, "cannot mark a delivery handled");
         }
     }
     reply

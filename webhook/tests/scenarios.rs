@@ -278,6 +278,47 @@ async fn a_5xx_during_the_permission_check_is_retried_by_the_redelivery() {
     .await;
 }
 
+/// A process that recorded a delivery and died before its work (the Lambda killed at its
+/// time-out, a crash): the redelivery is a duplicate while the first may still be working, and
+/// is handled once the delivery's lease has run out; a handled delivery stays a duplicate.
+#[tokio::test]
+async fn a_delivery_whose_handler_died_is_handled_again_after_its_lease() {
+    within(async {
+        let Some(stand) = Stand::new().await else {
+            return;
+        };
+        let n = stand.github.add_issue(REPO, "T", "B");
+        let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let id = delivery();
+        // Recorded a moment ago by a handler that is still running (or just died).
+        assert!(stand.store.record_delivery(&id, now() - 10).await.unwrap());
+        let (_, reply) = stand.deliver("issues", &payload, &id).await;
+        assert_eq!(reply["message"], "duplicate", "{reply}");
+        assert!(stand.tasks().await.is_empty());
+
+        // Recorded longer ago than any handling takes, and never finished: it died.
+        let died = delivery();
+        assert!(
+            stand
+                .store
+                .record_delivery(&died, now() - cca_store::DELIVERY_LEASE_SECS - 1)
+                .await
+                .unwrap()
+        );
+        let (status, reply) = stand.deliver("issues", &payload, &died).await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Session started")),
+            "{reply}"
+        );
+        assert_eq!(stand.tasks().await.len(), 1);
+        // Handled and finished: held for days, not for the lease.
+        let later = now() + cca_store::DELIVERY_LEASE_SECS + 1;
+        assert!(!stand.store.record_delivery(&died, later).await.unwrap());
+    })
+    .await;
+}
+
 /// GitHub's rate limits during a delivery: a short wait is sat out within GitHub's 10 s; a
 /// long one answers at once with an error (and the delivery is forgotten for the redelivery).
 #[tokio::test]

@@ -680,7 +680,9 @@ async fn webhook_requests(bench: &Bench) -> Vec<Request> {
     requests.extend(bench.requests("list"));
     assert!(store.record_delivery("d-1", 1_040).await.unwrap());
     assert!(!store.record_delivery("d-1", 1_041).await.unwrap());
+    store.finish_delivery("d-1", 1_042).await.unwrap();
     store.forget_delivery("d-1").await.unwrap();
+    store.finish_delivery("d-1", 1_043).await.unwrap();
     requests.extend(bench.requests("deliveries"));
     requests
 }

@@ -35,7 +35,9 @@ use cca_domain::{ActiveKey, RepoName, Session, SessionId, Status};
 
 use self::item::{Expr, Item};
 use crate::record::{self, CLEARED_BY_RELAUNCH, Value, backend};
-use crate::{DELIVERY_TTL_SECS, ListFilter, SessionStore, StoreError, StoreResult};
+use crate::{
+    DELIVERY_LEASE_SECS, DELIVERY_TTL_SECS, ListFilter, SessionStore, StoreError, StoreResult,
+};
 
 /// Name of the global secondary index on `repo_full_name` + `pr_number`.
 pub(crate) const PR_INDEX: &str = "pr-index";
@@ -827,7 +829,7 @@ impl SessionStore for DynamoStore {
             expr.name("ttl"),
             expr.value("now", AttributeValue::N(now.to_string())),
         );
-        let delivery = item::delivery_item(delivery_id, now + DELIVERY_TTL_SECS);
+        let delivery = item::delivery_item(delivery_id, now + DELIVERY_LEASE_SECS);
         let result = retry_conflicts(OP, || {
             self.client
                 .put_item()
@@ -847,6 +849,47 @@ impl SessionStore for DynamoStore {
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 Ok(false)
+            }
+            Err(err) => Err(sdk_error(OP, err)),
+        }
+    }
+
+    async fn finish_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<()> {
+        const OP: &str = "finish_delivery";
+        let key = item::delivery_item(delivery_id, 0)
+            .into_iter()
+            .filter(|(k, _)| k == "session_id")
+            .collect();
+        let mut expr = Expr::default();
+        let update = format!(
+            "SET {} = {}",
+            expr.name("ttl"),
+            expr.value(
+                "ttl",
+                AttributeValue::N((now + DELIVERY_TTL_SECS).to_string())
+            )
+        );
+        let condition = format!("attribute_exists({})", expr.name("session_id"));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Forgotten meanwhile: it stays forgotten.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
             }
             Err(err) => Err(sdk_error(OP, err)),
         }

@@ -30,6 +30,13 @@ pub use sqlite::SqliteStore;
 /// of margin.
 pub const DELIVERY_TTL_SECS: i64 = 4 * 24 * 3600;
 
+/// Seconds a delivery id is held while its delivery is being handled, before
+/// [`SessionStore::finish_delivery`] keeps it for [`DELIVERY_TTL_SECS`]: longer than any
+/// handling may take (a Lambda invocation lasts 15 minutes at most), so that a process that died
+/// between recording a delivery and doing its work does not make GitHub's redelivery a
+/// `duplicate` forever.
+pub const DELIVERY_LEASE_SECS: i64 = 15 * 60;
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,9 +138,15 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Sessions matching `filter`, newest `created_at` first (ties by id).
     async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<Session>>;
 
-    /// Records a webhook delivery id; `true` the first time, `false` for a redelivery. Kept for
-    /// [`DELIVERY_TTL_SECS`]: from `now` + that many seconds on, the id may be recorded again.
+    /// Records a webhook delivery id as being handled; `true` the first time, `false` for a
+    /// redelivery. Held for [`DELIVERY_LEASE_SECS`] (from `now` + that many seconds on, the id
+    /// may be recorded again, as after a crash mid-delivery) until
+    /// [`SessionStore::finish_delivery`] keeps it for [`DELIVERY_TTL_SECS`].
     async fn record_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
+
+    /// Marks a recorded delivery as handled: its id is kept for [`DELIVERY_TTL_SECS`] from
+    /// `now`. An unknown id (forgotten, or never recorded) is left unknown.
+    async fn finish_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<()>;
 
     /// Forgets a recorded delivery, so a redelivery of work that failed is handled again.
     /// Forgetting an unknown id is not an error.

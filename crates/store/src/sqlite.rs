@@ -18,7 +18,9 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::record::{self, CLEARED_BY_RELAUNCH, FIELDS, Fields, Value, backend};
-use crate::{DELIVERY_TTL_SECS, ListFilter, SessionStore, StoreError, StoreResult};
+use crate::{
+    DELIVERY_LEASE_SECS, DELIVERY_TTL_SECS, ListFilter, SessionStore, StoreError, StoreResult,
+};
 
 /// Version of the schema below, kept in `PRAGMA user_version`. A file written by a newer build is
 /// refused rather than misread.
@@ -513,10 +515,24 @@ impl SessionStore for SqliteStore {
                 .execute(
                     "INSERT INTO deliveries (id, expires_at) VALUES (?1, ?2)
                      ON CONFLICT (id) DO NOTHING",
-                    params![delivery_id, now + DELIVERY_TTL_SECS],
+                    params![delivery_id, now + DELIVERY_LEASE_SECS],
                 )
                 .map_err(|e| backend(OP, e))?;
             Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn finish_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<()> {
+        const OP: &str = "finish_delivery";
+        let delivery_id = delivery_id.to_owned();
+        self.run(OP, move |tx| {
+            tx.execute(
+                "UPDATE deliveries SET expires_at = ?2 WHERE id = ?1",
+                params![delivery_id, now + DELIVERY_TTL_SECS],
+            )
+            .map_err(|e| backend(OP, e))?;
+            Ok(())
         })
         .await
     }

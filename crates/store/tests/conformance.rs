@@ -18,7 +18,8 @@ use cca_domain::{
     Source, Status,
 };
 use cca_store::{
-    DELIVERY_TTL_SECS, DynamoStore, ListFilter, SessionStore, SqliteStore, StoreError, StoreResult,
+    DELIVERY_LEASE_SECS, DELIVERY_TTL_SECS, DynamoStore, ListFilter, SessionStore, SqliteStore,
+    StoreError, StoreResult,
 };
 use futures::future::join_all;
 
@@ -77,6 +78,7 @@ conformance!(
     concurrent_identical_deliveries_record_once,
     a_forgotten_delivery_can_be_recorded_again,
     touch_records_activity_until_the_session_ends,
+    a_delivery_never_finished_is_taken_again_after_its_lease,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -943,6 +945,10 @@ async fn deliveries_are_recorded_once_until_they_expire(store: Arc<dyn SessionSt
             .await
             .unwrap()
     );
+    store
+        .finish_delivery("72d3162e-cc78-11e3-81ab-4c9367dc0958", now)
+        .await
+        .unwrap();
     assert!(
         !store
             .record_delivery("72d3162e-cc78-11e3-81ab-4c9367dc0958", now + 1)
@@ -956,6 +962,16 @@ async fn deliveries_are_recorded_once_until_they_expire(store: Arc<dyn SessionSt
             .unwrap()
     );
 
+    // Handled, so held past its lease.
+    assert!(
+        !store
+            .record_delivery(
+                "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                now + DELIVERY_LEASE_SECS + 1
+            )
+            .await
+            .unwrap()
+    );
     let expiry = now + DELIVERY_TTL_SECS;
     assert!(
         !store
@@ -975,6 +991,34 @@ async fn deliveries_are_recorded_once_until_they_expire(store: Arc<dyn SessionSt
             .await
             .unwrap()
     );
+}
+
+/// A process that recorded a delivery and died before doing its work (a Lambda killed at its
+/// time-out, a crash) holds the id only for the lease: GitHub's redelivery after that is
+/// handled. Within the lease it is a duplicate (the first may still be working).
+async fn a_delivery_never_finished_is_taken_again_after_its_lease(store: Arc<dyn SessionStore>) {
+    let now = 3_000_000;
+    assert!(store.record_delivery("d-died", now).await.unwrap());
+    assert!(
+        !store
+            .record_delivery("d-died", now + DELIVERY_LEASE_SECS)
+            .await
+            .unwrap(),
+        "still within the lease"
+    );
+    assert!(
+        store
+            .record_delivery("d-died", now + DELIVERY_LEASE_SECS + 1)
+            .await
+            .unwrap(),
+        "the lease ran out: handled again"
+    );
+    // Finishing an id that was forgotten (or never recorded) does not make it known.
+    store.forget_delivery("d-died").await.unwrap();
+    store.finish_delivery("d-died", now).await.unwrap();
+    store.finish_delivery("d-never", now).await.unwrap();
+    assert!(store.record_delivery("d-died", now + 1).await.unwrap());
+    assert!(store.record_delivery("d-never", now + 1).await.unwrap());
 }
 
 async fn a_forgotten_delivery_can_be_recorded_again(store: Arc<dyn SessionStore>) {
@@ -1070,11 +1114,18 @@ async fn dynamo_items_carry_the_record_field_names() {
         assert_eq!(pointer["active"], AttributeValue::Bool(true));
         assert_eq!(pointer["kind"], AttributeValue::S("key".to_owned()));
 
+        // Held for its lease while handled, then for the TTL (DynamoDB's TTL deletes it).
         let delivery = raw_item(&client, &table, "delivery#d-9").await.unwrap();
         assert_eq!(delivery["kind"], AttributeValue::S("delivery".to_owned()));
         assert_eq!(
             delivery["ttl"],
-            AttributeValue::N((100 + DELIVERY_TTL_SECS).to_string())
+            AttributeValue::N((100 + DELIVERY_LEASE_SECS).to_string())
+        );
+        store.finish_delivery("d-9", 150).await.unwrap();
+        let delivery = raw_item(&client, &table, "delivery#d-9").await.unwrap();
+        assert_eq!(
+            delivery["ttl"],
+            AttributeValue::N((150 + DELIVERY_TTL_SECS).to_string())
         );
 
         store

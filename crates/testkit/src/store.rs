@@ -143,6 +143,10 @@ impl SessionStore for InstrumentedStore {
         self.inner.record_delivery(delivery_id, now).await
     }
 
+    async fn finish_delivery(&self, delivery_id: &str, now: i64) -> StoreResult<()> {
+        self.inner.finish_delivery(delivery_id, now).await
+    }
+
     async fn forget_delivery(&self, delivery_id: &str) -> StoreResult<()> {
         self.inner.forget_delivery(delivery_id).await
     }

@@ -458,6 +458,16 @@ set_alias() {
         --function-version "$version" --query AliasArn --output text >/dev/null
 }
 
+# The settings of the function a version fixes (of the alias named, else of $LATEST), as one
+# line of JSON.
+function_settings() {
+    local qualifier=()
+    [[ -n "${1:-}" ]] && qualifier=(--qualifier "$1")
+    aws lambda get-function-configuration --function-name "$LAMBDA_FUNCTION" "${qualifier[@]}" \
+        --query '[Runtime,Handler,Role,MemorySize,Timeout,Environment.Variables,VpcConfig.SubnetIds,VpcConfig.SecurityGroupIds,Architectures,Layers[].Arn,EphemeralStorage.Size]' \
+        --output json | tr -d ' \n'
+}
+
 cmd_lambda() {
     local zip sha dirty="" code_sha version
     need_tool openssl "deploy.sh lambda compares the package with the one the alias runs"
@@ -479,10 +489,14 @@ cmd_lambda() {
             zip="$("$repo_root/scripts/build-lambda.sh")"
         fi
     fi
+    # Nothing to do only when the alias runs this package with the function's current settings:
+    # a change Terraform made to the function (its environment, memory, subnets…) reaches the
+    # alias only through a new version, even with the same package.
     if [[ -f "$zip" ]] &&
+        [[ "$(function_settings "$LAMBDA_ALIAS")" == "$(function_settings)" ]] &&
         [[ "$(aws lambda get-function-configuration --function-name "$LAMBDA_FUNCTION" \
             --qualifier "$LAMBDA_ALIAS" --query CodeSha256 --output text)" == "$(code_sha256 "$zip")" ]]; then
-        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS (version $LAMBDA_LIVE) already runs this package"
+        note "$LAMBDA_FUNCTION: alias $LAMBDA_ALIAS (version $LAMBDA_LIVE) already runs this package with the function's settings"
         return
     fi
 

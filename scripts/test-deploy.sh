@@ -400,14 +400,27 @@ test_lambda_publishes_the_package_and_moves_the_alias() {
     expect_contains "$scratch/out" "already runs this package" "second deploy"
     expect_eq "$(lambda_state)" "$before" "function after deploying the same package again"
 
+    # Terraform changed the function's settings: the same package is published again, so the
+    # alias serves the new settings.
+    aws lambda update-function-configuration --function-name "$CCA_LAMBDA_FUNCTION" \
+        --environment 'Variables={IDLE_TIMEOUT_SECS=900}' >/dev/null
+    aws lambda wait function-updated --function-name "$CCA_LAMBDA_FUNCTION"
+    local settled="$version"
+    CCA_LAMBDA_ZIP="$scratch/second.zip" "$deploy" lambda >"$scratch/out"
+    version="$(alias_of live)"
+    expect_ne "$version" "$settled" "alias live after a settings change"
+    expect_eq "$(aws lambda get-function-configuration --function-name "$CCA_LAMBDA_FUNCTION" --qualifier live \
+        --query Environment.Variables.IDLE_TIMEOUT_SECS --output text)" 900 "setting served by the alias"
+    expect_eq "$(alias_of previous)" "$settled" "alias previous after a settings change"
+
     before="$(lambda_state)"
     "$deploy" rollback lambda --dry-run >"$scratch/out"
-    expect_contains "$scratch/out" "would run: aws lambda update-alias --function-name $CCA_LAMBDA_FUNCTION --name live --function-version 1" "dry run"
+    expect_contains "$scratch/out" "would run: aws lambda update-alias --function-name $CCA_LAMBDA_FUNCTION --name live --function-version $settled" "dry run"
     expect_eq "$(lambda_state)" "$before" "function after the dry run"
 
     "$deploy" rollback lambda
-    expect_eq "$(alias_of live)" 1 "alias live after the rollback"
-    expect_eq "$(alias_of previous)" 1 "alias previous after the rollback"
+    expect_eq "$(alias_of live)" "$settled" "alias live after the rollback"
+    expect_eq "$(alias_of previous)" "$settled" "alias previous after the rollback"
     before="$(lambda_state)"
     "$deploy" rollback lambda >/dev/null
     expect_eq "$(lambda_state)" "$before" "function after a second rollback"

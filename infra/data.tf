@@ -56,11 +56,14 @@ data "aws_subnet" "proxy" {
 }
 
 locals {
-  # A default route through a NAT gateway, a transit gateway or a NAT instance's interface.
-  lambda_subnets_without_nat = [
+  # A default route through a NAT gateway, a transit gateway, a NAT instance's interface, a
+  # virtual private gateway, a firewall or load balancer endpoint, or Cloud WAN; not an internet
+  # gateway (the Lambda has no public address). Routes propagated from a virtual private gateway
+  # are not in the data source: lambda_egress_checked = false turns the check off for those.
+  lambda_subnets_without_nat = var.lambda_egress_checked ? [
     for subnet, table in data.aws_route_table.lambda : subnet
-    if !anytrue([for r in table.routes : r.cidr_block == "0.0.0.0/0" && (r.nat_gateway_id != "" || r.transit_gateway_id != "" || r.network_interface_id != "")])
-  ]
+    if !anytrue([for r in table.routes : r.cidr_block == "0.0.0.0/0" && (r.nat_gateway_id != "" || r.transit_gateway_id != "" || r.network_interface_id != "" || r.vpc_endpoint_id != "" || r.core_network_arn != "" || startswith(r.gateway_id, "vgw-"))])
+  ] : []
   alb_zones = toset([for s in data.aws_subnet.alb : s.availability_zone])
   proxy_subnets_outside_alb_zones = [
     for id, s in data.aws_subnet.proxy : "${id} (${s.availability_zone})"

@@ -114,8 +114,8 @@ resource "aws_lambda_permission" "webhook_url" {
 # Since October 2025 a public function URL also needs `lambda:InvokeFunction` limited to calls
 # through a function URL (the condition lambda:InvokedViaFunctionUrl). The AWS provider 5.x
 # cannot express that condition (6.x can: `invoked_via_function_url`), so the AWS CLI makes the
-# statement, again whenever the function or the alias is replaced or updated (a replaced alias
-# loses its policy). It needs the AWS CLI, with the deployment's credentials, where Terraform
+# statement, and checks it again whenever the function or the alias is replaced or updated
+# (adding it only when it is missing, so a release never leaves the URL without it). It needs the AWS CLI, with the deployment's credentials, where Terraform
 # runs. `cca doctor` checks both statements (webhook-url-permissions).
 resource "terraform_data" "webhook_url_invoke" {
   input = {
@@ -128,8 +128,14 @@ resource "terraform_data" "webhook_url_invoke" {
     interpreter = ["/bin/sh", "-c"]
     command     = <<-EOT
       set -e
-      if aws lambda get-policy --region "$REGION" --function-name "$FUNCTION" --qualifier "$QUALIFIER" \
-          --query Policy --output text 2>/dev/null | grep -q "\"$STATEMENT\""; then
+      policy="$(aws lambda get-policy --region "$REGION" --function-name "$FUNCTION" \
+        --qualifier "$QUALIFIER" --query Policy --output text 2>/dev/null || true)"
+      # Already there with its condition: nothing to change, so no moment without it.
+      if printf '%s' "$policy" | grep -q "\"$STATEMENT\"" &&
+        printf '%s' "$policy" | grep -q "InvokedViaFunctionUrl"; then
+        exit 0
+      fi
+      if printf '%s' "$policy" | grep -q "\"$STATEMENT\""; then
         aws lambda remove-permission --region "$REGION" --function-name "$FUNCTION" \
           --qualifier "$QUALIFIER" --statement-id "$STATEMENT"
       fi
@@ -149,7 +155,12 @@ resource "terraform_data" "webhook_url_invoke" {
     replace_triggered_by = [aws_lambda_function.webhook, aws_lambda_alias.live]
   }
 
-  depends_on = [aws_lambda_function_url.webhook]
+  # One change to the alias's policy at a time (Lambda refuses concurrent ones).
+  depends_on = [
+    aws_lambda_function_url.webhook,
+    aws_lambda_permission.webhook_url,
+    aws_lambda_permission.sweep,
+  ]
 }
 
 # --- The sweeper's schedule ------------------------------------------------------------------

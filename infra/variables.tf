@@ -60,6 +60,12 @@ variable "lambda_subnet_ids" {
   }
 }
 
+variable "lambda_egress_checked" {
+  description = "Refuse lambda_subnet_ids whose route table sends 0.0.0.0/0 to no NAT (or other translating) target. Set false only when the default route is propagated from a virtual private gateway, which Terraform cannot read; `cca doctor` still checks the routes it can see."
+  type        = bool
+  default     = true
+}
+
 variable "assign_public_ip" {
   description = "Give session tasks and proxy tasks a public IP: needed in public subnets without a NAT gateway, so they can pull images and reach GitHub. Sets AGENT_ASSIGN_PUBLIC_IP of the webhook."
   type        = bool

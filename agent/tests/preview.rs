@@ -120,8 +120,8 @@ async fn a_preview_serves_the_branch_deploys_and_follows_a_push() {
 }
 
 /// A PR from a fork: the preview runs the fork's commit (GitHub's `refs/pull/<n>/head` of the
-/// base repository), never the base repository's branch of the same name, and follows a push
-/// to the fork.
+/// base repository), never the base repository's branch of the same name, and a refresh reads
+/// the PR's ref again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name() {
     const FORK: &str = "contributor/app";
@@ -175,7 +175,9 @@ async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name(
     let port = s.app_port.expect("app port recorded");
     wait_page(&stand, port, "preview fork 1\n").await;
 
-    // The contributor pushes to the fork; GitHub updates the PR; the webhook asks for a refresh.
+    // The contributor pushes to the fork and GitHub updates the PR's ref: a refresh shows it.
+    // (The webhook stops a fork's preview on a push instead, until a writer labels it again;
+    // what is tested here is that the preview reads the PR's ref, not a branch.)
     stand
         .github
         .commit_file(FORK, BRANCH, "version.txt", "fork 2\n", "Bump");

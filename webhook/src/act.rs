@@ -633,8 +633,9 @@ async fn start_preview(
     let Some(head_repo) = pr.head_repo.as_deref() else {
         let body = format!(
             "{MARKER}\n**UAT not started**\n\nThe head repository of this PR no longer exists \
-             (a deleted fork), so there is no commit to preview. Open the PR again from a \
-             repository GitHub still has."
+             (a deleted fork): its commits can no longer change, and previews are only made of \
+             PRs whose head repository exists. Open the PR again from a repository GitHub still \
+             has."
         );
         post_comment(app, installation_id, &repo, pr.number, &body).await;
         return Ok(Reply::ok("the PR's head repository is gone: not previewed"));

@@ -1110,6 +1110,24 @@ async fn a_fork_pr_is_previewed_by_number_and_a_deleted_fork_is_refused_on_the_p
         assert_eq!(session.pr_number, Some(pr));
         assert_eq!(session.repo_full_name.as_str(), REPO);
 
+        // The fork's owner pushes: nobody with write access has seen those commits, so the
+        // preview stops (it is not refreshed) and the PR says how to preview them.
+        let mut sync = pull_request("synchronize", pr, "main", None, "mallory", false);
+        sync["pull_request"]["head"]["repo"]["full_name"] = json!("contributor/app");
+        let (_, reply) = stand.deliver("pull_request", &sync, &delivery()).await;
+        assert_eq!(reply["message"], "Stopping", "{reply}");
+        let session = stand.store.get(&id).await.unwrap().unwrap();
+        assert!(session.status.is_terminal(), "{:?}", session.status);
+        let comments = stand.github.comments(REPO, pr);
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.body.contains("UAT Environment Stopped")
+                    && c.body.contains("pushed to the fork contributor/app")
+                    && c.body.contains("add the label again")),
+            "{comments:#?}"
+        );
+
         // The fork is gone: GitHub sends `head.repo: null`. Nothing starts; the PR is told why.
         let gone = stand.open_pr("feature/gone").await;
         let mut labeled = pull_request("labeled", gone, "feature/gone", Some("uat"), "walt", false);

@@ -1091,6 +1091,28 @@ async fn a_lambda_subnet_without_a_nat_is_found() {
             .send()
             .await
             .expect("UpdateFunctionConfiguration");
+        // Not yet served: the alias still runs the version published in the private subnet.
+        let out = stand.doctor(&[]).await;
+        assert_clean(&out);
+        // Released (`deploy.sh lambda` publishes the function as it is and moves the alias).
+        let published = stand
+            .aws
+            .lambda
+            .publish_version()
+            .function_name(&stand.function)
+            .send()
+            .await
+            .expect("PublishVersion");
+        stand
+            .aws
+            .lambda
+            .update_alias()
+            .function_name(&stand.function)
+            .name("live")
+            .function_version(published.version().unwrap())
+            .send()
+            .await
+            .expect("UpdateAlias");
         let out = stand.doctor(&[]).await;
         assert_one_problem(
             &out,

@@ -197,6 +197,11 @@ pub enum StopReason {
     Command {
         by: Login,
     },
+    /// New commits on a PR from a fork: the preview was approved for the commit a writer
+    /// labelled, not for whatever the fork's owner pushes next.
+    ForkPushed {
+        head_repo: String,
+    },
 }
 
 impl StopReason {
@@ -224,6 +229,10 @@ impl StopReason {
             StopReason::PrClosed { merged: true } => "the PR was merged".into(),
             StopReason::PrClosed { merged: false } => "the PR was closed".into(),
             StopReason::Command { by } => format!("@{by} asked it to stop"),
+            StopReason::ForkPushed { head_repo } => format!(
+                "new commits were pushed to the fork {head_repo}; a person with write access \
+                 must review them and add the label again to preview them"
+            ),
         }
     }
 }
@@ -401,10 +410,21 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                 only: None,
                 reason: StopReason::PrClosed { merged: pr.merged },
             },
-            PrAction::Synchronize => Intent::RefreshPreview {
-                repo,
-                pr_number: pr.number,
-                head_sha: pr.head_sha,
+            // A fork's new commits are code nobody with write access has looked at yet.
+            PrAction::Synchronize => match pr.head_repo {
+                Some(head_repo) if !head_repo.eq_ignore_ascii_case(repo.as_str()) => {
+                    Intent::StopPr {
+                        repo,
+                        pr_number: pr.number,
+                        only: Some(SessionType::Preview),
+                        reason: StopReason::ForkPushed { head_repo },
+                    }
+                }
+                _ => Intent::RefreshPreview {
+                    repo,
+                    pr_number: pr.number,
+                    head_sha: pr.head_sha,
+                },
             },
         },
         GitHubEvent::CommentCreated {

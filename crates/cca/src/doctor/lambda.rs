@@ -65,13 +65,27 @@ pub async fn check(clients: &Clients, settings: &Settings) -> Report {
         };
     };
 
-    let function = match clients
+    // The version the alias serves: a published version keeps the subnets and state it was
+    // published with, whatever `$LATEST` has since. (A missing alias is reported below.)
+    let live = clients
         .lambda
         .get_function()
         .function_name(name)
+        .qualifier(LIVE_ALIAS)
         .send()
-        .await
-    {
+        .await;
+    let live = match live {
+        Err(e) if e.code() == Some("ResourceNotFoundException") => {
+            clients
+                .lambda
+                .get_function()
+                .function_name(name)
+                .send()
+                .await
+        }
+        other => other,
+    };
+    let function = match live {
         Ok(out) => out.configuration().cloned(),
         Err(e) if e.code() == Some("ResourceNotFoundException") => None,
         Err(e) => {
@@ -111,13 +125,15 @@ pub async fn check(clients: &Clients, settings: &Settings) -> Report {
         };
     };
     let function_finding = judge_function(name, &function);
-    let alias_arn = format!(
-        "{}:{LIVE_ALIAS}",
-        function
-            .function_arn()
-            .unwrap_or(name)
-            .trim_end_matches(":$LATEST")
-    );
+    // arn:aws:lambda:<region>:<account>:function:<name>, without the qualifier (`:live`, or
+    // the version the alias points at) the answer may carry.
+    let arn = function.function_arn().unwrap_or(name);
+    let unqualified = if arn.starts_with("arn:") {
+        arn.split(':').take(7).collect::<Vec<_>>().join(":")
+    } else {
+        arn.to_owned()
+    };
+    let alias_arn = format!("{unqualified}:{LIVE_ALIAS}");
 
     let (alias, url, permissions, schedule) = tokio::join!(
         alias(clients, name, &alias_arn),

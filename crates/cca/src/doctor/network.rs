@@ -61,22 +61,34 @@ pub fn default_egress(table: &RouteTable) -> Egress {
     else {
         return Egress::None;
     };
+    if route
+        .state()
+        .is_some_and(|s| *s == aws_sdk_ec2::types::RouteState::Blackhole)
+    {
+        return Egress::None;
+    }
     if let Some(nat) = route.nat_gateway_id() {
         return Egress::Translated(nat.to_owned());
     }
-    if let Some(gateway) = route.gateway_id().filter(|g| g.starts_with("igw-")) {
-        return Egress::InternetGateway(gateway.to_owned());
+    if let Some(gateway) = route.gateway_id() {
+        return if gateway.starts_with("igw-") {
+            Egress::InternetGateway(gateway.to_owned())
+        } else {
+            // A virtual private gateway (egress through the company's network) or a gateway
+            // endpoint.
+            Egress::Translated(gateway.to_owned())
+        };
     }
-    match (
+    [
         route.transit_gateway_id(),
         route.network_interface_id(),
         route.instance_id(),
-    ) {
-        (Some(id), _, _) | (None, Some(id), _) | (None, None, Some(id)) => {
-            Egress::Translated(id.to_owned())
-        }
-        _ => Egress::None,
-    }
+        route.core_network_arn(),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .map_or(Egress::None, |id| Egress::Translated(id.to_owned()))
 }
 
 /// The route table a subnet uses: its own association, else its VPC's main table.
@@ -134,6 +146,9 @@ async fn webhook_subnets(
     let Some(vpc) = function.vpc_config() else {
         return Finding::skipped(CHECK, resource, "the function is not in a VPC");
     };
+    if vpc.subnet_ids().is_empty() {
+        return Finding::skipped(CHECK, resource, "the function is not in a VPC");
+    }
     // The subnets' own VPC (the function reports its VPC too, but the subnets decide).
     let described = match clients
         .ec2
@@ -200,7 +215,8 @@ async fn webhook_subnets(
                  gets a public address, so the webhook cannot reach GitHub or AWS's APIs from it"
             )),
             Egress::None => faults.push(format!(
-                "{subnet} has no default route, so the webhook cannot reach GitHub or AWS's APIs"
+                "{subnet} has no usable default route (none, or a blackhole), so the webhook \
+                 cannot reach GitHub or AWS's APIs"
             )),
         }
     }
@@ -551,6 +567,39 @@ async fn session_ports(clients: &Clients, settings: &Settings) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_routes_are_read_by_their_target() {
+        use aws_sdk_ec2::types::{Route, RouteState};
+        let table = |route: Route| RouteTable::builder().routes(route).build();
+        let default = || Route::builder().destination_cidr_block("0.0.0.0/0");
+        assert_eq!(
+            default_egress(&table(default().nat_gateway_id("nat-1").build())),
+            Egress::Translated("nat-1".into())
+        );
+        assert_eq!(
+            default_egress(&table(default().gateway_id("igw-1").build())),
+            Egress::InternetGateway("igw-1".into())
+        );
+        assert_eq!(
+            default_egress(&table(default().gateway_id("vgw-1").build())),
+            Egress::Translated("vgw-1".into())
+        );
+        assert_eq!(
+            default_egress(&table(
+                default()
+                    .nat_gateway_id("nat-1")
+                    .state(RouteState::Blackhole)
+                    .build()
+            )),
+            Egress::None
+        );
+        let local = Route::builder()
+            .destination_cidr_block("10.0.0.0/16")
+            .gateway_id("local")
+            .build();
+        assert_eq!(default_egress(&table(local)), Egress::None);
+    }
 
     #[test]
     fn uncovered_ports_are_the_gaps_between_ranges() {

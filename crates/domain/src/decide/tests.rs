@@ -233,6 +233,27 @@ fn synchronize_refreshes() {
     );
 }
 
+/// New commits from a fork stop its preview instead of running them unreviewed.
+#[test]
+fn synchronize_from_a_fork_stops_the_preview() {
+    let mut event = pull(PrAction::Synchronize, human("a"), false);
+    if let GitHubEvent::PullRequest { pr, .. } = &mut event {
+        pr.head_repo = Some("contributor/app".into());
+    }
+    let i = decide(event);
+    let Intent::StopPr {
+        pr_number: 8,
+        only: Some(SessionType::Preview),
+        reason,
+        ..
+    } = i
+    else {
+        panic!("{i:?}")
+    };
+    assert!(reason.describe().contains("contributor/app"));
+    assert_eq!(reason.final_status(), Status::Stopped);
+}
+
 #[test]
 fn comments() {
     assert!(matches!(

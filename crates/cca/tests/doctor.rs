@@ -645,20 +645,7 @@ async fn create_rule(aws: &Aws, listener: &str, priority: i32, host: &str, tg: &
 
 /// Lets `source` reach `group` on the proxy port.
 async fn authorize(aws: &Aws, group: &str, source: &str) {
-    aws.ec2
-        .authorize_security_group_ingress()
-        .group_id(group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(PROXY_PORT)
-                .to_port(PROXY_PORT)
-                .user_id_group_pairs(UserIdGroupPair::builder().group_id(source).build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("AuthorizeSecurityGroupIngress");
+    authorize_range(aws, group, source, PROXY_PORT, PROXY_PORT).await;
 }
 
 async fn register(
@@ -1173,6 +1160,7 @@ async fn sessions_closed_to_an_app_port_are_found() {
     .await;
 }
 
+/// Lets `source` reach `group` on tcp/`from`-`to`.
 async fn authorize_range(aws: &Aws, group: &str, source: &str, from: i32, to: i32) {
     aws.ec2
         .authorize_security_group_ingress()

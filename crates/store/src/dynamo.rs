@@ -604,15 +604,7 @@ impl SessionStore for DynamoStore {
         sets.push(("updated_at", Value::Int(now)));
         let mut expr = Expr::default();
         let update = expr.update(&sets, &[]);
-        let ended: Vec<Status> = Status::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect();
-        let condition = format!(
-            "attribute_exists({}) AND NOT ({})",
-            expr.name("session_id"),
-            expr.status_in(&ended)
-        );
+        let condition = not_ended(&mut expr);
         let write = SessionWrite {
             expr,
             update,
@@ -631,15 +623,7 @@ impl SessionStore for DynamoStore {
             ],
             &[],
         );
-        let ended: Vec<Status> = Status::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect();
-        let condition = format!(
-            "attribute_exists({}) AND NOT ({})",
-            expr.name("session_id"),
-            expr.status_in(&ended)
-        );
+        let condition = not_ended(&mut expr);
         let result = retry_conflicts(OP, || {
             self.client
                 .update_item()
@@ -910,6 +894,20 @@ impl SessionStore for DynamoStore {
             .map_err(|e| sdk_error(OP, e))?;
         Ok(())
     }
+}
+
+/// The condition of writes that may not touch an ended record: it exists and its status is not
+/// terminal.
+fn not_ended(expr: &mut Expr) -> String {
+    let ended: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .collect();
+    format!(
+        "attribute_exists({}) AND NOT ({})",
+        expr.name("session_id"),
+        expr.status_in(&ended)
+    )
 }
 
 /// Whether the item at `index` of a cancelled transaction failed its condition.

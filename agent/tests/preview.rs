@@ -192,11 +192,19 @@ async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name(
         .await;
     assert_eq!(code, 202, "{body}");
     wait_page(&stand, port, "preview fork 2\n").await;
-    let deployments = stand.github.deployments(REPO);
-    assert!(
-        deployments.iter().any(|d| d.sha == head),
-        "{deployments:#?}"
-    );
+    // The app may serve the new files before the refresh's deployment is recorded.
+    let start = Instant::now();
+    loop {
+        let deployments = stand.github.deployments(REPO);
+        if deployments.iter().any(|d| d.sha == head) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{deployments:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stand.stop(&mut agent).await;
 }
 

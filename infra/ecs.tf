@@ -80,6 +80,7 @@ resource "aws_ecs_task_definition" "proxy" {
     command                = local.containers.proxy.command
     essential              = true
     environment            = local.environment.proxy
+    secrets                = local.secrets.proxy
     portMappings           = [{ containerPort = var.proxy_port, protocol = "tcp" }]
     readonlyRootFilesystem = true
     # The proxy drains for 25 s after SIGTERM.

@@ -1,6 +1,9 @@
 # Roles, each allowed what its code calls and nothing more (no action on every resource):
 #
-#   execution[agent|preview|proxy]  ECS pulls the image and writes the container's log group.
+#   execution[agent|preview|proxy]  ECS pulls the image and writes the container's log group;
+#                  for the proxy it also reads the App secret, whose `client_id` and
+#                  `client_secret` ECS puts in the proxy's environment (sign-in in front of
+#                  previews): the proxy's own code never reads the secret, nor its private key.
 #   task[agent]    the coding session: its record, the App, control (and JIRA, Anthropic) secrets,
 #                  Bedrock's Claude models.
 #   task[preview]  a PR preview: its record, the App and control secrets.
@@ -103,6 +106,30 @@ data "aws_iam_policy_document" "execution" {
     sid       = "WriteTheLogGroup"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.this[each.key].arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "proxy" && var.preview_sign_in ? [1] : []
+    content {
+      sid       = "InjectTheSignInClient"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [local.github_app_secret_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "proxy" && var.preview_sign_in ? [1] : []
+    content {
+      sid       = "DecryptTheSignInClientThroughSecretsManager"
+      actions   = ["kms:Decrypt"]
+      resources = [aws_kms_key.this.arn]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      }
+    }
   }
 }
 

@@ -72,6 +72,16 @@ locals {
     ]
   }
 
+  # A container's secrets as ECS takes them, the unset (empty) ones left out.
+  secrets = {
+    for kind, container in local.containers : kind => [
+      for name in sort(keys(try(container.secrets, {}))) : {
+        name      = name
+        valueFrom = tostring(container.secrets[name])
+      } if tostring(container.secrets[name]) != ""
+    ]
+  }
+
   log_groups = {
     agent   = "/ecs/${local.prefix}/agent"
     preview = "/ecs/${local.prefix}/preview"

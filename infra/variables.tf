@@ -229,6 +229,12 @@ variable "github_app_secret_arn" {
   default     = null
 }
 
+variable "preview_sign_in" {
+  description = "Sign in with GitHub in front of every preview (the proxy gets the App's client_id and client_secret from the App secret). false opens every preview to anyone who reaches the load balancer (PREVIEW_SIGN_IN=off): insecure, see docs/SECURITY.md."
+  type        = bool
+  default     = true
+}
+
 variable "enable_jira" {
   description = "Serve JIRA: the webhook and the agents get JIRA_SECRET_ARN."
   type        = bool

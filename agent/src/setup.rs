@@ -390,10 +390,12 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     });
     info!(session = %session.session_id, %address, control_port, "control API listening");
 
+    let preview_public = declared_public(&access).await;
     let patch = SessionPatch {
         container_ip: Some(address.clone()),
         control_port: Some(control_port),
         heartbeat_at: Some(now()),
+        preview_public: Some(preview_public),
         ..SessionPatch::default()
     };
     let session = match session.status {
@@ -612,6 +614,33 @@ pub async fn finish(
         }
         Err(StoreError::IllegalTransition { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether the repository declares its previews public: `[preview] public = true` in the
+/// settings file of the default branch, read through the API. Never the session's own branch,
+/// which the model and any contributor can write. Unreadable means not public.
+async fn declared_public(access: &RepoAccess) -> bool {
+    let file = crate::devserver::settings::SETTINGS_FILE;
+    let text = match access.client().await {
+        Ok(client) => client.default_branch_file(&access.repo, file).await,
+        Err(e) => Err(e),
+    };
+    match text {
+        Ok(Some(text)) => {
+            let public = crate::devserver::settings::declares_public(&text);
+            if public {
+                info!(
+                    "the default branch declares previews public: no sign-in in front of this one"
+                );
+            }
+            public
+        }
+        Ok(None) => false,
+        Err(e) => {
+            warn!(error = %access.secrets.mask(&e.to_string()), "cannot read the default branch's settings: the preview keeps sign-in");
+            false
+        }
     }
 }
 

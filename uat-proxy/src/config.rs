@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::cache::CacheConfig;
+use crate::gate::{Access, GateSettings};
 use cca_domain::address::{self, Guard};
 
 /// How long a client may take to send a request's headers (slowloris). A browser or the load
@@ -107,6 +108,34 @@ pub struct ProxyArgs {
     /// Seconds a tunnel may carry nothing before it is closed.
     #[arg(long, env = "PROXY_TUNNEL_IDLE_SECS")]
     pub tunnel_idle_secs: Option<String>,
+    /// Sign-in in front of previews: `github` (the default) or `off` (insecure: anyone who
+    /// reaches the proxy sees every preview). Off by default in local mode.
+    #[arg(long, env = "PREVIEW_SIGN_IN")]
+    pub preview_sign_in: Option<String>,
+    /// The GitHub App's client id (sign-in).
+    #[arg(long, env = "GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    /// The GitHub App's client secret (sign-in; cookies are sealed with a key derived from it).
+    #[arg(long, env = "GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<String>,
+    /// A separate secret, at least 32 characters, to seal cookies with.
+    #[arg(long, env = "PREVIEW_COOKIE_SECRET", hide_env_values = true)]
+    pub preview_cookie_secret: Option<String>,
+    /// The repository permission a visitor needs: `read` (default) or `write`.
+    #[arg(long, env = "PREVIEW_ACCESS")]
+    pub preview_access: Option<String>,
+    /// Seconds GitHub's answer on a visitor's access is trusted.
+    #[arg(long, env = "PREVIEW_ACCESS_CACHE_SECS")]
+    pub preview_access_cache_secs: Option<String>,
+    /// Hours a preview sign-in lasts.
+    #[arg(long, env = "PREVIEW_SESSION_HOURS")]
+    pub preview_session_hours: Option<String>,
+    /// GitHub's REST API (default `https://api.github.com`).
+    #[arg(long, env = "GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    /// GitHub's web address, where visitors authorize the App (default `https://github.com`).
+    #[arg(long, env = "GITHUB_WEB_URL")]
+    pub github_web_url: Option<String>,
 }
 
 pub use cca_store::StoreSpec;
@@ -159,6 +188,9 @@ pub struct Settings {
     pub tunnel_idle_timeout: Duration,
     /// See [`crate::activity::ACTIVITY_INTERVAL`].
     pub activity_interval: Duration,
+    /// Sign-in with GitHub in front of previews; `None` leaves them open to anyone who reaches
+    /// the proxy (local mode's default, or the operator's `PREVIEW_SIGN_IN=off`).
+    pub gate: Option<GateSettings>,
 }
 
 impl Settings {
@@ -179,6 +211,7 @@ impl Settings {
             max_tunnels: MAX_TUNNELS,
             tunnel_idle_timeout: TUNNEL_IDLE_TIMEOUT,
             activity_interval: crate::activity::ACTIVITY_INTERVAL,
+            gate: None,
         })
     }
 
@@ -319,6 +352,7 @@ impl Config {
                 });
             }
         }
+        settings.gate = gate_settings(&args, settings.local_mode)?;
         let metrics_listen = non_empty(&args.metrics_listen)
             .map(|text| {
                 text.parse::<SocketAddr>()
@@ -334,6 +368,100 @@ impl Config {
             settings,
         })
     }
+}
+
+/// The gate's settings, or `None` when sign-in is off. Deny by default: outside local mode a
+/// proxy without the App's client id and secret does not start unless `PREVIEW_SIGN_IN=off`.
+fn gate_settings(args: &ProxyArgs, local_mode: bool) -> Result<Option<GateSettings>, ConfigError> {
+    let on = match non_empty(&args.preview_sign_in).map(str::to_ascii_lowercase) {
+        None => !local_mode,
+        Some(v) if v == "github" => true,
+        Some(v) if v == "off" => false,
+        Some(v) => {
+            return Err(ConfigError::Invalid {
+                var: "PREVIEW_SIGN_IN",
+                reason: format!("{v:?} is neither github nor off"),
+            });
+        }
+    };
+    if !on {
+        return Ok(None);
+    }
+    let client_id = non_empty(&args.github_client_id).ok_or(ConfigError::Missing {
+        var: "GITHUB_CLIENT_ID",
+        why: "previews need sign-in with GitHub: set the App's client id and secret, or \
+              PREVIEW_SIGN_IN=off to open every preview to anyone (insecure)",
+    })?;
+    let client_secret = non_empty(&args.github_client_secret).ok_or(ConfigError::Missing {
+        var: "GITHUB_CLIENT_SECRET",
+        why: "previews need sign-in with GitHub: set the App's client secret",
+    })?;
+    let mut gate = GateSettings::new(client_id, client_secret);
+    gate.secure = !local_mode;
+    if let Some(secret) = non_empty(&args.preview_cookie_secret) {
+        if secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                var: "PREVIEW_COOKIE_SECRET",
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+        gate.cookie_secret = Some(secret.to_owned());
+    }
+    if let Some(text) = non_empty(&args.preview_access) {
+        gate.access = text
+            .parse::<Access>()
+            .map_err(|reason| ConfigError::Invalid {
+                var: "PREVIEW_ACCESS",
+                reason,
+            })?;
+    }
+    set(
+        &mut gate.access_ttl,
+        "PREVIEW_ACCESS_CACHE_SECS",
+        &args.preview_access_cache_secs,
+        Duration::from_secs,
+    )?;
+    set(
+        &mut gate.session_ttl,
+        "PREVIEW_SESSION_HOURS",
+        &args.preview_session_hours,
+        |h| Duration::from_secs(h.saturating_mul(3600)),
+    )?;
+    if gate.session_ttl.is_zero() {
+        return Err(ConfigError::Invalid {
+            var: "PREVIEW_SESSION_HOURS",
+            reason: "must be more than 0".into(),
+        });
+    }
+    let web_given = non_empty(&args.github_web_url).is_some();
+    for (var, value, target) in [
+        ("GITHUB_API_URL", &args.github_api_url, &mut gate.api_url),
+        ("GITHUB_WEB_URL", &args.github_web_url, &mut gate.web_url),
+    ] {
+        if let Some(text) = non_empty(value) {
+            if !(text.starts_with("https://") || text.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    var,
+                    reason: format!("{text:?} is not an http(s) URL"),
+                });
+            }
+            *target = text.trim_end_matches('/').to_owned();
+        }
+    }
+    if !web_given {
+        gate.web_url = web_url_of(&gate.api_url);
+    }
+    Ok(Some(gate))
+}
+
+/// GitHub's web address for its API address: `https://github.com` for `https://api.github.com`,
+/// the server itself for GitHub Enterprise Server's `https://<host>/api/v3`, and the same
+/// address otherwise (a test server serving both).
+fn web_url_of(api: &str) -> String {
+    if let Some(rest) = api.strip_prefix("https://api.") {
+        return format!("https://{rest}");
+    }
+    api.strip_suffix("/api/v3").unwrap_or(api).to_owned()
 }
 
 /// `preview.example.com`, `.preview.example.com` and `*.Preview.Example.com.` all name the same
@@ -402,7 +530,86 @@ mod tests {
         ProxyArgs {
             session_store: Some("sqlite:/tmp/s.db".into()),
             uat_domain_suffix: Some("*.Preview.Example.com.".into()),
+            github_client_id: Some("Iv1.abc".into()),
+            github_client_secret: Some("client-secret".into()),
             ..ProxyArgs::default()
+        }
+    }
+
+    #[test]
+    fn sign_in_is_on_unless_turned_off_or_local() {
+        let gate = Config::from_args(args()).unwrap().settings.gate.unwrap();
+        assert!(gate.secure);
+        assert_eq!(gate.access, Access::Read);
+        assert_eq!(gate.api_url, "https://api.github.com");
+        let missing = Config::from_args(ProxyArgs {
+            github_client_id: None,
+            ..args()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.starts_with("GITHUB_CLIENT_ID is not set"),
+            "{missing}"
+        );
+        let off = Config::from_args(ProxyArgs {
+            github_client_id: None,
+            github_client_secret: None,
+            preview_sign_in: Some("off".into()),
+            ..args()
+        })
+        .unwrap();
+        assert!(off.settings.gate.is_none());
+        let local = Config::from_args(ProxyArgs {
+            github_client_id: None,
+            local_mode: Some("true".into()),
+            ..args()
+        })
+        .unwrap();
+        assert!(local.settings.gate.is_none());
+        let local_on = Config::from_args(ProxyArgs {
+            local_mode: Some("true".into()),
+            preview_sign_in: Some("github".into()),
+            preview_access: Some("write".into()),
+            ..args()
+        })
+        .unwrap()
+        .settings
+        .gate
+        .unwrap();
+        assert!(!local_on.secure, "local mode is plain HTTP");
+        assert_eq!(web_url_of("https://api.github.com"), "https://github.com");
+        assert_eq!(
+            web_url_of("https://ghe.example/api/v3"),
+            "https://ghe.example"
+        );
+        assert_eq!(web_url_of("http://127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(local_on.access, Access::Write);
+        for (args, var) in [
+            (
+                ProxyArgs {
+                    preview_sign_in: Some("maybe".into()),
+                    ..args()
+                },
+                "PREVIEW_SIGN_IN is invalid",
+            ),
+            (
+                ProxyArgs {
+                    preview_access: Some("admin".into()),
+                    ..args()
+                },
+                "PREVIEW_ACCESS is invalid",
+            ),
+            (
+                ProxyArgs {
+                    preview_cookie_secret: Some("short".into()),
+                    ..args()
+                },
+                "PREVIEW_COOKIE_SECRET is invalid",
+            ),
+        ] {
+            let err = Config::from_args(args).unwrap_err().to_string();
+            assert!(err.starts_with(var), "{err}");
         }
     }
 

@@ -12,9 +12,11 @@ pub mod activity;
 pub mod cache;
 pub mod config;
 mod conn;
+pub mod gate;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
+pub mod seal;
 
 pub use config::{Config, ProxyArgs, Settings, StoreSpec};
 pub use proxy::Proxy;

@@ -48,10 +48,18 @@ pub enum Outcome {
     Busy,
     LoopDetected,
     NotAllowed,
+    /// Sent to sign in (a redirect, or 401 where a redirect cannot help).
+    SignIn,
+    /// Signed in without access to the preview's repository.
+    Forbidden,
+    /// Access could not be checked with GitHub.
+    AccessUnavailable,
+    /// Answered by the sign-in flow itself (the auth host, the return to a preview).
+    Auth,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 16] = [
+    const ALL: [Outcome; 20] = [
         Outcome::Proxied,
         Outcome::Upgraded,
         Outcome::Health,
@@ -68,6 +76,10 @@ impl Outcome {
         Outcome::Busy,
         Outcome::LoopDetected,
         Outcome::NotAllowed,
+        Outcome::SignIn,
+        Outcome::Forbidden,
+        Outcome::AccessUnavailable,
+        Outcome::Auth,
     ];
 
     /// The label value.
@@ -89,6 +101,10 @@ impl Outcome {
             Outcome::Busy => "busy",
             Outcome::LoopDetected => "loop_detected",
             Outcome::NotAllowed => "not_allowed",
+            Outcome::SignIn => "sign_in",
+            Outcome::Forbidden => "forbidden",
+            Outcome::AccessUnavailable => "access_unavailable",
+            Outcome::Auth => "auth",
         }
     }
 

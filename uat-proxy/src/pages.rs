@@ -53,6 +53,16 @@ pub enum Page {
     LoopDetected,
     /// A request the proxy does not serve (e.g. `CONNECT`).
     MethodNotAllowed,
+    /// The preview is behind sign-in and the request cannot be redirected (not a page load:
+    /// a WebSocket upgrade, a `POST`, a script's fetch).
+    SignInRequired,
+    /// The visitor is signed in but may not see this preview's repository.
+    Forbidden { login: String },
+    /// Whether the visitor may see the preview cannot be checked right now (GitHub failed).
+    AccessUnavailable,
+    /// A sign-in step that cannot go on: a forged or expired state or code, an address that
+    /// is not a preview's (an open redirect), GitHub refusing the code.
+    BadSignIn { reason: String },
 }
 
 impl Page {
@@ -72,6 +82,10 @@ impl Page {
             | Page::Refused => StatusCode::BAD_GATEWAY,
             Page::LoopDetected => StatusCode::LOOP_DETECTED,
             Page::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Page::SignInRequired => StatusCode::UNAUTHORIZED,
+            Page::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Page::AccessUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Page::BadSignIn { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -98,7 +112,10 @@ impl Page {
         if let Some(secs) = refresh {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if matches!(self, Page::StoreUnavailable | Page::Busy) {
+        if matches!(
+            self,
+            Page::StoreUnavailable | Page::Busy | Page::AccessUnavailable
+        ) {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(STARTING_REFRESH_SECS),
@@ -189,6 +206,38 @@ impl Page {
             Page::MethodNotAllowed => (
                 "Not allowed",
                 "The preview proxy does not serve this kind of request.".into(),
+                None,
+            ),
+            Page::SignInRequired => (
+                "Sign-in required",
+                "This preview is open only to people who may read its repository. Load the \
+                 page in a browser to sign in with GitHub."
+                    .into(),
+                None,
+            ),
+            Page::Forbidden { login } => (
+                "No access",
+                format!(
+                    "You are signed in to GitHub as <b>{}</b>, who may not see this preview. \
+                     Ask for access to its repository, or sign in as someone else on GitHub and \
+                     load the page again.",
+                    escape(login)
+                ),
+                None,
+            ),
+            Page::AccessUnavailable => (
+                "Temporarily unavailable",
+                "Whether you may see this preview cannot be checked with GitHub right now. Try \
+                 again in a moment."
+                    .into(),
+                None,
+            ),
+            Page::BadSignIn { reason } => (
+                "Sign-in failed",
+                format!(
+                    "{} Load the preview again to start a new sign-in.",
+                    escape(reason)
+                ),
                 None,
             ),
         };

@@ -36,6 +36,7 @@ use crate::activity::Activity;
 use crate::cache::{Lookup, SessionCache};
 use crate::config::Settings;
 use crate::conn::{ConnState, Expired, InFlight, Watched};
+use crate::gate::{Admission, Gate};
 use crate::metrics::{Metrics, MetricsHandle, Outcome, UpstreamError};
 use crate::pages::{self, Page};
 use cca_domain::address::{Guard, Refusal};
@@ -131,7 +132,21 @@ impl Proxy {
             .build(connector);
         let max_tunnels = self.settings.max_tunnels.max(1);
         let connections = Arc::new(Semaphore::new(self.settings.max_connections.max(1)));
+        let gate = self
+            .settings
+            .gate
+            .clone()
+            .map(|g| Gate::new(g, &self.settings.domain_suffix));
+        match &gate {
+            Some(_) => {
+                tracing::info!(auth = %format!("{}.{suffix}", crate::gate::AUTH_LABEL), "previews need sign-in with GitHub")
+            }
+            None => {
+                tracing::warn!("previews are open to anyone who reaches the proxy: sign-in is off")
+            }
+        }
         let shared = Arc::new(Shared {
+            gate,
             activity: Activity::start(
                 Arc::clone(&self.store),
                 self.settings.activity_interval,
@@ -198,6 +213,8 @@ impl Proxy {
 #[derive(Debug)]
 struct Shared {
     settings: Settings,
+    /// Sign-in in front of previews; `None` when it is off.
+    gate: Option<Gate>,
     guard: Guard,
     cache: SessionCache,
     metrics: Arc<Metrics>,
@@ -284,6 +301,11 @@ async fn respond(
         return page(Page::MethodNotAllowed);
     }
     let host = request_host(&req);
+    if let (Some(gate), Some(h)) = (&shared.gate, host.as_deref()) {
+        if gate.is_auth_host(h) {
+            return admitted(gate.auth_request(req.method(), req.uri(), h).await);
+        }
+    }
     let Some(id) = host
         .as_deref()
         .and_then(|h| session_host(h, &shared.settings.domain_suffix))
@@ -294,13 +316,32 @@ async fn respond(
         tracing::debug!(host = host.as_deref().unwrap_or(""), "not a preview host");
         return page(Page::UnknownHost);
     };
-    let session = match shared.cache.lookup(&id).await {
-        Lookup::Found(session) => session,
-        Lookup::Missing => return page(Page::UnknownSession),
+    let found = match shared.cache.lookup(&id).await {
+        Lookup::Found(session) => Some(session),
+        Lookup::Missing => None,
         Lookup::Unavailable(why) => {
             tracing::warn!(session = %id, error = %why, "session store unavailable");
             return page(Page::StoreUnavailable);
         }
+    };
+    // The gate comes before anything the record says: an anonymous visitor learns neither
+    // whether the preview exists nor its state, error or PR.
+    if let Some(gate) = &shared.gate {
+        let public = found.as_ref().is_some_and(|s| s.preview_public);
+        if !public {
+            let repo = found.as_ref().map(|s| s.repo_full_name.as_str());
+            let host = host.as_deref().unwrap_or_default();
+            match gate
+                .admit(req.method(), req.uri(), req.headers(), host, repo)
+                .await
+            {
+                Admission::Allowed => {}
+                answer @ Admission::Respond(..) => return admitted(answer),
+            }
+        }
+    }
+    let Some(session) = found else {
+        return page(Page::UnknownSession);
     };
     let target = match decide(&session, &shared.guard) {
         Ok(target) => target,
@@ -319,6 +360,13 @@ async fn respond(
     forward(shared, peer, &host, &session, target, req).await
 }
 
+fn admitted(answer: Admission) -> (Outcome, Response<ProxyBody>) {
+    match answer {
+        Admission::Respond(outcome, response) => (outcome, response.map(ProxyBody::full)),
+        Admission::Allowed => page(Page::UnknownHost),
+    }
+}
+
 fn page(page: Page) -> (Outcome, Response<ProxyBody>) {
     let outcome = match page {
         Page::Health => Outcome::Health,
@@ -335,6 +383,10 @@ fn page(page: Page) -> (Outcome, Response<ProxyBody>) {
         Page::Refused => Outcome::Refused,
         Page::LoopDetected => Outcome::LoopDetected,
         Page::MethodNotAllowed => Outcome::NotAllowed,
+        Page::SignInRequired => Outcome::SignIn,
+        Page::Forbidden { .. } => Outcome::Forbidden,
+        Page::AccessUnavailable => Outcome::AccessUnavailable,
+        Page::BadSignIn { .. } => Outcome::Auth,
     };
     (outcome, page.response().map(ProxyBody::full))
 }
@@ -407,6 +459,9 @@ async fn forward(
         host.to_owned()
     };
     forwarded_headers(&mut parts.headers, peer.ip(), host, &host_value, upgrade);
+    if let Some(gate) = &shared.gate {
+        gate.strip_request_cookies(&mut parts.headers);
+    }
 
     let exchange = shared.client.request(Request::from_parts(parts, body));
     let Ok(answer) = tokio::time::timeout(shared.settings.upstream_timeout, exchange).await else {
@@ -436,6 +491,9 @@ async fn forward(
         }
     };
 
+    if let Some(gate) = &shared.gate {
+        gate.strip_response_cookies(response.headers_mut());
+    }
     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let outcome = match (switched, client_upgrade) {
         (false, _) => {
@@ -555,6 +613,10 @@ fn strip_port(host: &str) -> &str {
 
 /// The protocol asked for when the request is an upgrade (`Connection: upgrade` with
 /// `Upgrade: <protocol>`).
+pub(crate) fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    upgrade_protocol(headers)
+}
+
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     connection_tokens(headers)
         .any(|t| t.eq_ignore_ascii_case("upgrade"))

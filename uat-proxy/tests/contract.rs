@@ -19,6 +19,9 @@ fn sample(name: &str) -> &'static str {
         "SESSION_STORE" => "dynamodb:claude-cloud-agent-sessions",
         "SESSIONS_TABLE" => "claude-cloud-agent-sessions",
         "UAT_DOMAIN_SUFFIX" => "uat.example.com",
+        "GITHUB_CLIENT_ID" => "Iv23liExample",
+        "GITHUB_CLIENT_SECRET" => "0123456789abcdef0123456789abcdef01234567",
+        "PREVIEW_SIGN_IN" => "off",
         other => panic!("no sample value for {other}: add one here"),
     }
 }

@@ -17,7 +17,7 @@ mod health;
 mod install;
 mod output;
 mod process;
-mod settings;
+pub(crate) mod settings;
 mod supervisor;
 
 use std::collections::BTreeMap;

@@ -88,6 +88,26 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[serde(deny_unknown_fields)]
 struct FileFormat {
     app: Option<AppSection>,
+    preview: Option<PreviewSection>,
+}
+
+/// The `[preview]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewSection {
+    /// Previews open to anyone, without sign-in. Read only from the default branch (see
+    /// [`declares_public`]): a branch cannot make its own preview public.
+    public: Option<bool>,
+}
+
+/// Whether the settings file `text` (as found on the default branch) declares previews public.
+/// A file that does not parse declares nothing: public is never the result of a mistake.
+pub fn declares_public(text: &str) -> bool {
+    toml::from_str::<FileFormat>(text)
+        .ok()
+        .and_then(|f| f.preview)
+        .and_then(|p| p.public)
+        .unwrap_or(false)
 }
 
 /// The `[app]` table.

@@ -568,6 +568,7 @@ fn full_patch() -> SessionPatch {
         last_activity: Some(1_100),
         heartbeat_at: Some(1_100),
         initial_prompt: Some("p".into()),
+        preview_public: Some(false),
     }
 }
 

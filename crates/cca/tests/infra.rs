@@ -65,10 +65,21 @@ fn containers(json: &Value) -> Result<Vec<Container>, String> {
                 .ok_or(format!("container {key} has no name"))?
                 .to_owned();
             let command = strings(&c["command"], &format!("the command of {key}"))?;
+            // Secrets reach the container's environment too (ECS resolves them at start).
+            let no_secrets = serde_json::Map::new();
+            let secrets = c
+                .get("secrets")
+                .map(|s| {
+                    s.as_object()
+                        .ok_or(format!("container {key}: secrets is not an object"))
+                })
+                .transpose()?
+                .unwrap_or(&no_secrets);
             let environment = c["environment"]
                 .as_object()
                 .ok_or(format!("container {key} has no environment object"))?
                 .iter()
+                .chain(secrets.iter())
                 .map(|(n, v)| {
                     let value = v
                         .as_str()

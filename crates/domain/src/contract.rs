@@ -173,7 +173,14 @@ pub const AGENT_PREVIEW: Contract = Contract {
 /// `cca-uat-proxy serve`: the proxy service behind the `*.<UAT_DOMAIN_SUFFIX>` rule.
 pub const UAT_PROXY: Contract = Contract {
     binary: "cca-uat-proxy serve",
-    requires: &[STORE, Requirement::Required("UAT_DOMAIN_SUFFIX")],
+    requires: &[
+        STORE,
+        Requirement::Required("UAT_DOMAIN_SUFFIX"),
+        // Sign-in in front of previews needs the App's OAuth client, unless an operator turns
+        // it off (`PREVIEW_SIGN_IN=off`, insecure) or the proxy runs in local mode.
+        Requirement::AnyOf(&["GITHUB_CLIENT_ID", "PREVIEW_SIGN_IN"]),
+        Requirement::AnyOf(&["GITHUB_CLIENT_SECRET", "PREVIEW_SIGN_IN"]),
+    ],
     // The default, 127.0.0.1:8081, is unreachable from the load balancer: in a container the
     // proxy must listen on 0.0.0.0 at the target group's port.
     container_requires: &[Requirement::Required("LISTEN")],
@@ -197,6 +204,15 @@ pub const UAT_PROXY: Contract = Contract {
         "PROXY_MAX_CONNECTIONS",
         "PROXY_MAX_TUNNELS",
         "PROXY_TUNNEL_IDLE_SECS",
+        "PREVIEW_SIGN_IN",
+        "GITHUB_CLIENT_ID",
+        "GITHUB_CLIENT_SECRET",
+        "PREVIEW_COOKIE_SECRET",
+        "PREVIEW_ACCESS",
+        "PREVIEW_ACCESS_CACHE_SECS",
+        "PREVIEW_SESSION_HOURS",
+        "GITHUB_API_URL",
+        "GITHUB_WEB_URL",
         "LISTEN",
         "LOG_FORMAT",
         "RUST_LOG",
@@ -295,7 +311,12 @@ mod tests {
 
     #[test]
     fn the_audited_proxy_task_definition_misses_the_store() {
-        let set = ["SESSION_TABLE", "UAT_DOMAIN_SUFFIX", "LISTEN"];
+        let set = [
+            "SESSION_TABLE",
+            "UAT_DOMAIN_SUFFIX",
+            "LISTEN",
+            "PREVIEW_SIGN_IN",
+        ];
         let unmet = UAT_PROXY.unmet(set_of(&set));
         assert_eq!(unmet, vec![STORE]);
         assert_eq!(

@@ -210,6 +210,9 @@ pub struct Session {
     pub heartbeat_at: Option<i64>,
     /// Expiry (Unix seconds) once the session has ended; DynamoDB's TTL attribute.
     pub ttl: Option<i64>,
+    /// The repository declared its previews public (`[preview] public = true` in `.cca.toml`):
+    /// the proxy serves this session without sign-in. Absent (false) unless the agent read it.
+    pub preview_public: bool,
 }
 
 impl Session {
@@ -251,6 +254,7 @@ impl Session {
             last_activity: None,
             heartbeat_at: None,
             ttl: None,
+            preview_public: false,
         }
     }
 
@@ -287,6 +291,8 @@ pub struct SessionPatch {
     /// sweeper fails sessions whose heartbeat stopped.
     pub heartbeat_at: Option<i64>,
     pub initial_prompt: Option<String>,
+    /// See [`Session::preview_public`].
+    pub preview_public: Option<bool>,
 }
 
 /// The uniqueness key of active sessions, e.g. `agent:octo/hello#12`, `jira:PROJ-3`,

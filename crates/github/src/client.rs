@@ -190,6 +190,44 @@ impl RepoClient {
         self.get(&format!("/repos/{repo}")).await
     }
 
+    /// A file's text on the default branch (`GET /contents/{path}` without a ref), `None`
+    /// when the branch has no such file. Larger files (over 1 MB GitHub sends no content) and
+    /// other encodings count as absent.
+    pub async fn default_branch_file(
+        &self,
+        repo: &RepoName,
+        path: &str,
+    ) -> Result<Option<String>, GitHubError> {
+        #[derive(Deserialize)]
+        struct Content {
+            #[serde(rename = "type")]
+            kind: String,
+            content: Option<String>,
+            encoding: Option<String>,
+        }
+        let content = match self
+            .get::<Content>(&format!("/repos/{repo}/contents/{path}"))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if content.kind != "file" || content.encoding.as_deref() != Some("base64") {
+            return Ok(None);
+        }
+        let packed: String = content
+            .content
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        use base64::Engine as _;
+        Ok(base64::engine::general_purpose::STANDARD
+            .decode(packed)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok()))
+    }
+
     /// The user's role on the repository (cached for a minute).
     pub async fn permission(
         &self,

@@ -13,7 +13,7 @@ use crate::{StoreError, StoreResult};
 
 /// Every field of the record, in the order of [`Session`]: the DynamoDB attribute names and the
 /// SQLite column names.
-pub(crate) const FIELDS: [&str; 26] = [
+pub(crate) const FIELDS: [&str; 27] = [
     "session_id",
     "session_type",
     "source",
@@ -40,6 +40,7 @@ pub(crate) const FIELDS: [&str; 26] = [
     "last_activity",
     "heartbeat_at",
     "ttl",
+    "preview_public",
 ];
 
 /// The fields `relaunch` clears: what belonged to the previous run's container and ending.
@@ -114,6 +115,7 @@ pub(crate) fn record_values<'a>(
         ("last_activity", int(s.last_activity)),
         ("heartbeat_at", int(s.heartbeat_at)),
         ("ttl", int(s.ttl)),
+        ("preview_public", s.preview_public.then_some(Value::Int(1))),
     ];
     debug_assert!(values.iter().map(|(f, _)| *f).eq(FIELDS));
     Ok(values)
@@ -146,6 +148,10 @@ pub(crate) fn patch_values<'a>(
         ("last_activity", p.last_activity.map(Value::Int)),
         ("heartbeat_at", p.heartbeat_at.map(Value::Int)),
         ("initial_prompt", text(&p.initial_prompt)),
+        (
+            "preview_public",
+            p.preview_public.map(|v| Value::Int(i64::from(v))),
+        ),
     ];
     Ok(candidates
         .into_iter()
@@ -208,6 +214,7 @@ pub(crate) fn session_from(op: &str, fields: &impl Fields) -> StoreResult<Sessio
         last_activity: r.int("last_activity")?,
         heartbeat_at: r.int("heartbeat_at")?,
         ttl: r.int("ttl")?,
+        preview_public: r.int::<i64>("preview_public")?.is_some_and(|v| v != 0),
     })
 }
 

@@ -24,7 +24,7 @@ use crate::{
 
 /// Version of the schema below, kept in `PRAGMA user_version`. A file written by a newer build is
 /// refused rather than misread.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How long an operation waits for another process's write lock before failing. Operations hold
 /// the lock for milliseconds, so waiting 5 s means the other process is stuck, not busy.
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at        INTEGER NOT NULL,
     last_activity     INTEGER,
     heartbeat_at      INTEGER,
-    ttl               INTEGER
+    ttl               INTEGER,
+    preview_public    INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS sessions_by_pr ON sessions (repo_full_name, pr_number);
 CREATE TABLE IF NOT EXISTS claims (
@@ -115,10 +116,15 @@ impl SqliteStore {
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                     .map_err(err)?;
             }
-            // Version 1 had no heartbeat column.
-            1 => {
+            // Version 1 had no heartbeat column, version 2 no preview_public.
+            1 | 2 => {
+                let heartbeat = if version == 1 {
+                    "ALTER TABLE sessions ADD COLUMN heartbeat_at INTEGER;"
+                } else {
+                    ""
+                };
                 tx.execute_batch(&format!(
-                    "ALTER TABLE sessions ADD COLUMN heartbeat_at INTEGER; PRAGMA user_version = {SCHEMA_VERSION}"
+                    "{heartbeat} ALTER TABLE sessions ADD COLUMN preview_public INTEGER; PRAGMA user_version = {SCHEMA_VERSION}"
                 ))
                 .map_err(err)?;
             }
@@ -656,7 +662,12 @@ mod tests {
         let path = dir.path().join("sessions.db");
         {
             // A file as version 1 wrote it: the schema without `heartbeat_at`.
-            let v1 = SCHEMA.replace("    heartbeat_at      INTEGER,\n", "");
+            let v1 = SCHEMA
+                .replace("    heartbeat_at      INTEGER,\n", "")
+                .replace(
+                    "    ttl               INTEGER,\n    preview_public    INTEGER\n",
+                    "    ttl               INTEGER\n",
+                );
             assert_ne!(v1, SCHEMA);
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&v1).unwrap();
@@ -672,12 +683,15 @@ mod tests {
         let id = SessionId::parse("old1").unwrap();
         let old = store.get(&id).await.unwrap().expect("kept");
         assert_eq!(old.heartbeat_at, None);
+        assert!(!old.preview_public);
         let patch = SessionPatch {
             heartbeat_at: Some(42),
+            preview_public: Some(true),
             ..SessionPatch::default()
         };
         let s = store.update(&id, patch, 50).await.unwrap();
         assert_eq!(s.heartbeat_at, Some(42));
+        assert!(s.preview_public);
         drop(store);
         // Opening again finds the current version and changes nothing.
         let again = SqliteStore::open(&path).unwrap();

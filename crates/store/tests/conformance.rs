@@ -360,6 +360,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         last_activity: Some(170),
         heartbeat_at: Some(175),
         initial_prompt: Some("second ✓".to_owned()),
+        preview_public: Some(true),
     };
     let written = store.update(&s.session_id, patch, 180).await.unwrap();
     let expected = Session {
@@ -376,6 +377,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         last_activity: Some(170),
         heartbeat_at: Some(175),
         initial_prompt: Some("second ✓".to_owned()),
+        preview_public: true,
         status: Status::Running,
         updated_at: 180,
         ..expected

@@ -31,7 +31,10 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 
 use crate::git::{Bare, CgiRequest, Expect, Identity, PathContent, is_oid_prefix};
+
+mod oauth;
 pub use crate::git::{GitCommitInfo, GitRequest, GitSignature};
+pub use oauth::{CLIENT_ID, CLIENT_SECRET};
 
 /// The fake App's id; App JWTs must carry it as `iss`.
 pub const APP_ID: u64 = 4242;
@@ -95,6 +98,8 @@ pub enum AuthKind {
     Installation(String),
     /// A token registered with [`FakeGitHub::add_personal_token`].
     Personal,
+    /// A user token of the web flow (see [`FakeGitHub::sign_in_browser`]), of this login.
+    User(String),
 }
 
 /// One request as the fake received it, whatever it answered.
@@ -281,6 +286,14 @@ impl FakeGitHub {
         };
         let app = Router::new()
             .route("/git/{*path}", axum::routing::any(serve_git))
+            .route(
+                "/login/oauth/authorize",
+                axum::routing::get(oauth::authorize),
+            )
+            .route(
+                "/login/oauth/access_token",
+                axum::routing::post(oauth::access_token),
+            )
             .fallback(serve_request)
             .with_state(fake.clone());
         tokio::spawn(async move {
@@ -401,6 +414,7 @@ impl FakeGitHub {
             permissions: HashMap::new(),
             hosted: None,
             drafts_refused: false,
+            private: false,
             labels: BTreeMap::new(),
             push_rules: PushRules::default(),
         };
@@ -841,6 +855,8 @@ impl FakeGitHub {
 #[derive(Debug)]
 struct State {
     url: String,
+    /// The web flow: browser sign-in, codes, user tokens.
+    web: oauth::WebFlow,
     last_id: u64,
     installations: BTreeSet<u64>,
     tokens: Vec<IssuedToken>,
@@ -884,6 +900,8 @@ struct Repo {
     /// Whether `POST /pulls` with `draft: true` is refused (private repositories on GitHub
     /// Free and Pro).
     drafts_refused: bool,
+    /// Private: user tokens without a role on it are told it does not exist.
+    private: bool,
     /// The repository's labels by lower-cased name (GitHub's names are case-insensitive).
     labels: BTreeMap<String, Label>,
     /// What the receive side refuses (see [`crate::git::PRE_RECEIVE`]).
@@ -1086,6 +1104,7 @@ impl State {
     fn new(url: String) -> Self {
         State {
             url,
+            web: oauth::WebFlow::default(),
             last_id: 1000,
             installations: BTreeSet::new(),
             tokens: Vec::new(),
@@ -1210,6 +1229,10 @@ impl State {
             Credential::None => AuthKind::None,
             Credential::Jwt(_) => AuthKind::Jwt,
             Credential::Token(t) if self.personal_tokens.contains(t) => AuthKind::Personal,
+            Credential::Token(t) if self.web.issued(t) => match self.web.user_of(t) {
+                Some(login) => AuthKind::User(login.to_owned()),
+                None => AuthKind::None,
+            },
             Credential::Token(t) if self.tokens.iter().any(|i| &i.token == t) => {
                 AuthKind::Installation(t.clone())
             }
@@ -1219,6 +1242,14 @@ impl State {
 
     fn route(&mut self, req: &Incoming) -> Answer {
         let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        if let Credential::Token(token) = &req.credential {
+            if self.web.issued(token) {
+                let Some(login) = self.web.user_of(token).map(str::to_owned) else {
+                    return Err(ApiError::bad_credentials());
+                };
+                return self.user_route(&login, &req.method, &segments);
+            }
+        }
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", ["app-manifests", code, "conversions"]) => self.convert_manifest(code),
             ("GET", ["app"]) => {
@@ -1569,8 +1600,8 @@ impl State {
         let mut app = self.app_json();
         app["pem"] = json!(APP_PRIVATE_KEY_PEM);
         app["webhook_secret"] = json!(MANIFEST_WEBHOOK_SECRET);
-        app["client_id"] = json!("Iv1.cca0test0client");
-        app["client_secret"] = json!("cca-test-client-secret");
+        app["client_id"] = json!(CLIENT_ID);
+        app["client_secret"] = json!(CLIENT_SECRET);
         created(app)
     }
 
@@ -1800,22 +1831,7 @@ impl RepoCtx<'_> {
 
     fn permission(&mut self, login: &str) -> Answer {
         *self.permission_lookups += 1;
-        let role = self
-            .repo
-            .permissions
-            .get(&login.to_lowercase())
-            .map_or("none", String::as_str);
-        let permission = legacy_permission(role).unwrap_or("none");
-        let mut user = user_json(self.api, login);
-        user["permissions"] = json!({
-            "admin": role == "admin",
-            "maintain": matches!(role, "admin" | "maintain"),
-            "push": matches!(role, "admin" | "maintain" | "write"),
-            "triage": matches!(role, "admin" | "maintain" | "write" | "triage"),
-            "pull": role != "none",
-        });
-        user["role_name"] = json!(role);
-        ok(json!({ "permission": permission, "role_name": role, "user": user }))
+        ok(self.repo.permission_json(self.api, login))
     }
 
     fn get_ref(&self, branch: &str) -> Answer {
@@ -2833,6 +2849,25 @@ impl Repo {
         self.deployments.iter_mut().find(|d| d.id == id)
     }
 
+    /// The collaborator permission answer for `login`.
+    fn permission_json(&self, api: &str, login: &str) -> Value {
+        let role = self
+            .permissions
+            .get(&login.to_lowercase())
+            .map_or("none", String::as_str);
+        let permission = legacy_permission(role).unwrap_or("none");
+        let mut user = user_json(api, login);
+        user["permissions"] = json!({
+            "admin": role == "admin",
+            "maintain": matches!(role, "admin" | "maintain"),
+            "push": matches!(role, "admin" | "maintain" | "write"),
+            "triage": matches!(role, "admin" | "maintain" | "write" | "triage"),
+            "pull": role != "none",
+        });
+        user["role_name"] = json!(role);
+        json!({ "permission": permission, "role_name": role, "user": user })
+    }
+
     fn api_url(&self, api: &str) -> String {
         format!("{api}/repos/{}", self.full_name())
     }
@@ -2850,8 +2885,8 @@ impl Repo {
             "name": self.name,
             "full_name": full,
             "owner": user_json(api, &self.owner),
-            "private": false,
-            "visibility": "public",
+            "private": self.private,
+            "visibility": if self.private { "private" } else { "public" },
             "fork": false,
             "archived": false,
             "html_url": self.html_url(),

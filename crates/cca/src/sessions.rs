@@ -326,6 +326,7 @@ fn fields(s: &Session) -> Vec<(&'static str, String)> {
         ("last_activity", time(&s.last_activity)),
         ("heartbeat_at", time(&s.heartbeat_at)),
         ("ttl", time(&s.ttl)),
+        ("preview_public", s.preview_public.to_string()),
     ]
 }
 

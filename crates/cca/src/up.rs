@@ -89,6 +89,23 @@ pub struct UpArgs {
     /// or the server of an Enterprise GITHUB_API_URL (https://<host>/api/v3).
     #[arg(long, env = "GITHUB_WEB_URL", value_name = "URL")]
     github_web_url: Option<String>,
+    /// Put sign-in with GitHub in front of the previews, as a deployment does. Off by default:
+    /// the proxy listens on loopback, for this machine's user only. Needs the App's client id
+    /// and secret (stored by the setup page, or GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET), and
+    /// `http://auth.<UAT_DOMAIN_SUFFIX>:<proxy port>/callback` among the App's callback URLs.
+    #[arg(long)]
+    preview_sign_in: bool,
+    /// The App's client id, for --preview-sign-in.
+    #[arg(long, env = "GITHUB_CLIENT_ID", value_name = "ID")]
+    github_client_id: Option<String>,
+    /// The App's client secret, for --preview-sign-in.
+    #[arg(
+        long,
+        env = "GITHUB_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    github_client_secret: Option<String>,
     #[command(flatten)]
     data_dir: DataDirArgs,
     #[command(flatten)]
@@ -229,6 +246,19 @@ fn local_url(addr: SocketAddr) -> String {
 
 /// GitHub's web address: as given, else derived from the API's (github.com, or an Enterprise
 /// server's `https://<host>/api/v3`); another API root (a test server) serves both.
+/// The App's callback URL for preview sign-in through the local proxy:
+/// `http://auth.<suffix>:<port>/callback`.
+fn sign_in_callback(suffix: Option<&str>, proxy_port: u16) -> String {
+    let suffix = suffix
+        .map(|s| s.trim().trim_matches('.'))
+        .filter(|s| !s.is_empty())
+        .unwrap_or("localhost");
+    format!(
+        "http://{}.{suffix}:{proxy_port}/callback",
+        cca_uat_proxy::gate::AUTH_LABEL
+    )
+}
+
 fn github_web_url(given: Option<&str>, api: Option<&str>) -> String {
     if let Some(web) = given.map(str::trim).filter(|v| !v.is_empty()) {
         return web.trim_end_matches('/').to_owned();
@@ -352,10 +382,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         no_proxy,
         no_setup,
         github_web_url: web_url,
+        preview_sign_in,
+        github_client_id,
+        github_client_secret,
         data_dir,
         limits,
         mut settings,
     } = args;
+    let proxy_port = proxy_listen.port();
     let limits = limits.limits();
     let dir = DataDir::resolve(&data_dir)?;
     let mut stored = None;
@@ -398,6 +432,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| GITHUB_API.into()),
             data_dir: dir.clone(),
             default_name: default_app_name(),
+            sign_in_callback: sign_in_callback(settings.uat_domain_suffix.as_deref(), proxy_port),
         };
         let page = format!("{}/setup", ctx.local_url);
         eprint!("cca up: no GitHub credentials.\n{GITHUB_SETUP}");
@@ -421,6 +456,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let sign_in = if preview_sign_in && !no_proxy {
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let app = stored.as_ref().map(|(a, _)| a);
+        let id = set(github_client_id).or_else(|| app.and_then(|a| a.client_id.clone()));
+        let secret =
+            set(github_client_secret).or_else(|| app.and_then(|a| a.client_secret.clone()));
+        let (Some(id), Some(secret)) = (id, secret) else {
+            eprintln!(
+                "cca up: --preview-sign-in needs the App's client id and secret: create the App \
+                 on the setup page, or set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET."
+            );
+            return Ok(ExitCode::from(USAGE));
+        };
+        let mut gate = cca_uat_proxy::gate::GateSettings::new(&id, &secret);
+        // Plain HTTP on loopback: no `Secure` cookies, `http://` links.
+        gate.secure = false;
+        gate.web_url = github_web_url(web_url.as_deref(), settings.github_api_url.as_deref());
+        if let Some(api) = settings
+            .github_api_url
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+        {
+            gate.api_url = api.trim_end_matches('/').to_owned();
+        }
+        Some(gate)
+    } else {
+        None
+    };
     let listener = TcpListener::from_std(socket).context("cannot serve the webhook")?;
     serve(
         Running {
@@ -430,6 +493,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             dir,
             settings,
             stored,
+            sign_in,
         },
         stop,
     )
@@ -478,6 +542,8 @@ struct Running {
     dir: DataDir,
     settings: WebhookArgs,
     stored: Option<(StoredApp, PathBuf)>,
+    /// Sign-in in front of previews (`--preview-sign-in`).
+    sign_in: Option<cca_uat_proxy::gate::GateSettings>,
 }
 
 /// The webhook, the proxy and the agents, until a stop signal.
@@ -489,6 +555,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
         dir,
         mut settings,
         stored,
+        sign_in,
     } = running;
     let addr = listener.local_addr().context("no local address")?;
     dir.create()?;
@@ -549,6 +616,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
             // Apps run on this machine, on loopback.
             s.local_mode = true;
             s.drain_timeout = PROXY_DRAIN_TIMEOUT;
+            s.gate = sign_in;
             Some(s)
         }
         None => None,

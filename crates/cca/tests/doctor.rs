@@ -343,7 +343,7 @@ impl Stand {
             .await
             .expect("CreateListener");
         let listener_arn = listener.listeners()[0].listener_arn().unwrap().to_owned();
-        create_rule(&aws, &listener_arn, 1, "app.example.com", &other_tg_arn).await;
+        create_rule(&aws, &listener_arn, 1, "app.example.org", &other_tg_arn).await;
         let wildcard_rule_arn = create_rule(
             &aws,
             &listener_arn,
@@ -391,6 +391,9 @@ impl Stand {
             &[
                 ("SESSIONS_TABLE", table.as_str()),
                 ("UAT_DOMAIN_SUFFIX", suffix.as_str()),
+                // Terraform gives these as secrets; as values here, the check is the same.
+                ("GITHUB_CLIENT_ID", "Iv23liExample"),
+                ("GITHUB_CLIENT_SECRET", "client-secret"),
             ],
             &["serve", "--listen", &listen],
         )

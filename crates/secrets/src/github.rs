@@ -18,6 +18,11 @@ pub struct GitHubAppSecret {
     pub default_installation_id: Option<u64>,
     /// Older webhook secrets still accepted while a rotation is under way (`webhook_secrets`).
     pub extra_webhook_secrets: Vec<SecretString>,
+    /// The App's OAuth client id (`client_id`), for sign-in in front of previews. Only the
+    /// proxy's environment gets it (and `client_secret`), through ECS.
+    pub client_id: Option<String>,
+    /// Whether the secret holds the App's `client_secret` (never read by this code).
+    pub has_client_secret: bool,
 }
 
 impl GitHubAppSecret {
@@ -52,5 +57,7 @@ pub fn parse_github(name: &str, json: &str) -> Result<GitHubAppSecret, SecretErr
         webhook_secret: fields.secret("webhook_secret")?,
         default_installation_id: fields.opt_u64("default_installation_id")?,
         extra_webhook_secrets: fields.secret_list("webhook_secrets")?,
+        client_id: fields.opt_string("client_id")?,
+        has_client_secret: fields.opt_string("client_secret")?.is_some(),
     })
 }

@@ -239,7 +239,7 @@ async fn github_secret(client: &aws_sdk_secretsmanager::Client, settings: &Setti
     let Some(arn) = &settings.github_app_secret_arn else {
         return Finding::not_configured(CHECK, "GITHUB_APP_SECRET_ARN", "the GitHub App secret");
     };
-    const SHAPE: &str = "JSON {app_id, private_key (PEM), webhook_secret, default_installation_id}";
+    const SHAPE: &str = "JSON {app_id, private_key (PEM), webhook_secret, default_installation_id, client_id, client_secret}";
     let secret = match cca_secrets::fetch_github(client, arn).await {
         Ok(secret) => secret,
         Err(e) => return secret_problem(CHECK, arn, &e, SHAPE),
@@ -256,11 +256,24 @@ async fn github_secret(client: &aws_sdk_secretsmanager::Client, settings: &Setti
         || "no default installation".to_owned(),
         |i| format!("default installation {i}"),
     );
+    let sign_in = match (&secret.client_id, secret.has_client_secret) {
+        (Some(id), true) => format!("sign-in client {id}"),
+        (None, false) => "no sign-in client (previews need PREVIEW_SIGN_IN=off)".to_owned(),
+        _ => {
+            return Finding::problem(
+                CHECK,
+                arn,
+                "the secret holds only one of client_id and client_secret",
+                "add both from the App's settings page (Client ID, a generated client secret): \
+                 the proxy needs them for preview sign-in",
+            );
+        }
+    };
     Finding::ok(
         CHECK,
         arn,
         format!(
-            "App {}, {installation}, {} webhook secret(s)",
+            "App {}, {installation}, {} webhook secret(s), {sign_in}",
             secret.app_id,
             secret.webhook_secrets().len()
         ),

@@ -49,6 +49,7 @@ pub async fn check(clients: &Clients, settings: &Settings) -> Vec<Finding> {
     };
     vec![
         listener_rule(clients, settings, listener.as_ref(), target_group.as_ref()).await,
+        cookie_scope(clients, settings, listener.as_ref()).await,
         proxy_targets(settings, target_group.as_ref(), health.as_ref()),
         proxy_ingress(
             clients,
@@ -254,6 +255,53 @@ async fn listener_rule(
             finding
         }
     }
+}
+
+/// Previews run the repositories' code: whatever cookies it sets for the suffix's parent domains
+/// reach every other host under them. Names the hosts of this listener that share the
+/// previews' site (docs/SECURITY.md, "Preview sign-in").
+async fn cookie_scope(
+    clients: &Clients,
+    settings: &Settings,
+    listener: Option<&Lookup<Listener>>,
+) -> Finding {
+    const CHECK: &str = "preview-cookie-scope";
+    let Some(suffix) = &settings.uat_domain_suffix else {
+        return Finding::not_configured(CHECK, "UAT_DOMAIN_SUFFIX", "the previews' cookie scope");
+    };
+    let site = rules::cookie_site(suffix);
+    let (Some(listener_arn), Some(Lookup::Found(_))) = (&settings.alb_listener_arn, listener)
+    else {
+        return Finding::skipped(CHECK, suffix, "needs the listener (see listener-rule)");
+    };
+    let rules = match listener_rules(clients, listener_arn).await {
+        Ok(rules) => rules,
+        Err(e) => return cannot_check(CHECK, listener_arn, &e),
+    };
+    let views: Vec<RuleView> = rules.iter().filter_map(view).collect();
+    let neighbours = rules::cookie_neighbours(&views, suffix);
+    if neighbours.is_empty() {
+        return Finding::ok(
+            CHECK,
+            suffix,
+            format!(
+                "no other host of the listener is under {site}, the parent domain previews can set \
+                 cookies for (hosts elsewhere under {site} cannot be seen from here)"
+            ),
+        );
+    }
+    Finding::problem(
+        CHECK,
+        suffix,
+        format!(
+            "{} share {site} with the previews: a preview's code can set cookies they read",
+            neighbours.join(", ")
+        ),
+        format!(
+            "serve previews under a domain of their own (UAT_DOMAIN_SUFFIX under a registrable \
+             domain nothing else uses), or move those hosts off {site}"
+        ),
+    )
 }
 
 fn proxy_targets(

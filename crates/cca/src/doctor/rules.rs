@@ -75,6 +75,35 @@ impl RuleView {
     }
 }
 
+/// The registrable part of a host name, taken as its last two labels: cookies a page sets with
+/// `Domain=<parent>` reach every host under that parent, down to a public suffix. Treating
+/// `co.uk`-like suffixes as registrable only makes the check stricter.
+pub fn cookie_site(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').filter(|l| !l.is_empty()).collect();
+    labels[labels.len().saturating_sub(2)..].join(".")
+}
+
+/// Host patterns of other rules under the same site as the previews (and not under the preview
+/// suffix itself): a preview's code can set cookies those hosts read, since browsers let any
+/// host set a cookie for its parent domains.
+pub fn cookie_neighbours(rules: &[RuleView], suffix: &str) -> Vec<String> {
+    let site = cookie_site(suffix);
+    let under = |host: &str, domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    let mut hosts: Vec<String> = rules
+        .iter()
+        .flat_map(|r| r.hosts.iter().flatten())
+        .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|h| {
+            let bare = h.trim_start_matches("*.");
+            under(bare, &site) && !under(bare, suffix) && !is_wildcard(h, suffix)
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
 /// What the listener's rules come to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RulePlan {
@@ -430,5 +459,30 @@ mod tests {
         assert_eq!(free_priority(&taken, None), Some(3));
         assert_eq!(free_priority(&taken, Some(3)), None);
         assert_eq!(free_priority(&taken, Some(4)), Some(3));
+    }
+
+    #[test]
+    fn hosts_sharing_the_previews_site_are_named() {
+        let rule = |hosts: &[&str]| RuleView {
+            arn: "r".into(),
+            priority: 1,
+            hosts: Some(hosts.iter().map(|h| (*h).to_owned()).collect()),
+            regex_hosts_only: false,
+            other_conditions: Vec::new(),
+            forwards_to: Vec::new(),
+            actions: vec!["forward".into()],
+        };
+        let rules = [
+            rule(&["*.uat.example.com"]),
+            rule(&["app.example.com", "example.com"]),
+            rule(&["x.uat.example.com"]),
+            rule(&["shop.other.com"]),
+        ];
+        assert_eq!(cookie_site("uat.example.com"), "example.com");
+        assert_eq!(
+            cookie_neighbours(&rules, "uat.example.com"),
+            vec!["app.example.com".to_owned(), "example.com".to_owned()]
+        );
+        assert!(cookie_neighbours(&rules, "previews.test").is_empty());
     }
 }

@@ -253,17 +253,20 @@ fn judge(check: &TaskCheck, name: &str, definition: &TaskDefinition) -> Finding 
     let set = names_set(container, check.contract.per_task.is_empty());
     let unmet = check.contract.unmet(|name| set.iter().any(|s| s == name));
     if unmet.is_empty() {
-        let required: Vec<String> = check
-            .contract
-            .all_requirements()
-            .map(|r| match r {
+        let mut required: Vec<String> = Vec::new();
+        for r in check.contract.all_requirements() {
+            let name = match r {
                 Requirement::Required(name) => (*name).to_owned(),
                 Requirement::AnyOf(names) => names
                     .iter()
                     .find(|n| set.iter().any(|s| s == *n))
                     .map_or_else(|| r.to_string(), |n| (*n).to_owned()),
-            })
-            .collect();
+            };
+            // One variable may meet several requirements (PREVIEW_SIGN_IN=off).
+            if !required.contains(&name) {
+                required.push(name);
+            }
+        }
         return Finding::ok(
             check.check,
             resource,
@@ -450,6 +453,7 @@ mod tests {
             &[
                 ("SESSIONS_TABLE", "t"),
                 ("UAT_DOMAIN_SUFFIX", "uat.example.com"),
+                ("PREVIEW_SIGN_IN", "off"),
             ],
             &["serve", "--listen", "0.0.0.0:8080"],
         );
@@ -458,8 +462,8 @@ mod tests {
         assert_eq!(
             f.detail.as_deref(),
             Some(
-                "container uat-proxy sets SESSIONS_TABLE, UAT_DOMAIN_SUFFIX, LISTEN for \
-                 cca-uat-proxy serve"
+                "container uat-proxy sets SESSIONS_TABLE, UAT_DOMAIN_SUFFIX, PREVIEW_SIGN_IN, \
+                 LISTEN for cca-uat-proxy serve"
             )
         );
     }

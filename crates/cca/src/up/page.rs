@@ -80,7 +80,12 @@ pub fn form_action(web_url: &str, org: Option<&str>, state: &str) -> String {
 }
 
 /// The App manifest GitHub's manifest flow takes.
-pub fn manifest(choice: &AppChoice, homepage: &str, redirect_url: &str) -> Value {
+pub fn manifest(
+    choice: &AppChoice,
+    homepage: &str,
+    redirect_url: &str,
+    sign_in_callback: &str,
+) -> Value {
     let permissions: serde_json::Map<String, Value> = PERMISSIONS
         .iter()
         .map(|(k, v)| ((*k).to_owned(), json!(v)))
@@ -91,6 +96,10 @@ pub fn manifest(choice: &AppChoice, homepage: &str, redirect_url: &str) -> Value
         "description": "Turns labelled GitHub issues into draft pull requests implemented by Claude Code.",
         "hook_attributes": { "url": choice.webhook_url, "active": true },
         "redirect_url": redirect_url,
+        // Preview sign-in returns here (`cca up --preview-sign-in`); nothing is asked of the
+        // installer.
+        "callback_urls": [sign_in_callback],
+        "request_oauth_on_install": false,
         "public": false,
         "default_permissions": permissions,
         "default_events": EVENTS,
@@ -380,7 +389,13 @@ mod tests {
             &choice(),
             "http://127.0.0.1:8080/setup",
             "http://127.0.0.1:8080/setup/callback",
+            "http://auth.localhost:8081/callback",
         );
+        assert_eq!(
+            m["callback_urls"],
+            json!(["http://auth.localhost:8081/callback"])
+        );
+        assert_eq!(m["request_oauth_on_install"], false);
         assert_eq!(m["default_permissions"]["contents"], "write");
         assert_eq!(m["default_permissions"]["pull_requests"], "write");
         assert_eq!(m["default_permissions"]["issues"], "write");
@@ -413,7 +428,7 @@ mod tests {
     fn values_are_escaped() {
         let mut c = choice();
         c.name = "<script>alert('x')</script>".into();
-        let m = manifest(&c, "h", "r");
+        let m = manifest(&c, "h", "r", "c");
         let page = setup_page(&SetupView {
             choice: &c,
             notes: &["a <b> note".into()],

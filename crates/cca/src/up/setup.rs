@@ -43,6 +43,8 @@ pub struct SetupContext {
     pub data_dir: DataDir,
     /// The App name offered by default.
     pub default_name: String,
+    /// The App's callback URL for preview sign-in (`cca up --preview-sign-in`).
+    pub sign_in_callback: String,
 }
 
 impl SetupContext {
@@ -340,6 +342,7 @@ async fn setup(
         &choice,
         &format!("{}/setup", ctx.local_url),
         &ctx.redirect_url(),
+        &ctx.sign_in_callback,
     );
     let nonce = random_hex(12);
     let body = page::setup_page(&SetupView {

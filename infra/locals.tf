@@ -75,10 +75,11 @@ locals {
   # A container's secrets as ECS takes them, the unset (empty) ones left out.
   secrets = {
     for kind, container in local.containers : kind => [
-      for name in sort(keys(try(container.secrets, {}))) : {
+      # A map is walked in the order of its keys.
+      for name, reference in try(container.secrets, {}) : {
         name      = name
-        valueFrom = tostring(container.secrets[name])
-      } if tostring(container.secrets[name]) != ""
+        valueFrom = tostring(reference)
+      } if tostring(reference) != ""
     ]
   }
 

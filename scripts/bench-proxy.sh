@@ -14,7 +14,8 @@
 # request when the CPU is not the bottleneck). It prints requests/s, p50 and p99 of each run
 # and the medians, the throughput ratio C/B and the p99 that C and B add over A, with the CPU time the server under test spent per request (from /proc; for B and C
 # the proxy's own, without the upstream's). Last, it holds 1,000 idle keep-alive connections open on C (each after one request)
-# and reads the resident memory of cca-uat-proxy (VmRSS), and of nginx B for comparison.
+# and reads the resident memory of cca-uat-proxy (VmRSS), and of nginx B for comparison. Then it
+# runs the criterion benchmark of the sign-in gate's cookie check (uat-proxy/benches/gate.rs).
 #
 # Settings (environment): BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS
 # (default 3), BENCH_THREADS (2), BENCH_CONNECTIONS (64), BENCH_IDLE_CONNECTIONS (1000).
@@ -349,5 +350,8 @@ for name, port, pids in (("cca-uat-proxy", port_c, proxy), ("nginx proxy (all pr
     print(f"{name}: VmRSS {before / 1024:.1f} MiB before, {during / 1024:.1f} MiB with {count} open connections")
     time.sleep(1)
 EOF
+
+step "The sign-in gate's cookie check (criterion, release)"
+cargo bench -p cca-uat-proxy --bench gate 2>&1 | grep -E "^gate/| time:" || fail "the gate benchmark did not run"
 
 step "Done (logs were in $work)"

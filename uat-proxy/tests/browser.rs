@@ -22,15 +22,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cca_domain::session::SessionPatch;
 use cca_domain::{ImageChannel, RepoName, Session, SessionId, SessionType, Source, Status};
 use cca_store::{SessionStore, SqliteStore};
+use cca_testkit::github::{CLIENT_ID, CLIENT_SECRET, FakeGitHub};
 
 /// The whole test, from starting Vite to the driver's exit.
 const GLOBAL_TIMEOUT: Duration = Duration::from_secs(120);
 const SESSION_ID: &str = "preview1";
+const REPO: &str = "octo/preview";
 const FIRST_TEXT: &str = "Hello from the preview";
 const SECOND_TEXT: &str = "Edited through the proxy";
 
 #[test]
 fn vite_hot_reload_goes_through_the_proxy() {
+    run(false);
+}
+
+/// The same behind sign-in with GitHub: Chromium follows the whole flow (the auth host, the fake
+/// GitHub's authorization page, the callback, the one-time code) to the page, and Vite's
+/// hot-reload WebSocket, checked by the gate on its upgrade, still updates it.
+#[test]
+fn vite_hot_reload_goes_through_the_sign_in_gate() {
+    run(true);
+}
+
+fn run(gated: bool) {
     if std::env::var("CCA_BROWSER_TESTS").as_deref() != Ok("1") {
         cca_testkit::stand::skip(
             "browser test needs CCA_BROWSER_TESTS=1 with Chromium, Vite and \
@@ -76,17 +90,33 @@ fn vite_hot_reload_goes_through_the_proxy() {
     seed_running_session(&store_path, SESSION_ID, vite_port);
     let proxy_port = free_port();
     let proxy_addr = SocketAddr::from(([127, 0, 0, 1], proxy_port));
-    let mut proxy = Proc::spawn(
-        "cca-uat-proxy",
-        Command::new(env!("CARGO_BIN_EXE_cca-uat-proxy"))
-            .args(["serve", "--listen", &proxy_addr.to_string()])
-            .env("SESSION_STORE", format!("sqlite:{}", store_path.display()))
-            .env("UAT_DOMAIN_SUFFIX", "localhost")
-            .env("PROXY_LOCAL_MODE", "true")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1"),
-        &tmp.path().join("proxy.log"),
-    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cca-uat-proxy"));
+    command
+        .args(["serve", "--listen", &proxy_addr.to_string()])
+        .env("SESSION_STORE", format!("sqlite:{}", store_path.display()))
+        .env("UAT_DOMAIN_SUFFIX", "localhost")
+        .env("PROXY_LOCAL_MODE", "true")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    // Behind the gate: the fake GitHub, in a runtime of its own, knows alice, who may read the
+    // private repository and is signed in to GitHub in "the browser".
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let github = gated.then(|| {
+        let github = runtime.block_on(FakeGitHub::start());
+        github.add_repo(REPO);
+        github.set_private(REPO, true);
+        github.set_permission(REPO, "alice", "read");
+        github.sign_in_browser(Some("alice"));
+        github.add_callback_url(&format!("http://auth.localhost:{proxy_port}/callback"));
+        command
+            .env("PREVIEW_SIGN_IN", "github")
+            .env("GITHUB_CLIENT_ID", CLIENT_ID)
+            .env("GITHUB_CLIENT_SECRET", CLIENT_SECRET)
+            .env("GITHUB_API_URL", github.url())
+            .env("GITHUB_WEB_URL", github.url());
+        github
+    });
+    let mut proxy = Proc::spawn("cca-uat-proxy", &mut command, &tmp.path().join("proxy.log"));
     wait_for_status(
         &mut proxy,
         proxy_addr,
@@ -96,8 +126,17 @@ fn vite_hot_reload_goes_through_the_proxy() {
         deadline,
     );
     let host = format!("{SESSION_ID}.localhost:{proxy_port}");
-    // The page through the proxy, before a browser is involved: a clearer failure if not.
-    wait_for_status(&mut proxy, proxy_addr, &host, "/", 200, deadline);
+    // The page through the proxy, before a browser is involved: a clearer failure if not. Behind
+    // the gate, an anonymous request is sent to sign in.
+    let first = if gated { 302 } else { 200 };
+    wait_for_status(&mut proxy, proxy_addr, &host, "/", first, deadline);
+    let sign_in_hosts = github
+        .as_ref()
+        .map(|g| {
+            let fake = g.url().trim_start_matches("http://").to_owned();
+            format!("auth.localhost:{proxy_port},{fake}")
+        })
+        .unwrap_or_default();
 
     // The browser.
     let shots = tmp.path().join("shots");
@@ -109,7 +148,8 @@ fn vite_hot_reload_goes_through_the_proxy() {
             .arg(format!("http://{host}/"))
             .args([FIRST_TEXT, SECOND_TEXT])
             .arg(&shots)
-            .env("CCA_NODE_PREFIX", &prefix),
+            .env("CCA_NODE_PREFIX", &prefix)
+            .env("CCA_SIGN_IN_HOSTS", &sign_in_hosts),
         &driver_log,
     );
     let lines = driver.lines();
@@ -130,13 +170,21 @@ fn vite_hot_reload_goes_through_the_proxy() {
     assert!(status.success(), "driver exited with {status}");
     let png = fs::read(shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
-    if let Ok(out) = std::env::var("CCA_SCREENSHOT_OUT") {
+    if let (false, Ok(out)) = (gated, std::env::var("CCA_SCREENSHOT_OUT")) {
         fs::write(&out, &png).unwrap_or_else(|e| panic!("cannot write {out}: {e}"));
     }
 
     // Both servers still up: nothing above crashed them.
     assert!(vite.is_running(), "vite exited");
     assert!(proxy.is_running(), "cca-uat-proxy exited");
+    if let Some(github) = github {
+        let (authorizations, exchanges) = github.web_flow_counts();
+        assert_eq!(
+            (authorizations, exchanges),
+            (1, 1),
+            "one sign-in for the page, its scripts and the hot-reload socket"
+        );
+    }
 }
 
 /// Not a test: writes the RUNNING session `bench` → 127.0.0.1:`CCA_BENCH_UPSTREAM_PORT` into the
@@ -170,7 +218,7 @@ fn seed_running_session(path: &Path, id: &str, port: u16) {
             id.clone(),
             SessionType::Agent,
             Source::Github,
-            RepoName::parse("octo/preview").expect("repo"),
+            RepoName::parse(REPO).expect("repo"),
             cca_domain::naming::issue_branch(1),
             ImageChannel::Latest,
             now,

@@ -9,7 +9,9 @@
 // `OK <screenshot path>` and exits 0. Any failure exits 1 with `FAIL <reason>` on stderr.
 //
 // Environment: CCA_NODE_PREFIX (npm prefix holding playwright-core), CCA_CHROMIUM (browser,
-// default /usr/bin/chromium).
+// default /usr/bin/chromium), CCA_SIGN_IN_HOSTS (comma-separated hosts of a sign-in the page
+// load must go through first, such as the auth host and GitHub's; requests to them are expected,
+// and each must have been visited).
 'use strict';
 
 const fs = require('node:fs');
@@ -33,6 +35,8 @@ if (!prefix) fail('CCA_NODE_PREFIX is not set (scripts/test.sh installs playwrig
 const { chromium } = require(path.join(prefix, 'node_modules', 'playwright-core'));
 
 const expectedHost = new URL(pageUrl).host;
+const signInHosts = (process.env.CCA_SIGN_IN_HOSTS || '').split(',').filter(Boolean);
+const signInVisited = new Set();
 const log = [];
 const note = (line) => log.push(line);
 
@@ -74,7 +78,10 @@ async function main() {
     const strayRequests = [];
     page.on('request', (request) => {
       const url = new URL(request.url());
-      if ((url.protocol === 'http:' || url.protocol === 'ws:') && url.host !== expectedHost) {
+      if (signInHosts.includes(url.host)) {
+        signInVisited.add(url.host);
+        note(`sign-in: ${request.url().split('?')[0]}`);
+      } else if ((url.protocol === 'http:' || url.protocol === 'ws:') && url.host !== expectedHost) {
         strayRequests.push(request.url());
       }
     });
@@ -99,6 +106,9 @@ async function main() {
     const response = await page.goto(pageUrl, { waitUntil: 'load', timeout: STEP_TIMEOUT_MS });
     if (!response) throw new Error('no response for the page');
     if (response.status() !== 200) throw new Error(`page answered ${response.status()}`);
+    if (new URL(page.url()).host !== expectedHost) throw new Error(`the page ended on ${page.url()}`);
+    const skipped = signInHosts.filter((h) => !signInVisited.has(h));
+    if (skipped.length > 0) throw new Error(`the page load never went through ${skipped.join(', ')}`);
 
     const message = page.locator('#message');
     await message.filter({ hasText: firstText }).waitFor({ timeout: STEP_TIMEOUT_MS });

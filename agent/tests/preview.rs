@@ -141,6 +141,14 @@ async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name(
                 };
                 github.commit_file(FORK, BRANCH, path, content, &format!("Add {path}"));
             }
+            // The fork declares its own preview public: only the default branch may.
+            github.commit_file(
+                FORK,
+                BRANCH,
+                ".cca.toml",
+                "[preview]\npublic = true\n",
+                "Make my preview public",
+            );
             *number.lock().unwrap() = github.open_fork_pull(REPO, FORK, BRANCH, "From a fork");
         },
         |_| {},
@@ -173,6 +181,10 @@ async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name(
         .wait_status(Status::Running, Duration::from_secs(90))
         .await;
     let port = s.app_port.expect("app port recorded");
+    assert!(
+        !s.preview_public,
+        "a fork's .cca.toml cannot open its preview to anyone"
+    );
     wait_page(&stand, port, "preview fork 1\n").await;
 
     // The contributor pushes to the fork and GitHub updates the PR's ref: a refresh shows it.
@@ -212,9 +224,23 @@ async fn a_fork_pr_previews_the_forks_commit_not_a_base_branch_of_the_same_name(
 /// repository's): the preview fails with the reason on the PR, and serves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pr_head_that_cannot_be_fetched_fails_the_preview_saying_why() {
-    let Some(stand) = Stand::new_with(SessionType::Preview, BRANCH, |s| {
-        s.pr_number = Some(4242);
-    })
+    let Some(stand) = Stand::new_on(
+        SessionType::Preview,
+        BRANCH,
+        |github| {
+            // The default branch declares previews public: recorded before anything else.
+            github.commit_file(
+                REPO,
+                "main",
+                ".cca.toml",
+                "[preview]\npublic = true\n",
+                "Public previews",
+            );
+        },
+        |s| {
+            s.pr_number = Some(4242);
+        },
+    )
     .await
     else {
         return;
@@ -224,6 +250,10 @@ async fn a_pr_head_that_cannot_be_fetched_fails_the_preview_saying_why() {
     assert!(!exit.success(), "{}", stand.log_text());
     let record = stand.record().await;
     assert_eq!(record.status, Status::Failed, "{}", stand.log_text());
+    assert!(
+        record.preview_public,
+        "the default branch's [preview] public"
+    );
     let error = record.error.unwrap_or_default();
     assert!(error.contains("refs/pull/4242/head"), "{error}");
 }

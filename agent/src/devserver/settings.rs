@@ -286,6 +286,27 @@ pub(crate) fn resolve(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn public_previews_are_declared_only_by_a_well_formed_preview_table() {
+        assert!(declares_public("[preview]\npublic = true\n"));
+        assert!(declares_public(
+            "[app]\ndev = \"npm run dev\"\n[preview]\npublic = true\n"
+        ));
+        for text in [
+            "",
+            "[preview]\n",
+            "[preview]\npublic = false\n",
+            "[preview]\npublic = \"yes\"\n",
+            "[preview]\npublic = true\ntypo = 1\n",
+            "[app]\nbogus = 1\n[preview]\npublic = true\n",
+            "not toml",
+        ] {
+            assert!(!declares_public(text), "{text:?}");
+        }
+        // The strict parser takes the table.
+        assert!(parse(Path::new(".cca.toml"), "[preview]\npublic = true\n").is_ok());
+    }
     use super::*;
 
     #[test]

@@ -432,7 +432,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| GITHUB_API.into()),
             data_dir: dir.clone(),
             default_name: default_app_name(),
-            sign_in_callback: sign_in_callback(settings.uat_domain_suffix.as_deref(), proxy_port),
+            sign_in_callback: (!no_proxy && proxy_port != 0)
+                .then(|| sign_in_callback(settings.uat_domain_suffix.as_deref(), proxy_port)),
         };
         let page = format!("{}/setup", ctx.local_url);
         eprint!("cca up: no GitHub credentials.\n{GITHUB_SETUP}");
@@ -457,6 +458,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
 
     let sign_in = if preview_sign_in && !no_proxy {
+        if proxy_port == 0 {
+            eprintln!(
+                "cca up: --preview-sign-in needs a fixed --proxy-listen port: the App's callback \
+                 URL (http://auth.<UAT_DOMAIN_SUFFIX>:<port>/callback) names it."
+            );
+            return Ok(ExitCode::from(USAGE));
+        }
         let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let app = stored.as_ref().map(|(a, _)| a);
         let id = set(github_client_id).or_else(|| app.and_then(|a| a.client_id.clone()));
@@ -604,6 +612,17 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     let github = describe_github(&config, stored.as_ref());
     let suffix = config.uat_domain_suffix.clone();
     let previews = config.preview_urls.clone();
+    let sign_in_text = match (&proxy_listener, &sign_in) {
+        (None, _) => None,
+        (Some(_), Some(_)) => Some(format!(
+            "github (callback http://{}.{suffix}:{}/callback)",
+            cca_uat_proxy::gate::AUTH_LABEL,
+            proxy_addr.map_or(0, |a| a.port())
+        )),
+        (Some(_), None) => {
+            Some("off (the proxy is on loopback, for this machine; --preview-sign-in)".to_owned())
+        }
+    };
     let proxy_settings = match &proxy_listener {
         Some(_) => {
             let mut s = match cca_uat_proxy::Settings::new(&suffix) {
@@ -686,6 +705,9 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
         ),
     }
     println!("  github    {github}");
+    if let Some(text) = &sign_in_text {
+        println!("  sign-in   {text}");
+    }
     println!("  data dir  {}", dir.root().display());
     println!("  sessions  {store_text}");
     match &local {

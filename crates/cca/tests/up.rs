@@ -489,6 +489,12 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
             .await
             .unwrap();
         assert_ne!(known.status(), reqwest::StatusCode::NOT_FOUND);
+        // Without --preview-sign-in nobody is sent to sign in: the proxy is on loopback.
+        assert!(
+            !known.status().is_redirection() && known.status() != 401,
+            "{:?}",
+            known.status()
+        );
         let unknown = http
             .get(format!("{proxy}/"))
             .header("host", format!("nosuchsession.localhost:{proxy_port}"))
@@ -512,6 +518,7 @@ async fn up_runs_a_real_agent_for_a_replayed_label_and_ctrl_c_leaves_nothing_run
             format!("agents    {}", agent.display()),
             // As root with bubblewrap and the sandbox user, as the test command sets up.
             "sandbox   bubblewrap as user cca-sandbox".to_owned(),
+            "sign-in   off".to_owned(),
         ] {
             assert!(
                 printed.contains(&expected),
@@ -851,6 +858,95 @@ async fn the_setup_page_renders_in_a_browser() {
             std::fs::write(&keep, &png)
                 .unwrap_or_else(|e| panic!("cannot write {}: {e}", PathBuf::from(&keep).display()));
         }
+        up.interrupt().await;
+    })
+    .await;
+}
+
+/// `cca up --preview-sign-in`: the local proxy sends anonymous visitors to sign in, through the
+/// auth host on the proxy's port; without the App's client it refuses to start, naming it.
+#[tokio::test]
+async fn up_with_preview_sign_in_sends_anonymous_visitors_to_sign_in() {
+    bounded(async {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path();
+        let data = dir.join("data");
+        let github = FakeGitHub::start().await;
+        github.add_installation(INSTALLATION);
+        let key = dir.join("app.pem");
+        std::fs::write(&key, app_private_key_pem()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let up_cmd = |client: bool| {
+            let mut cmd = cca(dir);
+            cmd.args(["up", "--listen", "127.0.0.1:0", "--preview-sign-in"])
+                .args(["--proxy-listen", &format!("127.0.0.1:{port}")])
+                .arg("--data-dir")
+                .arg(&data)
+                .env("GITHUB_APP_ID", APP_ID.to_string())
+                .env("GITHUB_APP_PRIVATE_KEY_FILE", &key)
+                .env("GITHUB_WEBHOOK_SECRET", SECRET)
+                .env("GITHUB_API_URL", github.url())
+                .env("GITHUB_WEB_URL", github.url())
+                .env("CCA_AGENT_BIN", dir.join("no-agent-needed"))
+                .env("RUST_LOG", "info");
+            if client {
+                cmd.env("GITHUB_CLIENT_ID", cca_testkit::github::CLIENT_ID)
+                    .env("GITHUB_CLIENT_SECRET", cca_testkit::github::CLIENT_SECRET);
+            }
+            cmd
+        };
+        // Without the client: exit status 2 and what to set.
+        let out = output(up_cmd(false).stdin(Stdio::null())).await;
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("GITHUB_CLIENT_ID"), "{err}");
+
+        let mut up = Up::spawn(up_cmd(true), dir.join("up.stderr"));
+        let sign_in = up.line_after("  sign-in   ").await;
+        assert_eq!(
+            sign_in,
+            format!("github (callback http://auth.localhost:{port}/callback)")
+        );
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = http
+            .get(format!("http://127.0.0.1:{port}/"))
+            .header("host", format!("somesession.localhost:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), reqwest::StatusCode::FOUND);
+        let location = page.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.starts_with(&format!("http://auth.localhost:{port}/signin?to=")),
+            "{location}"
+        );
+        // The auth host sends the browser on to GitHub with the App's client and callback.
+        let auth = http
+            .get(location.replace(
+                &format!("auth.localhost:{port}"),
+                &format!("127.0.0.1:{port}"),
+            ))
+            .header("host", format!("auth.localhost:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(auth.status(), reqwest::StatusCode::FOUND);
+        let github_url = auth.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            github_url.starts_with(&format!(
+                "{}/login/oauth/authorize?client_id={}",
+                github.url(),
+                cca_testkit::github::CLIENT_ID
+            )),
+            "{github_url}"
+        );
         up.interrupt().await;
     })
     .await;

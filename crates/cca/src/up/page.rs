@@ -84,26 +84,29 @@ pub fn manifest(
     choice: &AppChoice,
     homepage: &str,
     redirect_url: &str,
-    sign_in_callback: &str,
+    sign_in_callback: Option<&str>,
 ) -> Value {
     let permissions: serde_json::Map<String, Value> = PERMISSIONS
         .iter()
         .map(|(k, v)| ((*k).to_owned(), json!(v)))
         .collect();
-    json!({
+    let mut manifest = json!({
         "name": choice.name,
         "url": homepage,
         "description": "Turns labelled GitHub issues into draft pull requests implemented by Claude Code.",
         "hook_attributes": { "url": choice.webhook_url, "active": true },
         "redirect_url": redirect_url,
-        // Preview sign-in returns here (`cca up --preview-sign-in`); nothing is asked of the
-        // installer.
-        "callback_urls": [sign_in_callback],
-        "request_oauth_on_install": false,
         "public": false,
         "default_permissions": permissions,
         "default_events": EVENTS,
-    })
+    });
+    // Preview sign-in returns here (`cca up --preview-sign-in`); nothing is asked of the
+    // installer.
+    if let Some(callback) = sign_in_callback {
+        manifest["callback_urls"] = json!([callback]);
+        manifest["request_oauth_on_install"] = json!(false);
+    }
+    manifest
 }
 
 /// Everything the setup page shows.
@@ -389,7 +392,7 @@ mod tests {
             &choice(),
             "http://127.0.0.1:8080/setup",
             "http://127.0.0.1:8080/setup/callback",
-            "http://auth.localhost:8081/callback",
+            Some("http://auth.localhost:8081/callback"),
         );
         assert_eq!(
             m["callback_urls"],
@@ -428,7 +431,7 @@ mod tests {
     fn values_are_escaped() {
         let mut c = choice();
         c.name = "<script>alert('x')</script>".into();
-        let m = manifest(&c, "h", "r", "c");
+        let m = manifest(&c, "h", "r", None);
         let page = setup_page(&SetupView {
             choice: &c,
             notes: &["a <b> note".into()],

@@ -43,8 +43,9 @@ pub struct SetupContext {
     pub data_dir: DataDir,
     /// The App name offered by default.
     pub default_name: String,
-    /// The App's callback URL for preview sign-in (`cca up --preview-sign-in`).
-    pub sign_in_callback: String,
+    /// The App's callback URL for preview sign-in (`cca up --preview-sign-in`); none when the
+    /// proxy's port is not fixed.
+    pub sign_in_callback: Option<String>,
 }
 
 impl SetupContext {
@@ -342,7 +343,7 @@ async fn setup(
         &choice,
         &format!("{}/setup", ctx.local_url),
         &ctx.redirect_url(),
-        &ctx.sign_in_callback,
+        ctx.sign_in_callback.as_deref(),
     );
     let nonce = random_hex(12);
     let body = page::setup_page(&SetupView {

@@ -50,6 +50,9 @@ pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub use cca_domain::config::ConfigError;
 
+/// Longest a preview sign-in may be made to last (`PREVIEW_SESSION_HOURS`): a week.
+pub const MAX_SESSION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Every setting, as flags and environment variables (text, checked by [`Config::from_args`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ProxyArgs {
@@ -427,10 +430,10 @@ fn gate_settings(args: &ProxyArgs, local_mode: bool) -> Result<Option<GateSettin
         &args.preview_session_hours,
         |h| Duration::from_secs(h.saturating_mul(3600)),
     )?;
-    if gate.session_ttl.is_zero() {
+    if gate.session_ttl.is_zero() || gate.session_ttl > MAX_SESSION {
         return Err(ConfigError::Invalid {
             var: "PREVIEW_SESSION_HOURS",
-            reason: "must be more than 0".into(),
+            reason: format!("must be from 1 to {}", MAX_SESSION.as_secs() / 3600),
         });
     }
     let web_given = non_empty(&args.github_web_url).is_some();

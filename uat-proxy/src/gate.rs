@@ -62,6 +62,10 @@ const CODE_TTL_SECS: u64 = 60;
 /// How long GitHub may take to answer one call of the gate.
 const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest page address (path and query) a sign-in returns to; longer ones return to `/`, so
+/// the sealed state and code stay well under [`seal::MAX_SEALED_LEN`].
+const MAX_RETURN_PATH: usize = 2048;
+
 /// Entries kept in the access cache and the used-code list before old ones are dropped.
 const MAX_ENTRIES: usize = 10_000;
 
@@ -220,7 +224,8 @@ impl Gate {
         let http = reqwest::Client::builder()
             .timeout(GITHUB_TIMEOUT)
             .user_agent(concat!("cca-uat-proxy/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
+            // A renamed repository answers 301 to its new name.
+            .redirect(reqwest::redirect::Policy::limited(3))
             .build()
             .expect("the HTTP client builds");
         let (cookie, binding) = if settings.secure {
@@ -273,9 +278,22 @@ impl Gate {
         let Some(visitor) = self.visitor(headers, &name) else {
             return self.sign_in(method, uri, headers, host);
         };
+        if let Some(why) = self.cross_site(method, headers, host) {
+            // Every preview is the same site: another preview's page could otherwise use this
+            // visitor's cookie (a WebSocket to this dev server, a form post).
+            tracing::info!(login = %visitor.login, host = %name, %why, "cross-site request refused");
+            return respond(Outcome::Forbidden, Page::CrossSite.response());
+        }
         let Some(repo) = repo else {
-            // No such session: a signed-in visitor is told so, an anonymous one learns nothing.
-            return Admission::Allowed;
+            // No such session: the same answer as no access, so a signed-in stranger cannot
+            // probe which previews (branch names) exist.
+            return respond(
+                Outcome::Forbidden,
+                Page::Forbidden {
+                    login: visitor.login,
+                }
+                .response(),
+            );
         };
         match self.check(&visitor, repo).await {
             Ok(Verdict::Allowed) => Admission::Allowed,
@@ -296,6 +314,33 @@ impl Gate {
                     Outcome::AccessUnavailable,
                     Page::AccessUnavailable.response(),
                 )
+            }
+        }
+    }
+
+    /// Why a request is refused as coming from another site or origin, if it is: the browser's
+    /// fetch metadata says it came from elsewhere and it is not a page load (a link from the PR
+    /// is one); without fetch metadata (older browsers), an upgrade or a request that changes
+    /// state must carry this preview's own `Origin`, if any.
+    fn cross_site(&self, method: &Method, headers: &HeaderMap, host: &str) -> Option<String> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let safe = matches!(*method, Method::GET | Method::HEAD);
+        let upgrade = crate::proxy::upgrade_requested(headers).is_some();
+        match header("sec-fetch-site") {
+            Some("same-origin" | "none") => None,
+            Some(site) => {
+                let navigation = header("sec-fetch-mode") == Some("navigate") && safe && !upgrade;
+                (!navigation).then(|| format!("Sec-Fetch-Site: {site}"))
+            }
+            None if safe && !upgrade => None,
+            None => {
+                let own = format!("{}://{}", self.scheme(), host.to_ascii_lowercase());
+                match header("origin") {
+                    Some(origin) if !origin.eq_ignore_ascii_case(&own) => {
+                        Some(format!("Origin: {origin}"))
+                    }
+                    _ => None,
+                }
             }
         }
     }
@@ -336,11 +381,24 @@ impl Gate {
         if !navigable {
             return respond(Outcome::SignIn, Page::SignInRequired.response());
         }
-        // One binding per browser: a second tab reuses it rather than breaking the first's.
+        // One binding per browser: a second tab reuses it rather than breaking the first's. It
+        // is sealed for this host, so a value the app planted (it runs on this host) is not one.
+        let name = host_name(host);
         let binding = cookies(headers, self.binding)
-            .find(|v| v.len() >= 32 && v.len() <= 64)
-            .map_or_else(|| seal::random_text(32), str::to_owned);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            .find(|v| self.sealer.open(Purpose::Binding, &name, v).is_some())
+            .map_or_else(
+                || {
+                    self.sealer
+                        .seal(Purpose::Binding, &name, seal::random_text(16).as_bytes())
+                },
+                str::to_owned,
+            );
+        // A page address too long to carry through GitHub's state is returned to as `/`.
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .filter(|p| p.len() <= MAX_RETURN_PATH)
+            .unwrap_or("/");
         let to = format!("{}://{host}{path}", self.scheme());
         let location = format!(
             "{}/signin?to={}&b={}",
@@ -467,8 +525,10 @@ impl Gate {
         if code.exp <= now {
             return refuse("The sign-in code has expired.");
         }
-        let bound = cookies(headers, self.binding)
-            .any(|v| constant_eq(seal::digest_hex(v.as_bytes()).as_bytes(), code.b.as_bytes()));
+        let bound = cookies(headers, self.binding).any(|v| {
+            self.sealer.open(Purpose::Binding, name, v).is_some()
+                && constant_eq(seal::digest_hex(v.as_bytes()).as_bytes(), code.b.as_bytes())
+        });
         if !bound {
             return refuse("This sign-in was started in another browser.");
         }
@@ -481,13 +541,14 @@ impl Gate {
                 return refuse("The sign-in code was used already.");
             }
         }
-        let path = self
+        // Absolute, on this host: a path such as `//elsewhere/` stays a path of the preview.
+        let back = self
             .preview_url(&code.to)
             .ok()
             .filter(|u| host_name(&u.host) == name)
-            .map_or_else(|| "/".to_owned(), |u| u.path);
+            .map_or_else(|| "/".to_owned(), |u| format!("{}{}", u.origin, u.path));
         let cookie = self.seal_json(Purpose::Cookie, name, &code.visitor);
-        let mut response = redirect(StatusCode::SEE_OTHER, &path);
+        let mut response = redirect(StatusCode::SEE_OTHER, &back);
         self.set_cookie(
             &mut response,
             self.cookie,
@@ -506,7 +567,10 @@ impl Gate {
                 return Ok(*verdict);
             }
         }
-        let verdict = self.fetch_access(&visitor.token, repo).await?;
+        let (verdict, cacheable) = self.fetch_access(&visitor.token, repo).await?;
+        if !cacheable {
+            return Ok(verdict);
+        }
         let mut cache = self.access.lock().expect("access lock");
         if cache.len() >= MAX_ENTRIES {
             let ttl = self.settings.access_ttl;
@@ -519,7 +583,7 @@ impl Gate {
     /// `GET /repos/{repo}` with the visitor's own token: GitHub answers 404 for a repository the
     /// visitor cannot see (or the App is not installed on), else its `permissions` for them.
     /// (The collaborator permission API needs push access to call, so it cannot tell a reader.)
-    async fn fetch_access(&self, token: &str, repo: &str) -> Result<Verdict, Check> {
+    async fn fetch_access(&self, token: &str, repo: &str) -> Result<(Verdict, bool), Check> {
         let url = format!(
             "{}/repos/{repo}",
             self.settings.api_url.trim_end_matches('/')
@@ -542,11 +606,24 @@ impl Gate {
                 .headers()
                 .get("x-ratelimit-remaining")
                 .is_some_and(|v| v.as_bytes() == b"0");
-        if matches!(status.as_u16(), 403 | 429) && limited {
+        if status.as_u16() == 429 || (status.as_u16() == 403 && limited) {
             return Err(Check::Unavailable(format!("GitHub rate limit ({status})")));
         }
-        if matches!(status.as_u16(), 403 | 404) {
-            return Ok(Verdict::Denied);
+        if status.as_u16() == 404 {
+            return Ok((Verdict::Denied, true));
+        }
+        if status.as_u16() == 403 {
+            // A secondary rate limit may come without its headers; an organisation's SAML
+            // enforcement is a refusal. Neither is cached: the next request asks again.
+            let text = response
+                .text()
+                .await
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if text.contains("rate limit") {
+                return Err(Check::Unavailable("GitHub rate limit (403)".into()));
+            }
+            return Ok((Verdict::Denied, false));
         }
         if !status.is_success() {
             return Err(Check::Unavailable(format!("GET {url} answered {status}")));
@@ -559,11 +636,12 @@ impl Gate {
             Access::Read => "pull",
             Access::Write => "push",
         };
-        Ok(if body["permissions"][field] == true {
+        let verdict = if body["permissions"][field] == true {
             Verdict::Allowed
         } else {
             Verdict::Denied
-        })
+        };
+        Ok((verdict, true))
     }
 
     /// The user's token for `code` (`POST /login/oauth/access_token`). GitHub answers a bad

@@ -56,8 +56,12 @@ pub enum Page {
     /// The preview is behind sign-in and the request cannot be redirected (not a page load:
     /// a WebSocket upgrade, a `POST`, a script's fetch).
     SignInRequired,
-    /// The visitor is signed in but may not see this preview's repository.
+    /// The visitor is signed in but may not see this preview's repository (or there is no
+    /// such preview: the same answer).
     Forbidden { login: String },
+    /// A signed-in visitor's browser sent a request from another site or preview that is not
+    /// a page load.
+    CrossSite,
     /// Whether the visitor may see the preview cannot be checked right now (GitHub failed).
     AccessUnavailable,
     /// A sign-in step that cannot go on: a forged or expired state or code, an address that
@@ -83,7 +87,7 @@ impl Page {
             Page::LoopDetected => StatusCode::LOOP_DETECTED,
             Page::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Page::SignInRequired => StatusCode::UNAUTHORIZED,
-            Page::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Page::Forbidden { .. } | Page::CrossSite => StatusCode::FORBIDDEN,
             Page::AccessUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Page::BadSignIn { .. } => StatusCode::BAD_REQUEST,
         }
@@ -218,11 +222,18 @@ impl Page {
             Page::Forbidden { login } => (
                 "No access",
                 format!(
-                    "You are signed in to GitHub as <b>{}</b>, who may not see this preview. \
-                     Ask for access to its repository, or sign in as someone else on GitHub and \
-                     load the page again.",
+                    "You are signed in to GitHub as <b>{}</b>, who may not see a preview at \
+                     this address (or there is none). Ask for access to its repository, or sign \
+                     in as someone else on GitHub and load the page again.",
                     escape(login)
                 ),
+                None,
+            ),
+            Page::CrossSite => (
+                "Request refused",
+                "This request came from another site or preview, and was not a page load. \
+                 Open the preview's address directly."
+                    .into(),
                 None,
             ),
             Page::AccessUnavailable => (

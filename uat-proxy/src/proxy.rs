@@ -327,7 +327,9 @@ async fn respond(
     // The gate comes before anything the record says: an anonymous visitor learns neither
     // whether the preview exists nor its state, error or PR.
     if let Some(gate) = &shared.gate {
-        let public = found.as_ref().is_some_and(|s| s.preview_public);
+        // The sign-in return is the proxy's on every preview host, public ones too.
+        let public = found.as_ref().is_some_and(|s| s.preview_public)
+            && req.uri().path() != crate::gate::SIGNIN_PATH;
         if !public {
             let repo = found.as_ref().map(|s| s.repo_full_name.as_str());
             let host = host.as_deref().unwrap_or_default();
@@ -384,7 +386,7 @@ fn page(page: Page) -> (Outcome, Response<ProxyBody>) {
         Page::LoopDetected => Outcome::LoopDetected,
         Page::MethodNotAllowed => Outcome::NotAllowed,
         Page::SignInRequired => Outcome::SignIn,
-        Page::Forbidden { .. } => Outcome::Forbidden,
+        Page::Forbidden { .. } | Page::CrossSite => Outcome::Forbidden,
         Page::AccessUnavailable => Outcome::AccessUnavailable,
         Page::BadSignIn { .. } => Outcome::Auth,
     };

@@ -20,6 +20,8 @@ pub enum Purpose {
     State,
     /// The one-time code the auth host hands a preview host.
     Code,
+    /// The binding cookie a preview host sets when a sign-in starts.
+    Binding,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
             Self::Cookie => b"cca-preview-cookie-v1",
             Self::State => b"cca-preview-state-v1",
             Self::Code => b"cca-preview-code-v1",
+            Self::Binding => b"cca-preview-binding-v1",
         }
     }
 }

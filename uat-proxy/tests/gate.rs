@@ -447,6 +447,58 @@ async fn a_reader_signs_in_and_sees_the_page_others_are_refused_and_removed_acce
             "no PR link for a stranger"
         );
 
+        // A page load from elsewhere (a link on the PR) is fine; a script's request from
+        // another site is not.
+        let from = |site: &'static str, mode: &'static str| {
+            let http = alice.http.clone();
+            let url = stand.url("a1", "/");
+            let cookie = cookie.clone();
+            async move {
+                http.get(url)
+                    .header(header::COOKIE, format!("cca-preview={cookie}"))
+                    .header("sec-fetch-site", site)
+                    .header("sec-fetch-mode", mode)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(from("cross-site", "navigate").await, StatusCode::OK);
+        assert_eq!(from("same-site", "no-cors").await, StatusCode::FORBIDDEN);
+        assert_eq!(from("same-origin", "cors").await, StatusCode::OK);
+
+        // GitHub failing the access check once the cache has expired: 503, never a way in;
+        // then it answers again.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        stand
+            .github
+            .fail_next("GET", &format!("/repos/{REPO}"), 502, 1);
+        let failed = alice.open(&stand.url("a1", "/")).await;
+        assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{failed:?}");
+        assert!(!failed.body.contains("app page"));
+        assert_eq!(
+            alice.open(&stand.url("a1", "/")).await.status,
+            StatusCode::OK
+        );
+
+        // A page address that looks like another host (`//evil.example/`) is returned to as
+        // a path of the preview, never elsewhere.
+        stand.github.sign_in_browser(Some("alice"));
+        let mut fresh = stand.browser();
+        let page = fresh.open(&stand.url("a1", "//evil.example/x")).await;
+        assert_eq!(
+            page.url,
+            stand.url("a1", "//evil.example/x"),
+            "{:#?}",
+            fresh.visited
+        );
+        assert!(
+            page.body.starts_with("app page //evil.example/x"),
+            "{}",
+            page.body
+        );
+
         // Alice loses her access: within the cache lifetime (1 s here) she is refused too.
         stand.github.set_permission(REPO, "alice", "none");
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -627,8 +679,10 @@ async fn only_allowed_visitors_count_as_activity_and_see_what_the_record_says() 
             "{}",
             page.body
         );
+        // An unknown preview is answered as one without access: a signed-in stranger cannot
+        // probe which branch previews exist.
         let gone = alice.open(&stand.url("gone1", "/")).await;
-        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        assert_eq!(gone.status, StatusCode::FORBIDDEN, "{gone:?}");
     })
     .await;
 }
@@ -668,6 +722,30 @@ async fn websocket_upgrades_are_checked_on_the_upgrade_request() {
         let cookie = alice
             .cookie(&format!("ws1.{SUFFIX}"), "cca-preview")
             .expect("signed in");
+        // Another preview's page opening this dev server's socket with the visitor's cookie:
+        // refused, by Origin and by fetch metadata.
+        for header in [
+            (
+                "origin",
+                format!("http://a1.{SUFFIX}:{}", stand.addr.port()),
+            ),
+            ("sec-fetch-site", "same-site".to_owned()),
+        ] {
+            let mut req = url.clone().into_client_request().unwrap();
+            req.headers_mut().insert(
+                header::COOKIE,
+                format!("cca-preview={cookie}").parse().unwrap(),
+            );
+            req.headers_mut()
+                .insert(header.0, header.1.parse().unwrap());
+            let stream = tokio::net::TcpStream::connect(stand.addr).await.unwrap();
+            match tokio_tungstenite::client_async(req, stream).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    assert_eq!(response.status(), StatusCode::FORBIDDEN, "{header:?}");
+                }
+                other => panic!("a cross-site upgrade went through: {:?}", other.map(|_| ())),
+            }
+        }
         let (mut ws, response) = connect(Some(format!("cca-preview={cookie}")))
             .await
             .expect("a signed-in upgrade goes through");
@@ -746,4 +824,139 @@ fn outside_local_mode_a_proxy_without_sign_in_credentials_does_not_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("GITHUB_CLIENT_ID"), "{stderr}");
     assert!(stderr.contains("PREVIEW_SIGN_IN=off"), "{stderr}");
+}
+
+/// The gate as deployed, behind the load balancer's TLS: `https` links, and cookies that are
+/// `Secure`, host-only and `__Host-` prefixed. In-process, since the binary reaches apps on
+/// loopback only in local mode, which is plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_tls_links_are_https_and_cookies_secure_host_only_and_prefixed() {
+    within(async {
+        use cca_uat_proxy::gate::GateSettings;
+        use cca_uat_proxy::{Proxy, Settings};
+        use std::sync::Arc;
+
+        let github = FakeGitHub::start().await;
+        github.add_repo(REPO);
+        github.set_private(REPO, true);
+        github.set_permission(REPO, "alice", "read");
+        github.sign_in_browser(Some("alice"));
+        github.add_callback_url(&format!("https://auth.{SUFFIX}/callback"));
+        let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::in_memory().unwrap());
+        let app = start_app().await;
+        let sid = SessionId::parse("a1").unwrap();
+        let mut session = Session::new(
+            sid.clone(),
+            SessionType::Preview,
+            Source::Github,
+            RepoName::parse(REPO).unwrap(),
+            cca_domain::BranchName::parse("feature/a1").unwrap(),
+            ImageChannel::Latest,
+            now(),
+        );
+        session.pr_number = Some(3);
+        store.create(&session).await.unwrap();
+        store
+            .transition(&sid, Status::Starting, SessionPatch::default(), now())
+            .await
+            .unwrap();
+        let patch = SessionPatch {
+            container_ip: Some("127.0.0.1".into()),
+            app_port: Some(app.port()),
+            ..SessionPatch::default()
+        };
+        store
+            .transition(&sid, Status::Running, patch, now())
+            .await
+            .unwrap();
+        let mut settings = Settings::new(SUFFIX).unwrap();
+        settings.local_mode = true; // to reach the app on loopback; the gate stays as deployed
+        let mut gate = GateSettings::new(CLIENT_ID, CLIENT_SECRET);
+        gate.api_url = github.url().to_owned();
+        gate.web_url = github.url().to_owned();
+        assert!(gate.secure);
+        settings.gate = Some(gate);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = listener.local_addr().unwrap();
+        tokio::spawn(Proxy::new(store, settings).serve(listener, std::future::pending()));
+
+        // A browser behind TLS termination: https addresses under the suffix go to the proxy.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut jar: HashMap<String, HashMap<String, String>> = HashMap::new();
+        let mut set_cookies: Vec<(String, String)> = Vec::new();
+        let mut url = format!("https://a1.{SUFFIX}/page");
+        let mut last = None;
+        for _ in 0..10 {
+            let parsed = url::Url::parse(&url).unwrap();
+            let host = parsed.host_str().unwrap().to_owned();
+            let mut req = if host.ends_with(SUFFIX) {
+                let path = &url[url.find(&host).unwrap() + host.len()..];
+                http.get(format!("http://{proxy_addr}{path}"))
+                    .header(header::HOST, &host)
+                    .header("x-forwarded-proto", "https")
+            } else {
+                http.get(&url)
+            };
+            if let Some(c) = jar.get(&host) {
+                let c: Vec<String> = c.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                req = req.header(header::COOKIE, c.join("; "));
+            }
+            let response = req.send().await.unwrap();
+            for v in response.headers().get_all(header::SET_COOKIE) {
+                let text = v.to_str().unwrap().to_owned();
+                let (name, value) = text.split(';').next().unwrap().split_once('=').unwrap();
+                jar.entry(host.clone())
+                    .or_default()
+                    .insert(name.to_owned(), value.to_owned());
+                set_cookies.push((host.clone(), text.clone()));
+            }
+            match response.headers().get(header::LOCATION) {
+                Some(next) if response.status().is_redirection() => {
+                    let next = next.to_str().unwrap().to_owned();
+                    // Every address of the deployment's own is https.
+                    let next_host = url::Url::parse(&next)
+                        .unwrap()
+                        .host_str()
+                        .unwrap()
+                        .to_owned();
+                    if next_host.ends_with(SUFFIX) {
+                        assert!(next.starts_with("https://"), "{next}");
+                    }
+                    url = next;
+                }
+                _ => {
+                    last = Some((response.status(), response.text().await.unwrap()));
+                    break;
+                }
+            }
+        }
+        let (status, body) = last.expect("the flow ended");
+        assert_eq!(status, StatusCode::OK, "{body}\n{set_cookies:#?}");
+        assert!(body.starts_with("app page /page"), "{body}");
+        let session_cookie = set_cookies
+            .iter()
+            .find(|(_, c)| c.starts_with("__Host-cca-preview="))
+            .map(|(host, c)| (host.as_str(), c.as_str()))
+            .expect("the session cookie");
+        assert_eq!(session_cookie.0, format!("a1.{SUFFIX}"));
+        for attribute in ["; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"] {
+            assert!(session_cookie.1.contains(attribute), "{}", session_cookie.1);
+        }
+        assert!(!session_cookie.1.contains("Domain"), "{}", session_cookie.1);
+        let binding = set_cookies
+            .iter()
+            .find(|(_, c)| c.starts_with("__Host-cca-signin="))
+            .expect("the binding cookie");
+        assert!(binding.1.contains("; Secure"), "{}", binding.1);
+        assert!(
+            !set_cookies
+                .iter()
+                .any(|(host, _)| host.starts_with("auth.")),
+            "the auth host sets no cookie: it hands the preview a code"
+        );
+    })
+    .await;
 }

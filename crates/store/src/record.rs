@@ -44,8 +44,15 @@ pub(crate) const FIELDS: [&str; 27] = [
 ];
 
 /// The fields `relaunch` clears: what belonged to the previous run's container and ending.
-pub(crate) const CLEARED_BY_RELAUNCH: [&str; 5] =
-    ["task_arn", "container_ip", "error", "ttl", "heartbeat_at"];
+pub(crate) const CLEARED_BY_RELAUNCH: [&str; 6] = [
+    "task_arn",
+    "container_ip",
+    "error",
+    "ttl",
+    "heartbeat_at",
+    // Read again from the default branch by the new run.
+    "preview_public",
+];
 
 /// A stored value, before it is written in a backend's own types.
 #[derive(Debug, Clone, Copy, PartialEq)]

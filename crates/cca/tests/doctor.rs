@@ -780,7 +780,7 @@ async fn a_correct_deployment_is_all_ok() {
         let out = stand.doctor(&["--json"]).await;
         assert_eq!(out.status.code(), Some(0));
         let findings: Vec<Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
-        assert_eq!(findings.len(), 22);
+        assert_eq!(findings.len(), 23);
         let rule = findings
             .iter()
             .find(|f| f["check"] == "listener-rule")

@@ -267,7 +267,8 @@ async fn cookie_scope(
 ) -> Finding {
     const CHECK: &str = "preview-cookie-scope";
     let Some(suffix) = &settings.uat_domain_suffix else {
-        return Finding::not_configured(CHECK, "UAT_DOMAIN_SUFFIX", "the previews' cookie scope");
+        // listener-rule names the missing variable already.
+        return Finding::skipped(CHECK, "UAT_DOMAIN_SUFFIX", "needs UAT_DOMAIN_SUFFIX");
     };
     let site = rules::cookie_site(suffix);
     let (Some(listener_arn), Some(Lookup::Found(_))) = (&settings.alb_listener_arn, listener)

@@ -547,6 +547,50 @@ async fn cookies_stay_on_their_preview_codes_do_not_replay_and_the_auth_host_red
             StatusCode::FOUND
         );
 
+        // An expired cookie, sealed with the deployment's own key (derived from the client
+        // secret, which this test knows): refused all the same.
+        let mut expired_settings = cca_uat_proxy::gate::GateSettings::new(CLIENT_ID, CLIENT_SECRET);
+        expired_settings.session_ttl = Duration::ZERO;
+        let expired = cca_uat_proxy::gate::Gate::new(expired_settings, SUFFIX).issue_cookie(
+            &a_host,
+            "alice",
+            1,
+            "ghu_expired",
+        );
+        let checks = || {
+            stand
+                .github
+                .requests()
+                .iter()
+                .filter(|r| r.path == format!("/repos/{REPO}"))
+                .count()
+        };
+        let before = checks();
+        let mut late = stand.browser();
+        late.set(&a_host, "cca-preview", &expired);
+        assert_eq!(
+            late.get_once(&stand.url("a1", "/")).await.status,
+            StatusCode::FOUND
+        );
+        assert_eq!(
+            checks(),
+            before,
+            "an expired cookie is not even checked with GitHub"
+        );
+        // The same key with a live expiry is taken as a cookie (its made-up token is then
+        // refused by GitHub, 401, which is a new sign-in): the key was right.
+        let live = cca_uat_proxy::gate::Gate::new(
+            cca_uat_proxy::gate::GateSettings::new(CLIENT_ID, CLIENT_SECRET),
+            SUFFIX,
+        )
+        .issue_cookie(&a_host, "alice", 2, "ghu_madeup");
+        late.set(&a_host, "cca-preview", &live);
+        assert_eq!(
+            late.get_once(&stand.url("a1", "/")).await.status,
+            StatusCode::FOUND
+        );
+        assert_eq!(checks(), before + 1);
+
         // The one-time code: used once by the browser that started the sign-in; a replay with
         // the same binding, or the code in another browser, is refused.
         let code_url = alice

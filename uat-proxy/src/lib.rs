@@ -3,7 +3,7 @@
 //! session's container.
 //!
 //! A request goes through phases with one context ([`proxy`]): route (the host names a
-//! session), look up (read-through [`cache`]), decide (the session's state, and the address
+//! session), look up (read-through [`cache`]), admit (sign-in with GitHub, [`gate`]), decide (the session's state, and the address
 //! policy of [`cca_domain::address`], shared with the webhook, on its address), forward (streamed both ways, upgrades passed through), and count
 //! ([`metrics`], [`activity`]). Sessions that cannot be reached get a [`pages`] entry saying
 //! why, with the right status. [`config`] reads the settings; the binary only wires.

@@ -3,10 +3,12 @@
 //! 1. Route: the host names a session (`<id>.<suffix>`, any case, port ignored), or it is the
 //!    load balancer's health check, or nothing served here.
 //! 2. Look up the session through the read-through cache.
-//! 3. Decide from the record: forward to its address (if the guard allows it) or answer a page.
-//! 4. Forward: hop-by-hop headers removed, `X-Forwarded-*` set, bodies streamed both ways,
-//!    upgrades (WebSocket) joined into a tunnel.
-//! 5. Count the outcome and note the session's activity.
+//! 3. Admit: sign-in with GitHub ([`crate::gate`]) unless the preview is public or sign-in is
+//!    off; the auth host's own requests are answered by the gate before any look-up.
+//! 4. Decide from the record: forward to its address (if the guard allows it) or answer a page.
+//! 5. Forward: hop-by-hop headers removed, `X-Forwarded-*` set, the gate's cookies removed,
+//!    bodies streamed both ways, upgrades (WebSocket) joined into a tunnel.
+//! 6. Count the outcome and note the session's activity (admitted requests only).
 
 use std::convert::Infallible;
 use std::future::Future;

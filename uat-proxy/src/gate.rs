@@ -26,7 +26,7 @@
 //! reach the app, and an app cannot set them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -176,6 +176,12 @@ struct Code {
     exp: u64,
 }
 
+/// A visitor's GitHub id and a repository (lower case): what an access answer is about.
+type AccessKey = (u64, String);
+
+/// The lock that lets one request at a time ask GitHub about one [`AccessKey`].
+type Flight = Arc<tokio::sync::Mutex<()>>;
+
 /// GitHub's answer on one visitor and one repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -208,7 +214,9 @@ pub struct Gate {
     suffix: String,
     sealer: Sealer,
     http: reqwest::Client,
-    access: Mutex<HashMap<(u64, String), (Verdict, Instant)>>,
+    access: Mutex<HashMap<AccessKey, (Verdict, Instant)>>,
+    /// One question to GitHub at a time per visitor and repository.
+    flights: Mutex<HashMap<AccessKey, Flight>>,
     used_codes: Mutex<HashMap<String, u64>>,
     cookie: &'static str,
     binding: &'static str,
@@ -239,6 +247,7 @@ impl Gate {
             suffix: suffix.to_owned(),
             http,
             access: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
             used_codes: Mutex::new(HashMap::new()),
             cookie,
             binding,
@@ -560,14 +569,26 @@ impl Gate {
     }
 
     /// Whether `visitor` may see previews of `repo`, from the cache or GitHub.
+    /// Requests that find the entry missing or expired together (a page load sends dozens) wait
+    /// for one question to GitHub rather than each asking it.
     async fn check(&self, visitor: &Visitor, repo: &str) -> Result<Verdict, Check> {
         let key = (visitor.id, repo.to_ascii_lowercase());
-        if let Some((verdict, at)) = self.access.lock().expect("access lock").get(&key) {
-            if at.elapsed() < self.settings.access_ttl {
-                return Ok(*verdict);
-            }
+        if let Some(verdict) = self.cached(&key) {
+            return Ok(verdict);
         }
-        let (verdict, cacheable) = self.fetch_access(&visitor.token, repo).await?;
+        let flight = {
+            let mut flights = self.flights.lock().expect("flights lock");
+            Arc::clone(flights.entry(key.clone()).or_default())
+        };
+        let _asking = flight.lock().await;
+        // Whoever asked while this request waited has filled the cache.
+        if let Some(verdict) = self.cached(&key) {
+            self.land(&key, &flight);
+            return Ok(verdict);
+        }
+        let fetched = self.fetch_access(&visitor.token, repo).await;
+        self.land(&key, &flight);
+        let (verdict, cacheable) = fetched?;
         if !cacheable {
             return Ok(verdict);
         }
@@ -578,6 +599,21 @@ impl Gate {
         }
         cache.insert(key, (verdict, Instant::now()));
         Ok(verdict)
+    }
+
+    fn cached(&self, key: &AccessKey) -> Option<Verdict> {
+        let cache = self.access.lock().expect("access lock");
+        let (verdict, at) = cache.get(key)?;
+        (at.elapsed() < self.settings.access_ttl).then_some(*verdict)
+    }
+
+    /// Forgets the flight of `key` once nobody else holds it.
+    fn land(&self, key: &AccessKey, flight: &Flight) {
+        let mut flights = self.flights.lock().expect("flights lock");
+        // Held by the map, by `flight` and by each waiter.
+        if Arc::strong_count(flight) <= 2 {
+            flights.remove(key);
+        }
     }
 
     /// `GET /repos/{repo}` with the visitor's own token: GitHub answers 404 for a repository the

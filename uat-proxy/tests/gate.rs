@@ -468,6 +468,27 @@ async fn a_reader_signs_in_and_sees_the_page_others_are_refused_and_removed_acce
         assert_eq!(from("same-site", "no-cors").await, StatusCode::FORBIDDEN);
         assert_eq!(from("same-origin", "cors").await, StatusCode::OK);
 
+        // A page load's many requests arriving together once the answer has expired: one
+        // question to GitHub, not one each.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let asked = || {
+            stand
+                .github
+                .requests()
+                .iter()
+                .filter(|r| r.path == format!("/repos/{REPO}"))
+                .count()
+        };
+        let before = asked();
+        // GitHub slow enough for the whole burst to arrive while the first question is out.
+        stand.github.set_latency(Duration::from_millis(300));
+        let burst: Vec<_> = (0..20).map(|_| from("same-origin", "no-cors")).collect();
+        for status in futures::future::join_all(burst).await {
+            assert_eq!(status, StatusCode::OK);
+        }
+        stand.github.set_latency(Duration::ZERO);
+        assert_eq!(asked(), before + 1, "one access check for the burst");
+
         // GitHub failing the access check once the cache has expired: 503, never a way in;
         // then it answers again.
         tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -20,7 +20,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
-use crate::github::AuthKind;
+use crate::credential::AuthKind;
 
 /// The object id git uses for "no object": as the old value of a ref update it means the ref
 /// must not exist yet.

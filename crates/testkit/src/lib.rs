@@ -5,6 +5,7 @@
 //! clients at these fakes and assert on the fakes' state, not on calls.
 
 pub mod control;
+pub mod credential;
 pub mod fixtures;
 pub mod git;
 pub mod github;

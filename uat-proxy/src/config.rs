@@ -452,19 +452,9 @@ fn gate_settings(args: &ProxyArgs, local_mode: bool) -> Result<Option<GateSettin
         }
     }
     if !web_given {
-        gate.web_url = web_url_of(&gate.api_url);
+        gate.web_url = cca_domain::naming::github_web_url(None, Some(&gate.api_url));
     }
     Ok(Some(gate))
-}
-
-/// GitHub's web address for its API address: `https://github.com` for `https://api.github.com`,
-/// the server itself for GitHub Enterprise Server's `https://<host>/api/v3`, and the same
-/// address otherwise (a test server serving both).
-fn web_url_of(api: &str) -> String {
-    if let Some(rest) = api.strip_prefix("https://api.") {
-        return format!("https://{rest}");
-    }
-    api.strip_suffix("/api/v3").unwrap_or(api).to_owned()
 }
 
 /// `preview.example.com`, `.preview.example.com` and `*.Preview.Example.com.` all name the same
@@ -581,6 +571,7 @@ mod tests {
         .gate
         .unwrap();
         assert!(!local_on.secure, "local mode is plain HTTP");
+        let web_url_of = |api| cca_domain::naming::github_web_url(None, Some(api));
         assert_eq!(web_url_of("https://api.github.com"), "https://github.com");
         assert_eq!(
             web_url_of("https://ghe.example/api/v3"),

@@ -261,10 +261,8 @@ impl Gate {
 
     /// Whether `host` (port allowed) is the auth host.
     pub fn is_auth_host(&self, host: &str) -> bool {
-        let name = strip_port(host.trim())
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        name.strip_suffix(&self.suffix)
+        host_name(host)
+            .strip_suffix(&self.suffix)
             .and_then(|l| l.strip_suffix('.'))
             == Some(AUTH_LABEL)
     }
@@ -334,7 +332,7 @@ impl Gate {
     fn cross_site(&self, method: &Method, headers: &HeaderMap, host: &str) -> Option<String> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let safe = matches!(*method, Method::GET | Method::HEAD);
-        let upgrade = crate::proxy::upgrade_requested(headers).is_some();
+        let upgrade = crate::proxy::upgrade_protocol(headers).is_some();
         match header("sec-fetch-site") {
             Some("same-origin" | "none") => None,
             Some(site) => {
@@ -386,7 +384,7 @@ impl Gate {
     /// else (an upgrade, a form post, a script) is answered 401, since it could not follow.
     fn sign_in(&self, method: &Method, uri: &Uri, headers: &HeaderMap, host: &str) -> Admission {
         let navigable = matches!(*method, Method::GET | Method::HEAD)
-            && crate::proxy::upgrade_requested(headers).is_none();
+            && crate::proxy::upgrade_protocol(headers).is_none();
         if !navigable {
             return respond(Outcome::SignIn, Page::SignInRequired.response());
         }
@@ -421,21 +419,26 @@ impl Gate {
     }
 
     /// A request for the auth host: `/signin` (start) or `/callback` (GitHub's return).
-    pub async fn auth_request(&self, method: &Method, uri: &Uri, host: &str) -> Admission {
+    pub async fn auth_request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        host: &str,
+    ) -> (Outcome, Response<Bytes>) {
         if !matches!(*method, Method::GET | Method::HEAD) {
-            return respond(Outcome::NotAllowed, Page::MethodNotAllowed.response());
+            return (Outcome::NotAllowed, Page::MethodNotAllowed.response());
         }
         let query = query_pairs(uri);
         let answer = match uri.path() {
             "/signin" => self.start(&query, host),
             "/callback" => self.callback(&query, host).await,
-            _ => return respond(Outcome::UnknownHost, Page::UnknownHost.response()),
+            _ => return (Outcome::UnknownHost, Page::UnknownHost.response()),
         };
         match answer {
-            Ok(response) => respond(Outcome::Auth, response),
+            Ok(response) => (Outcome::Auth, response),
             Err(reason) => {
                 tracing::info!(%reason, "sign-in step refused");
-                respond(Outcome::Auth, Page::BadSignIn { reason }.response())
+                (Outcome::Auth, Page::BadSignIn { reason }.response())
             }
         }
     }
@@ -930,16 +933,9 @@ fn encode(text: &str) -> String {
 
 /// The host without its port, lower case, without a trailing dot: what cookies are sealed for.
 fn host_name(host: &str) -> String {
-    strip_port(host.trim())
+    crate::proxy::strip_port(host.trim())
         .trim_end_matches('.')
         .to_ascii_lowercase()
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
 }
 
 fn port_of(host: &str) -> Option<&str> {

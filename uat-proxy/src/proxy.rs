@@ -305,7 +305,8 @@ async fn respond(
     let host = request_host(&req);
     if let (Some(gate), Some(h)) = (&shared.gate, host.as_deref()) {
         if gate.is_auth_host(h) {
-            return admitted(gate.auth_request(req.method(), req.uri(), h).await);
+            let (outcome, response) = gate.auth_request(req.method(), req.uri(), h).await;
+            return (outcome, response.map(ProxyBody::full));
         }
     }
     let Some(id) = host
@@ -335,12 +336,11 @@ async fn respond(
         if !public {
             let repo = found.as_ref().map(|s| s.repo_full_name.as_str());
             let host = host.as_deref().unwrap_or_default();
-            match gate
+            if let Admission::Respond(outcome, response) = gate
                 .admit(req.method(), req.uri(), req.headers(), host, repo)
                 .await
             {
-                Admission::Allowed => {}
-                answer @ Admission::Respond(..) => return admitted(answer),
+                return (outcome, response.map(ProxyBody::full));
             }
         }
     }
@@ -362,13 +362,6 @@ async fn respond(
     shared.activity.note(&id);
     let host = host.unwrap_or_default();
     forward(shared, peer, &host, &session, target, req).await
-}
-
-fn admitted(answer: Admission) -> (Outcome, Response<ProxyBody>) {
-    match answer {
-        Admission::Respond(outcome, response) => (outcome, response.map(ProxyBody::full)),
-        Admission::Allowed => page(Page::UnknownHost),
-    }
 }
 
 fn page(page: Page) -> (Outcome, Response<ProxyBody>) {
@@ -605,7 +598,7 @@ pub fn session_host(host: &str, suffix: &str) -> Option<SessionId> {
     SessionId::parse(label).ok()
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(v6, _)| v6);
     }
@@ -617,11 +610,7 @@ fn strip_port(host: &str) -> &str {
 
 /// The protocol asked for when the request is an upgrade (`Connection: upgrade` with
 /// `Upgrade: <protocol>`).
-pub(crate) fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    upgrade_protocol(headers)
-}
-
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     connection_tokens(headers)
         .any(|t| t.eq_ignore_ascii_case("upgrade"))
         .then(|| headers.get(header::UPGRADE).cloned())

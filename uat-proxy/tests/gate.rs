@@ -164,6 +164,15 @@ impl Stand {
         format!("http://{id}.{SUFFIX}:{}{path}", self.addr.port())
     }
 
+    /// How many access checks (`GET /repos/{REPO}` with a visitor's token) GitHub has answered.
+    fn access_checks(&self) -> usize {
+        self.github
+            .requests()
+            .iter()
+            .filter(|r| r.path == format!("/repos/{REPO}"))
+            .count()
+    }
+
     fn browser(&self) -> Browser {
         Browser::new(self.addr, self.github.url())
     }
@@ -471,15 +480,7 @@ async fn a_reader_signs_in_and_sees_the_page_others_are_refused_and_removed_acce
         // A page load's many requests arriving together once the answer has expired: one
         // question to GitHub, not one each.
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let asked = || {
-            stand
-                .github
-                .requests()
-                .iter()
-                .filter(|r| r.path == format!("/repos/{REPO}"))
-                .count()
-        };
-        let before = asked();
+        let before = stand.access_checks();
         // GitHub slow enough for the whole burst to arrive while the first question is out.
         stand.github.set_latency(Duration::from_millis(300));
         let burst: Vec<_> = (0..20).map(|_| from("same-origin", "no-cors")).collect();
@@ -487,7 +488,11 @@ async fn a_reader_signs_in_and_sees_the_page_others_are_refused_and_removed_acce
             assert_eq!(status, StatusCode::OK);
         }
         stand.github.set_latency(Duration::ZERO);
-        assert_eq!(asked(), before + 1, "one access check for the burst");
+        assert_eq!(
+            stand.access_checks(),
+            before + 1,
+            "one access check for the burst"
+        );
 
         // GitHub failing the access check once the cache has expired: 503, never a way in;
         // then it answers again.
@@ -578,15 +583,7 @@ async fn cookies_stay_on_their_preview_codes_do_not_replay_and_the_auth_host_red
             1,
             "ghu_expired",
         );
-        let checks = || {
-            stand
-                .github
-                .requests()
-                .iter()
-                .filter(|r| r.path == format!("/repos/{REPO}"))
-                .count()
-        };
-        let before = checks();
+        let before = stand.access_checks();
         let mut late = stand.browser();
         late.set(&a_host, "cca-preview", &expired);
         assert_eq!(
@@ -594,7 +591,7 @@ async fn cookies_stay_on_their_preview_codes_do_not_replay_and_the_auth_host_red
             StatusCode::FOUND
         );
         assert_eq!(
-            checks(),
+            stand.access_checks(),
             before,
             "an expired cookie is not even checked with GitHub"
         );
@@ -610,7 +607,7 @@ async fn cookies_stay_on_their_preview_codes_do_not_replay_and_the_auth_host_red
             late.get_once(&stand.url("a1", "/")).await.status,
             StatusCode::FOUND
         );
-        assert_eq!(checks(), before + 1);
+        assert_eq!(stand.access_checks(), before + 1);
 
         // The one-time code: used once by the browser that started the sign-in; a replay with
         // the same binding, or the code in another browser, is refused.

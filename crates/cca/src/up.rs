@@ -53,8 +53,7 @@ const PROXY_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const SETUP_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// GitHub's REST API and web addresses.
-const GITHUB_API: &str = "https://api.github.com";
-const GITHUB_WEB: &str = "https://github.com";
+use cca_domain::naming::{GITHUB_API, github_web_url};
 
 /// What to set when GitHub credentials are missing.
 const GITHUB_SETUP: &str = "\
@@ -257,24 +256,6 @@ fn sign_in_callback(suffix: Option<&str>, proxy_port: u16) -> String {
         "http://{}.{suffix}:{proxy_port}/callback",
         cca_uat_proxy::gate::AUTH_LABEL
     )
-}
-
-fn github_web_url(given: Option<&str>, api: Option<&str>) -> String {
-    if let Some(web) = given.map(str::trim).filter(|v| !v.is_empty()) {
-        return web.trim_end_matches('/').to_owned();
-    }
-    let api = api
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .unwrap_or(GITHUB_API)
-        .trim_end_matches('/');
-    if api == GITHUB_API {
-        GITHUB_WEB.to_owned()
-    } else if let Some(server) = api.strip_suffix("/api/v3") {
-        server.to_owned()
-    } else {
-        api.to_owned()
-    }
 }
 
 /// The App name offered by default: `Claude Cloud Agent (<host>)`, within GitHub's limit.

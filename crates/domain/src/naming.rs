@@ -246,6 +246,33 @@ pub fn clip(s: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// GitHub's REST API on github.com.
+pub const GITHUB_API: &str = "https://api.github.com";
+/// GitHub's web address on github.com.
+pub const GITHUB_WEB: &str = "https://github.com";
+
+/// GitHub's web address (where Apps are created and users authorize them): `given` when set,
+/// else derived from the API address: `https://github.com` for github.com's, the server itself
+/// for GitHub Enterprise Server's `https://<host>/api/v3`, and the same address otherwise (a
+/// test server serving both).
+pub fn github_web_url(given: Option<&str>, api: Option<&str>) -> String {
+    if let Some(web) = given.map(str::trim).filter(|v| !v.is_empty()) {
+        return web.trim_end_matches('/').to_owned();
+    }
+    let api = api
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(GITHUB_API)
+        .trim_end_matches('/');
+    if api == GITHUB_API {
+        GITHUB_WEB.to_owned()
+    } else if let Some(server) = api.strip_suffix("/api/v3") {
+        server.to_owned()
+    } else {
+        api.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1022,3 +1022,23 @@ async fn behind_tls_links_are_https_and_cookies_secure_host_only_and_prefixed() 
     })
     .await;
 }
+
+/// `PREVIEW_ACCESS=write`: a reader of the repository is refused like a stranger; a writer is
+/// let in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_write_access_required_a_reader_is_refused_and_a_writer_let_in() {
+    within(async {
+        let stand = Stand::start(&[("PREVIEW_ACCESS", "write")]).await;
+        stand.running("a1", REPO, None).await;
+        stand.github.sign_in_browser(Some("alice"));
+        let reader = stand.browser().open(&stand.url("a1", "/")).await;
+        assert_eq!(reader.status, StatusCode::FORBIDDEN, "{reader:?}");
+        assert!(reader.body.contains("alice"));
+        assert!(!reader.body.contains("app page"));
+        stand.github.sign_in_browser(Some("carol"));
+        let writer = stand.browser().open(&stand.url("a1", "/")).await;
+        assert_eq!(writer.status, StatusCode::OK, "{writer:?}");
+        assert!(writer.body.starts_with("app page /"));
+    })
+    .await;
+}

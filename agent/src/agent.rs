@@ -191,7 +191,7 @@ async fn initial_prompt(ready: &Ready, session: &Session) -> anyhow::Result<Stri
         .issue(&session.repo_full_name, issue)
         .await
         .context("reading the issue for the prompt")?;
-    Ok(cca_domain::naming::issue_prompt(
+    Ok(cca_domain::texts::issue_prompt(
         issue,
         &i.title,
         i.body.as_deref().unwrap_or(""),

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use cca_domain::RepoName;
 use cca_domain::mask::Masker;
-use cca_domain::naming::{MARKER, clip};
+use cca_domain::naming::clip;
+use cca_domain::texts::MARKER;
 use cca_github::{GitHub, GitHubError, RepoClient};
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use cca_domain::decide::{Intent, Rules, decide_github, decide_jira};
 use cca_domain::event::{parse_github, parse_jira};
 use secrecy::SecretString;
-use tracing::{info, warn};
+use tracing::{Instrument as _, Span, field, info, info_span, warn};
 
 use crate::act;
 use crate::app::{App, now};
@@ -59,8 +59,66 @@ pub fn triage_jira(
     Ok(decide_jira(parsed, rules))
 }
 
+/// The root span of one delivery: every log line of its handling carries the source, the
+/// event and the delivery id, then what it is about (`subject`, once decided) and the session it
+/// acts on (`session`, once known, recorded by the executor).
+fn delivery_span(source: &'static str, event: Option<&str>, delivery: Option<&str>) -> Span {
+    info_span!(
+        "delivery",
+        source,
+        event = printable(event),
+        id = printable(delivery),
+        subject = field::Empty,
+        session = field::Empty,
+    )
+}
+
+/// A header as it may go into a log line: up to 200 visible ASCII characters, else nothing (the
+/// headers are read before the signature is checked, so they are anyone's text).
+fn printable(header: Option<&str>) -> &str {
+    header
+        .filter(|h| h.len() <= 200 && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("")
+}
+
+/// What an intent is about, for the delivery's span: `owner/repo#n`, a JIRA key, or the
+/// repositories given to the App.
+fn subject(intent: &Intent) -> Option<String> {
+    Some(match intent {
+        Intent::StartAgent { repo, issue, .. } => format!("{repo}#{}", issue.number),
+        Intent::StopIssue {
+            repo, issue_number, ..
+        } => format!("{repo}#{issue_number}"),
+        Intent::StartPreview { repo, pr, .. } => format!("{repo}#{}", pr.number),
+        Intent::StopPr {
+            repo, pr_number, ..
+        }
+        | Intent::RefreshPreview {
+            repo, pr_number, ..
+        }
+        | Intent::Prompt {
+            repo, pr_number, ..
+        }
+        | Intent::StopCommand {
+            repo, pr_number, ..
+        } => format!("{repo}#{pr_number}"),
+        Intent::StartJira { key, .. } => key.to_string(),
+        Intent::EnsureLabels { repos, .. } => format!("{} repositories", repos.len()),
+        Intent::Ignore(_) => return None,
+    })
+}
+
 /// Handles a GitHub delivery.
 pub async fn github(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let span = delivery_span(
+        "github",
+        header(headers, "x-github-event"),
+        header(headers, "x-github-delivery"),
+    );
+    github_in_span(app, headers, body).instrument(span).await
+}
+
+async fn github_in_span(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
     let intent = match triage_github(
         &app.github_webhook_secrets,
         &app.rules,
@@ -79,6 +137,15 @@ pub async fn github(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
 
 /// Handles a JIRA delivery.
 pub async fn jira(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let span = delivery_span(
+        "jira",
+        None,
+        header(headers, "x-atlassian-webhook-identifier"),
+    );
+    jira_in_span(app, headers, body).instrument(span).await
+}
+
+async fn jira_in_span(app: &App, headers: &HeaderMap, body: &[u8]) -> Reply {
     let Some(jira) = &app.jira else {
         return Reply::error(StatusCode::NOT_FOUND, "JIRA is not configured");
     };
@@ -107,6 +174,9 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
         info!(%reason, "delivery ignored");
         return Reply::ok(reason);
     }
+    if let Some(subject) = subject(&intent) {
+        Span::current().record("subject", subject);
+    }
     let delivery = delivery.filter(|d| !d.is_empty() && d.len() <= 200);
     if let Some(id) = delivery {
         match app.store.record_delivery(id, now()).await {
@@ -114,7 +184,7 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
             Ok(false) => {
                 // Handled already, or being handled: a delivery whose handler died is taken
                 // again once its lease (DELIVERY_LEASE_SECS) has run out.
-                info!(delivery = id, "redelivery ignored");
+                info!("redelivery ignored");
                 return Reply::ok("duplicate");
             }
             Err(e) => {
@@ -123,22 +193,19 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
             }
         }
     }
-    // Every answer from here on that is a server error means the work did not happen (the
-    // permission check or the act met an outage).
-    let reply = match act::check_permission(app, &intent).await {
-        Some(refusal) => refusal,
-        None => act::execute(app, intent).await,
-    };
+    let outcome = act::handle(app, intent).await;
+    let failed = outcome.is_failure();
+    let reply = Reply::from_outcome(outcome, &app.masker);
     if let Some(id) = delivery {
-        if reply.status.is_server_error() {
+        if failed {
             // The work did not happen: forget the delivery so GitHub's redelivery can retry it.
             if let Err(e) = app.store.forget_delivery(id).await {
-                warn!(delivery = id, error = %e, "cannot forget a failed delivery");
+                warn!(error = %e, "cannot forget a failed delivery");
             }
         } else if let Err(e) = app.store.finish_delivery(id, now()).await {
             // The work is done; the id is then held only for its lease, after which a
             // redelivery would be handled again.
-            warn!(delivery = id, error = %e, "cannot mark a delivery handled");
+            warn!(error = %e, "cannot mark a delivery handled");
         }
     }
     reply

@@ -2,7 +2,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cca_domain::mask::Masker;
 use serde_json::{Value, json};
+
+use crate::plan::Outcome;
 
 /// An answer to a delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,86 @@ impl Reply {
         }
     }
 }
+
+impl Reply {
+    /// The answer to a delivery that came to `outcome`, with every error masked. A dependency
+    /// failure is a 502 whether or not it is transient (GitHub's delivery log shows it either
+    /// way); `retry` says whether redelivering as it is may succeed.
+    pub fn from_outcome(outcome: Outcome, masker: &Masker) -> Self {
+        let id = |message: &str, id: cca_domain::SessionId| {
+            Self::ok_with(message, json!({ "session_id": id }))
+        };
+        match outcome {
+            Outcome::Done(message) | Outcome::Refused(message) => Self::ok(message),
+            Outcome::NotInstalled {
+                installation,
+                error,
+            } => Self::error(
+                StatusCode::BAD_REQUEST,
+                masker.mask(&format!(
+                    "cannot act for installation {installation:?}: {error}"
+                )),
+            ),
+            Outcome::Exists {
+                id: session,
+                status: None,
+            } => id("Session already exists", session),
+            Outcome::Exists {
+                id,
+                status: Some(status),
+            } => Self::ok_with(
+                "Session already exists",
+                json!({ "session_id": id, "status": status }),
+            ),
+            Outcome::StillStopping { id, status } => Self::ok_with(
+                STILL_STOPPING,
+                json!({ "session_id": id, "status": status }),
+            ),
+            Outcome::Started { message, session } => Self::ok_with(
+                message,
+                json!({
+                    "session_id": session.session_id,
+                    "pr_number": session.pr_number,
+                    "task_arn": session.task_arn,
+                    "uat_url": session.uat_url,
+                }),
+            ),
+            Outcome::StartFailed(reason) => {
+                Self::error(StatusCode::BAD_GATEWAY, masker.mask(&reason))
+            }
+            Outcome::Stopping(sessions) => {
+                Self::ok_with("Stopping", json!({ "sessions": sessions }))
+            }
+            Outcome::Refreshing(session) => id("Preview refreshing", session),
+            Outcome::RefreshFailed { id, error } => Self::error(
+                StatusCode::BAD_GATEWAY,
+                masker.mask(&format!("preview {id} could not be refreshed: {error}")),
+            ),
+            Outcome::Forwarded(session) => id("Prompt forwarded", session),
+            Outcome::AgentUnreachable(session) => id("Agent cannot be reached", session),
+            Outcome::ForwardFailed(error) => {
+                Self::error(StatusCode::BAD_GATEWAY, masker.mask(&error))
+            }
+            Outcome::NotReady(session) => id("Agent not ready", session),
+            Outcome::Labels {
+                created,
+                refused,
+                not_done,
+            } => Self::ok_with(
+                "Labels ensured",
+                json!({ "created": created, "refused": refused, "not_done": not_done }),
+            ),
+            Outcome::Failed { error, transient } => {
+                let mut reply = Self::error(StatusCode::BAD_GATEWAY, masker.mask(&error));
+                reply.body["retry"] = json!(transient);
+                reply
+            }
+        }
+    }
+}
+
+/// The message of a start that found its session still stopping.
+pub const STILL_STOPPING: &str = "Session stopping; not started again";
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {

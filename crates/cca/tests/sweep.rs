@@ -14,8 +14,8 @@ use std::time::Duration;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, ProtocolEnum, RuleCondition, TargetTypeEnum,
 };
-use cca_domain::naming::MARKER;
 use cca_domain::session::SessionPatch;
+use cca_domain::texts::MARKER;
 use cca_domain::{
     BranchName, ImageChannel, RepoName, Session, SessionId, SessionType, Source, Status, naming,
 };

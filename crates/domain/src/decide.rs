@@ -11,8 +11,8 @@ use crate::event::{
     Actor, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, JiraUser, PrAction, PullRequest,
 };
 use crate::ids::{JiraKey, Login, RepoName};
-use crate::naming::MARKER;
 use crate::session::{ImageChannel, Session, SessionType, Status};
+use crate::texts::MARKER;
 
 /// The labels and words that trigger work. Defaults are the original's.
 #[derive(Debug, Clone, PartialEq, Eq)]

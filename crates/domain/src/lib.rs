@@ -18,6 +18,7 @@ pub mod ids;
 pub mod mask;
 pub mod naming;
 pub mod session;
+pub mod texts;
 
 pub use ids::{BranchName, IdError, JiraKey, Login, RepoName, SessionId};
 pub use session::{ActiveKey, ImageChannel, Session, SessionType, Source, Status, now};

@@ -7,10 +7,6 @@ use crate::ids::{BranchName, JiraKey, MAX_SESSION_ID_LEN, SessionId};
 /// Prefix of every PR preview session id, kept from the original (`tt-` for "test tickets").
 pub const PREVIEW_PREFIX: &str = "tt-";
 
-/// Hidden marker carried by every comment and PR body this system writes. A comment holding it
-/// is never treated as a prompt, so the agent's own reports cannot loop back into it.
-pub const MARKER: &str = "<!-- claude-agent -->";
-
 /// Length of the hash suffix of a truncated preview id: 8 hex digits (32 bits) make an
 /// accidental clash between two long branch names sharing their first 41 characters negligible.
 const PREVIEW_HASH_LEN: usize = 8;
@@ -77,65 +73,6 @@ fn with_hash(id: &str, branch: &str) -> String {
         cut.pop();
     }
     format!("{cut}-{hash}")
-}
-
-/// Title of the draft PR for a GitHub issue, as the original: `[Claude] <title>`.
-pub fn issue_pr_title(title: &str) -> String {
-    format!("[Claude] {}", one_line(title, 200))
-}
-
-/// Title of the draft PR for a JIRA issue: `[Claude] <KEY>: <summary>`.
-pub fn jira_pr_title(key: &JiraKey, summary: &str) -> String {
-    format!("[Claude] {key}: {}", one_line(summary, 200))
-}
-
-/// Body of the draft PR for a GitHub issue. `Closes #n` links the PR so merging closes the issue;
-/// the marker identifies the PR as the agent's.
-pub fn issue_pr_body(issue_number: u64, issue_body: &str, preview_url: &str) -> String {
-    format!(
-        "## Automated Implementation\n\nThis PR was created by Claude Cloud Agent to implement \
-         issue #{issue_number}.\n\nCloses #{issue_number}\n\n### Original Issue\n{}\n\n\
-         ### UAT Preview\n{preview_url} (live once the agent reports ready)\n\n---\n*This PR is \
-         being worked on by an automated agent. Mention @claude in a comment to give it \
-         feedback; `/claude stop` stops it.*\n\n{MARKER}",
-        clip(issue_body, 50_000)
-    )
-}
-
-/// Body of the draft PR for a JIRA issue, linking back to it.
-pub fn jira_pr_body(
-    key: &JiraKey,
-    browse_url: &str,
-    summary: &str,
-    description: &str,
-    preview_url: &str,
-) -> String {
-    format!(
-        "## Automated Implementation\n\nThis PR was created by Claude Cloud Agent to implement \
-         [{key}]({browse_url}).\n\n### Original Issue\n**{}**\n\n{}\n\n### UAT Preview\n\
-         {preview_url} (live once the agent reports ready)\n\n---\n*This PR is being worked on by \
-         an automated agent. Mention @claude in a comment to give it feedback; `/claude stop` \
-         stops it.*\n\n{MARKER}",
-        one_line(summary, 200),
-        clip(description, 50_000)
-    )
-}
-
-/// The first prompt of a GitHub issue's session, as the original phrased it (the explicit
-/// "commit" wording matters: without it the CLI tends to answer instead of acting).
-pub fn issue_prompt(issue_number: u64, title: &str, body: &str) -> String {
-    format!(
-        "GitHub Issue #{issue_number}: {title}\n\n{body}\n\nImplement the requirements described \
-         above. When complete, commit and push your changes."
-    )
-}
-
-/// The first prompt of a JIRA issue's session.
-pub fn jira_prompt(key: &JiraKey, summary: &str, description: &str) -> String {
-    format!(
-        "JIRA Issue {key}: {summary}\n\n{description}\n\nImplement the requirements described \
-         above. When complete, commit and push your changes."
-    )
 }
 
 /// The preview URL of a session.
@@ -233,7 +170,8 @@ impl From<String> for PreviewUrls {
     }
 }
 
-fn one_line(s: &str, max_chars: usize) -> String {
+/// `s` on one line (runs of white space made one space), cut to `max_chars` characters.
+pub(crate) fn one_line(s: &str, max_chars: usize) -> String {
     let line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     clip(&line, max_chars).into_owned()
 }
@@ -332,18 +270,6 @@ mod tests {
             preview_session_id_hashed("feature-x")
         );
         assert!(SessionId::parse(&preview_session_id_hashed("feature/x")).is_ok());
-    }
-
-    #[test]
-    fn pr_texts() {
-        assert_eq!(
-            issue_pr_title("Add  login\n page"),
-            "[Claude] Add login page"
-        );
-        let body = issue_pr_body(7, "Do it", "https://x.uat.example.com");
-        assert!(body.contains("Closes #7") && body.contains(MARKER));
-        let k = JiraKey::parse("P-1").unwrap();
-        assert_eq!(jira_pr_title(&k, "Sum"), "[Claude] P-1: Sum");
     }
 
     #[test]

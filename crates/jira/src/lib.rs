@@ -23,6 +23,11 @@ pub enum JiraError {
     Transport { route: String, message: String },
 }
 
+/// Where a person reads issue `key` of the site at `base_url` (no trailing `/`).
+pub fn browse_url(base_url: &str, key: &str) -> String {
+    format!("{base_url}/browse/{key}")
+}
+
 /// A JIRA site client.
 #[derive(Clone)]
 pub struct Jira {
@@ -61,7 +66,12 @@ impl Jira {
 
     /// The page of an issue, for links.
     pub fn browse_url(&self, key: &str) -> String {
-        format!("{}/browse/{key}", self.base_url)
+        browse_url(&self.base_url, key)
+    }
+
+    /// The site's address, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// Adds a comment (an ADF document) to an issue.

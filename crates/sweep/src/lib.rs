@@ -23,8 +23,8 @@ pub mod report;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use cca_domain::naming::MARKER;
 use cca_domain::session::SessionPatch;
+use cca_domain::texts;
 use cca_domain::{Session, SessionId, Source, Status};
 use cca_github::GitHub;
 use cca_launcher::{LaunchError, Launcher};
@@ -370,16 +370,10 @@ fn comment(action: &Action) -> Option<String> {
     match action {
         Action::StopIdle {
             session_id, reason, ..
-        } => Some(format!(
-            "{MARKER}\n:zzz: **Session stopped**: {reason}. The work pushed so far is on the \
-             branch.\n\nSession `{session_id}`. Re-add the label to start it again."
-        )),
+        } => Some(texts::swept_idle(session_id, reason)),
         Action::Fail {
             session_id, error, ..
-        } => Some(format!(
-            "{MARKER}\n:x: **Session failed**: {error}.\n\nSession `{session_id}` was ended by \
-             the sweeper. Re-add the label to start it again."
-        )),
+        } => Some(texts::swept_failed(session_id, error)),
         _ => None,
     }
 }

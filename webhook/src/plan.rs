@@ -1,0 +1,1001 @@
+//! The decision of a delivery, without I/O: from an [`Intent`] and a [`Snapshot`] of what the
+//! store and GitHub hold to the [`Plan`] the executor ([`crate::act`]) carries out, and from
+//! each step's result to the [`Outcome`] the answer is made of.
+//!
+//! The shape is the sweeper's: the executor reads what [`needs`] names, [`plan`] decides with
+//! `now` and a fresh id passed in, and the steps that can fail have their consequence decided
+//! here too ([`claim_lost`], [`start_failed`], [`stop_delegated`], [`after_forward`],
+//! [`after_refresh`], [`label_refusal`]), so every branch is a unit test.
+
+use std::collections::BTreeMap;
+
+use cca_domain::decide::{
+    CommentPlan, Intent, Rules, StartPlan, StopReason, plan_comment, plan_start, sessions_to_stop,
+};
+use cca_domain::event::{Comment, Issue, PullRequest};
+use cca_domain::naming::{self, PreviewUrls};
+use cca_domain::session::SessionPatch;
+use cca_domain::{
+    ActiveKey, BranchName, ImageChannel, JiraKey, Login, RepoName, Session, SessionId, SessionType,
+    Source, Status, texts,
+};
+use cca_github::{GitHubError, Permission};
+use serde_json::{Value, json};
+
+use crate::control::ControlError;
+
+/// What a delivery's plan is made from, besides the intent: the settings that shape it.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub rules: &'a Rules,
+    pub urls: &'a PreviewUrls,
+    /// JIRA, when configured.
+    pub jira: Option<JiraContext<'a>>,
+    /// The installation JIRA sessions act through.
+    pub default_installation: Option<u64>,
+}
+
+/// What JIRA's intents need of its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct JiraContext<'a> {
+    /// JIRA project key (upper case) → repository.
+    pub mapping: &'a BTreeMap<String, RepoName>,
+    /// `https://<site>`: issues are at `<base>/browse/<KEY>`.
+    pub base_url: &'a str,
+}
+
+/// The reads a delivery needs before it can be planned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Needs {
+    /// The actor's permission on the repository, through this installation.
+    pub permission: Option<PermissionQuery>,
+    /// The session that holds (or last held) this key.
+    pub active: Option<ActiveKey>,
+    /// Whether a session of [`Self::active`] that is stopping is waited for (a start: it is
+    /// started again once stopped).
+    pub wait_for_stop: bool,
+    /// The sessions of this PR, newest first.
+    pub on_pr: Option<(RepoName, u64)>,
+    /// The session holding this id, if any (a preview's readable id may be another PR's).
+    pub id_holder: Option<SessionId>,
+}
+
+/// Whose permission is asked, where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionQuery {
+    pub repo: RepoName,
+    pub user: Login,
+    pub installation: Option<u64>,
+}
+
+/// What the store and GitHub held when the delivery was planned.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Unix seconds of the reading: every record the delivery writes carries it.
+    pub now: i64,
+    /// The actor's permission, when [`Needs::permission`] asked for it.
+    pub permission: Option<Permission>,
+    /// The session of [`Needs::active`] (after a stop in progress was waited out).
+    pub active: Option<Session>,
+    /// The sessions of [`Needs::on_pr`].
+    pub on_pr: Vec<Session>,
+    /// The session of [`Needs::id_holder`].
+    pub id_holder: Option<Session>,
+    /// The id a new agent session gets (drawn at random by the reader).
+    pub fresh_id: Option<SessionId>,
+}
+
+/// A comment to post on an issue or PR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Post {
+    pub installation: Option<u64>,
+    pub repo: RepoName,
+    pub number: u64,
+    pub body: String,
+}
+
+/// What a delivery does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Nothing to change: post these comments (if any) and answer.
+    Answer { posts: Vec<Post>, outcome: Outcome },
+    /// Claim a session, then make its branch, PR and task.
+    Start(Box<Start>),
+    /// Stop sessions.
+    Stop(Stop),
+    /// Tell a running preview to move to a new head.
+    Refresh {
+        session: Box<Session>,
+        head_sha: String,
+    },
+    /// Send a comment to a running agent.
+    Forward(Box<Forward>),
+    /// Make the system's labels in the repositories the App was given.
+    Labels {
+        installation: u64,
+        now: Vec<RepoName>,
+        later: Vec<RepoName>,
+    },
+}
+
+/// A start: the claim, then provisioning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    pub claim: Claim,
+    /// What asked for it (a lost race is answered differently).
+    pub trigger: Trigger,
+    /// The branch and draft PR an agent session opens; none for a preview or a relaunch by
+    /// comment (its PR exists).
+    pub pr: Option<PrPlan>,
+    /// Posted when the claim is lost to a concurrent delivery.
+    pub if_taken: Option<Post>,
+    /// The JIRA issue told once the session started.
+    pub jira: Option<JiraKey>,
+    /// The answer's message once started.
+    pub message: &'static str,
+}
+
+/// How a session is claimed in the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// A new record (fails if the key or id is taken meanwhile).
+    Create(Session),
+    /// The ended session started again on its id, branch and PR.
+    Relaunch {
+        last: Session,
+        patch: Box<SessionPatch>,
+    },
+}
+
+impl Claim {
+    /// The session as it will be once claimed (before the store answers).
+    pub fn session(&self) -> &Session {
+        match self {
+            Claim::Create(s) | Claim::Relaunch { last: s, .. } => s,
+        }
+    }
+}
+
+/// What asked for a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Label,
+    Comment,
+}
+
+/// The PR a new agent session opens, and its first commit's message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrPlan {
+    pub title: String,
+    pub body: String,
+    pub commit_message: String,
+}
+
+/// A stop of some sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    pub targets: Vec<StopTarget>,
+    pub reason: StopReason,
+    /// Posted once if any session was stopped (the stop command's acknowledgement).
+    pub then: Option<Post>,
+}
+
+/// One session to stop, and what is said on its PR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopTarget {
+    pub session: Session,
+    pub post: Option<Post>,
+}
+
+/// A comment for a running agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub session: Session,
+    pub comment_id: u64,
+    /// The control API's `/prompt` body.
+    pub body: Value,
+    /// Where the commenter is answered when the comment cannot be delivered.
+    pub installation: Option<u64>,
+    pub repo: RepoName,
+    pub pr_number: u64,
+}
+
+/// What a delivery came to: the webhook's answer is made of it at the edge
+/// ([`crate::reply::Reply::from_outcome`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Handled, or deliberately not: a reason.
+    Done(String),
+    /// The actor may not do this.
+    Refused(String),
+    /// The App cannot act for this installation: bad input, not an outage.
+    NotInstalled {
+        installation: Option<u64>,
+        error: String,
+    },
+    /// A session already holds the key.
+    Exists {
+        id: SessionId,
+        status: Option<Status>,
+    },
+    /// The session still stops; not started again.
+    StillStopping { id: SessionId, status: Status },
+    /// A session was started (or relaunched).
+    Started {
+        message: &'static str,
+        session: Box<Session>,
+    },
+    /// A claimed session could not be started: it is `FAILED` with this reason.
+    StartFailed(String),
+    /// These sessions are stopping.
+    Stopping(Vec<SessionId>),
+    /// The preview was told the new head.
+    Refreshing(SessionId),
+    /// The preview could not be told.
+    RefreshFailed { id: SessionId, error: String },
+    /// The comment reached the agent.
+    Forwarded(SessionId),
+    /// The agent's address may not be called; the commenter was told.
+    AgentUnreachable(SessionId),
+    /// The comment did not reach the agent this time; the commenter was told.
+    ForwardFailed(String),
+    /// The agent is still starting; the commenter was told.
+    NotReady(SessionId),
+    /// Labels made, per repository; the repositories that refused; those left for later.
+    Labels {
+        created: BTreeMap<String, Vec<String>>,
+        refused: Vec<String>,
+        not_done: Vec<String>,
+    },
+    /// A dependency failed; `transient` when the same request may well succeed later.
+    Failed { error: String, transient: bool },
+}
+
+impl Outcome {
+    /// Whether the work was not done, so the delivery is forgotten and GitHub's redelivery is
+    /// handled again rather than answered "duplicate".
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::StartFailed(_)
+                | Outcome::RefreshFailed { .. }
+                | Outcome::ForwardFailed(_)
+                | Outcome::Failed { .. }
+        )
+    }
+}
+
+/// The most repositories one installation delivery makes labels in, one request at a time as
+/// GitHub asks of content-creating requests: four labels each stay within its 10 s for an
+/// answer.
+pub const LABEL_REPOS_PER_DELIVERY: usize = 5;
+
+/// The repository and installation an intent acts on, and who must be able to write there.
+fn permission_query(intent: &Intent) -> Option<PermissionQuery> {
+    let user = intent.requires_write()?.clone();
+    let (repo, installation) = match intent {
+        Intent::StartAgent {
+            repo,
+            installation_id,
+            ..
+        }
+        | Intent::StartPreview {
+            repo,
+            installation_id,
+            ..
+        }
+        | Intent::Prompt {
+            repo,
+            installation_id,
+            ..
+        }
+        | Intent::StopCommand {
+            repo,
+            installation_id,
+            ..
+        } => (repo.clone(), *installation_id),
+        _ => return None,
+    };
+    Some(PermissionQuery {
+        repo,
+        user,
+        installation,
+    })
+}
+
+/// The branch a preview of `pr` runs, when it can be previewed at all.
+fn preview_branch(pr: &PullRequest) -> Option<BranchName> {
+    pr.head_repo.as_ref()?;
+    BranchName::parse(&pr.head_ref).ok()
+}
+
+/// The repository a JIRA project maps to.
+fn jira_repo(ctx: &Context<'_>, project_key: &str) -> Option<RepoName> {
+    ctx.jira?
+        .mapping
+        .get(&project_key.to_ascii_uppercase())
+        .cloned()
+}
+
+/// What must be read before `intent` can be planned.
+pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
+    let permission = permission_query(intent);
+    let mut n = Needs {
+        permission,
+        ..Needs::default()
+    };
+    match intent {
+        Intent::StartAgent { repo, issue, .. } => {
+            n.active = Some(ActiveKey::issue(repo, issue.number));
+            n.wait_for_stop = true;
+        }
+        Intent::StartPreview { repo, pr, .. } => {
+            if let Some(branch) = preview_branch(pr) {
+                n.active = Some(ActiveKey::preview(repo, pr.number));
+                n.wait_for_stop = true;
+                n.id_holder = Some(readable_preview_id(&branch));
+            }
+        }
+        Intent::StopIssue {
+            repo, issue_number, ..
+        } => n.active = Some(ActiveKey::issue(repo, *issue_number)),
+        Intent::StopPr {
+            repo, pr_number, ..
+        }
+        | Intent::StopCommand {
+            repo, pr_number, ..
+        }
+        | Intent::RefreshPreview {
+            repo, pr_number, ..
+        }
+        | Intent::Prompt {
+            repo, pr_number, ..
+        } => n.on_pr = Some((repo.clone(), *pr_number)),
+        Intent::StartJira {
+            key, project_key, ..
+        } => {
+            if jira_repo(ctx, project_key).is_some() {
+                n.active = Some(ActiveKey::jira(key));
+                n.wait_for_stop = true;
+            }
+        }
+        Intent::EnsureLabels { .. } | Intent::Ignore(_) => {}
+    }
+    n
+}
+
+fn readable_preview_id(branch: &BranchName) -> SessionId {
+    SessionId::parse(&naming::preview_session_id(branch.as_str()))
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// Whether a start waits for the session holding its key (one that stops ends within seconds,
+/// then is started again).
+pub fn worth_waiting_for(active: Option<&Session>) -> bool {
+    active.is_some_and(|s| s.status == Status::Stopping)
+}
+
+fn answer(outcome: Outcome) -> Plan {
+    Plan::Answer {
+        posts: Vec::new(),
+        outcome,
+    }
+}
+
+fn done(message: impl Into<String>) -> Plan {
+    answer(Outcome::Done(message.into()))
+}
+
+/// The plan of `intent` from what was read.
+pub fn plan(intent: Intent, snap: &Snapshot, ctx: &Context<'_>) -> Plan {
+    if let (Some(query), Some(p)) = (permission_query(&intent), snap.permission) {
+        if !p.can_write() {
+            return answer(Outcome::Refused(format!(
+                "{} lacks write permission on {}",
+                query.user, query.repo
+            )));
+        }
+    }
+    match intent {
+        Intent::StartAgent {
+            repo,
+            issue,
+            channel,
+            installation_id,
+            ..
+        } => start_issue(ctx, snap, repo, &issue, channel, installation_id),
+        Intent::StartPreview {
+            repo,
+            pr,
+            channel,
+            installation_id,
+            ..
+        } => start_preview(ctx, snap, repo, &pr, channel, installation_id),
+        Intent::StartJira {
+            key,
+            project_key,
+            summary,
+            description,
+            channel,
+        } => start_jira(
+            ctx,
+            snap,
+            key,
+            &project_key,
+            &summary,
+            &description,
+            channel,
+        ),
+        Intent::StopIssue {
+            repo,
+            issue_number,
+            reason,
+        } => match &snap.active {
+            None => done("no session for this issue"),
+            Some(s) => {
+                let pr = s.pr_number.unwrap_or(issue_number);
+                stop(
+                    &repo,
+                    pr,
+                    sessions_to_stop(std::slice::from_ref(s), None),
+                    reason,
+                )
+            }
+        },
+        Intent::StopPr {
+            repo,
+            pr_number,
+            only,
+            reason,
+        } => stop(
+            &repo,
+            pr_number,
+            sessions_to_stop(&snap.on_pr, only),
+            reason,
+        ),
+        Intent::StopCommand {
+            repo,
+            pr_number,
+            actor,
+            ..
+        } => stop(
+            &repo,
+            pr_number,
+            sessions_to_stop(&snap.on_pr, Some(SessionType::Agent)),
+            StopReason::Command { by: actor.login },
+        ),
+        Intent::RefreshPreview { head_sha, .. } => {
+            match snap.on_pr.iter().find(|s| {
+                s.session_type == SessionType::Preview
+                    && matches!(s.status, Status::Running | Status::Idle)
+            }) {
+                Some(s) => Plan::Refresh {
+                    session: Box::new(s.clone()),
+                    head_sha,
+                },
+                None => done("no running preview for this PR"),
+            }
+        }
+        Intent::Prompt {
+            repo,
+            pr_number,
+            comment,
+            installation_id,
+        } => prompt(ctx, snap, repo, pr_number, &comment, installation_id),
+        Intent::EnsureLabels {
+            repos,
+            installation_id,
+        } => {
+            let (now, later) = repos.split_at(repos.len().min(LABEL_REPOS_PER_DELIVERY));
+            Plan::Labels {
+                installation: installation_id,
+                now: now.to_vec(),
+                later: later.to_vec(),
+            }
+        }
+        Intent::Ignore(reason) => done(reason),
+    }
+}
+
+/// The label that starts `s` again (none for a JIRA session: its issue is labelled in JIRA).
+fn start_label<'a>(s: &Session, rules: &'a Rules) -> Option<&'a str> {
+    let staging = s.image_channel == ImageChannel::Staging;
+    match (s.source, s.session_type, staging) {
+        (Source::Jira, _, _) => None,
+        (_, SessionType::Agent, false) => Some(&rules.agent_label),
+        (_, SessionType::Agent, true) => Some(&rules.agent_staging_label),
+        (_, SessionType::Preview, false) => Some(&rules.preview_label),
+        (_, SessionType::Preview, true) => Some(&rules.preview_staging_label),
+    }
+}
+
+/// The claim of a start from the session last holding its key, or the answer when there is
+/// nothing to claim.
+fn claim(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    fresh: impl FnOnce() -> Session,
+    prompt: Option<String>,
+) -> Result<Claim, Box<Plan>> {
+    let last = snap.active.as_ref();
+    if let Some(s) = last.filter(|s| s.status == Status::Stopping) {
+        // Still stopping after the wait: said on the issue or PR, not started again.
+        let posts = s
+            .pr_number
+            .or(s.issue_number)
+            .map(|n| Post {
+                installation: s.installation_id,
+                repo: s.repo_full_name.clone(),
+                number: n,
+                body: texts::still_stopping(
+                    &s.session_id,
+                    &texts::start_again(start_label(s, ctx.rules)),
+                ),
+            })
+            .into_iter()
+            .collect();
+        return Err(Box::new(Plan::Answer {
+            posts,
+            outcome: Outcome::StillStopping {
+                id: s.session_id.clone(),
+                status: s.status,
+            },
+        }));
+    }
+    match (plan_start(last), last) {
+        (StartPlan::AlreadyActive, Some(s)) => Err(Box::new(answer(Outcome::Exists {
+            id: s.session_id.clone(),
+            status: Some(s.status),
+        }))),
+        (StartPlan::Relaunch, Some(s)) => Ok(Claim::Relaunch {
+            last: s.clone(),
+            patch: Box::new(SessionPatch {
+                initial_prompt: prompt,
+                ..SessionPatch::default()
+            }),
+        }),
+        _ => Ok(Claim::Create(fresh())),
+    }
+}
+
+fn fresh_agent_id(snap: &Snapshot) -> SessionId {
+    snap.fresh_id
+        .clone()
+        .unwrap_or_else(SessionId::random_agent)
+}
+
+fn start_issue(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    repo: RepoName,
+    issue: &Issue,
+    channel: ImageChannel,
+    installation_id: Option<u64>,
+) -> Plan {
+    let prompt = texts::issue_prompt(issue.number, &issue.title, &issue.body);
+    let fresh = || {
+        let id = fresh_agent_id(snap);
+        let mut s = Session::new(
+            id.clone(),
+            SessionType::Agent,
+            Source::Github,
+            repo.clone(),
+            naming::issue_branch(issue.number),
+            channel,
+            snap.now,
+        );
+        s.issue_number = Some(issue.number);
+        s.installation_id = installation_id;
+        s.initial_prompt = Some(prompt.clone());
+        s.uat_url = Some(ctx.urls.url(&id));
+        s
+    };
+    let claim = match claim(ctx, snap, fresh, Some(prompt.clone())) {
+        Ok(c) => c,
+        Err(plan) => return *plan,
+    };
+    let url = claim.session().uat_url.clone().unwrap_or_default();
+    Plan::Start(Box::new(Start {
+        claim,
+        trigger: Trigger::Label,
+        pr: Some(PrPlan {
+            title: texts::issue_pr_title(&issue.title),
+            body: texts::issue_pr_body(issue.number, &issue.body, &url),
+            commit_message: texts::issue_commit_message(issue.number),
+        }),
+        if_taken: None,
+        jira: None,
+        message: "Session started",
+    }))
+}
+
+fn start_preview(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    repo: RepoName,
+    pr: &PullRequest,
+    channel: ImageChannel,
+    installation_id: Option<u64>,
+) -> Plan {
+    // The preview runs the PR's head as GitHub keeps it in this repository
+    // (`refs/pull/<n>/head`), so a PR from a fork shows the fork's commit and never a branch of
+    // this repository with the same name. Without a head repository (a deleted fork) there is
+    // nothing to show.
+    if pr.head_repo.is_none() {
+        return Plan::Answer {
+            posts: vec![Post {
+                installation: installation_id,
+                repo,
+                number: pr.number,
+                body: texts::head_repository_gone(),
+            }],
+            outcome: Outcome::Done("the PR's head repository is gone: not previewed".into()),
+        };
+    }
+    let Some(branch) = preview_branch(pr) else {
+        return done(format!("branch {:?} cannot be previewed", pr.head_ref));
+    };
+    let mut id = readable_preview_id(&branch);
+    if snap
+        .id_holder
+        .as_ref()
+        .is_some_and(|h| h.repo_full_name != repo || h.pr_number != Some(pr.number))
+    {
+        // Another PR's branch folds to the same readable id: use the hashed one.
+        id = SessionId::parse(&naming::preview_session_id_hashed(branch.as_str()))
+            .unwrap_or_else(|_| unreachable!());
+    }
+    let url = ctx.urls.url(&id);
+    let busy = Post {
+        installation: installation_id,
+        repo: repo.clone(),
+        number: pr.number,
+        body: texts::preview_already_running(&url, &id),
+    };
+    let fresh = || {
+        let mut s = Session::new(
+            id.clone(),
+            SessionType::Preview,
+            Source::Github,
+            repo.clone(),
+            branch.clone(),
+            channel,
+            snap.now,
+        );
+        s.pr_number = Some(pr.number);
+        s.issue_number = Some(pr.number);
+        s.installation_id = installation_id;
+        s.uat_url = Some(url.clone());
+        s
+    };
+    let claim = match claim(ctx, snap, fresh, None).map_err(|plan| *plan) {
+        Ok(c) => c,
+        Err(Plan::Answer {
+            outcome: outcome @ Outcome::Exists { .. },
+            ..
+        }) => {
+            return Plan::Answer {
+                posts: vec![busy],
+                outcome,
+            };
+        }
+        Err(plan) => return plan,
+    };
+    Plan::Start(Box::new(Start {
+        claim,
+        trigger: Trigger::Label,
+        pr: None,
+        if_taken: Some(busy),
+        jira: None,
+        message: "Preview started",
+    }))
+}
+
+fn start_jira(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    key: JiraKey,
+    project_key: &str,
+    summary: &str,
+    description: &Value,
+    channel: ImageChannel,
+) -> Plan {
+    let Some(jira) = ctx.jira else {
+        return done("JIRA is not configured");
+    };
+    let Some(repo) = jira_repo(ctx, project_key) else {
+        return done(format!("No repo mapping for project {project_key}"));
+    };
+    let text = cca_domain::adf::to_text(description);
+    let prompt = texts::jira_prompt(&key, summary, &text);
+    let fresh = || {
+        let id = fresh_agent_id(snap);
+        let mut s = Session::new(
+            id.clone(),
+            SessionType::Agent,
+            Source::Jira,
+            repo.clone(),
+            naming::jira_branch(&key),
+            channel,
+            snap.now,
+        );
+        s.jira_issue_key = Some(key.clone());
+        s.installation_id = ctx.default_installation;
+        s.initial_prompt = Some(prompt.clone());
+        s.uat_url = Some(ctx.urls.url(&id));
+        s
+    };
+    let claim = match claim(ctx, snap, fresh, Some(prompt.clone())) {
+        Ok(c) => c,
+        Err(plan) => return *plan,
+    };
+    let url = claim.session().uat_url.clone().unwrap_or_default();
+    let browse = cca_jira::browse_url(jira.base_url, key.as_str());
+    Plan::Start(Box::new(Start {
+        claim,
+        trigger: Trigger::Label,
+        pr: Some(PrPlan {
+            title: texts::jira_pr_title(&key, summary),
+            body: texts::jira_pr_body(&key, &browse, summary, &text, &url),
+            commit_message: texts::jira_commit_message(&key),
+        }),
+        if_taken: None,
+        jira: Some(key),
+        message: "Session started",
+    }))
+}
+
+fn stop(repo: &RepoName, pr_number: u64, sessions: Vec<Session>, reason: StopReason) -> Plan {
+    if sessions.is_empty() {
+        return done("no active session to stop");
+    }
+    let installation = sessions.iter().find_map(|s| s.installation_id);
+    let targets = sessions
+        .into_iter()
+        .map(|s| {
+            let post = (s.session_type == SessionType::Preview
+                && !matches!(reason, StopReason::PrClosed { .. }))
+            .then(|| Post {
+                installation: s.installation_id,
+                repo: repo.clone(),
+                number: pr_number,
+                body: texts::preview_stopped(&s.session_id, &reason.describe()),
+            });
+            StopTarget { session: s, post }
+        })
+        .collect();
+    let then = match &reason {
+        StopReason::Command { by } => Some(Post {
+            installation,
+            repo: repo.clone(),
+            number: pr_number,
+            body: texts::stopping_on_request(by.as_str()),
+        }),
+        _ => None,
+    };
+    Plan::Stop(Stop {
+        targets,
+        reason,
+        then,
+    })
+}
+
+fn prompt(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    repo: RepoName,
+    pr_number: u64,
+    comment: &Comment,
+    installation_id: Option<u64>,
+) -> Plan {
+    let post = |body: String| Post {
+        installation: installation_id,
+        repo: repo.clone(),
+        number: pr_number,
+        body,
+    };
+    match plan_comment(&snap.on_pr) {
+        CommentPlan::NoSession => done("no agent session on this PR"),
+        CommentPlan::Forward(s) => Plan::Forward(Box::new(Forward {
+            comment_id: comment.id,
+            body: json!({ "prompt": comment.body, "author": comment.author.login, "comment_id": comment.id }),
+            installation: installation_id,
+            repo: repo.clone(),
+            pr_number,
+            session: s,
+        })),
+        CommentPlan::NotReady(s) => Plan::Answer {
+            posts: vec![post(texts::agent_not_ready(
+                &s.session_id,
+                &s.status.as_str().to_ascii_lowercase(),
+                &ctx.rules.mention,
+            ))],
+            outcome: Outcome::NotReady(s.session_id),
+        },
+        CommentPlan::Relaunch(s) => Plan::Start(Box::new(Start {
+            claim: Claim::Relaunch {
+                patch: Box::new(SessionPatch {
+                    initial_prompt: Some(texts::follow_up_prompt(
+                        comment.author.login.as_str(),
+                        &comment.body,
+                    )),
+                    ..SessionPatch::default()
+                }),
+                last: s,
+            },
+            trigger: Trigger::Comment,
+            pr: None,
+            if_taken: None,
+            jira: None,
+            message: "Session relaunched",
+        })),
+    }
+}
+
+/// Why the store refused a claim: another delivery got there first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another session holds the key.
+    ActiveExists(SessionId),
+    /// The id is taken.
+    IdTaken(SessionId),
+    /// The session moved on since it was read (a concurrent relaunch).
+    Moved(SessionId),
+}
+
+/// The answer to a claim lost to a concurrent delivery; `None` when the refusal is not a race
+/// this start can lose (a failure).
+pub fn claim_lost(start: &Start, conflict: Conflict) -> Option<Outcome> {
+    let exists = |id| Some(Outcome::Exists { id, status: None });
+    match (start.trigger, conflict) {
+        (_, Conflict::ActiveExists(id)) => exists(id),
+        (Trigger::Label, Conflict::IdTaken(id) | Conflict::Moved(id)) => exists(id),
+        (Trigger::Comment, Conflict::Moved(_)) => {
+            let last = start.claim.session();
+            Some(Outcome::Exists {
+                id: last.session_id.clone(),
+                status: Some(last.status),
+            })
+        }
+        (Trigger::Comment, Conflict::IdTaken(_)) => None,
+    }
+}
+
+/// A provisioning step of a claimed session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioning {
+    /// Making the branch and draft PR.
+    BranchAndPr,
+    /// Recording the PR that was opened.
+    RecordPr { pr_number: u64 },
+    /// Launching the task.
+    Launch,
+    /// Recording the task that was launched (the task is stopped).
+    RecordTask,
+}
+
+/// What a failed provisioning step comes to: the session's recorded error, and the one comment
+/// saying so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartFailure {
+    pub reason: String,
+    pub post: Option<Post>,
+}
+
+/// The failure of `step` for `session` (as recorded before the step), with the dependency's
+/// `error` already masked.
+pub fn start_failed(
+    session: &Session,
+    step: Provisioning,
+    error: &str,
+    rules: &Rules,
+) -> StartFailure {
+    let (reason, number) = match step {
+        Provisioning::BranchAndPr => (
+            format!("cannot create the branch and PR: {error}"),
+            session.pr_number.or(session.issue_number),
+        ),
+        Provisioning::RecordPr { pr_number } => {
+            (format!("cannot record the PR: {error}"), Some(pr_number))
+        }
+        Provisioning::Launch => (
+            format!("the container could not be launched: {error}"),
+            session.pr_number.or(session.issue_number),
+        ),
+        Provisioning::RecordTask => (
+            format!("cannot record the task: {error}"),
+            session.pr_number,
+        ),
+    };
+    let (what, retry) = match session.session_type {
+        SessionType::Agent => (
+            "Agent failed to start",
+            format!(
+                "remove and re-add the `{}` label, or mention {}",
+                rules.agent_label, rules.mention
+            ),
+        ),
+        SessionType::Preview => (
+            "UAT Failed to Start",
+            format!("remove and re-add the `{}` label", rules.preview_label),
+        ),
+    };
+    let post = number.map(|n| Post {
+        installation: session.installation_id,
+        repo: session.repo_full_name.clone(),
+        number: n,
+        body: texts::start_failed(what, &session.session_id, &reason, &retry),
+    });
+    StartFailure { reason, post }
+}
+
+/// Whether a stopping session's agent records its own end, from how `POST /stop` went. An
+/// agent that reported an address pushes its work and records its end even if it could not be
+/// reached just now (SIGTERM from the task stop reaches it, and the sweeper ends it if it dies).
+/// One that never reported an address has nothing to push; one whose address is refused is not
+/// asked: both are ended by the webhook.
+pub fn stop_delegated(result: &Result<(), ControlError>) -> bool {
+    !matches!(
+        result,
+        Err(ControlError::NoAddress | ControlError::Refused(_))
+    )
+}
+
+/// What a forwarded comment came to, and what the commenter is told.
+pub fn after_forward(
+    f: &Forward,
+    result: &Result<(), ControlError>,
+    rules: &Rules,
+) -> (Option<Post>, Outcome) {
+    let id = f.session.session_id.clone();
+    let post = |body| {
+        Some(Post {
+            installation: f.installation,
+            repo: f.repo.clone(),
+            number: f.pr_number,
+            body,
+        })
+    };
+    match result {
+        Ok(()) => (None, Outcome::Forwarded(id)),
+        // Retrying will not help, and the PR is not told what the record says.
+        Err(ControlError::Refused(_)) => (
+            post(texts::comment_undeliverable(
+                &id,
+                &rules.stop_command,
+                &rules.mention,
+            )),
+            Outcome::AgentUnreachable(id),
+        ),
+        Err(e) => (
+            post(texts::comment_not_delivered(&id, &e.to_string())),
+            Outcome::ForwardFailed(format!("agent unreachable: {e}")),
+        ),
+    }
+}
+
+/// What telling a preview its new head came to.
+pub fn after_refresh(session: &Session, result: &Result<(), ControlError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Refreshing(session.session_id.clone()),
+        Err(e) => Outcome::RefreshFailed {
+            id: session.session_id.clone(),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// Whether a repository's refusal to make labels is final (said in the answer, not retried):
+/// removed from the installation meanwhile, labels not permitted, or a configured name GitHub
+/// refuses.
+pub fn label_refusal(e: &GitHubError) -> bool {
+    matches!(e.status(), Some(403 | 404 | 422))
+}
+
+/// Whether the App's installation refused to act (bad input, answered 400) rather than failed.
+pub fn installation_refused(e: &GitHubError) -> bool {
+    matches!(e.status(), Some(401 | 403 | 404))
+}
+
+#[cfg(test)]
+mod tests;

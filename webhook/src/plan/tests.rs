@@ -1,0 +1,1078 @@
+//! The intake plan without I/O: every intent against the snapshots the scenario tests meet,
+//! and each step's failure.
+
+use cca_domain::address::Refusal;
+use cca_domain::event::Actor;
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+const INSTALLATION: u64 = 42;
+
+fn repo() -> RepoName {
+    RepoName::parse("octo/app").unwrap()
+}
+
+fn rules() -> Rules {
+    Rules::default()
+}
+
+fn urls() -> PreviewUrls {
+    PreviewUrls::new("uat.example.com")
+}
+
+fn mapping() -> BTreeMap<String, RepoName> {
+    BTreeMap::from([("PROJ".to_owned(), repo())])
+}
+
+/// Runs `f` with a context (JIRA configured or not).
+fn with_ctx<T>(jira: bool, f: impl FnOnce(&Context<'_>) -> T) -> T {
+    let (rules, urls, mapping) = (rules(), urls(), mapping());
+    let ctx = Context {
+        rules: &rules,
+        urls: &urls,
+        jira: jira.then_some(JiraContext {
+            mapping: &mapping,
+            base_url: "https://example.atlassian.net",
+        }),
+        default_installation: Some(INSTALLATION),
+    };
+    f(&ctx)
+}
+
+fn plan_of(intent: Intent, snap: &Snapshot) -> Plan {
+    with_ctx(true, |ctx| plan(intent, snap, ctx))
+}
+
+fn actor(login: &str) -> Actor {
+    Actor {
+        login: Login::parse(login).unwrap(),
+        is_bot: false,
+    }
+}
+
+fn fresh_id() -> SessionId {
+    SessionId::parse("a1b2c3d4e5f6").unwrap()
+}
+
+fn snap() -> Snapshot {
+    Snapshot {
+        now: NOW,
+        permission: Some(Permission::Write),
+        fresh_id: Some(fresh_id()),
+        ..Snapshot::default()
+    }
+}
+
+fn session(id: &str, kind: SessionType, status: Status) -> Session {
+    let branch = match kind {
+        SessionType::Agent => naming::issue_branch(7),
+        SessionType::Preview => BranchName::parse("feature/x").unwrap(),
+    };
+    let mut s = Session::new(
+        SessionId::parse(id).unwrap(),
+        kind,
+        Source::Github,
+        repo(),
+        branch,
+        ImageChannel::Latest,
+        NOW - 100,
+    );
+    s.status = status;
+    s.issue_number = Some(7);
+    s.pr_number = Some(8);
+    s.installation_id = Some(INSTALLATION);
+    s.uat_url = Some(format!("https://{id}.uat.example.com"));
+    s
+}
+
+fn agent(status: Status) -> Session {
+    session("agent1", SessionType::Agent, status)
+}
+
+fn preview(status: Status) -> Session {
+    session("tt-feature-x", SessionType::Preview, status)
+}
+
+fn issue() -> Issue {
+    Issue {
+        number: 7,
+        title: "Add a login page".into(),
+        body: "Email and password".into(),
+        is_pull_request: false,
+        not_planned: false,
+    }
+}
+
+fn start_agent(channel: ImageChannel) -> Intent {
+    Intent::StartAgent {
+        repo: repo(),
+        issue: issue(),
+        channel,
+        actor: actor("alice"),
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+fn pull(head_repo: Option<&str>, head_ref: &str) -> PullRequest {
+    PullRequest {
+        number: 8,
+        title: "T".into(),
+        body: "B".into(),
+        head_ref: head_ref.into(),
+        head_sha: "abc".into(),
+        head_repo: head_repo.map(str::to_owned),
+        merged: false,
+    }
+}
+
+fn start_preview(pr: PullRequest) -> Intent {
+    Intent::StartPreview {
+        repo: repo(),
+        pr,
+        channel: ImageChannel::Latest,
+        actor: actor("alice"),
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+fn start_jira(project: &str) -> Intent {
+    Intent::StartJira {
+        key: JiraKey::parse("PROJ-3").unwrap(),
+        project_key: project.into(),
+        summary: "Sum".into(),
+        description: json!("Describe it"),
+        channel: ImageChannel::Latest,
+    }
+}
+
+fn prompt_intent() -> Intent {
+    Intent::Prompt {
+        repo: repo(),
+        pr_number: 8,
+        comment: Comment {
+            id: 99,
+            body: "@claude add tests".into(),
+            author: actor("alice"),
+        },
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+fn stop_command() -> Intent {
+    Intent::StopCommand {
+        repo: repo(),
+        pr_number: 8,
+        actor: actor("alice"),
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+fn stop_pr(only: Option<SessionType>, reason: StopReason) -> Intent {
+    Intent::StopPr {
+        repo: repo(),
+        pr_number: 8,
+        only,
+        reason,
+    }
+}
+
+fn start(plan: Plan) -> Start {
+    match plan {
+        Plan::Start(s) => *s,
+        other => panic!("not a start: {other:?}"),
+    }
+}
+
+fn answer_of(plan: Plan) -> (Vec<Post>, Outcome) {
+    match plan {
+        Plan::Answer { posts, outcome } => (posts, outcome),
+        other => panic!("not an answer: {other:?}"),
+    }
+}
+
+fn stop_of(plan: Plan) -> Stop {
+    match plan {
+        Plan::Stop(s) => s,
+        other => panic!("not a stop: {other:?}"),
+    }
+}
+
+fn done(message: &str) -> (Vec<Post>, Outcome) {
+    (Vec::new(), Outcome::Done(message.into()))
+}
+
+// What is read.
+
+#[test]
+fn writers_are_checked_for_every_intent_a_person_asks_for_and_only_those() {
+    with_ctx(true, |ctx| {
+        for intent in [
+            start_agent(ImageChannel::Latest),
+            start_preview(pull(Some("octo/app"), "feature/x")),
+            prompt_intent(),
+            stop_command(),
+        ] {
+            let q = needs(&intent, ctx).permission.expect("asked");
+            assert_eq!(
+                (q.repo, q.user.as_str(), q.installation),
+                (repo(), "alice", Some(INSTALLATION))
+            );
+        }
+        for intent in [
+            stop_pr(None, StopReason::PrClosed { merged: true }),
+            Intent::StopIssue {
+                repo: repo(),
+                issue_number: 7,
+                reason: StopReason::IssueClosed { completed: true },
+            },
+            Intent::RefreshPreview {
+                repo: repo(),
+                pr_number: 8,
+                head_sha: "abc".into(),
+            },
+            start_jira("PROJ"),
+            Intent::EnsureLabels {
+                repos: vec![repo()],
+                installation_id: INSTALLATION,
+            },
+            Intent::Ignore("pong".into()),
+        ] {
+            assert_eq!(needs(&intent, ctx).permission, None, "{intent:?}");
+        }
+    });
+}
+
+#[test]
+fn starts_read_their_key_and_wait_out_a_stop_and_stops_do_not_wait() {
+    with_ctx(true, |ctx| {
+        let n = needs(&start_agent(ImageChannel::Latest), ctx);
+        assert_eq!(n.active, Some(ActiveKey::issue(&repo(), 7)));
+        assert!(n.wait_for_stop);
+        let n = needs(&start_preview(pull(Some("octo/app"), "feature/x")), ctx);
+        assert_eq!(n.active, Some(ActiveKey::preview(&repo(), 8)));
+        assert_eq!(n.id_holder, Some(SessionId::parse("tt-feature-x").unwrap()));
+        assert!(n.wait_for_stop);
+        let n = needs(&start_jira("proj"), ctx);
+        assert_eq!(
+            n.active,
+            Some(ActiveKey::jira(&JiraKey::parse("PROJ-3").unwrap()))
+        );
+        let n = needs(
+            &Intent::StopIssue {
+                repo: repo(),
+                issue_number: 7,
+                reason: StopReason::LabelRemoved("claude-dev".into()),
+            },
+            ctx,
+        );
+        assert_eq!(n.active, Some(ActiveKey::issue(&repo(), 7)));
+        assert!(!n.wait_for_stop);
+        for intent in [
+            prompt_intent(),
+            stop_command(),
+            stop_pr(None, StopReason::PrClosed { merged: false }),
+        ] {
+            let n = needs(&intent, ctx);
+            assert_eq!(n.on_pr, Some((repo(), 8)));
+            assert_eq!((n.active, n.wait_for_stop), (None, false));
+        }
+    });
+}
+
+#[test]
+fn what_can_be_answered_without_the_store_reads_nothing_from_it() {
+    with_ctx(true, |ctx| {
+        for intent in [
+            start_preview(pull(None, "feature/x")),
+            start_preview(pull(Some("octo/app"), "bad..ref")),
+            start_jira("NOPE"),
+        ] {
+            let n = needs(&intent, ctx);
+            assert_eq!(
+                (n.active, n.on_pr, n.id_holder),
+                (None, None, None),
+                "{intent:?}"
+            );
+        }
+    });
+    with_ctx(false, |ctx| {
+        assert_eq!(needs(&start_jira("PROJ"), ctx), Needs::default());
+    });
+}
+
+// Who may.
+
+#[test]
+fn a_reader_is_refused_naming_who_and_where() {
+    for p in [Permission::Read, Permission::Triage, Permission::None] {
+        let snap = Snapshot {
+            permission: Some(p),
+            ..snap()
+        };
+        for intent in [
+            start_agent(ImageChannel::Latest),
+            prompt_intent(),
+            stop_command(),
+        ] {
+            assert_eq!(
+                answer_of(plan_of(intent, &snap)),
+                (
+                    Vec::new(),
+                    Outcome::Refused("alice lacks write permission on octo/app".into())
+                )
+            );
+        }
+    }
+    for p in [Permission::Write, Permission::Maintain, Permission::Admin] {
+        let snap = Snapshot {
+            permission: Some(p),
+            ..snap()
+        };
+        assert!(matches!(
+            plan_of(start_agent(ImageChannel::Latest), &snap),
+            Plan::Start(_)
+        ));
+    }
+}
+
+// Starting an issue's agent.
+
+#[test]
+fn a_first_label_creates_the_session_its_branch_and_draft_pr() {
+    let s = start(plan_of(start_agent(ImageChannel::Latest), &snap()));
+    let Claim::Create(new) = &s.claim else {
+        panic!("{:?}", s.claim)
+    };
+    assert_eq!(new.session_id, fresh_id());
+    assert_eq!(
+        (new.session_type, new.source, new.status),
+        (SessionType::Agent, Source::Github, Status::Provisioning)
+    );
+    assert_eq!(new.branch_name.as_str(), "claude/7");
+    assert_eq!((new.issue_number, new.pr_number), (Some(7), None));
+    assert_eq!(new.installation_id, Some(INSTALLATION));
+    assert_eq!(new.created_at, NOW);
+    let url = "https://a1b2c3d4e5f6.uat.example.com";
+    assert_eq!(new.uat_url.as_deref(), Some(url));
+    assert!(
+        new.initial_prompt
+            .as_deref()
+            .unwrap()
+            .contains("Email and password")
+    );
+    let pr = s.pr.expect("a PR");
+    assert_eq!(pr.title, "[Claude] Add a login page");
+    assert!(pr.body.contains("Closes #7") && pr.body.contains(url));
+    assert_eq!(
+        pr.commit_message,
+        "chore: start Claude agent session for issue #7"
+    );
+    assert_eq!(
+        (s.trigger, s.message, s.jira, s.if_taken),
+        (Trigger::Label, "Session started", None, None)
+    );
+}
+
+#[test]
+fn a_label_on_an_ended_session_relaunches_it_with_the_issue_as_prompt() {
+    for ended in [Status::Stopped, Status::Completed, Status::Failed] {
+        let snap = Snapshot {
+            active: Some(agent(ended)),
+            ..snap()
+        };
+        let s = start(plan_of(start_agent(ImageChannel::Latest), &snap));
+        let Claim::Relaunch { last, patch } = &s.claim else {
+            panic!("{:?}", s.claim)
+        };
+        assert_eq!(last.session_id.as_str(), "agent1");
+        assert!(
+            patch
+                .initial_prompt
+                .as_deref()
+                .unwrap()
+                .starts_with("GitHub Issue #7")
+        );
+        // The PR body points at the session's own preview.
+        assert!(
+            s.pr.unwrap()
+                .body
+                .contains("https://agent1.uat.example.com")
+        );
+    }
+}
+
+#[test]
+fn a_label_on_an_active_session_says_it_exists_and_does_nothing() {
+    for active in [Status::Provisioning, Status::Running, Status::Idle] {
+        let snap = Snapshot {
+            active: Some(agent(active)),
+            ..snap()
+        };
+        assert_eq!(
+            answer_of(plan_of(start_agent(ImageChannel::Latest), &snap)),
+            (
+                Vec::new(),
+                Outcome::Exists {
+                    id: SessionId::parse("agent1").unwrap(),
+                    status: Some(active)
+                }
+            )
+        );
+    }
+}
+
+#[test]
+fn a_session_still_stopping_after_the_wait_is_not_started_and_the_pr_is_told_how_to_retry() {
+    for (channel, label) in [
+        (ImageChannel::Latest, "claude-dev"),
+        (ImageChannel::Staging, "claude-dev-staging"),
+    ] {
+        let mut stopping = agent(Status::Stopping);
+        stopping.image_channel = channel;
+        let snap = Snapshot {
+            active: Some(stopping),
+            ..snap()
+        };
+        let (posts, outcome) = answer_of(plan_of(start_agent(channel), &snap));
+        assert_eq!(
+            outcome,
+            Outcome::StillStopping {
+                id: SessionId::parse("agent1").unwrap(),
+                status: Status::Stopping
+            }
+        );
+        assert_eq!(posts.len(), 1);
+        assert_eq!(
+            (posts[0].number, posts[0].installation),
+            (8, Some(INSTALLATION))
+        );
+        assert!(
+            posts[0]
+                .body
+                .contains(&format!("remove and re-add the `{label}` label")),
+            "{}",
+            posts[0].body
+        );
+    }
+}
+
+// Previews.
+
+#[test]
+fn a_preview_of_a_deleted_fork_is_refused_on_the_pr() {
+    let (posts, outcome) = answer_of(plan_of(start_preview(pull(None, "feature/x")), &snap()));
+    assert_eq!(
+        outcome,
+        Outcome::Done("the PR's head repository is gone: not previewed".into())
+    );
+    assert_eq!(posts.len(), 1);
+    assert!(posts[0].body.contains("UAT not started"));
+}
+
+#[test]
+fn a_branch_that_cannot_be_named_is_not_previewed() {
+    assert_eq!(
+        answer_of(plan_of(
+            start_preview(pull(Some("octo/app"), "bad..ref")),
+            &snap()
+        )),
+        done("branch \"bad..ref\" cannot be previewed")
+    );
+}
+
+#[test]
+fn a_preview_gets_the_readable_id_unless_another_pr_holds_it() {
+    let id_of = |snap: &Snapshot| {
+        let s = start(plan_of(
+            start_preview(pull(Some("fork/app"), "feature/x")),
+            snap,
+        ));
+        let Claim::Create(new) = &s.claim else {
+            panic!("{:?}", s.claim)
+        };
+        assert_eq!(
+            (new.session_type, new.pr_number, new.issue_number),
+            (SessionType::Preview, Some(8), Some(8))
+        );
+        assert_eq!(
+            new.uat_url,
+            Some(format!("https://{}.uat.example.com", new.session_id))
+        );
+        assert!(s.pr.is_none() && s.if_taken.is_some());
+        assert_eq!(s.message, "Preview started");
+        new.session_id.to_string()
+    };
+    assert_eq!(id_of(&snap()), "tt-feature-x");
+    // This PR's own ended preview keeps the readable id.
+    let own = Snapshot {
+        id_holder: Some(preview(Status::Stopped)),
+        ..snap()
+    };
+    assert_eq!(id_of(&own), "tt-feature-x");
+    // Another PR's branch folds to the same id: the hashed one is used.
+    let mut other = preview(Status::Running);
+    other.pr_number = Some(9);
+    let taken = Snapshot {
+        id_holder: Some(other),
+        ..snap()
+    };
+    let hashed = id_of(&taken);
+    assert_eq!(hashed, naming::preview_session_id_hashed("feature/x"));
+    assert_ne!(hashed, "tt-feature-x");
+}
+
+#[test]
+fn a_running_preview_is_said_to_run_with_its_url() {
+    let snap = Snapshot {
+        active: Some(preview(Status::Running)),
+        ..snap()
+    };
+    let (posts, outcome) = answer_of(plan_of(
+        start_preview(pull(Some("octo/app"), "feature/x")),
+        &snap,
+    ));
+    assert!(matches!(
+        outcome,
+        Outcome::Exists {
+            status: Some(Status::Running),
+            ..
+        }
+    ));
+    assert_eq!(posts.len(), 1);
+    assert!(posts[0].body.contains("UAT Already Running"));
+    assert!(
+        posts[0]
+            .body
+            .contains("https://tt-feature-x.uat.example.com")
+    );
+}
+
+#[test]
+fn a_stopping_preview_is_told_once_with_the_preview_label() {
+    let snap = Snapshot {
+        active: Some(preview(Status::Stopping)),
+        ..snap()
+    };
+    let (posts, outcome) = answer_of(plan_of(
+        start_preview(pull(Some("octo/app"), "feature/x")),
+        &snap,
+    ));
+    assert!(matches!(outcome, Outcome::StillStopping { .. }));
+    assert_eq!(posts.len(), 1, "not also 'already running'");
+    assert!(posts[0].body.contains("re-add the `uat` label"));
+}
+
+// JIRA.
+
+#[test]
+fn jira_without_settings_or_mapping_is_answered_without_a_session() {
+    let plan = with_ctx(false, |ctx| plan(start_jira("PROJ"), &snap(), ctx));
+    assert_eq!(answer_of(plan), done("JIRA is not configured"));
+    assert_eq!(
+        answer_of(plan_of(start_jira("OTHER"), &snap())),
+        done("No repo mapping for project OTHER")
+    );
+}
+
+#[test]
+fn a_mapped_jira_issue_starts_a_session_through_the_default_installation() {
+    let s = start(plan_of(start_jira("proj"), &snap()));
+    let Claim::Create(new) = &s.claim else {
+        panic!("{:?}", s.claim)
+    };
+    assert_eq!(new.source, Source::Jira);
+    assert_eq!(
+        new.jira_issue_key.as_ref().map(JiraKey::as_str),
+        Some("PROJ-3")
+    );
+    assert_eq!(new.installation_id, Some(INSTALLATION));
+    assert_eq!(new.repo_full_name, repo());
+    assert!(
+        new.initial_prompt
+            .as_deref()
+            .unwrap()
+            .contains("Describe it")
+    );
+    let pr = s.pr.unwrap();
+    assert_eq!(pr.title, "[Claude] PROJ-3: Sum");
+    assert!(
+        pr.body
+            .contains("https://example.atlassian.net/browse/PROJ-3")
+    );
+    assert_eq!(
+        pr.commit_message,
+        "chore: start Claude agent session for PROJ-3"
+    );
+    assert_eq!(s.jira.as_ref().map(JiraKey::as_str), Some("PROJ-3"));
+}
+
+#[test]
+fn a_stopping_jira_session_is_told_to_be_labelled_in_jira() {
+    let mut stopping = agent(Status::Stopping);
+    stopping.source = Source::Jira;
+    let snap = Snapshot {
+        active: Some(stopping),
+        ..snap()
+    };
+    let (posts, _) = answer_of(plan_of(start_jira("PROJ"), &snap));
+    assert!(posts[0].body.contains("label the JIRA issue again"));
+}
+
+// Stopping.
+
+#[test]
+fn closing_an_issue_stops_its_session_and_comments_on_its_pr() {
+    let intent = |reason| Intent::StopIssue {
+        repo: repo(),
+        issue_number: 7,
+        reason,
+    };
+    let reason = StopReason::IssueClosed { completed: true };
+    assert_eq!(
+        answer_of(plan_of(intent(reason.clone()), &snap())),
+        done("no session for this issue")
+    );
+    let running = Snapshot {
+        active: Some(agent(Status::Running)),
+        ..snap()
+    };
+    let stop = stop_of(plan_of(intent(reason.clone()), &running));
+    assert_eq!(stop.targets.len(), 1);
+    assert_eq!((stop.reason, stop.then), (reason.clone(), None));
+    assert_eq!(
+        stop.targets[0].post, None,
+        "an agent's own report says it stopped"
+    );
+    // Stopping already: someone else is on it.
+    let stopping = Snapshot {
+        active: Some(agent(Status::Stopping)),
+        ..snap()
+    };
+    assert_eq!(
+        answer_of(plan_of(intent(reason), &stopping)),
+        done("no active session to stop")
+    );
+}
+
+#[test]
+fn closing_a_pr_stops_every_live_session_quietly_and_a_removed_label_only_the_preview_with_a_comment()
+ {
+    let on_pr = Snapshot {
+        on_pr: vec![
+            agent(Status::Running),
+            preview(Status::Idle),
+            session("old", SessionType::Agent, Status::Stopped),
+        ],
+        ..snap()
+    };
+    let closed = stop_of(plan_of(
+        stop_pr(None, StopReason::PrClosed { merged: true }),
+        &on_pr,
+    ));
+    let ids: Vec<&str> = closed
+        .targets
+        .iter()
+        .map(|t| t.session.session_id.as_str())
+        .collect();
+    assert_eq!(ids, ["agent1", "tt-feature-x"]);
+    assert!(
+        closed.targets.iter().all(|t| t.post.is_none()),
+        "a closed PR is not commented on"
+    );
+
+    let unlabelled = stop_of(plan_of(
+        stop_pr(
+            Some(SessionType::Preview),
+            StopReason::LabelRemoved("uat".into()),
+        ),
+        &on_pr,
+    ));
+    assert_eq!(unlabelled.targets.len(), 1);
+    let post = unlabelled.targets[0].post.as_ref().expect("said on the PR");
+    assert_eq!(post.number, 8);
+    assert!(
+        post.body.contains("UAT Environment Stopped")
+            && post.body.contains("`uat` label was removed")
+    );
+    assert_eq!(
+        answer_of(plan_of(
+            stop_pr(None, StopReason::PrClosed { merged: false }),
+            &snap()
+        )),
+        done("no active session to stop")
+    );
+}
+
+#[test]
+fn the_stop_command_stops_the_agent_only_and_acknowledges_once() {
+    let on_pr = Snapshot {
+        on_pr: vec![preview(Status::Running), agent(Status::Running)],
+        ..snap()
+    };
+    let stop = stop_of(plan_of(stop_command(), &on_pr));
+    assert_eq!(stop.targets.len(), 1);
+    assert_eq!(stop.targets[0].session.session_type, SessionType::Agent);
+    assert_eq!(
+        stop.reason,
+        StopReason::Command {
+            by: Login::parse("alice").unwrap()
+        }
+    );
+    let then = stop.then.expect("acknowledged");
+    assert_eq!((then.number, then.installation), (8, Some(INSTALLATION)));
+    assert!(then.body.contains("@alice's request"));
+}
+
+// New commits and comments.
+
+#[test]
+fn new_commits_refresh_a_running_preview_only() {
+    let intent = || Intent::RefreshPreview {
+        repo: repo(),
+        pr_number: 8,
+        head_sha: "def".into(),
+    };
+    for status in [Status::Running, Status::Idle] {
+        let snap = Snapshot {
+            on_pr: vec![agent(Status::Running), preview(status)],
+            ..snap()
+        };
+        match plan_of(intent(), &snap) {
+            Plan::Refresh { session, head_sha } => {
+                assert_eq!(
+                    (session.session_id.as_str(), head_sha.as_str()),
+                    ("tt-feature-x", "def")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let starting = Snapshot {
+        on_pr: vec![preview(Status::Provisioning)],
+        ..snap()
+    };
+    assert_eq!(
+        answer_of(plan_of(intent(), &starting)),
+        done("no running preview for this PR")
+    );
+}
+
+#[test]
+fn a_comment_goes_to_a_ready_agent_waits_for_a_starting_one_and_relaunches_an_ended_one() {
+    assert_eq!(
+        answer_of(plan_of(prompt_intent(), &snap())),
+        done("no agent session on this PR")
+    );
+
+    let mut ready = agent(Status::Running);
+    ready.container_ip = Some("10.0.0.5".into());
+    ready.control_port = Some(8080);
+    let snap_with = |s: Session| Snapshot {
+        on_pr: vec![s],
+        ..snap()
+    };
+    match plan_of(prompt_intent(), &snap_with(ready)) {
+        Plan::Forward(f) => {
+            assert_eq!(
+                f.body,
+                json!({ "prompt": "@claude add tests", "author": "alice", "comment_id": 99 })
+            );
+            assert_eq!((f.pr_number, f.installation), (8, Some(INSTALLATION)));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (posts, outcome) = answer_of(plan_of(
+        prompt_intent(),
+        &snap_with(agent(Status::Provisioning)),
+    ));
+    assert_eq!(
+        outcome,
+        Outcome::NotReady(SessionId::parse("agent1").unwrap())
+    );
+    assert!(
+        posts[0]
+            .body
+            .contains("is provisioning and cannot take comments yet")
+    );
+
+    let s = start(plan_of(prompt_intent(), &snap_with(agent(Status::Stopped))));
+    assert_eq!(
+        (s.trigger, s.message, s.pr),
+        (Trigger::Comment, "Session relaunched", None)
+    );
+    let Claim::Relaunch { patch, .. } = &s.claim else {
+        panic!("{:?}", s.claim)
+    };
+    assert_eq!(
+        patch.initial_prompt.as_deref(),
+        Some("Follow-up from @alice on the PR:\n\n@claude add tests")
+    );
+}
+
+// Installations.
+
+#[test]
+fn labels_are_made_in_five_repositories_a_delivery_and_the_rest_named() {
+    let repos: Vec<RepoName> = (0..7)
+        .map(|i| RepoName::parse(&format!("octo/r{i}")).unwrap())
+        .collect();
+    match plan_of(
+        Intent::EnsureLabels {
+            repos: repos.clone(),
+            installation_id: INSTALLATION,
+        },
+        &snap(),
+    ) {
+        Plan::Labels {
+            installation,
+            now,
+            later,
+        } => {
+            assert_eq!(installation, INSTALLATION);
+            assert_eq!(
+                (now.as_slice(), later.as_slice()),
+                (&repos[..5], &repos[5..])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        answer_of(plan_of(Intent::Ignore("pong".into()), &snap())),
+        done("pong")
+    );
+}
+
+// What each failure comes to.
+
+fn id(s: &str) -> SessionId {
+    SessionId::parse(s).unwrap()
+}
+
+#[test]
+fn a_lost_claim_is_an_existing_session_and_a_comment_relaunch_keeps_what_it_read() {
+    let by_label = start(plan_of(start_agent(ImageChannel::Latest), &snap()));
+    for conflict in [
+        Conflict::ActiveExists(id("other")),
+        Conflict::IdTaken(id("other")),
+        Conflict::Moved(id("other")),
+    ] {
+        assert_eq!(
+            claim_lost(&by_label, conflict),
+            Some(Outcome::Exists {
+                id: id("other"),
+                status: None
+            })
+        );
+    }
+    let ended = Snapshot {
+        on_pr: vec![agent(Status::Stopped)],
+        ..snap()
+    };
+    let by_comment = start(plan_of(prompt_intent(), &ended));
+    assert_eq!(
+        claim_lost(&by_comment, Conflict::ActiveExists(id("other"))),
+        Some(Outcome::Exists {
+            id: id("other"),
+            status: None
+        })
+    );
+    assert_eq!(
+        claim_lost(&by_comment, Conflict::Moved(id("agent1"))),
+        Some(Outcome::Exists {
+            id: id("agent1"),
+            status: Some(Status::Stopped)
+        })
+    );
+    assert_eq!(
+        claim_lost(&by_comment, Conflict::IdTaken(id("agent1"))),
+        None,
+        "a relaunch cannot lose its id: a failure"
+    );
+}
+
+#[test]
+fn each_provisioning_step_fails_the_session_with_its_reason_and_one_comment_where_it_belongs() {
+    let rules = rules();
+    let mut fresh = agent(Status::Provisioning);
+    fresh.pr_number = None;
+    let f = start_failed(&fresh, Provisioning::BranchAndPr, "422 protected", &rules);
+    assert_eq!(f.reason, "cannot create the branch and PR: 422 protected");
+    assert_eq!(
+        f.post.as_ref().map(|p| p.number),
+        Some(7),
+        "on the issue: there is no PR"
+    );
+    let f = start_failed(
+        &fresh,
+        Provisioning::RecordPr { pr_number: 12 },
+        "throttled",
+        &rules,
+    );
+    assert_eq!(f.reason, "cannot record the PR: throttled");
+    assert_eq!(f.post.as_ref().map(|p| p.number), Some(12));
+    let with_pr = agent(Status::Provisioning);
+    let f = start_failed(&with_pr, Provisioning::Launch, "no task definition", &rules);
+    assert_eq!(
+        f.reason,
+        "the container could not be launched: no task definition"
+    );
+    let post = f.post.expect("said");
+    assert_eq!(post.number, 8);
+    assert!(
+        post.body.contains("Agent failed to start") && post.body.contains("no task definition")
+    );
+    assert!(
+        post.body
+            .contains("re-add the `claude-dev` label, or mention @claude")
+    );
+    let f = start_failed(&fresh, Provisioning::RecordTask, "throttled", &rules);
+    assert_eq!(
+        (f.reason.as_str(), f.post),
+        ("cannot record the task: throttled", None)
+    );
+
+    let f = start_failed(
+        &preview(Status::Provisioning),
+        Provisioning::Launch,
+        "capacity",
+        &rules,
+    );
+    let body = f.post.unwrap().body;
+    assert!(body.contains("UAT Failed to Start") && body.contains("re-add the `uat` label"));
+}
+
+#[test]
+fn a_stop_is_left_to_the_agent_unless_it_has_no_address_or_a_refused_one() {
+    assert!(stop_delegated(&Ok(())));
+    assert!(stop_delegated(&Err(ControlError::Unreachable(
+        "timed out".into()
+    ))));
+    assert!(stop_delegated(&Err(ControlError::Status {
+        status: 500,
+        body: String::new()
+    })));
+    assert!(!stop_delegated(&Err(ControlError::NoAddress)));
+    assert!(!stop_delegated(&Err(ControlError::Refused(
+        Refusal::NotAnIp("x".into())
+    ))));
+}
+
+#[test]
+fn an_undelivered_comment_is_answered_on_the_pr_and_only_a_passing_failure_asks_for_a_retry() {
+    let mut ready = agent(Status::Running);
+    ready.container_ip = Some("10.0.0.5".into());
+    ready.control_port = Some(8080);
+    let Plan::Forward(f) = plan_of(
+        prompt_intent(),
+        &Snapshot {
+            on_pr: vec![ready],
+            ..snap()
+        },
+    ) else {
+        panic!("not forwarded")
+    };
+    let rules = rules();
+    assert_eq!(
+        after_forward(&f, &Ok(()), &rules),
+        (None, Outcome::Forwarded(id("agent1")))
+    );
+    let (post, outcome) = after_forward(
+        &f,
+        &Err(ControlError::Refused(Refusal::NotAnIp("x".into()))),
+        &rules,
+    );
+    assert_eq!(outcome, Outcome::AgentUnreachable(id("agent1")));
+    assert!(
+        post.unwrap()
+            .body
+            .contains("`/claude stop` ends the session")
+    );
+    let (post, outcome) = after_forward(
+        &f,
+        &Err(ControlError::Unreachable("timed out".into())),
+        &rules,
+    );
+    assert_eq!(
+        outcome,
+        Outcome::ForwardFailed(
+            "agent unreachable: the agent could not be reached: timed out".into()
+        )
+    );
+    assert!(
+        outcome.is_failure(),
+        "the delivery is forgotten for a redelivery"
+    );
+    assert!(post.unwrap().body.contains("Please try again in a minute"));
+}
+
+#[test]
+fn a_preview_that_cannot_be_told_of_new_commits_is_a_failure() {
+    let p = preview(Status::Running);
+    assert_eq!(
+        after_refresh(&p, &Ok(())),
+        Outcome::Refreshing(id("tt-feature-x"))
+    );
+    let failed = after_refresh(&p, &Err(ControlError::NoAddress));
+    assert_eq!(
+        failed,
+        Outcome::RefreshFailed {
+            id: id("tt-feature-x"),
+            error: "the agent has not reported its address yet".into()
+        }
+    );
+    assert!(failed.is_failure());
+}
+
+#[test]
+fn github_refusals_are_told_apart_from_outages() {
+    let api = |status| GitHubError::Api {
+        route: "POST /repos/octo/app/labels".into(),
+        status,
+        message: "no".into(),
+    };
+    for final_status in [403, 404, 422] {
+        assert!(label_refusal(&api(final_status)), "{final_status}");
+    }
+    for passing in [429, 500, 502] {
+        assert!(!label_refusal(&api(passing)), "{passing}");
+    }
+    for not_installed in [401, 403, 404] {
+        assert!(installation_refused(&api(not_installed)));
+    }
+    assert!(!installation_refused(&api(503)));
+}
+
+#[test]
+fn only_work_not_done_forgets_the_delivery() {
+    let failed = [
+        Outcome::StartFailed("x".into()),
+        Outcome::ForwardFailed("x".into()),
+        Outcome::RefreshFailed {
+            id: id("a1"),
+            error: "x".into(),
+        },
+        Outcome::Failed {
+            error: "x".into(),
+            transient: false,
+        },
+    ];
+    assert!(failed.iter().all(Outcome::is_failure));
+    let handled = [
+        Outcome::Done("x".into()),
+        Outcome::Refused("x".into()),
+        Outcome::NotInstalled {
+            installation: Some(1),
+            error: "x".into(),
+        },
+        Outcome::Exists {
+            id: id("a1"),
+            status: None,
+        },
+        Outcome::AgentUnreachable(id("a1")),
+        Outcome::NotReady(id("a1")),
+        Outcome::Stopping(Vec::new()),
+    ];
+    assert!(!handled.iter().any(Outcome::is_failure));
+}

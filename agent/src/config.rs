@@ -15,31 +15,10 @@ pub struct AgentArgs {
     /// The session this container serves (set by the launcher).
     #[arg(long, env = "SESSION_ID")]
     pub session_id: Option<String>,
-    /// `dynamodb:<table>` or `sqlite:<path>`.
-    #[arg(long, env = "SESSION_STORE")]
-    pub session_store: Option<String>,
-    /// DynamoDB table (the original's variable; `SESSION_STORE` wins).
-    #[arg(long, env = "SESSIONS_TABLE")]
-    pub sessions_table: Option<String>,
-
-    /// GitHub API base URL (Enterprise and tests).
-    #[arg(long, env = "GITHUB_API_URL")]
-    pub github_api_url: Option<String>,
-    /// Secrets Manager secret with the GitHub App's `{app_id, private_key, …}`.
-    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
-    pub github_app_secret_arn: Option<String>,
-    /// Local GitHub App id (with `GITHUB_APP_PRIVATE_KEY_FILE`).
-    #[arg(long, env = "GITHUB_APP_ID")]
-    pub github_app_id: Option<u64>,
-    /// Local GitHub App private key (PEM file).
-    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
-    pub github_app_private_key_file: Option<PathBuf>,
-    /// Installation to use when the session record names none.
-    #[arg(long, env = "GITHUB_INSTALLATION_ID")]
-    pub github_installation_id: Option<u64>,
-    /// Local personal token instead of an App.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-    pub github_token: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub github: GitHubArgs,
 
     /// The control plane's token broker (the webhook): with it the agent holds no GitHub App
     /// key and asks there for its repository's installation tokens.
@@ -50,22 +29,10 @@ pub struct AgentArgs {
     #[arg(long, env = "CCA_SESSION_TOKEN", hide_env_values = true)]
     pub session_token: Option<String>,
 
-    /// Secrets Manager secret holding the control key.
-    #[arg(long, env = "CONTROL_SECRET_ARN")]
-    pub control_secret_arn: Option<String>,
-    /// Local control key (`cca up` passes it).
-    #[arg(long, env = "CCA_CONTROL_SECRET", hide_env_values = true)]
-    pub control_secret: Option<String>,
-
-    /// Secrets Manager secret with the JIRA credentials (JIRA sessions).
-    #[arg(long, env = "JIRA_SECRET_ARN")]
-    pub jira_secret_arn: Option<String>,
-    #[arg(long, env = "JIRA_BASE_URL")]
-    pub jira_base_url: Option<String>,
-    #[arg(long, env = "JIRA_EMAIL")]
-    pub jira_email: Option<String>,
-    #[arg(long, env = "JIRA_API_TOKEN", hide_env_values = true)]
-    pub jira_api_token: Option<String>,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(flatten)]
+    pub jira: JiraArgs,
 
     /// Secrets Manager secret with an Anthropic API key (plain, or JSON with `api_key` or
     /// `oauth_token`), passed only to the coding CLI. Without it the CLI uses what its
@@ -167,33 +134,19 @@ pub struct AgentArgs {
     pub git_author_email: Option<String>,
 }
 
-pub use cca_domain::config::ConfigError;
-pub use cca_secrets::ControlSource;
+pub use cca_settings::{
+    ConfigError, ControlArgs, ControlSource, GitHubArgs, GitHubSource, JiraArgs, JiraSource,
+    StoreArgs,
+};
 
-/// Where the GitHub identity comes from.
+/// Whose GitHub identity the agent uses.
 #[derive(Debug, Clone)]
-pub enum GitHubSource {
-    SecretArn(String),
-    App {
-        app_id: u64,
-        private_key_file: PathBuf,
-    },
-    Token(SecretString),
-    /// The control plane's token broker (`CCA_TOKEN_URL`), with the session's token.
-    Broker {
-        url: String,
-    },
-}
-
-/// Where JIRA credentials come from.
-#[derive(Debug, Clone)]
-pub enum JiraSource {
-    SecretArn(String),
-    Local {
-        base_url: String,
-        email: String,
-        api_token: SecretString,
-    },
+pub enum GitHubIdentity {
+    /// The control plane's token broker (`CCA_TOKEN_URL`), with the session's token: the
+    /// deployed agent holds no App key.
+    Broker { url: String },
+    /// Credentials of its own (local use).
+    Direct(GitHubSource),
 }
 
 /// The coding CLI and how it is run.
@@ -250,7 +203,7 @@ pub struct Config {
     pub session_id: SessionId,
     pub store: StoreSpec,
     pub github_api_url: String,
-    pub github: GitHubSource,
+    pub github: GitHubIdentity,
     pub default_installation: Option<u64>,
     /// The control key, when the agent derives its session's token itself (local use).
     pub control: Option<ControlSource>,
@@ -298,25 +251,11 @@ impl Config {
             var: "SESSION_ID",
             reason: e.to_string(),
         })?;
-        let store = StoreSpec::from_vars(a.session_store.as_deref(), a.sessions_table.as_deref())
-            .map_err(|e| ConfigError::Invalid {
-                var: "SESSION_STORE",
-                reason: format!("{:?} is neither dynamodb:<table> nor sqlite:<path>", e.0),
-            })?
-            .ok_or(ConfigError::Missing {
-                var: "SESSION_STORE",
-                why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
-            })?;
+        let store = a.store.required()?;
 
         let session_token = nonempty(&a.session_token).map(SecretString::from);
-        let github = match (
-            nonempty(&a.github_app_secret_arn),
-            a.github_app_id,
-            &a.github_app_private_key_file,
-            nonempty(&a.github_token),
-        ) {
-            _ if nonempty(&a.token_url).is_some() => {
-                let url = nonempty(&a.token_url).unwrap_or_default();
+        let github = match nonempty(&a.token_url) {
+            Some(url) => {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(ConfigError::Invalid {
                         var: "CCA_TOKEN_URL",
@@ -329,62 +268,23 @@ impl Config {
                         why: "CCA_TOKEN_URL is set: the launcher gives each task its session's token",
                     });
                 }
-                GitHubSource::Broker { url }
+                GitHubIdentity::Broker { url }
             }
-            (Some(arn), ..) => GitHubSource::SecretArn(arn),
-            (None, Some(app_id), Some(file), _) => GitHubSource::App {
-                app_id,
-                private_key_file: file.clone(),
-            },
-            (None, Some(_), None, _) => {
-                return Err(ConfigError::Missing {
-                    var: "GITHUB_APP_PRIVATE_KEY_FILE",
-                    why: "GITHUB_APP_ID is set",
-                });
-            }
-            (None, None, _, Some(t)) => GitHubSource::Token(SecretString::from(t)),
-            _ => {
-                return Err(ConfigError::Missing {
-                    var: "CCA_TOKEN_URL",
-                    why: "the control plane's token broker (the webhook's URL); locally GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE or GITHUB_TOKEN instead",
-                });
-            }
+            None => GitHubIdentity::Direct(a.github.source()?.ok_or(ConfigError::Missing {
+                var: "CCA_TOKEN_URL",
+                why: "the control plane's token broker (the webhook's URL); locally GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE or GITHUB_TOKEN instead",
+            })?),
         };
-        let github_api_url =
-            nonempty(&a.github_api_url).unwrap_or_else(|| "https://api.github.com".into());
-        if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                var: "GITHUB_API_URL",
-                reason: format!("{github_api_url:?} is not an http(s) URL"),
-            });
-        }
+        let github_api_url = a.github.api.url()?;
 
         let control = match &session_token {
-            Some(_) if a.control_secret_arn.is_none() && a.control_secret.is_none() => None,
-            _ => Some(ControlSource::from_vars(
-                a.control_secret_arn.as_deref(),
-                a.control_secret.as_deref(),
+            Some(_) if !a.control.is_set() => None,
+            _ => Some(a.control.source(
                 "the control API's token is derived from it (or give CCA_SESSION_TOKEN; locally: CCA_CONTROL_SECRET)",
             )?),
         };
 
-        let jira = if let Some(arn) = nonempty(&a.jira_secret_arn) {
-            Some(JiraSource::SecretArn(arn))
-        } else if let Some(base_url) = nonempty(&a.jira_base_url) {
-            let need = |v: &Option<String>, var: &'static str| {
-                nonempty(v).ok_or(ConfigError::Missing {
-                    var,
-                    why: "JIRA_BASE_URL is set",
-                })
-            };
-            Some(JiraSource::Local {
-                base_url,
-                email: need(&a.jira_email, "JIRA_EMAIL")?,
-                api_token: SecretString::from(need(&a.jira_api_token, "JIRA_API_TOKEN")?),
-            })
-        } else {
-            None
-        };
+        let jira = a.jira.source()?;
 
         let cli = match nonempty(&a.cli).as_deref().unwrap_or("claude") {
             "claude" => CliSpec::Claude {
@@ -480,7 +380,7 @@ impl Config {
         // /tmp and /run, which are always hidden.
         let mut private_paths = vec![workspace.clone()];
         private_paths.extend(a.data_dir.clone());
-        private_paths.extend(a.github_app_private_key_file.clone());
+        private_paths.extend(a.github.github_app_private_key_file.clone());
         if let StoreSpec::Sqlite { path } = &store {
             private_paths.extend(path.parent().map(Path::to_path_buf));
         }
@@ -491,7 +391,7 @@ impl Config {
             store,
             github_api_url,
             github,
-            default_installation: a.github_installation_id,
+            default_installation: a.github.github_installation_id,
             control,
             session_token,
             jira,
@@ -571,9 +471,18 @@ mod tests {
     fn base() -> AgentArgs {
         AgentArgs {
             session_id: Some("abcdefgh12345678".into()),
-            session_store: Some("sqlite:/tmp/x.db".into()),
-            github_token: Some("ghp_x".into()),
-            control_secret: Some("k".repeat(32)),
+            store: StoreArgs {
+                session_store: Some("sqlite:/tmp/x.db".into()),
+                ..StoreArgs::default()
+            },
+            github: GitHubArgs {
+                github_token: Some("ghp_x".into()),
+                ..GitHubArgs::default()
+            },
+            control: ControlArgs {
+                control_secret: Some("k".repeat(32)),
+                ..ControlArgs::default()
+            },
             ..AgentArgs::default()
         }
     }
@@ -600,21 +509,24 @@ mod tests {
             ),
             (
                 AgentArgs {
-                    session_store: None,
+                    store: StoreArgs::default(),
                     ..base()
                 },
                 "SESSION_STORE",
             ),
             (
                 AgentArgs {
-                    github_token: None,
+                    github: GitHubArgs::default(),
                     ..base()
                 },
                 "CCA_TOKEN_URL",
             ),
             (
                 AgentArgs {
-                    control_secret: Some("short".into()),
+                    control: ControlArgs {
+                        control_secret: Some("short".into()),
+                        ..ControlArgs::default()
+                    },
                     ..base()
                 },
                 "CCA_CONTROL_SECRET",

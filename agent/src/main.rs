@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use cca_agent::config::{AgentArgs, Config};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,20 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = std::env::var_os("AWS_EXECUTION_ENV").is_some()
         || std::env::var_os("ECS_CONTAINER_METADATA_URI_V4").is_some();
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,hyper=warn")
-    });
-    if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_env_filter(filter)
-            .init();
-    }
+    cca_settings::init_logging(json);
     let (preview, args) = match cli.command {
         Command::Run(a) => (false, a),
         Command::Preview(a) => (true, a),
@@ -80,8 +66,17 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    // The session's root span, entered on every thread of the runtime: each line the agent logs,
+    // from whichever task, says which session and mode it belongs to.
+    let span = tracing::info_span!(
+        "session",
+        id = %cfg.session_id,
+        mode = if preview { "preview" } else { "run" },
+    );
+    let _entered = span.clone().entered();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(move || std::mem::forget(span.clone().entered()))
         .build()
     {
         Ok(r) => r,

@@ -8,15 +8,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cca_domain::session::SessionPatch;
 use cca_domain::{Session, Status};
-use cca_github::{AppCredentials, GitHub, GitHubAuth};
+use cca_github::{GitHub, GitHubAuth};
 use cca_jira::Jira;
-use cca_store::{DynamoStore, SessionStore, SqliteStore, StoreError, StoreSpec};
+use cca_settings::{Aws, control_key, open_store};
+use cca_store::{SessionStore, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ControlSource, GitHubSource, JiraSource};
+use crate::config::{Config, GitHubIdentity};
 use crate::control::{self, Mode, Shared};
 use crate::gateway::{self, Credential, Gateway, Ledger};
 use crate::git::{GitAuth, Repo, agent_git_dir, sandbox_home, working_copy};
@@ -197,29 +198,8 @@ pub const CLI_SETTINGS: &[&str] = &[
 /// Opens the store, loads the record, resolves secrets and the address, starts the control API
 /// and moves the session to `STARTING` with its address.
 pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
-    let needs_aws = matches!(cfg.store, StoreSpec::Dynamo { .. })
-        || matches!(cfg.github, GitHubSource::SecretArn(_))
-        || matches!(cfg.control, Some(ControlSource::SecretArn(_)))
-        || matches!(cfg.jira, Some(JiraSource::SecretArn(_)))
-        || cfg.anthropic_secret_arn.is_some();
-    let aws = if needs_aws {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-    } else {
-        None
-    };
-    let aws_ref = || aws.as_ref().context("AWS configuration was not loaded");
-    let secrets_client = || aws_ref().map(aws_sdk_secretsmanager::Client::new);
-
-    let store: Arc<dyn SessionStore> = match &cfg.store {
-        StoreSpec::Dynamo { table } => Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws_ref()?),
-            table.clone(),
-        )),
-        StoreSpec::Sqlite { path } => Arc::new(
-            SqliteStore::open(path)
-                .with_context(|| format!("opening the SQLite store {}", path.display()))?,
-        ),
-    };
+    let aws = Aws::default();
+    let store = open_store(&cfg.store, &aws).await?;
     let session = store
         .get(&cfg.session_id)
         .await
@@ -235,33 +215,14 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
 
     let secrets = Secrets::default();
     let auth = match &cfg.github {
-        GitHubSource::SecretArn(arn) => {
-            let s = cca_secrets::fetch_github(&secrets_client()?, arn).await?;
-            GitHubAuth::App {
-                app: AppCredentials::new(s.app_id, &s.private_key)?,
-                default_installation: s.default_installation_id,
+        GitHubIdentity::Direct(source) => {
+            let loaded = source.load(&aws).await?;
+            if let Some(token) = loaded.token() {
+                secrets.add(token.expose_secret());
             }
+            loaded.auth
         }
-        GitHubSource::App {
-            app_id,
-            private_key_file,
-        } => {
-            let pem = std::fs::read_to_string(private_key_file).with_context(|| {
-                format!(
-                    "reading GITHUB_APP_PRIVATE_KEY_FILE {}",
-                    private_key_file.display()
-                )
-            })?;
-            GitHubAuth::App {
-                app: AppCredentials::new(*app_id, &SecretString::from(pem))?,
-                default_installation: cfg.default_installation,
-            }
-        }
-        GitHubSource::Token(t) => {
-            secrets.add(t.expose_secret());
-            GitHubAuth::Token(t.clone())
-        }
-        GitHubSource::Broker { url } => GitHubAuth::Broker {
+        GitHubIdentity::Broker { url } => GitHubAuth::Broker {
             url: url.clone(),
             session_id: cfg.session_id.to_string(),
             session_token: cfg
@@ -291,12 +252,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     let session_token = match (&cfg.session_token, &cfg.control) {
         (Some(t), _) => t.clone(),
         (None, Some(source)) => {
-            let key = match source {
-                ControlSource::SecretArn(arn) => {
-                    cca_secrets::fetch_control(&secrets_client()?, arn).await?.0
-                }
-                ControlSource::Local(s) => s.clone(),
-            };
+            let key = control_key(source, &aws).await?;
             secrets.add(key.expose_secret());
             SecretString::from(cca_domain::control::control_token(
                 key.expose_secret().as_bytes(),
@@ -308,26 +264,17 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     secrets.add(session_token.expose_secret());
 
     let jira = match &cfg.jira {
-        _ if session.jira_issue_key.is_none() => None,
-        None => None,
-        Some(JiraSource::SecretArn(arn)) => {
-            let s = cca_secrets::fetch_jira(&secrets_client()?, arn).await?;
-            secrets.add(s.api_token.expose_secret());
-            Some(Jira::new(&s.base_url, &s.email, s.api_token.clone())?)
+        Some(source) if session.jira_issue_key.is_some() => {
+            let loaded = source.load(&aws).await?;
+            secrets.add(loaded.api_token.expose_secret());
+            Some(loaded.client)
         }
-        Some(JiraSource::Local {
-            base_url,
-            email,
-            api_token,
-        }) => {
-            secrets.add(api_token.expose_secret());
-            Some(Jira::new(base_url, email, api_token.clone())?)
-        }
+        _ => None,
     };
 
     let mut credential = None;
     if let Some(arn) = &cfg.anthropic_secret_arn {
-        let text = cca_secrets::fetch_secret_string(&secrets_client()?, arn).await?;
+        let text = cca_secrets::fetch_secret_string(&aws.secrets().await, arn).await?;
         let found = model_credential(&text)
             .with_context(|| format!("secret {arn} holds no api_key or oauth_token"))?;
         credential = Some(found);
@@ -350,7 +297,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
             };
             Some((cfg.model_api_url.clone(), credential))
         }
-        None if bedrock_wanted() => Some(bedrock(aws.as_ref()).await?),
+        None if bedrock_wanted() => Some(bedrock(aws.config().await).await?),
         None => {
             warn!(
                 "no model credential (ANTHROPIC_SECRET_ARN, ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN) and no Bedrock (CLAUDE_CODE_USE_BEDROCK): the CLI has no model to talk to"
@@ -388,7 +335,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
             warn!(error = %e, "the control API stopped");
         }
     });
-    info!(session = %session.session_id, %address, control_port, "control API listening");
+    info!(%address, control_port, "control API listening");
 
     let preview_public = declared_public(&access).await;
     let patch = SessionPatch {
@@ -432,12 +379,7 @@ fn bedrock_wanted() -> bool {
 /// Amazon Bedrock through the task role: the gateway signs for the CLI, so the role's
 /// credentials stay in the agent. The upstream is `ANTHROPIC_BEDROCK_BASE_URL` when the agent is
 /// given one (a VPC endpoint, say), else the region's Bedrock runtime.
-async fn bedrock(loaded: Option<&aws_config::SdkConfig>) -> anyhow::Result<(String, Credential)> {
-    // The configuration the store or the secrets already loaded, else loaded here.
-    let aws = match loaded {
-        Some(c) => c.clone(),
-        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-    };
+async fn bedrock(aws: &aws_config::SdkConfig) -> anyhow::Result<(String, Credential)> {
     let region = aws
         .region()
         .map(ToString::to_string)

@@ -9,15 +9,13 @@ use cca_domain::Status;
 use cca_domain::session::SessionType;
 use cca_testkit::model::Reply;
 use serde_json::json;
-use support::{REPO, Stand, all_files, contains};
+use support::{REPO, Stand, all_files, contains, scenario};
 
 const START: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn an_issue_becomes_a_pushed_commit_a_follow_up_resumes_and_no_token_leaks() {
-    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
+    scenario(Stand::new(SessionType::Agent, "claude/1"), |stand| async move {
     // Tokens that are due for refresh two seconds after they are minted (the client renews
     // five minutes before expiry): every later git operation must use a new one.
     stand
@@ -233,275 +231,292 @@ async fn an_issue_becomes_a_pushed_commit_a_follow_up_resumes_and_no_token_leaks
     }
     // The CLI's environment held no agent credential (its `Bash` tool could read it).
     assert!(!argv.contains(support::CONTROL_KEY));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_failing_model_fails_the_run_with_its_reason_and_the_session_lives_on() {
-    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
-    stand.model.fail_always(500);
-    let started = Instant::now();
-    let mut agent = stand.spawn("run");
-    let summary = stand.wait_comment("Run 1 failed", START).await;
-    assert!(started.elapsed() < Duration::from_secs(60));
-    assert!(summary.body.contains("500"), "{}", summary.body);
-    let s = stand
-        .wait_record("the error recorded", Duration::from_secs(10), |s| {
-            s.error.is_some()
-        })
-        .await;
-    assert!(
-        s.error.as_deref().unwrap().contains("run 1 failed"),
-        "{s:?}"
-    );
-    stand
-        .wait_status(Status::Idle, Duration::from_secs(10))
-        .await;
-    // Nothing was committed.
-    assert_eq!(stand.github.git_log(REPO, "claude/1").len(), 2);
-    // It still takes follow-ups once the model answers again.
-    stand.model.stop_failing();
-    stand
-        .model
-        .push_all([Reply::write("retry.txt", "ok\n"), Reply::text("Done.")]);
-    let (code, _) = stand
-        .control(
-            "POST",
-            "/prompt",
-            Some(&stand.token()),
-            json!({"prompt": "try again"}),
-        )
-        .await;
-    assert_eq!(code, 202);
-    stand.wait_comment("Run 2 finished", START).await;
-    assert!(
-        stand
-            .github
-            .file_at(REPO, "claude/1", "retry.txt")
-            .is_some()
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.id().unwrap() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |stand| async move {
+            stand.model.fail_always(500);
+            let started = Instant::now();
+            let mut agent = stand.spawn("run");
+            let summary = stand.wait_comment("Run 1 failed", START).await;
+            assert!(started.elapsed() < Duration::from_secs(60));
+            assert!(summary.body.contains("500"), "{}", summary.body);
+            let s = stand
+                .wait_record("the error recorded", Duration::from_secs(10), |s| {
+                    s.error.is_some()
+                })
+                .await;
+            assert!(
+                s.error.as_deref().unwrap().contains("run 1 failed"),
+                "{s:?}"
+            );
+            stand
+                .wait_status(Status::Idle, Duration::from_secs(10))
+                .await;
+            // Nothing was committed.
+            assert_eq!(stand.github.git_log(REPO, "claude/1").len(), 2);
+            // It still takes follow-ups once the model answers again.
+            stand.model.stop_failing();
+            stand
+                .model
+                .push_all([Reply::write("retry.txt", "ok\n"), Reply::text("Done.")]);
+            let (code, _) = stand
+                .control(
+                    "POST",
+                    "/prompt",
+                    Some(&stand.token()),
+                    json!({"prompt": "try again"}),
+                )
+                .await;
+            assert_eq!(code, 202);
+            stand.wait_comment("Run 2 finished", START).await;
+            assert!(
+                stand
+                    .github
+                    .file_at(REPO, "claude/1", "retry.txt")
+                    .is_some()
+            );
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(agent.id().unwrap() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+            assert_eq!(stand.record().await.status, Status::Stopped);
+        },
     )
-    .unwrap();
-    stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
-    assert_eq!(stand.record().await.status, Status::Stopped);
+    .await;
 }
 
 #[tokio::test]
 async fn sigterm_in_the_middle_of_a_run_commits_and_pushes_the_work_within_the_deadline() {
-    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
-    stand.model.push_all([
-        Reply::write("wip.txt", "half done\n"),
-        Reply::text("still thinking").delayed(Duration::from_secs(120)),
-    ]);
-    let mut agent = stand.spawn("run");
-    let wip = stand.clone_dir().join("wip.txt");
-    let start = Instant::now();
-    while !wip.exists() {
-        assert!(
-            start.elapsed() < START,
-            "the CLI never wrote wip.txt\n{}",
-            stand.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        stand
-            .model
-            .wait_for_main_requests(2, Duration::from_secs(30))
-            .await
-    );
-    let sent = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.id().unwrap() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |stand| async move {
+            stand.model.push_all([
+                Reply::write("wip.txt", "half done\n"),
+                Reply::text("still thinking").delayed(Duration::from_secs(120)),
+            ]);
+            let mut agent = stand.spawn("run");
+            let wip = stand.clone_dir().join("wip.txt");
+            let start = Instant::now();
+            while !wip.exists() {
+                assert!(
+                    start.elapsed() < START,
+                    "the CLI never wrote wip.txt\n{}",
+                    stand.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                stand
+                    .model
+                    .wait_for_main_requests(2, Duration::from_secs(30))
+                    .await
+            );
+            let sent = Instant::now();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(agent.id().unwrap() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            let exit = stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+            let took = sent.elapsed();
+            assert!(took < Duration::from_secs(25), "{took:?}");
+            assert!(exit.success(), "{exit:?}\n{}", stand.log_text());
+            assert_eq!(
+                stand.github.file_at(REPO, "claude/1", "wip.txt").as_deref(),
+                Some("half done\n"),
+                "the work in progress was not pushed\n{}",
+                stand.log_text()
+            );
+            let head = &stand.github.git_log(REPO, "claude/1")[0];
+            assert!(head.subject.starts_with("WIP:"), "{head:?}");
+            assert_eq!(stand.record().await.status, Status::Stopped);
+            eprintln!("SIGTERM to exit with the work pushed: {took:?}");
+        },
     )
-    .unwrap();
-    let exit = stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
-    let took = sent.elapsed();
-    assert!(took < Duration::from_secs(25), "{took:?}");
-    assert!(exit.success(), "{exit:?}\n{}", stand.log_text());
-    assert_eq!(
-        stand.github.file_at(REPO, "claude/1", "wip.txt").as_deref(),
-        Some("half done\n"),
-        "the work in progress was not pushed\n{}",
-        stand.log_text()
-    );
-    let head = &stand.github.git_log(REPO, "claude/1")[0];
-    assert!(head.subject.starts_with("WIP:"), "{head:?}");
-    assert_eq!(stand.record().await.status, Status::Stopped);
-    eprintln!("SIGTERM to exit with the work pushed: {took:?}");
+    .await;
 }
 
 #[tokio::test]
 async fn limits_turns_are_passed_wall_time_stops_a_run_and_idle_ends_the_session() {
-    let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
-    stand.set("MAX_TURNS_PER_RUN", "7");
-    stand.set("RUN_TIMEOUT_SECS", "4");
-    stand.set("IDLE_TIMEOUT_SECS", "8");
-    stand.set("IDLE_WARNING_SECS", "4");
-    stand
-        .model
-        .push(Reply::text("slow").delayed(Duration::from_secs(60)));
-    let mut agent = stand.spawn("run");
-    let summary = stand.wait_comment("Run 1 failed", START).await;
-    assert!(
-        summary.body.contains("wall time of 4 s"),
-        "{}",
-        summary.body
-    );
-    assert!(
-        summary.body.contains("RUN_TIMEOUT_SECS"),
-        "{}",
-        summary.body
-    );
-    let argv = stand.argv_text();
-    assert!(argv.contains("--max-turns 7"), "{argv}");
-    // Then nothing happens: one warning, then the session ends itself.
-    let warning = stand
-        .wait_comment("Idle Warning", Duration::from_secs(30))
-        .await;
-    let ended = stand
-        .wait_comment("Session Terminated", Duration::from_secs(30))
-        .await;
-    assert!(warning.id < ended.id);
-    assert_eq!(
-        stand
-            .comments()
-            .iter()
-            .filter(|c| c.body.contains("Idle Warning"))
-            .count(),
-        1
-    );
-    stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
-    let s = stand.record().await;
-    assert_eq!(s.status, Status::Stopped);
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |mut stand| async move {
+            stand.set("MAX_TURNS_PER_RUN", "7");
+            stand.set("RUN_TIMEOUT_SECS", "4");
+            stand.set("IDLE_TIMEOUT_SECS", "8");
+            stand.set("IDLE_WARNING_SECS", "4");
+            stand
+                .model
+                .push(Reply::text("slow").delayed(Duration::from_secs(60)));
+            let mut agent = stand.spawn("run");
+            let summary = stand.wait_comment("Run 1 failed", START).await;
+            assert!(
+                summary.body.contains("wall time of 4 s"),
+                "{}",
+                summary.body
+            );
+            assert!(
+                summary.body.contains("RUN_TIMEOUT_SECS"),
+                "{}",
+                summary.body
+            );
+            let argv = stand.argv_text();
+            assert!(argv.contains("--max-turns 7"), "{argv}");
+            // Then nothing happens: one warning, then the session ends itself.
+            let warning = stand
+                .wait_comment("Idle Warning", Duration::from_secs(30))
+                .await;
+            let ended = stand
+                .wait_comment("Session Terminated", Duration::from_secs(30))
+                .await;
+            assert!(warning.id < ended.id);
+            assert_eq!(
+                stand
+                    .comments()
+                    .iter()
+                    .filter(|c| c.body.contains("Idle Warning"))
+                    .count(),
+                1
+            );
+            stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+            let s = stand.record().await;
+            assert_eq!(s.status, Status::Stopped);
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_jira_session_posts_its_first_runs_summary_on_the_jira_issue() {
-    let Some(mut stand) = Stand::new_with(SessionType::Agent, "claude/1", |s| {
-        s.jira_issue_key = Some(cca_domain::JiraKey::parse("AGNTS-7").unwrap());
-        s.source = cca_domain::session::Source::Jira;
-        s.initial_prompt = Some("JIRA Issue AGNTS-7: Create hello.txt".into());
-    })
-    .await
-    else {
-        return;
-    };
-    let jira =
-        cca_testkit::jira::FakeJira::start("bot@example.test", "jira-token-0123456789").await;
-    jira.add_issue(
-        "AGNTS-7",
-        "Create hello.txt",
-        cca_testkit::jira::adf_paragraphs(&["Add hello.txt"]),
-        &["claude-dev"],
-    );
-    stand.set("JIRA_BASE_URL", jira.url());
-    stand.set("JIRA_EMAIL", "bot@example.test");
-    stand.set("JIRA_API_TOKEN", "jira-token-0123456789");
-    stand.model.push_all([
-        Reply::write("hello.txt", "hello\n"),
-        Reply::text("Created hello.txt."),
-    ]);
-    let mut agent = stand.spawn("run");
-    stand.wait_comment("Run 1 finished", START).await;
-    let start = Instant::now();
-    let comments = loop {
-        let c = jira.comments("AGNTS-7");
-        if !c.is_empty() || start.elapsed() > Duration::from_secs(10) {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(comments.len(), 1, "{comments:#?}");
-    let text = cca_testkit::jira::adf_text(&comments[0]);
-    let head = &stand.github.git_log(REPO, "claude/1")[0];
-    assert!(text.contains("Implementation Complete"), "{text}");
-    assert!(text.contains(&head.sha[..7]), "{text}");
-    assert!(text.contains("Created hello.txt."), "{text}");
-    assert!(
-        comments[0].to_string().contains("/pull/"),
-        "{}",
-        comments[0]
-    );
-    assert!(!text.contains("jira-token-0123456789"));
-    stand.stop(&mut agent).await;
+    scenario(
+        Stand::new_with(SessionType::Agent, "claude/1", |s| {
+            s.jira_issue_key = Some(cca_domain::JiraKey::parse("AGNTS-7").unwrap());
+            s.source = cca_domain::session::Source::Jira;
+            s.initial_prompt = Some("JIRA Issue AGNTS-7: Create hello.txt".into());
+        }),
+        |mut stand| async move {
+            let jira =
+                cca_testkit::jira::FakeJira::start("bot@example.test", "jira-token-0123456789")
+                    .await;
+            jira.add_issue(
+                "AGNTS-7",
+                "Create hello.txt",
+                cca_testkit::jira::adf_paragraphs(&["Add hello.txt"]),
+                &["claude-dev"],
+            );
+            stand.set("JIRA_BASE_URL", jira.url());
+            stand.set("JIRA_EMAIL", "bot@example.test");
+            stand.set("JIRA_API_TOKEN", "jira-token-0123456789");
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Created hello.txt."),
+            ]);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 finished", START).await;
+            let start = Instant::now();
+            let comments = loop {
+                let c = jira.comments("AGNTS-7");
+                if !c.is_empty() || start.elapsed() > Duration::from_secs(10) {
+                    break c;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert_eq!(comments.len(), 1, "{comments:#?}");
+            let text = cca_testkit::jira::adf_text(&comments[0]);
+            let head = &stand.github.git_log(REPO, "claude/1")[0];
+            assert!(text.contains("Implementation Complete"), "{text}");
+            assert!(text.contains(&head.sha[..7]), "{text}");
+            assert!(text.contains("Created hello.txt."), "{text}");
+            assert!(
+                comments[0].to_string().contains("/pull/"),
+                "{}",
+                comments[0]
+            );
+            assert!(!text.contains("jira-token-0123456789"));
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn another_cli_is_a_command_that_gets_the_prompt_as_data() {
-    let Some(mut stand) = Stand::new_with(SessionType::Agent, "claude/1", |s| {
-        s.initial_prompt = Some("say \"hi\"; $(touch pwned)".into());
-    })
-    .await
-    else {
-        return;
-    };
-    stand.set("AGENT_CLI", "command");
-    // The prompt is data: quotes and `$(...)` in it are never run.
-    stand.set(
-        "AGENT_CLI_COMMAND",
-        r#"printf '%s\n' "$CCA_PROMPT" > prompt.txt; echo "wrote prompt.txt""#,
-    );
-    let mut agent = stand.spawn("run");
-    let summary = stand.wait_comment("Run 1 finished", START).await;
-    assert!(summary.body.contains("`A prompt.txt`"), "{}", summary.body);
-    assert_eq!(
-        stand
-            .github
-            .file_at(REPO, "claude/1", "prompt.txt")
-            .as_deref(),
-        Some("say \"hi\"; $(touch pwned)\n")
-    );
-    assert!(!stand.clone_dir().join("pwned").exists());
-    assert!(stand.github.file_at(REPO, "claude/1", "pwned").is_none());
-    stand.stop(&mut agent).await;
+    scenario(
+        Stand::new_with(SessionType::Agent, "claude/1", |s| {
+            s.initial_prompt = Some("say \"hi\"; $(touch pwned)".into());
+        }),
+        |mut stand| async move {
+            stand.set("AGENT_CLI", "command");
+            // The prompt is data: quotes and `$(...)` in it are never run.
+            stand.set(
+                "AGENT_CLI_COMMAND",
+                r#"printf '%s\n' "$CCA_PROMPT" > prompt.txt; echo "wrote prompt.txt""#,
+            );
+            let mut agent = stand.spawn("run");
+            let summary = stand.wait_comment("Run 1 finished", START).await;
+            assert!(summary.body.contains("`A prompt.txt`"), "{}", summary.body);
+            assert_eq!(
+                stand
+                    .github
+                    .file_at(REPO, "claude/1", "prompt.txt")
+                    .as_deref(),
+                Some("say \"hi\"; $(touch pwned)\n")
+            );
+            assert!(!stand.clone_dir().join("pwned").exists());
+            assert!(stand.github.file_at(REPO, "claude/1", "pwned").is_none());
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn reaching_the_session_cost_limit_says_so_and_stops_the_session() {
-    let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
-    // One run of the scripted model costs about $0.012: the first run spends the session's budget.
-    stand.set("MAX_COST_PER_SESSION_USD", "0.01");
-    stand
-        .model
-        .push_all([Reply::write("a.txt", "a\n"), Reply::text("Done.")]);
-    let mut agent = stand.spawn("run");
-    // The CLI stops the run at the budget the session has left, and the summary says so.
-    let first = stand.wait_comment("Run 1 failed", START).await;
-    assert!(first.body.contains("budget of $0.0100"), "{}", first.body);
-    let (code, _) = stand
-        .control(
-            "POST",
-            "/prompt",
-            Some(&stand.token()),
-            json!({"prompt": "more"}),
-        )
-        .await;
-    assert_eq!(code, 202);
-    let limit = stand.wait_comment("Session limit reached", START).await;
-    assert!(
-        limit.body.contains("MAX_COST_PER_SESSION_USD"),
-        "{}",
-        limit.body
-    );
-    stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
-    let s = stand.record().await;
-    assert_eq!(s.status, Status::Stopped);
-    assert!(s.error.unwrap().contains("session limit"));
-    // The refused prompt never reached the model.
-    assert_eq!(stand.model.main_requests().len(), 2);
-    assert!(stand.comments().iter().all(|c| !c.body.contains("Run 2")));
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |mut stand| async move {
+            // One run of the scripted model costs about $0.012: the first run spends the session's budget.
+            stand.set("MAX_COST_PER_SESSION_USD", "0.01");
+            stand
+                .model
+                .push_all([Reply::write("a.txt", "a\n"), Reply::text("Done.")]);
+            let mut agent = stand.spawn("run");
+            // The CLI stops the run at the budget the session has left, and the summary says so.
+            let first = stand.wait_comment("Run 1 failed", START).await;
+            assert!(first.body.contains("budget of $0.0100"), "{}", first.body);
+            let (code, _) = stand
+                .control(
+                    "POST",
+                    "/prompt",
+                    Some(&stand.token()),
+                    json!({"prompt": "more"}),
+                )
+                .await;
+            assert_eq!(code, 202);
+            let limit = stand.wait_comment("Session limit reached", START).await;
+            assert!(
+                limit.body.contains("MAX_COST_PER_SESSION_USD"),
+                "{}",
+                limit.body
+            );
+            stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+            let s = stand.record().await;
+            assert_eq!(s.status, Status::Stopped);
+            assert!(s.error.unwrap().contains("session limit"));
+            // The refused prompt never reached the model.
+            assert_eq!(stand.model.main_requests().len(), 2);
+            assert!(stand.comments().iter().all(|c| !c.body.contains("Run 2")));
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -511,218 +526,228 @@ async fn a_200_kb_prompt_and_a_help_comment_reach_the_model_as_text() {
     let big = format!("Summarise this issue.\n{filler}END-OF-ISSUE");
     assert!(big.len() > 200_000);
     let prompt = big.clone();
-    let Some(stand) = Stand::new_with(SessionType::Agent, "claude/1", move |s| {
-        s.initial_prompt = Some(prompt);
-    })
-    .await
-    else {
-        return;
-    };
-    stand.model.push_all([Reply::text("Read it.")]);
-    let mut agent = stand.spawn("run");
-    stand.wait_comment("Run 1 finished", START).await;
-    let first = stand.model.main_requests().remove(0);
-    assert!(
-        first.texts().iter().any(|t| t.contains(&big)),
-        "the model did not get the whole prompt"
-    );
-    // A follow-up that reads like an option is text to the model, not a flag to the CLI.
-    stand.model.push_all([Reply::text("That was text.")]);
-    let (code, body) = stand
-        .control(
-            "POST",
-            "/prompt",
-            Some(&stand.token()),
-            json!({"prompt": "--help", "author": "octocat"}),
-        )
-        .await;
-    assert_eq!(code, 202, "{body}");
-    stand.wait_comment("Run 2 finished", START).await;
-    let last = stand.model.main_requests().pop().unwrap();
-    assert!(
-        last.texts().iter().any(|t| t.trim() == "--help"),
-        "{:?}",
-        last.texts()
-            .iter()
-            .map(|t| cca_domain::naming::clip(t, 80).into_owned())
-            .collect::<Vec<_>>()
-    );
-    let argv = stand.argv_text();
-    assert!(
-        !argv.contains("--help") && !argv.contains("END-OF-ISSUE"),
-        "{argv}"
-    );
-    stand.stop(&mut agent).await;
+    scenario(
+        Stand::new_with(SessionType::Agent, "claude/1", move |s| {
+            s.initial_prompt = Some(prompt);
+        }),
+        |stand| async move {
+            stand.model.push_all([Reply::text("Read it.")]);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 finished", START).await;
+            let first = stand.model.main_requests().remove(0);
+            assert!(
+                first.texts().iter().any(|t| t.contains(&big)),
+                "the model did not get the whole prompt"
+            );
+            // A follow-up that reads like an option is text to the model, not a flag to the CLI.
+            stand.model.push_all([Reply::text("That was text.")]);
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/prompt",
+                    Some(&stand.token()),
+                    json!({"prompt": "--help", "author": "octocat"}),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            stand.wait_comment("Run 2 finished", START).await;
+            let last = stand.model.main_requests().pop().unwrap();
+            assert!(
+                last.texts().iter().any(|t| t.trim() == "--help"),
+                "{:?}",
+                last.texts()
+                    .iter()
+                    .map(|t| cca_domain::naming::clip(t, 80).into_owned())
+                    .collect::<Vec<_>>()
+            );
+            let argv = stand.argv_text();
+            assert!(
+                !argv.contains("--help") && !argv.contains("END-OF-ISSUE"),
+                "{argv}"
+            );
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn rate_limited_comments_are_sent_late_and_never_lost() {
-    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
-    // GitHub's secondary limit on the first three comments and the primary one on the first
-    // edit: each asks for a wait the agent sits out.
-    stand.github.rate_limit_next(
-        "POST",
-        "/comments",
-        403,
-        cca_testkit::github::RateLimit::RetryAfter(2),
-        3,
-    );
-    stand.github.rate_limit_next(
-        "PATCH",
-        "/comments/",
-        429,
-        cca_testkit::github::RateLimit::ResetIn(1),
-        1,
-    );
-    stand.model.push_all([
-        Reply::write("hello.txt", "hello\n"),
-        Reply::text("Created hello.txt."),
-    ]);
-    let mut agent = stand.spawn("run");
-    let summary = stand.wait_comment("Run 1 finished", START).await;
-    assert!(
-        summary.body.contains("Created hello.txt."),
-        "{}",
-        summary.body
-    );
-    // The status comment waited its turn too: it arrives, once.
-    let waited = Instant::now();
-    while stand.status_comments().is_empty() && waited.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(stand.status_comments().len(), 1, "one status comment");
-    // Every comment the agent made took one refused attempt more: the limits were met.
-    let posts = stand
-        .github
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/comments"))
-        .count();
-    assert_eq!(
-        posts,
-        stand.comments().len() + 3,
-        "three POSTs were rate-limited"
-    );
-    stand.stop(&mut agent).await;
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |stand| async move {
+            // GitHub's secondary limit on the first three comments and the primary one on the first
+            // edit: each asks for a wait the agent sits out.
+            stand.github.rate_limit_next(
+                "POST",
+                "/comments",
+                403,
+                cca_testkit::github::RateLimit::RetryAfter(2),
+                3,
+            );
+            stand.github.rate_limit_next(
+                "PATCH",
+                "/comments/",
+                429,
+                cca_testkit::github::RateLimit::ResetIn(1),
+                1,
+            );
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Created hello.txt."),
+            ]);
+            let mut agent = stand.spawn("run");
+            let summary = stand.wait_comment("Run 1 finished", START).await;
+            assert!(
+                summary.body.contains("Created hello.txt."),
+                "{}",
+                summary.body
+            );
+            // The status comment waited its turn too: it arrives, once.
+            let waited = Instant::now();
+            while stand.status_comments().is_empty() && waited.elapsed() < Duration::from_secs(30) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert_eq!(stand.status_comments().len(), 1, "one status comment");
+            // Every comment the agent made took one refused attempt more: the limits were met.
+            let posts = stand
+                .github
+                .requests()
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.ends_with("/comments"))
+                .count();
+            assert_eq!(
+                posts,
+                stand.comments().len() + 3,
+                "three POSTs were rate-limited"
+            );
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_pr_opened_ready_for_want_of_drafts_is_said_in_the_status_comment() {
-    let Some(stand) = Stand::new_on(
-        SessionType::Agent,
-        "claude/1",
-        |github| github.refuse_drafts(REPO),
-        |_| {},
+    scenario(
+        Stand::new_on(
+            SessionType::Agent,
+            "claude/1",
+            |github| github.refuse_drafts(REPO),
+            |_| {},
+        ),
+        |stand| async move {
+            let pr = stand.session.pr_number.unwrap();
+            let pulls = stand.github.pulls(REPO);
+            let opened = pulls.iter().find(|p| p.number == pr).unwrap();
+            assert!(!opened.draft, "the fake refused the draft");
+            stand.model.push_all([Reply::text("Nothing to do.")]);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 finished", START).await;
+            // The status comment is edited at most once per interval: wait for the edit.
+            let waited = Instant::now();
+            while !stand
+                .status_comments()
+                .iter()
+                .any(|c| c.body.contains("not a draft"))
+                && waited.elapsed() < Duration::from_secs(30)
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let status = stand.status_comments();
+            assert_eq!(status.len(), 1);
+            assert!(status[0].body.contains("not a draft"), "{}", status[0].body);
+            stand.stop(&mut agent).await;
+        },
     )
-    .await
-    else {
-        return;
-    };
-    let pr = stand.session.pr_number.unwrap();
-    let pulls = stand.github.pulls(REPO);
-    let opened = pulls.iter().find(|p| p.number == pr).unwrap();
-    assert!(!opened.draft, "the fake refused the draft");
-    stand.model.push_all([Reply::text("Nothing to do.")]);
-    let mut agent = stand.spawn("run");
-    stand.wait_comment("Run 1 finished", START).await;
-    // The status comment is edited at most once per interval: wait for the edit.
-    let waited = Instant::now();
-    while !stand
-        .status_comments()
-        .iter()
-        .any(|c| c.body.contains("not a draft"))
-        && waited.elapsed() < Duration::from_secs(30)
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let status = stand.status_comments();
-    assert_eq!(status.len(), 1);
-    assert!(status[0].body.contains("not a draft"), "{}", status[0].body);
-    stand.stop(&mut agent).await;
+    .await;
 }
 
 #[tokio::test]
 async fn a_push_to_a_protected_branch_is_refused_and_the_work_goes_to_a_branch_of_its_own() {
-    let Some(stand) = Stand::new_on(
-        SessionType::Agent,
-        "claude/1",
-        |github| github.protect_branch(REPO, "claude/1"),
-        |_| {},
+    scenario(
+        Stand::new_on(
+            SessionType::Agent,
+            "claude/1",
+            |github| github.protect_branch(REPO, "claude/1"),
+            |_| {},
+        ),
+        |stand| async move {
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Created hello.txt."),
+            ]);
+            let mut agent = stand.spawn("run");
+            let refused = stand.wait_comment("Push refused", START).await;
+            assert!(refused.body.contains("GH006"), "{}", refused.body);
+            let fallback = refused
+                .body
+                .split("on the branch `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or_else(|| panic!("no branch named: {}", refused.body))
+                .to_owned();
+            assert!(fallback.starts_with("claude/1-kept-"), "{fallback}");
+            assert_eq!(
+                stand
+                    .github
+                    .file_at(REPO, &fallback, "hello.txt")
+                    .as_deref(),
+                Some("hello\n"),
+                "the work is reachable"
+            );
+            assert!(
+                stand
+                    .github
+                    .file_at(REPO, "claude/1", "hello.txt")
+                    .is_none()
+            );
+            let summary = stand.wait_comment("Run 1 finished", START).await;
+            assert!(summary.body.contains("Push failed"), "{}", summary.body);
+            stand.stop(&mut agent).await;
+        },
     )
-    .await
-    else {
-        return;
-    };
-    stand.model.push_all([
-        Reply::write("hello.txt", "hello\n"),
-        Reply::text("Created hello.txt."),
-    ]);
-    let mut agent = stand.spawn("run");
-    let refused = stand.wait_comment("Push refused", START).await;
-    assert!(refused.body.contains("GH006"), "{}", refused.body);
-    let fallback = refused
-        .body
-        .split("on the branch `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .unwrap_or_else(|| panic!("no branch named: {}", refused.body))
-        .to_owned();
-    assert!(fallback.starts_with("claude/1-kept-"), "{fallback}");
-    assert_eq!(
-        stand
-            .github
-            .file_at(REPO, &fallback, "hello.txt")
-            .as_deref(),
-        Some("hello\n"),
-        "the work is reachable"
-    );
-    assert!(
-        stand
-            .github
-            .file_at(REPO, "claude/1", "hello.txt")
-            .is_none()
-    );
-    let summary = stand.wait_comment("Run 1 finished", START).await;
-    assert!(summary.body.contains("Push failed"), "{}", summary.body);
-    stand.stop(&mut agent).await;
+    .await;
 }
 
 #[tokio::test]
 async fn a_workflow_file_is_refused_without_the_permission_and_the_work_is_posted_as_a_patch() {
-    let Some(stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
-    // The model (or the issue's text) tries to add CI that would run with the repository's
-    // secrets: the App has no `workflows` permission, so GitHub refuses every branch.
-    stand.model.push_all([
-        Reply::write(".github/workflows/ci.yml", "on: push\njobs: {}\n"),
-        Reply::text("Added CI."),
-    ]);
-    let mut agent = stand.spawn("run");
-    let refused = stand.wait_comment("Push refused", START).await;
-    assert!(
-        refused.body.contains("without `workflows` permission"),
-        "{}",
-        refused.body
-    );
-    assert!(refused.body.contains("as a patch"), "{}", refused.body);
-    let patch = stand
-        .wait_comment("The refused work, as a patch", START)
-        .await;
-    assert!(
-        patch.body.contains("+++ b/.github/workflows/ci.yml") && patch.body.contains("+on: push"),
-        "{}",
-        patch.body
-    );
-    assert!(
-        stand
-            .github
-            .file_at(REPO, "claude/1", ".github/workflows/ci.yml")
-            .is_none()
-    );
-    stand.stop(&mut agent).await;
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |stand| async move {
+            // The model (or the issue's text) tries to add CI that would run with the repository's
+            // secrets: the App has no `workflows` permission, so GitHub refuses every branch.
+            stand.model.push_all([
+                Reply::write(".github/workflows/ci.yml", "on: push\njobs: {}\n"),
+                Reply::text("Added CI."),
+            ]);
+            let mut agent = stand.spawn("run");
+            let refused = stand.wait_comment("Push refused", START).await;
+            assert!(
+                refused.body.contains("without `workflows` permission"),
+                "{}",
+                refused.body
+            );
+            assert!(refused.body.contains("as a patch"), "{}", refused.body);
+            let patch = stand
+                .wait_comment("The refused work, as a patch", START)
+                .await;
+            assert!(
+                patch.body.contains("+++ b/.github/workflows/ci.yml")
+                    && patch.body.contains("+on: push"),
+                "{}",
+                patch.body
+            );
+            assert!(
+                stand
+                    .github
+                    .file_at(REPO, "claude/1", ".github/workflows/ci.yml")
+                    .is_none()
+            );
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -740,27 +765,30 @@ async fn a_file_over_githubs_limit_or_a_hook_is_refused_and_its_content_is_not_p
             "Commits must be signed",
         ),
     ] {
-        let Some(stand) = Stand::new_on(SessionType::Agent, "claude/1", setup, |_| {}).await else {
-            return;
-        };
-        stand.model.push_all([
-            Reply::write("data.txt", "x".repeat(2_000)),
-            Reply::text("Wrote data."),
-        ]);
-        let mut agent = stand.spawn("run");
-        let refused = stand.wait_comment("Push refused", START).await;
-        assert!(refused.body.contains(expect), "{}", refused.body);
-        // Refused for its content (GitHub's size limit, a policy hook that may be scanning
-        // for secrets): the files are named, their content is never posted.
-        assert!(refused.body.contains("`data.txt`"), "{}", refused.body);
-        stand.wait_comment("Run 1 finished", START).await;
-        assert!(
-            stand
-                .comments()
-                .iter()
-                .all(|c| !c.body.contains("xxxxxxxxxx")),
-            "the refused content was posted"
-        );
-        stand.stop(&mut agent).await;
+        scenario(
+            Stand::new_on(SessionType::Agent, "claude/1", setup, |_| {}),
+            |stand| async move {
+                stand.model.push_all([
+                    Reply::write("data.txt", "x".repeat(2_000)),
+                    Reply::text("Wrote data."),
+                ]);
+                let mut agent = stand.spawn("run");
+                let refused = stand.wait_comment("Push refused", START).await;
+                assert!(refused.body.contains(expect), "{}", refused.body);
+                // Refused for its content (GitHub's size limit, a policy hook that may be scanning
+                // for secrets): the files are named, their content is never posted.
+                assert!(refused.body.contains("`data.txt`"), "{}", refused.body);
+                stand.wait_comment("Run 1 finished", START).await;
+                assert!(
+                    stand
+                        .comments()
+                        .iter()
+                        .all(|c| !c.body.contains("xxxxxxxxxx")),
+                    "the refused content was posted"
+                );
+                stand.stop(&mut agent).await;
+            },
+        )
+        .await;
     }
 }

@@ -24,7 +24,7 @@ use cca_domain::Status;
 use cca_domain::session::SessionType;
 use cca_testkit::github::app_private_key_pem;
 use cca_testkit::model::Reply;
-use support::{REPO, Stand};
+use support::{REPO, Stand, scenario};
 
 const START: Duration = Duration::from_secs(60);
 const SANDBOX_USER: &str = "cca-sandbox";
@@ -305,9 +305,7 @@ async fn hostile_model_reaches_no_credential(mode: &str) {
     if !can_run() {
         return;
     }
-    let Some(mut stand) = Stand::new(SessionType::Agent, "claude/1").await else {
-        return;
-    };
+    scenario(Stand::new(SessionType::Agent, "claude/1"), |mut stand| async move {
     let (targets, proxy_connections) = arm(&mut stand).await;
     stand.set("AGENT_SANDBOX", mode);
     let uid = nix::unistd::User::from_name(SANDBOX_USER)
@@ -433,6 +431,8 @@ async fn hostile_model_reaches_no_credential(mode: &str) {
     // Nothing of the session's user outlived it: the `setsid` child included.
     let left = leftovers(uid, "sleep 31337");
     assert!(left.is_empty(), "left running: {left:#?}");
+    })
+    .await;
 }
 
 #[tokio::test]

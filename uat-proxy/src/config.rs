@@ -56,12 +56,8 @@ pub const MAX_SESSION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Every setting, as flags and environment variables (text, checked by [`Config::from_args`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ProxyArgs {
-    /// Session store: `dynamodb:<table>` or `sqlite:<path>`.
-    #[arg(long, env = "SESSION_STORE")]
-    pub session_store: Option<String>,
-    /// DynamoDB sessions table (the original's name; same as `SESSION_STORE=dynamodb:<table>`).
-    #[arg(long, env = "SESSIONS_TABLE")]
-    pub sessions_table: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Domain under which previews are served: `<session>.<suffix>`.
     #[arg(long, env = "UAT_DOMAIN_SUFFIX")]
     pub uat_domain_suffix: Option<String>,
@@ -133,31 +129,14 @@ pub struct ProxyArgs {
     /// Hours a preview sign-in lasts.
     #[arg(long, env = "PREVIEW_SESSION_HOURS")]
     pub preview_session_hours: Option<String>,
-    /// GitHub's REST API (default `https://api.github.com`).
-    #[arg(long, env = "GITHUB_API_URL")]
-    pub github_api_url: Option<String>,
+    #[command(flatten)]
+    pub github_api: GitHubApiArgs,
     /// GitHub's web address, where visitors authorize the App (default `https://github.com`).
     #[arg(long, env = "GITHUB_WEB_URL")]
     pub github_web_url: Option<String>,
 }
 
-pub use cca_store::StoreSpec;
-
-/// The store named by `SESSION_STORE` / `SESSIONS_TABLE`; one of them is required.
-fn store_spec(
-    session_store: Option<&str>,
-    sessions_table: Option<&str>,
-) -> Result<StoreSpec, ConfigError> {
-    StoreSpec::from_vars(session_store, sessions_table)
-        .map_err(|e| ConfigError::Invalid {
-            var: "SESSION_STORE",
-            reason: format!("{:?} is neither dynamodb:<table> nor sqlite:<path>", e.0),
-        })?
-        .ok_or(ConfigError::Missing {
-            var: "SESSION_STORE",
-            why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
-        })
-}
+pub use cca_settings::{GitHubApiArgs, StoreArgs, StoreSpec};
 
 /// What the server needs to run; built by [`Config::from_args`], or directly in tests.
 #[derive(Debug, Clone)]
@@ -238,10 +217,7 @@ pub struct Config {
 impl Config {
     /// Checks every setting; the error names the first variable at fault.
     pub fn from_args(args: ProxyArgs) -> Result<Self, ConfigError> {
-        let store = store_spec(
-            args.session_store.as_deref(),
-            args.sessions_table.as_deref(),
-        )?;
+        let store = args.store.required()?;
         let suffix = args
             .uat_domain_suffix
             .as_deref()
@@ -438,7 +414,11 @@ fn gate_settings(args: &ProxyArgs, local_mode: bool) -> Result<Option<GateSettin
     }
     let web_given = non_empty(&args.github_web_url).is_some();
     for (var, value, target) in [
-        ("GITHUB_API_URL", &args.github_api_url, &mut gate.api_url),
+        (
+            "GITHUB_API_URL",
+            &args.github_api.github_api_url,
+            &mut gate.api_url,
+        ),
         ("GITHUB_WEB_URL", &args.github_web_url, &mut gate.web_url),
     ] {
         if let Some(text) = non_empty(value) {
@@ -521,7 +501,10 @@ mod tests {
 
     fn args() -> ProxyArgs {
         ProxyArgs {
-            session_store: Some("sqlite:/tmp/s.db".into()),
+            store: StoreArgs {
+                session_store: Some("sqlite:/tmp/s.db".into()),
+                ..StoreArgs::default()
+            },
             uat_domain_suffix: Some("*.Preview.Example.com.".into()),
             github_client_id: Some("Iv1.abc".into()),
             github_client_secret: Some("client-secret".into()),
@@ -620,8 +603,10 @@ mod tests {
     #[test]
     fn sessions_table_alone_means_dynamodb() {
         let config = Config::from_args(ProxyArgs {
-            session_store: None,
-            sessions_table: Some("sessions".into()),
+            store: StoreArgs {
+                sessions_table: Some("sessions".into()),
+                ..StoreArgs::default()
+            },
             ..args()
         })
         .unwrap();
@@ -645,14 +630,17 @@ mod tests {
             ),
             (
                 ProxyArgs {
-                    session_store: None,
+                    store: StoreArgs::default(),
                     ..args()
                 },
                 "SESSION_STORE is not set",
             ),
             (
                 ProxyArgs {
-                    session_store: Some("redis:x".into()),
+                    store: StoreArgs {
+                        session_store: Some("redis:x".into()),
+                        ..StoreArgs::default()
+                    },
                     ..args()
                 },
                 "SESSION_STORE is invalid",

@@ -21,17 +21,4 @@ pub mod seal;
 pub use config::{Config, ProxyArgs, Settings, StoreSpec};
 pub use proxy::Proxy;
 
-/// Logs to stderr: JSON lines when `json` (AWS), readable text otherwise; the level from
-/// `RUST_LOG` (default `info`). A second call keeps the first subscriber.
-pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
+pub use cca_settings::init_logging;

@@ -2,11 +2,9 @@
 //! session's container. This file only wires: configuration, store, listeners, signals.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use cca_store::{DynamoStore, SessionStore, SqliteStore};
-use cca_uat_proxy::{Config, Proxy, ProxyArgs, StoreSpec, init_logging, metrics};
+use cca_uat_proxy::{Config, Proxy, ProxyArgs, init_logging, metrics};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
     let config = Config::from_args(cli.settings).context("invalid configuration")?;
     let Command::Serve { listen } = cli.command;
-    let store = open_store(&config.store).await?;
+    let store = cca_settings::open_store(&config.store, &cca_settings::Aws::default()).await?;
     let mut proxy = Proxy::new(store, config.settings);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -72,21 +70,6 @@ async fn main() -> anyhow::Result<()> {
         .serve(listener, stopped(stop_rx))
         .await
         .context("proxy failed")
-}
-
-async fn open_store(spec: &StoreSpec) -> anyhow::Result<Arc<dyn SessionStore>> {
-    Ok(match spec {
-        StoreSpec::Sqlite { path } => Arc::new(
-            SqliteStore::open(path).with_context(|| format!("cannot open session store {spec}"))?,
-        ),
-        StoreSpec::Dynamo { table } => {
-            let aws = aws_config::load_from_env().await;
-            Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&aws),
-                table.clone(),
-            ))
-        }
-    })
 }
 
 /// Resolves on SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).

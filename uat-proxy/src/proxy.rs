@@ -33,6 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tracing::Instrument as _;
 
 use crate::activity::Activity;
 use crate::cache::{Lookup, SessionCache};
@@ -319,11 +320,26 @@ async fn respond(
         tracing::debug!(host = host.as_deref().unwrap_or(""), "not a preview host");
         return page(Page::UnknownHost);
     };
+    // The root span of a preview's request: every line from here on says whose it is.
+    let span = tracing::info_span!("preview", session = %id);
+    respond_to_session(shared, peer, req, host, id)
+        .instrument(span)
+        .await
+}
+
+/// The phases after routing, for the session the host names.
+async fn respond_to_session(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    host: Option<String>,
+    id: SessionId,
+) -> (Outcome, Response<ProxyBody>) {
     let found = match shared.cache.lookup(&id).await {
         Lookup::Found(session) => Some(session),
         Lookup::Missing => None,
         Lookup::Unavailable(why) => {
-            tracing::warn!(session = %id, error = %why, "session store unavailable");
+            tracing::warn!(error = %why, "session store unavailable");
             return page(Page::StoreUnavailable);
         }
     };
@@ -351,12 +367,12 @@ async fn respond(
         Ok(target) => target,
         Err(Blocked::Page(p)) => return page(p),
         Err(Blocked::Refused(refusal)) => {
-            tracing::warn!(session = %id, reason = %refusal, "upstream address refused");
+            tracing::warn!(reason = %refusal, "upstream address refused");
             return page(Page::Refused);
         }
     };
     if passes(req.headers()) >= MAX_HOPS {
-        tracing::warn!(session = %id, "request loop: it has passed this proxy {MAX_HOPS} times");
+        tracing::warn!("request loop: it has passed this proxy {MAX_HOPS} times");
         return page(Page::LoopDetected);
     }
     shared.activity.note(&id);
@@ -431,7 +447,7 @@ async fn forward(
         Some(_) => match Arc::clone(&shared.tunnels).try_acquire_owned() {
             Ok(slot) => Some(slot),
             Err(_) => {
-                tracing::warn!(session = %id, "tunnel cap reached: upgrade refused");
+                tracing::warn!("tunnel cap reached: upgrade refused");
                 return page(Page::Busy);
             }
         },
@@ -463,7 +479,7 @@ async fn forward(
     let exchange = shared.client.request(Request::from_parts(parts, body));
     let Ok(answer) = tokio::time::timeout(shared.settings.upstream_timeout, exchange).await else {
         shared.metrics.upstream_error(UpstreamError::Timeout);
-        tracing::warn!(session = %id, timeout = ?shared.settings.upstream_timeout, "app did not answer in time");
+        tracing::warn!(timeout = ?shared.settings.upstream_timeout, "app did not answer in time");
         return page(Page::AppTimedOut {
             pr_link: pages::pr_link(session),
         });
@@ -474,14 +490,14 @@ async fn forward(
             shared.metrics.upstream_error(UpstreamError::Connect);
             // The app may have moved (a new container): read the record again next time.
             shared.cache.invalidate(id);
-            tracing::info!(session = %id, error = %error_chain(&err), "app not answering");
+            tracing::info!(error = %error_chain(&err), "app not answering");
             return page(Page::AppNotAnswering {
                 pr_link: pages::pr_link(session),
             });
         }
         Err(err) => {
             shared.metrics.upstream_error(UpstreamError::Exchange);
-            tracing::warn!(session = %id, error = %error_chain(&err), "app exchange failed");
+            tracing::warn!(error = %error_chain(&err), "app exchange failed");
             return page(Page::AppError {
                 pr_link: pages::pr_link(session),
             });
@@ -508,42 +524,38 @@ async fn forward(
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let tunnel = shared.metrics.tunnel();
             let metrics = Arc::clone(&shared.metrics);
-            let id = id.clone();
             let idle = shared.settings.tunnel_idle_timeout;
-            tokio::spawn(async move {
-                let _tunnel = tunnel;
-                let _slot = tunnel_slot;
-                join_upgrades(client_upgrade, upstream_upgrade, idle, &metrics, &id).await;
-            });
+            tokio::spawn(
+                async move {
+                    let _tunnel = tunnel;
+                    let _slot = tunnel_slot;
+                    join_upgrades(client_upgrade, upstream_upgrade, idle, &metrics).await;
+                }
+                .in_current_span(),
+            );
             Outcome::Upgraded
         }
         (true, None) => {
             // Switching protocols without being asked leaves the client unable to follow.
             shared.metrics.upstream_error(UpstreamError::Exchange);
-            tracing::warn!(session = %id, "app switched protocols without an upgrade request");
+            tracing::warn!("app switched protocols without an upgrade request");
             return page(Page::AppError {
                 pr_link: pages::pr_link(session),
             });
         }
     };
-    tracing::debug!(session = %id, status = response.status().as_u16(), "proxied");
+    tracing::debug!(status = response.status().as_u16(), "proxied");
     (outcome, response.map(ProxyBody::upstream))
 }
 
 /// Copies bytes both ways between the client and the app once both sides have switched, until
 /// either closes or nothing has passed for `idle`.
-async fn join_upgrades(
-    client: OnUpgrade,
-    upstream: OnUpgrade,
-    idle: Duration,
-    metrics: &Metrics,
-    id: &SessionId,
-) {
+async fn join_upgrades(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, metrics: &Metrics) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => {
             metrics.upstream_error(UpstreamError::Upgrade);
-            tracing::debug!(session = %id, error = %err, "upgrade not completed");
+            tracing::debug!(error = %err, "upgrade not completed");
             return;
         }
     };
@@ -557,15 +569,15 @@ async fn join_upgrades(
             result = copy.as_mut() => {
                 match result {
                     Ok((sent, received)) => {
-                        tracing::debug!(session = %id, sent, received, "upgraded connection closed");
+                        tracing::debug!(sent, received, "upgraded connection closed");
                     }
-                    Err(err) => tracing::debug!(session = %id, error = %err, "upgraded connection ended"),
+                    Err(err) => tracing::debug!(error = %err, "upgraded connection ended"),
                 }
                 return;
             }
             () = tokio::time::sleep_until(quiet_until) => {
                 if last.get() + idle <= tokio::time::Instant::now() {
-                    tracing::debug!(session = %id, ?idle, "tunnel idle: closing it");
+                    tracing::debug!(?idle, "tunnel idle: closing it");
                     return;
                 }
             }

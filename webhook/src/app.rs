@@ -10,13 +10,14 @@ use cca_domain::RepoName;
 use cca_domain::decide::{JiraActors, Rules};
 use cca_domain::mask::Masker;
 use cca_domain::naming::PreviewUrls;
-use cca_github::{AppCredentials, GitHub, GitHubAuth};
+use cca_github::GitHub;
 use cca_jira::Jira;
 use cca_launcher::{EcsLauncher, Launcher, ProcessLauncher};
-use cca_store::{DynamoStore, SessionStore, SqliteStore};
+use cca_settings::{Aws, control_key, open_store};
+use cca_store::SessionStore;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{Config, ControlSource, GitHubSource, JiraSource, LauncherSpec, StoreSpec};
+use crate::config::{Config, LauncherSpec};
 use crate::control::ControlClient;
 
 /// Grace the process launcher gives an agent between SIGTERM and SIGKILL; ECS uses the task
@@ -54,34 +55,13 @@ impl App {
     /// Builds every dependency: AWS clients (only when something needs AWS), secrets, store,
     /// launcher, GitHub and JIRA clients.
     pub async fn from_config(cfg: Config) -> anyhow::Result<Self> {
-        let needs_aws = matches!(cfg.store, StoreSpec::Dynamo { .. })
-            || matches!(cfg.launcher, LauncherSpec::Ecs(_))
-            || matches!(cfg.github, GitHubSource::SecretArn(_))
-            || matches!(cfg.jira, Some(JiraSource::SecretArn(_)))
-            || matches!(cfg.control, ControlSource::SecretArn(_));
-        let aws = if needs_aws {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        } else {
-            None
-        };
-        let aws_ref = || aws.as_ref().context("AWS configuration was not loaded");
-        let secrets_client = || aws_ref().map(aws_sdk_secretsmanager::Client::new);
+        let aws = Aws::default();
         let mut masker = Masker::default();
-
-        let store: Arc<dyn SessionStore> = match &cfg.store {
-            StoreSpec::Dynamo { table } => Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(aws_ref()?),
-                table.clone(),
-            )),
-            StoreSpec::Sqlite { path } => Arc::new(
-                SqliteStore::open(path)
-                    .with_context(|| format!("opening the SQLite store {}", path.display()))?,
-            ),
-        };
+        let store = open_store(&cfg.store, &aws).await?;
 
         let launcher: Arc<dyn Launcher> = match &cfg.launcher {
             LauncherSpec::Ecs(settings) => Arc::new(EcsLauncher::new(
-                aws_sdk_ecs::Client::new(aws_ref()?),
+                aws_sdk_ecs::Client::new(aws.config().await),
                 settings.clone(),
             )),
             LauncherSpec::Process {
@@ -100,99 +80,56 @@ impl App {
             }
         };
 
-        let (auth, github_webhook_secrets) = match &cfg.github {
-            GitHubSource::SecretArn(arn) => {
-                let s = cca_secrets::fetch_github(&secrets_client()?, arn).await?;
-                let app = AppCredentials::new(s.app_id, &s.private_key)?;
-                let secrets: Vec<SecretString> = s.webhook_secrets().into_iter().cloned().collect();
+        let credentials = cfg.github.load(&aws).await?;
+        let github_webhook_secrets = match &credentials.stored {
+            Some(stored) => {
+                let secrets: Vec<SecretString> =
+                    stored.webhook_secrets().into_iter().cloned().collect();
                 crate::config::check_webhook_secrets(
                     "GITHUB_APP_SECRET_ARN (webhook_secret, webhook_secrets)",
                     &secrets,
                 )?;
-                (
-                    GitHubAuth::App {
-                        app,
-                        default_installation: s.default_installation_id,
-                    },
-                    secrets,
-                )
+                secrets
             }
-            GitHubSource::App {
-                app_id,
-                private_key_file,
-                webhook_secrets,
-                installation_id,
-            } => {
-                let pem = std::fs::read_to_string(private_key_file).with_context(|| {
-                    format!(
-                        "reading GITHUB_APP_PRIVATE_KEY_FILE {}",
-                        private_key_file.display()
-                    )
-                })?;
-                let app = AppCredentials::new(*app_id, &SecretString::from(pem))?;
-                (
-                    GitHubAuth::App {
-                        app,
-                        default_installation: *installation_id,
-                    },
-                    webhook_secrets.clone(),
-                )
-            }
-            GitHubSource::Token {
-                token,
-                webhook_secrets,
-            } => {
-                masker.add(token.expose_secret());
-                (GitHubAuth::Token(token.clone()), webhook_secrets.clone())
-            }
+            None => cfg.github_webhook_secrets.clone(),
         };
-        let github = GitHub::new(&cfg.github_api_url, auth)?;
+        if let Some(token) = credentials.token() {
+            masker.add(token.expose_secret());
+        }
+        let github = GitHub::new(&cfg.github_api_url, credentials.auth)?;
 
         let jira = match &cfg.jira {
             None => None,
-            Some(JiraSource::SecretArn(arn)) => {
-                let s = cca_secrets::fetch_jira(&secrets_client()?, arn).await?;
-                let mut mapping = BTreeMap::new();
-                for (k, v) in &s.project_mapping {
-                    let repo = RepoName::parse(v)
-                        .with_context(|| format!("JIRA secret project_mapping[{k}]"))?;
-                    mapping.insert(k.to_ascii_uppercase(), repo);
-                }
-                masker.add(s.api_token.expose_secret());
-                let webhook_secrets: Vec<SecretString> =
-                    s.webhook_secrets().into_iter().cloned().collect();
-                crate::config::check_webhook_secrets(
-                    "JIRA_SECRET_ARN (webhook_secret, webhook_secrets)",
-                    &webhook_secrets,
-                )?;
+            Some(j) => {
+                let loaded = j.source.load(&aws).await?;
+                masker.add(loaded.api_token.expose_secret());
+                let (webhook_secrets, project_mapping) = match &loaded.stored {
+                    Some(s) => {
+                        let mut mapping = BTreeMap::new();
+                        for (k, v) in &s.project_mapping {
+                            let repo = RepoName::parse(v)
+                                .with_context(|| format!("JIRA secret project_mapping[{k}]"))?;
+                            mapping.insert(k.to_ascii_uppercase(), repo);
+                        }
+                        let secrets: Vec<SecretString> =
+                            s.webhook_secrets().into_iter().cloned().collect();
+                        crate::config::check_webhook_secrets(
+                            "JIRA_SECRET_ARN (webhook_secret, webhook_secrets)",
+                            &secrets,
+                        )?;
+                        (secrets, mapping)
+                    }
+                    None => (j.webhook_secrets.clone(), j.project_mapping.clone()),
+                };
                 Some(JiraSetup {
-                    client: Jira::new(&s.base_url, &s.email, s.api_token.clone())?,
+                    client: loaded.client,
                     webhook_secrets,
-                    project_mapping: mapping,
-                })
-            }
-            Some(JiraSource::Local {
-                base_url,
-                email,
-                api_token,
-                webhook_secrets,
-                project_mapping,
-            }) => {
-                masker.add(api_token.expose_secret());
-                Some(JiraSetup {
-                    client: Jira::new(base_url, email, api_token.clone())?,
-                    webhook_secrets: webhook_secrets.clone(),
-                    project_mapping: project_mapping.clone(),
+                    project_mapping,
                 })
             }
         };
 
-        let control_key = match &cfg.control {
-            ControlSource::SecretArn(arn) => {
-                cca_secrets::fetch_control(&secrets_client()?, arn).await?.0
-            }
-            ControlSource::Local(s) => s.clone(),
-        };
+        let control_key = control_key(&cfg.control, &aws).await?;
         masker.add(control_key.expose_secret());
         for s in github_webhook_secrets
             .iter()

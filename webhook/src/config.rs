@@ -12,18 +12,16 @@ use cca_domain::decide::{JiraActors, Rules};
 use cca_domain::naming::PreviewUrls;
 use secrecy::SecretString;
 
-pub use cca_domain::config::ConfigError;
-pub use cca_secrets::ControlSource;
+pub use cca_settings::{
+    ConfigError, ControlArgs, ControlSource, GitHubArgs, GitHubSource, JiraArgs, JiraSource,
+    StoreArgs, StoreSpec,
+};
 
 /// Every setting, as flags and environment variables.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct WebhookArgs {
-    /// Session store: `dynamodb:<table>` or `sqlite:<path>`.
-    #[arg(long, env = "SESSION_STORE")]
-    pub session_store: Option<String>,
-    /// DynamoDB sessions table (the original's name; same as `SESSION_STORE=dynamodb:<table>`).
-    #[arg(long, env = "SESSIONS_TABLE")]
-    pub sessions_table: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// `ecs` or `process`. Default: `ecs` when ECS_CLUSTER is set, else `process`.
     #[arg(long, env = "LAUNCHER")]
     pub launcher: Option<String>,
@@ -61,29 +59,13 @@ pub struct WebhookArgs {
     /// `https://{id}.<UAT_DOMAIN_SUFFIX>`.
     #[arg(long, env = "PREVIEW_URL_TEMPLATE")]
     pub preview_url_template: Option<String>,
-    #[arg(long, env = "GITHUB_API_URL")]
-    pub github_api_url: Option<String>,
-    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
-    pub github_app_secret_arn: Option<String>,
-    #[arg(long, env = "GITHUB_APP_ID")]
-    pub github_app_id: Option<u64>,
-    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
-    pub github_app_private_key_file: Option<PathBuf>,
-    #[arg(long, env = "GITHUB_INSTALLATION_ID")]
-    pub github_installation_id: Option<u64>,
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-    pub github_token: Option<String>,
+    #[command(flatten)]
+    pub github: GitHubArgs,
     /// Comma-separated: the current secret first, older ones still accepted during a rotation.
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
-    #[arg(long, env = "JIRA_SECRET_ARN")]
-    pub jira_secret_arn: Option<String>,
-    #[arg(long, env = "JIRA_BASE_URL")]
-    pub jira_base_url: Option<String>,
-    #[arg(long, env = "JIRA_EMAIL")]
-    pub jira_email: Option<String>,
-    #[arg(long, env = "JIRA_API_TOKEN", hide_env_values = true)]
-    pub jira_api_token: Option<String>,
+    #[command(flatten)]
+    pub jira: JiraArgs,
     #[arg(long, env = "JIRA_WEBHOOK_SECRET", hide_env_values = true)]
     pub jira_webhook_secret: Option<String>,
     /// JSON object `{"PROJ": "owner/repo"}` or `PROJ=owner/repo,OTHER=owner/other`.
@@ -95,11 +77,8 @@ pub struct WebhookArgs {
     /// Let any person who can label an issue of a mapped project start sessions (weaker).
     #[arg(long, env = "JIRA_ALLOW_ANY_ACCOUNT")]
     pub jira_allow_any_account: Option<bool>,
-    /// Secrets Manager secret holding the key control tokens are derived from.
-    #[arg(long, env = "CONTROL_SECRET_ARN")]
-    pub control_secret_arn: Option<String>,
-    #[arg(long, env = "CCA_CONTROL_SECRET", hide_env_values = true)]
-    pub control_secret: Option<String>,
+    #[command(flatten)]
+    pub control: ControlArgs,
     #[arg(long, env = "TRIGGER_LABEL")]
     pub trigger_label: Option<String>,
     #[arg(long, env = "TRIGGER_LABEL_STAGING")]
@@ -122,8 +101,6 @@ pub struct WebhookArgs {
     pub agent_allowed_cidrs: Option<String>,
 }
 
-pub use cca_store::StoreSpec;
-
 /// How containers are started.
 #[derive(Debug, Clone)]
 pub enum LauncherSpec {
@@ -136,33 +113,15 @@ pub enum LauncherSpec {
     },
 }
 
-/// Where the GitHub credentials come from.
+/// JIRA, when configured: its credentials, and what the webhook needs besides (from the
+/// environment with a local JIRA, from the secret otherwise).
 #[derive(Debug, Clone)]
-pub enum GitHubSource {
-    SecretArn(String),
-    App {
-        app_id: u64,
-        private_key_file: PathBuf,
-        webhook_secrets: Vec<SecretString>,
-        installation_id: Option<u64>,
-    },
-    Token {
-        token: SecretString,
-        webhook_secrets: Vec<SecretString>,
-    },
-}
-
-/// Where the JIRA credentials come from (JIRA is optional).
-#[derive(Debug, Clone)]
-pub enum JiraSource {
-    SecretArn(String),
-    Local {
-        base_url: String,
-        email: String,
-        api_token: SecretString,
-        webhook_secrets: Vec<SecretString>,
-        project_mapping: BTreeMap<String, RepoName>,
-    },
+pub struct JiraConfig {
+    pub source: JiraSource,
+    /// `JIRA_WEBHOOK_SECRET`'s; empty with a secret, which holds them.
+    pub webhook_secrets: Vec<SecretString>,
+    /// `JIRA_PROJECT_MAPPING`; empty with a secret, which holds it.
+    pub project_mapping: BTreeMap<String, RepoName>,
 }
 
 /// The validated configuration of `cca-webhook`.
@@ -172,7 +131,9 @@ pub struct Config {
     pub launcher: LauncherSpec,
     pub github_api_url: String,
     pub github: GitHubSource,
-    pub jira: Option<JiraSource>,
+    /// `GITHUB_WEBHOOK_SECRET`'s; empty with an App's secret, which holds them.
+    pub github_webhook_secrets: Vec<SecretString>,
+    pub jira: Option<JiraConfig>,
     pub control: ControlSource,
     pub uat_domain_suffix: String,
     /// Sessions' preview URLs: `https://<id>.<uat_domain_suffix>` unless a template says otherwise.
@@ -323,15 +284,7 @@ pub fn parse_mapping(
 impl Config {
     /// Validates the settings.
     pub fn from_args(a: WebhookArgs) -> Result<Self, ConfigError> {
-        let store = StoreSpec::from_vars(a.session_store.as_deref(), a.sessions_table.as_deref())
-            .map_err(|e| ConfigError::Invalid {
-                var: "SESSION_STORE",
-                reason: format!("{:?} is neither dynamodb:<table> nor sqlite:<path>", e.0),
-            })?
-            .ok_or(ConfigError::Missing {
-                var: "SESSION_STORE",
-                why: "set SESSION_STORE=sqlite:<path> or dynamodb:<table> (or SESSIONS_TABLE)",
-            })?;
+        let store = a.store.required()?;
 
         let launcher_kind = a.launcher.clone().unwrap_or_else(|| {
             if a.ecs_cluster.is_some() {
@@ -411,80 +364,58 @@ impl Config {
             }
         };
 
-        let github = if let Some(arn) = a.github_app_secret_arn.clone() {
-            GitHubSource::SecretArn(arn)
+        // With an App's secret the webhook secrets are in it; otherwise they are required here.
+        let github_webhook_secrets = if a.github.has_secret_arn() {
+            Vec::new()
         } else {
-            let webhook_secrets = match a.github_webhook_secret.as_deref() {
+            let list = match a.github_webhook_secret.as_deref() {
                 Some(s) => webhook_secrets("GITHUB_WEBHOOK_SECRET", s)?,
                 None => Vec::new(),
             };
-            if webhook_secrets.is_empty() {
+            if list.is_empty() {
                 return Err(ConfigError::Missing {
                     var: "GITHUB_WEBHOOK_SECRET",
                     why: "needed to verify GitHub deliveries (or set GITHUB_APP_SECRET_ARN)",
                 });
             }
-            match (
-                a.github_app_id,
-                &a.github_app_private_key_file,
-                &a.github_token,
-            ) {
-                (Some(app_id), Some(file), _) => GitHubSource::App {
-                    app_id,
-                    private_key_file: file.clone(),
-                    webhook_secrets,
-                    installation_id: a.github_installation_id,
-                },
-                (Some(_), None, _) => {
-                    return Err(ConfigError::Missing {
-                        var: "GITHUB_APP_PRIVATE_KEY_FILE",
-                        why: "GITHUB_APP_ID is set",
-                    });
-                }
-                (None, _, Some(t)) if !t.is_empty() => GitHubSource::Token {
-                    token: SecretString::from(t.clone()),
-                    webhook_secrets,
-                },
-                _ => {
-                    return Err(ConfigError::Missing {
-                        var: "GITHUB_APP_SECRET_ARN",
-                        why: "set it, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE, or GITHUB_TOKEN",
-                    });
-                }
+            list
+        };
+        let github = a.github.source()?.ok_or(ConfigError::Missing {
+            var: "GITHUB_APP_SECRET_ARN",
+            why: "set it, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE, or GITHUB_TOKEN",
+        })?;
+
+        let jira = match a.jira.source()? {
+            None => None,
+            Some(source) if a.jira.is_local() => {
+                let need = |v: &Option<String>, var: &'static str| {
+                    v.clone()
+                        .filter(|s| !s.is_empty())
+                        .ok_or(ConfigError::Missing {
+                            var,
+                            why: "JIRA_BASE_URL is set",
+                        })
+                };
+                Some(JiraConfig {
+                    source,
+                    webhook_secrets: webhook_secrets(
+                        "JIRA_WEBHOOK_SECRET",
+                        &need(&a.jira_webhook_secret, "JIRA_WEBHOOK_SECRET")?,
+                    )?,
+                    project_mapping: parse_mapping(
+                        "JIRA_PROJECT_MAPPING",
+                        &need(&a.jira_project_mapping, "JIRA_PROJECT_MAPPING")?,
+                    )?,
+                })
             }
+            Some(source) => Some(JiraConfig {
+                source,
+                webhook_secrets: Vec::new(),
+                project_mapping: BTreeMap::new(),
+            }),
         };
 
-        let jira = if let Some(arn) = a.jira_secret_arn.clone() {
-            Some(JiraSource::SecretArn(arn))
-        } else if let Some(base_url) = a.jira_base_url.clone() {
-            let need = |v: &Option<String>, var: &'static str| {
-                v.clone()
-                    .filter(|s| !s.is_empty())
-                    .ok_or(ConfigError::Missing {
-                        var,
-                        why: "JIRA_BASE_URL is set",
-                    })
-            };
-            Some(JiraSource::Local {
-                base_url,
-                email: need(&a.jira_email, "JIRA_EMAIL")?,
-                api_token: SecretString::from(need(&a.jira_api_token, "JIRA_API_TOKEN")?),
-                webhook_secrets: webhook_secrets(
-                    "JIRA_WEBHOOK_SECRET",
-                    &need(&a.jira_webhook_secret, "JIRA_WEBHOOK_SECRET")?,
-                )?,
-                project_mapping: parse_mapping(
-                    "JIRA_PROJECT_MAPPING",
-                    &need(&a.jira_project_mapping, "JIRA_PROJECT_MAPPING")?,
-                )?,
-            })
-        } else {
-            None
-        };
-
-        let control = ControlSource::from_vars(
-            a.control_secret_arn.as_deref(),
-            a.control_secret.as_deref(),
+        let control = a.control.source(
             "the agents' control tokens are derived from it (locally: CCA_CONTROL_SECRET)",
         )?;
 
@@ -514,16 +445,7 @@ impl Config {
                     })?;
         }
 
-        let github_api_url = a
-            .github_api_url
-            .clone()
-            .unwrap_or_else(|| "https://api.github.com".into());
-        if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                var: "GITHUB_API_URL",
-                reason: format!("{github_api_url:?} is not an http(s) URL"),
-            });
-        }
+        let github_api_url = a.github.api.url()?;
 
         let mut rules = Rules::default();
         let set = |slot: &mut String, v: &Option<String>| {
@@ -558,6 +480,7 @@ impl Config {
             launcher,
             github_api_url,
             github,
+            github_webhook_secrets,
             jira,
             control,
             uat_domain_suffix,
@@ -578,10 +501,19 @@ mod tests {
 
     fn base() -> WebhookArgs {
         WebhookArgs {
-            session_store: Some("sqlite:/tmp/x.db".into()),
-            github_token: Some("t".into()),
+            store: StoreArgs {
+                session_store: Some("sqlite:/tmp/x.db".into()),
+                ..StoreArgs::default()
+            },
+            github: GitHubArgs {
+                github_token: Some("t".into()),
+                ..GitHubArgs::default()
+            },
             github_webhook_secret: Some("first-secret,with-a-comma\nsecond-secret-rotated".into()),
-            control_secret: Some("0123456789abcdef0123456789abcdef".into()),
+            control: ControlArgs {
+                control_secret: Some("0123456789abcdef0123456789abcdef".into()),
+                ..ControlArgs::default()
+            },
             uat_domain_suffix: Some(".UAT.example.com".into()),
             ..WebhookArgs::default()
         }
@@ -602,22 +534,18 @@ mod tests {
         );
         assert!(matches!(c.launcher, LauncherSpec::Process { .. }));
         assert_eq!(c.uat_domain_suffix, "uat.example.com");
-        assert!(
-            matches!(c.github, GitHubSource::Token { ref webhook_secrets, .. } if webhook_secrets.len() == 2)
-        );
+        assert!(matches!(c.github, GitHubSource::Token(_)) && c.github_webhook_secrets.len() == 2);
     }
 
     #[test]
     fn webhook_secrets_are_lines_never_cut_at_a_comma_and_long_enough() {
         use secrecy::ExposeSecret;
         let c = Config::from_args(base()).unwrap();
-        let GitHubSource::Token {
-            webhook_secrets, ..
-        } = &c.github
-        else {
-            panic!("a token source");
-        };
-        let got: Vec<&str> = webhook_secrets.iter().map(|s| s.expose_secret()).collect();
+        let got: Vec<&str> = c
+            .github_webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
         assert_eq!(got, ["first-secret,with-a-comma", "second-secret-rotated"]);
         let e = err(WebhookArgs {
             github_webhook_secret: Some("long-enough-secret-1\nxyzzy".into()),
@@ -632,14 +560,17 @@ mod tests {
     fn errors_name_the_variable() {
         assert!(
             err(WebhookArgs {
-                session_store: None,
+                store: StoreArgs::default(),
                 ..base()
             })
             .starts_with("SESSION_STORE is not set")
         );
         assert!(
             err(WebhookArgs {
-                session_store: Some("redis:x".into()),
+                store: StoreArgs {
+                    session_store: Some("redis:x".into()),
+                    ..StoreArgs::default()
+                },
                 ..base()
             })
             .starts_with("SESSION_STORE is invalid")
@@ -660,7 +591,10 @@ mod tests {
         );
         assert!(
             err(WebhookArgs {
-                control_secret: Some("short".into()),
+                control: ControlArgs {
+                    control_secret: Some("short".into()),
+                    ..ControlArgs::default()
+                },
                 ..base()
             })
             .starts_with("CCA_CONTROL_SECRET")
@@ -673,7 +607,10 @@ mod tests {
             .starts_with("ECS_CLUSTER is not set")
         );
         let jira = WebhookArgs {
-            jira_base_url: Some("https://j".into()),
+            jira: JiraArgs {
+                jira_base_url: Some("https://j".into()),
+                ..JiraArgs::default()
+            },
             ..base()
         };
         assert!(err(jira).starts_with("JIRA_EMAIL is not set"));
@@ -702,8 +639,10 @@ mod tests {
     #[test]
     fn sessions_table_alone_means_dynamodb() {
         let c = Config::from_args(WebhookArgs {
-            session_store: None,
-            sessions_table: Some("t".into()),
+            store: StoreArgs {
+                sessions_table: Some("t".into()),
+                ..StoreArgs::default()
+            },
             ..base()
         })
         .unwrap();

@@ -15,7 +15,7 @@ use cca_domain::SessionId;
 use cca_github::BrokeredToken;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{Instrument as _, Span, field, info, info_span, warn};
 
 use crate::app::App;
 use crate::reply::Reply;
@@ -28,7 +28,8 @@ struct TokenRequest {
 /// Answers one token request (see the module documentation).
 pub async fn issue(app: &App, headers: &HeaderMap, body: &[u8]) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match decide(app, headers, body).await {
+    let span = info_span!("token request", session = field::Empty);
+    match decide(app, headers, body).instrument(span).await {
         Ok(token) => (StatusCode::OK, axum::Json(token)).into_response(),
         Err(reply) => reply.into_response(),
     }
@@ -52,6 +53,7 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredT
     })?;
     let id = SessionId::parse(&req.session_id)
         .map_err(|_| refuse(StatusCode::BAD_REQUEST, "not a session id"))?;
+    Span::current().record("session", id.as_str());
     if !app.control.is_token_of(&id, presented) {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
@@ -63,7 +65,7 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredT
         .get(&id)
         .await
         .map_err(|e| {
-            warn!(session = %id, error = %e, "token request: the store failed");
+            warn!(error = %e, "token request: the store failed");
             Reply::error(StatusCode::BAD_GATEWAY, "the session store failed")
         })?
         .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
@@ -71,7 +73,7 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredT
         return Err(refuse(StatusCode::FORBIDDEN, "the session has ended"));
     }
     if let Some(why) = app.control.address_refusal(&session) {
-        warn!(session = %id, reason = %why, "token request refused: the recorded address is not allowed");
+        warn!(reason = %why, "token request refused: the recorded address is not allowed");
         return Err(Reply::error(
             StatusCode::FORBIDDEN,
             "the session's recorded address is not allowed",
@@ -86,14 +88,14 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredT
         .installation_token(installation, Some(&session.repo_full_name))
         .await
         .map_err(|e| {
-            warn!(session = %id, error = %e, "token request: GitHub did not mint a token");
+            warn!(error = %e, "token request: GitHub did not mint a token");
             Reply::error(StatusCode::BAD_GATEWAY, "GitHub did not mint a token")
         })?;
     let expires_in_secs = token
         .expires_at
         .duration_since(SystemTime::now())
         .map_or(0, |d| d.as_secs());
-    info!(session = %id, repo = %session.repo_full_name, expires_in_secs, "token issued to the agent");
+    info!(repo = %session.repo_full_name, expires_in_secs, "token issued to the agent");
     Ok(BrokeredToken {
         token: token.token.expose_secret().to_owned(),
         expires_in_secs,

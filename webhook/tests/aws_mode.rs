@@ -88,20 +88,20 @@ async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
         let control_arn =
             put_secret(&secrets, &unique_name("control"), CONTROL_KEY.repeat(2)).await;
 
-        let args = WebhookArgs {
-            sessions_table: Some(table.clone()),
+        let mut args = WebhookArgs {
             ecs_cluster: Some(cluster.clone()),
             agent_task_definition: Some(agent.clone()),
             uat_task_definition: Some(preview.clone()),
             agent_subnets: Some(network.subnet_ids.join(",")),
             agent_security_groups: Some(network.security_group_id.clone()),
-            github_api_url: Some(github.url().to_owned()),
-            github_app_secret_arn: Some(github_arn),
-            jira_secret_arn: Some(jira_arn),
-            control_secret_arn: Some(control_arn),
             uat_domain_suffix: Some(DOMAIN.into()),
             ..WebhookArgs::default()
         };
+        args.store.sessions_table = Some(table.clone());
+        args.github.api.github_api_url = Some(github.url().to_owned());
+        args.github.github_app_secret_arn = Some(github_arn);
+        args.jira.jira_secret_arn = Some(jira_arn);
+        args.control.control_secret_arn = Some(control_arn);
         let config = Config::from_args(args).expect("config");
         let app = Arc::new(App::from_config(config).await.expect("app"));
         assert!(

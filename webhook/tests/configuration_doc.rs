@@ -82,13 +82,62 @@ fn webhook_variables() -> BTreeSet<String> {
     variables_in(&Path::new(MANIFEST_DIR).join("src"))
 }
 
-/// What the sources under `src` read, by clap attribute or directly.
+/// What the sources under `src` read, by clap attribute or directly, and through the shared
+/// settings groups (crates/settings) they name.
 fn variables_in(src: &Path) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
+    let mut sources = String::new();
     for file in rust_files(src) {
         let text = read(&file);
         names.extend(clap_variables(&text));
         names.extend(direct_variables(&text));
+        sources.push_str(&text);
+    }
+    names.extend(settings_variables(&sources));
+    names
+}
+
+/// Whether `text` holds `word` as a whole identifier.
+fn names_word(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word)
+        .any(|(at, _)| !text[..at].ends_with(ident) && !text[at + word.len()..].starts_with(ident))
+}
+
+/// The shared settings groups, `pub struct Name { … }` of crates/settings/src, by name.
+fn settings_groups() -> Vec<(String, String)> {
+    let mut groups = Vec::new();
+    for file in rust_files(&Path::new(MANIFEST_DIR).join("../crates/settings/src")) {
+        let text = read(&file);
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("pub struct ") {
+            rest = &rest[at + "pub struct ".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let body = rest.find("\n}").map_or(rest, |end| &rest[..end]);
+            groups.push((name, body.to_owned()));
+        }
+    }
+    groups
+}
+
+/// The variables of the settings groups named in `sources`, and of the groups those flatten.
+fn settings_variables(sources: &str) -> BTreeSet<String> {
+    let groups = settings_groups();
+    let mut names = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut pending: Vec<&(String, String)> = groups
+        .iter()
+        .filter(|(name, _)| names_word(sources, name))
+        .collect();
+    while let Some((name, body)) = pending.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        names.extend(clap_variables(body));
+        pending.extend(groups.iter().filter(|(inner, _)| names_word(body, inner)));
     }
     names
 }
@@ -259,9 +308,13 @@ fn every_cca_variable_is_documented() {
         return;
     }
     let mut names = BTreeSet::new();
+    let mut sources = String::new();
     for file in rust_files(&src) {
-        names.extend(clap_variables(&read(&file)));
+        let text = read(&file);
+        names.extend(clap_variables(&text));
+        sources.push_str(&text);
     }
+    names.extend(settings_variables(&sources));
     let doc = configuration_doc();
     let missing: Vec<&String> = names
         .iter()
@@ -272,6 +325,16 @@ fn every_cca_variable_is_documented() {
         "the cca command line reads these variables, but docs/CONFIGURATION.md does not \
          mention them: {missing:?}"
     );
+}
+
+#[test]
+fn the_settings_groups_are_found_through_the_names_a_binary_uses() {
+    let proxy = settings_variables("use cca_settings::{GitHubApiArgs, StoreArgs};");
+    let proxy: Vec<&str> = proxy.iter().map(String::as_str).collect();
+    assert_eq!(proxy, ["GITHUB_API_URL", "SESSIONS_TABLE", "SESSION_STORE"]);
+    let github = settings_variables("github: GitHubArgs,");
+    assert!(github.contains("GITHUB_API_URL") && github.contains("GITHUB_APP_SECRET_ARN"));
+    assert!(settings_variables("MyStoreArgs").is_empty());
 }
 
 #[test]

@@ -26,10 +26,7 @@ fn now() -> i64 {
 /// branch, one draft PR that closes the issue, one session `PROVISIONING` with the task, one task.
 #[tokio::test]
 async fn label_by_collaborator_opens_branch_pr_session_and_task() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand
             .github
             .add_issue(REPO, "Add a login page", "Email and password, please.");
@@ -118,10 +115,7 @@ async fn label_by_collaborator_opens_branch_pr_session_and_task() {
 /// Nothing at all happens for a reader, a bot or a label that is not a trigger.
 #[tokio::test]
 async fn unpermitted_bot_or_other_label_does_nothing() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         for (label, sender) in [
             ("claude-dev", "rita"),
@@ -151,10 +145,7 @@ async fn unpermitted_bot_or_other_label_does_nothing() {
 /// 20 identical deliveries at once: one branch, one PR, one task; the rest are duplicates.
 #[tokio::test]
 async fn concurrent_identical_deliveries_act_once() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         stand
             .github
             .set_latency(std::time::Duration::from_millis(20));
@@ -184,10 +175,7 @@ async fn concurrent_identical_deliveries_act_once() {
 /// 20 different deliveries for the same issue at once: one session, one PR, one task.
 #[tokio::test]
 async fn concurrent_deliveries_for_one_issue_make_one_session() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         stand
             .github
             .set_latency(std::time::Duration::from_millis(20));
@@ -217,10 +205,7 @@ async fn concurrent_deliveries_for_one_issue_make_one_session() {
 /// A redelivery of a handled delivery has no side effect.
 #[tokio::test]
 async fn redelivery_is_a_duplicate() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
         let id = delivery();
@@ -248,10 +233,7 @@ async fn redelivery_is_a_duplicate() {
 /// is forgotten, so GitHub's redelivery does the work instead of being answered "duplicate".
 #[tokio::test]
 async fn a_5xx_during_the_permission_check_is_retried_by_the_redelivery() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
         let id = delivery();
@@ -283,10 +265,7 @@ async fn a_5xx_during_the_permission_check_is_retried_by_the_redelivery() {
 /// is handled once the delivery's lease has run out; a handled delivery stays a duplicate.
 #[tokio::test]
 async fn a_delivery_whose_handler_died_is_handled_again_after_its_lease() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
         let id = delivery();
@@ -323,10 +302,7 @@ async fn a_delivery_whose_handler_died_is_handled_again_after_its_lease() {
 /// long one answers at once with an error (and the delivery is forgotten for the redelivery).
 #[tokio::test]
 async fn rate_limits_are_waited_out_within_the_delivery_or_answered_at_once() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let payload = issue_labeled(n, "T", "B", "claude-dev", "alice");
         stand.github.rate_limit_next(
@@ -381,10 +357,7 @@ async fn rate_limits_are_waited_out_within_the_delivery_or_answered_at_once() {
 /// GitHub failure is answered 502 with the delivery forgotten for the redelivery.
 #[tokio::test]
 async fn installing_the_app_creates_the_labels_it_acts_on() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         stand.github.add_label(REPO, "UAT", "ff0000");
         // GitHub's recorded payloads, pointed at the stand's installation and repositories.
         let mut created = cca_testkit::fixtures::github_example("installation", Some("created"));
@@ -450,74 +423,73 @@ async fn installing_the_app_creates_the_labels_it_acts_on() {
 /// with no secret in it, and the answer is an error naming the cause.
 #[tokio::test]
 async fn launch_failure_fails_the_session_and_says_so_once() {
-    within(async {
-        let Some(stand) = Stand::with(Options {
+    scenario_with(
+        Options {
             missing_agent_task_definition: true,
             ..Options::default()
-        })
-        .await
-        else {
-            return;
-        };
-        let n = stand.github.add_issue(REPO, "T", "B");
-        let id = delivery();
-        let (status, reply) = stand
-            .deliver(
-                "issues",
-                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
-                &id,
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
-        let sessions = stand.sessions().await;
-        assert_eq!(sessions.len(), 1);
-        let s = &sessions[0];
-        assert_eq!(s.status, Status::Failed);
-        let error = s.error.clone().unwrap_or_default();
-        assert!(
-            error.contains(&stand.families.agent_latest),
-            "the reason names the task definition: {error}"
-        );
-        assert!(s.ttl.is_some());
-        let pr = s.pr_number.expect("the PR exists");
-        let comments = stand.github.comments(REPO, pr);
-        assert_eq!(comments.len(), 1, "{comments:?}");
-        let body = &comments[0].body;
-        assert!(
-            body.contains("Agent failed to start") && body.contains(&stand.families.agent_latest),
-            "{body}"
-        );
-        let mut secrets: Vec<String> = vec![
-            WEBHOOK_SECRET.into(),
-            OLD_WEBHOOK_SECRET.into(),
-            CONTROL_KEY.into(),
-            JIRA_SECRET.into(),
-        ];
-        secrets.extend(stand.github.issued_tokens().into_iter().map(|t| t.token));
-        for secret in &secrets {
+        },
+        |stand| async move {
+            let n = stand.github.add_issue(REPO, "T", "B");
+            let id = delivery();
+            let (status, reply) = stand
+                .deliver(
+                    "issues",
+                    &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                    &id,
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+            let sessions = stand.sessions().await;
+            assert_eq!(sessions.len(), 1);
+            let s = &sessions[0];
+            assert_eq!(s.status, Status::Failed);
+            let error = s.error.clone().unwrap_or_default();
             assert!(
-                !body.contains(secret.as_str()) && !reply.to_string().contains(secret.as_str()),
-                "secret leaked"
+                error.contains(&stand.families.agent_latest),
+                "the reason names the task definition: {error}"
             );
-        }
+            assert!(s.ttl.is_some());
+            let pr = s.pr_number.expect("the PR exists");
+            let comments = stand.github.comments(REPO, pr);
+            assert_eq!(comments.len(), 1, "{comments:?}");
+            let body = &comments[0].body;
+            assert!(
+                body.contains("Agent failed to start")
+                    && body.contains(&stand.families.agent_latest),
+                "{body}"
+            );
+            let mut secrets: Vec<String> = vec![
+                WEBHOOK_SECRET.into(),
+                OLD_WEBHOOK_SECRET.into(),
+                CONTROL_KEY.into(),
+                JIRA_SECRET.into(),
+            ];
+            secrets.extend(stand.github.issued_tokens().into_iter().map(|t| t.token));
+            for secret in &secrets {
+                assert!(
+                    !body.contains(secret.as_str()) && !reply.to_string().contains(secret.as_str()),
+                    "secret leaked"
+                );
+            }
 
-        // The failed delivery was forgotten: GitHub's redelivery is handled again (and, with the
-        // task definition still missing, fails again and says so once more), not "duplicate".
-        let (status, again) = stand
-            .deliver(
-                "issues",
-                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
-                &id,
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{again}");
-        assert_eq!(stand.github.comments(REPO, pr).len(), 2);
-        assert_eq!(
-            stand.sessions().await.len(),
-            1,
-            "the same session was relaunched"
-        );
-    })
+            // The failed delivery was forgotten: GitHub's redelivery is handled again (and, with the
+            // task definition still missing, fails again and says so once more), not "duplicate".
+            let (status, again) = stand
+                .deliver(
+                    "issues",
+                    &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                    &id,
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{again}");
+            assert_eq!(stand.github.comments(REPO, pr).len(), 2);
+            assert_eq!(
+                stand.sessions().await.len(),
+                1,
+                "the same session was relaunched"
+            );
+        },
+    )
     .await;
 }
 
@@ -554,10 +526,7 @@ async fn running_agent(stand: &Stand, agent: &FakeAgent) -> cca_domain::Session 
 /// and unpermitted comments reach nothing.
 #[tokio::test]
 async fn comments_are_routed_only_when_permitted_and_meant() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&stand, &agent).await;
         let pr = s.pr_number.unwrap();
@@ -611,10 +580,7 @@ async fn comments_are_routed_only_when_permitted_and_meant() {
 /// the preview that never reported an address is ended directly.
 #[tokio::test]
 async fn closing_a_pr_stops_every_session() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&stand, &agent).await;
         let pr = s.pr_number.unwrap();
@@ -669,10 +635,7 @@ async fn closing_a_pr_stops_every_session() {
 /// stays `STOPPING` (its task is stopped, so SIGTERM makes it push and record its end).
 #[tokio::test]
 async fn an_unreachable_agent_is_left_stopping() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&stand, &agent).await;
         // The discard port: nothing listens there.
@@ -705,10 +668,7 @@ async fn an_unreachable_agent_is_left_stopping() {
 /// `/claude stop` by a writer stops the agent session and says so.
 #[tokio::test]
 async fn stop_command_stops_the_agent() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&stand, &agent).await;
         let pr = s.pr_number.unwrap();
@@ -749,10 +709,7 @@ async fn stop_command_stops_the_agent() {
 /// branch and PR.
 #[tokio::test]
 async fn relabel_relaunches_an_ended_session() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let (_, first) = stand
             .deliver(
@@ -800,10 +757,7 @@ async fn relabel_relaunches_an_ended_session() {
 /// is followed by the relaunch; one that does not is answered on the issue, never dropped.
 #[tokio::test]
 async fn relabel_while_stopping_restarts_after_the_stop_or_says_it_will_not() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let label = || issue_labeled(n, "T", "B", "claude-dev", "alice");
         let (_, first) = stand.deliver("issues", &label(), &delivery()).await;
@@ -867,10 +821,7 @@ async fn relabel_while_stopping_restarts_after_the_stop_or_says_it_will_not() {
 /// A mention while the session is stopped launches it again with the comment as its prompt.
 #[tokio::test]
 async fn mention_relaunches_a_stopped_session() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&stand, &agent).await;
         stand
@@ -917,10 +868,7 @@ async fn mention_relaunches_a_stopped_session() {
 /// A staging label runs the staging task definition and leaves the latest one untouched.
 #[tokio::test]
 async fn staging_launch_uses_the_staging_task_definition() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let revisions = |family: String| {
             let ecs = stand.ecs.clone();
             async move {
@@ -967,10 +915,7 @@ async fn staging_launch_uses_the_staging_task_definition() {
 /// refresh a running preview; removing the label stops it.
 #[tokio::test]
 async fn preview_lifecycle() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let pr = stand.open_pr("feature/Login_Page").await;
         let (_, reply) = stand
             .deliver(
@@ -1094,10 +1039,7 @@ async fn preview_lifecycle() {
 /// agent/tests/preview.rs), whatever its branch is called; one from a deleted fork is refused.
 #[tokio::test]
 async fn a_fork_pr_is_previewed_by_number_and_a_deleted_fork_is_refused_on_the_pr() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         // A contributor's fork with a branch named like the base's default branch: the session
         // records the PR, whose head (refs/pull/<n>/head) the preview fetches.
         let pr = stand.open_pr("fork-stand-in").await;
@@ -1154,10 +1096,7 @@ async fn a_fork_pr_is_previewed_by_number_and_a_deleted_fork_is_refused_on_the_p
 /// Two PR branches that fold to the same readable preview id still get distinct sessions.
 #[tokio::test]
 async fn colliding_preview_ids_fall_back_to_hashed_ids() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let (pa, pb) = (
             stand.open_pr("feature/x").await,
             stand.open_pr("feature-x").await,
@@ -1188,8 +1127,7 @@ async fn colliding_preview_ids_fall_back_to_hashed_ids() {
 /// with the links; the prompt keeps the description's paragraphs.
 #[tokio::test]
 async fn jira_label_starts_a_session_and_comments_back() {
-    within(async {
-        let Some(stand) = Stand::with(Options { rules: jira_allowing(&[JIRA_PERSON]), ..Options::default() }).await else { return };
+    scenario_with(Options { rules: jira_allowing(&[JIRA_PERSON]), ..Options::default() }, |stand| async move {
         let description = Adf::new()
             .paragraph("Users need to reset their password from the login page.")
             .paragraph("The reset link expires after one hour.")
@@ -1256,15 +1194,10 @@ fn jira_labelled_by(user: Option<serde_json::Value>) -> serde_json::Value {
 /// no account allowed at all, not even that person triggers.
 #[tokio::test]
 async fn jira_label_by_an_account_not_allowed_does_nothing() {
-    within(async {
-        let Some(stand) = Stand::with(Options {
+    scenario_with(Options {
             rules: jira_allowing(&[JIRA_PERSON]),
             ..Options::default()
-        })
-        .await
-        else {
-            return;
-        };
+        }, |stand| async move {
         stand
             .jira
             .add_issue("AG-7", "Export to CSV", json!(null), &["claude-dev"]);
@@ -1331,10 +1264,7 @@ async fn jira_label_by_an_account_not_allowed_does_nothing() {
 /// secret of a rotation is still accepted.
 #[tokio::test]
 async fn signatures_are_checked_before_anything() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let n = stand.github.add_issue(REPO, "T", "B");
         let body = serde_json::to_vec(&issue_labeled(n, "T", "B", "claude-dev", "alice")).unwrap();
         let with = |sig: Option<String>| {
@@ -1389,10 +1319,7 @@ async fn signatures_are_checked_before_anything() {
 /// Removing the trigger label, or closing the issue, stops the issue's agent session.
 #[tokio::test]
 async fn unlabel_or_close_stops_the_issue_session() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         // Closed as completed (also what merging a PR that closes the issue sends) completes it.
         for (action, final_status) in [("unlabeled", "STOPPED"), ("closed", "COMPLETED")] {
             let agent = FakeAgent::start(None).await;
@@ -1431,10 +1358,7 @@ async fn unlabel_or_close_stops_the_issue_session() {
 /// `/claude stop` ends the session without it.
 #[tokio::test]
 async fn control_calls_go_only_to_allowed_addresses() {
-    within(async {
-        let Some(local) = Stand::new().await else {
-            return;
-        };
+    scenario(|local| async move {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&local, &agent).await;
         let pr = s.pr_number.unwrap();
@@ -1524,10 +1448,7 @@ async fn control_calls_go_only_to_allowed_addresses() {
 /// connection is tried) and a stop is recorded by the webhook.
 #[tokio::test]
 async fn records_pointing_outside_the_allowed_ranges_get_no_control_call() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         for ip in [
             "169.254.170.2",
             "8.8.8.8",

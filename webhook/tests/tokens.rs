@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use cca_domain::session::{ImageChannel, SessionPatch, SessionType, Source};
 use cca_domain::{BranchName, RepoName, Session, SessionId, Status};
 use serde_json::{Value, json};
-use support::{CONTROL_KEY, INSTALLATION, REPO, Stand, within};
+use support::{CONTROL_KEY, INSTALLATION, REPO, Stand, scenario};
 
 /// A session record as an agent leaves it once started: its address recorded.
 async fn started(stand: &Stand, ip: &str) -> Session {
@@ -58,10 +58,7 @@ async fn ask(stand: &Stand, bearer: Option<&str>, body: Value) -> (StatusCode, V
 
 #[tokio::test]
 async fn an_agent_gets_a_token_for_its_repository_only() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let s = started(&stand, "10.1.2.3").await;
         let (status, answer) = ask(
             &stand,
@@ -84,10 +81,7 @@ async fn an_agent_gets_a_token_for_its_repository_only() {
 
 #[tokio::test]
 async fn wrong_tokens_other_sessions_ended_sessions_and_foreign_addresses_get_nothing() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let mine = started(&stand, "10.1.2.3").await;
         let other = started(&stand, "10.1.2.4").await;
         let minted_before = stand.github.issued_tokens().len();
@@ -172,10 +166,7 @@ async fn wrong_tokens_other_sessions_ended_sessions_and_foreign_addresses_get_no
 /// once GitHub mints again.
 #[tokio::test]
 async fn github_failing_to_mint_is_said_by_the_broker_and_retried_by_the_agent() {
-    within(async {
-        let Some(stand) = Stand::new().await else {
-            return;
-        };
+    scenario(|stand| async move {
         let s = started(&stand, "10.1.2.3").await;
         let body = json!({"session_id": s.session_id.as_str()});
         stand.github.fail_next("POST", "/access_tokens", 502, 1);

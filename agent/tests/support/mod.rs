@@ -25,6 +25,28 @@ pub const INSTALLATION: u64 = 7;
 pub const CONTROL_KEY: &str = "agent-test-control-key-0123456789abcdef";
 pub const DOMAIN: &str = "uat.example.test";
 
+/// Bound on every test of a real agent, its set-up included, so a hang fails instead of
+/// stalling CI (each wait inside has its own, shorter bound that says what it waited for).
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Runs one test: the stand `stand` builds, then `body` on it, all under [`TEST_TIMEOUT`].
+/// Without a stand (a part of the test stand missing) the test returns after saying so, or
+/// fails when the whole stand is required.
+pub async fn scenario<S, F, Fut>(stand: S, body: F)
+where
+    S: std::future::Future<Output = Option<Stand>>,
+    F: FnOnce(Stand) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    tokio::time::timeout(TEST_TIMEOUT, async move {
+        if let Some(stand) = stand.await {
+            body(stand).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the test did not finish within {TEST_TIMEOUT:?}"));
+}
+
 /// A small app the preview tests serve: `npm run dev` starts it on `$PORT`; it answers with the
 /// content of `version.txt`, read at start.
 pub const PREVIEW_APP: [(&str, &str); 3] = [

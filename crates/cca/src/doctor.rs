@@ -25,7 +25,7 @@ mod tasks;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cca_store::StoreSpec;
+use cca_settings::{ControlArgs, GitHubArgs, JiraArgs, StoreArgs, StoreSpec};
 
 use finding::{Finding, Status};
 
@@ -109,21 +109,16 @@ pub struct DoctorArgs {
     #[arg(long, env = "WEBHOOK_FUNCTION_NAME")]
     pub webhook_function_name: Option<String>,
 
-    /// Session store: `dynamodb:<table>` (an SQLite store has nothing deployed to check).
-    #[arg(long, env = "SESSION_STORE")]
-    pub session_store: Option<String>,
-    /// DynamoDB sessions table (same as `--session-store dynamodb:<table>`).
-    #[arg(long, env = "SESSIONS_TABLE")]
-    pub sessions_table: Option<String>,
-    /// Secret holding the GitHub App's credentials.
-    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
-    pub github_app_secret_arn: Option<String>,
-    /// Secret holding the JIRA credentials, checked only when set.
-    #[arg(long, env = "JIRA_SECRET_ARN")]
-    pub jira_secret_arn: Option<String>,
-    /// Secret holding the control key.
-    #[arg(long, env = "CONTROL_SECRET_ARN")]
-    pub control_secret_arn: Option<String>,
+    // The store (an SQLite one has nothing deployed to check) and the secrets, as the
+    // webhook reads them; of the credentials only the secrets' names are checked.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub github: GitHubArgs,
+    #[command(flatten)]
+    pub jira: JiraArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 /// The validated settings.
@@ -164,16 +159,7 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
-        let store = StoreSpec::from_vars(
-            set(&a.session_store).as_deref(),
-            set(&a.sessions_table).as_deref(),
-        )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "SESSION_STORE is invalid: {:?} is neither dynamodb:<table> nor sqlite:<path>",
-                e.0
-            )
-        })?;
+        let store = a.store.spec()?;
         Ok(Self {
             uat_domain_suffix: set(&a.uat_domain_suffix).map(|s| {
                 s.trim_start_matches("*.")
@@ -218,9 +204,9 @@ impl Settings {
             control_port: a.control_port,
             webhook_function: set(&a.webhook_function_name),
             store,
-            github_app_secret_arn: set(&a.github_app_secret_arn),
-            jira_secret_arn: set(&a.jira_secret_arn),
-            control_secret_arn: set(&a.control_secret_arn),
+            github_app_secret_arn: set(&a.github.github_app_secret_arn),
+            jira_secret_arn: set(&a.jira.jira_secret_arn),
+            control_secret_arn: set(&a.control.control_secret_arn),
         })
     }
 }

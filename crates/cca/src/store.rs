@@ -3,21 +3,18 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use cca_store::{DynamoStore, SessionStore, SqliteStore};
-use cca_webhook::config::StoreSpec;
+use cca_settings::{Aws, StoreSpec, open_store};
+use cca_store::SessionStore;
 
 use crate::data_dir::{DataDir, DataDirArgs};
 
 /// Which store to open.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "operator_store")]
 pub struct StoreArgs {
-    /// Session store: `dynamodb:<table>` or `sqlite:<path>`. Default: the SQLite file of `cca up`.
-    #[arg(long, env = "SESSION_STORE", global = true, value_name = "STORE")]
-    pub session_store: Option<String>,
-    /// DynamoDB sessions table (same as `--session-store dynamodb:<table>`).
-    #[arg(long, env = "SESSIONS_TABLE", global = true, value_name = "TABLE")]
-    pub sessions_table: Option<String>,
+    // `SESSION_STORE` or `SESSIONS_TABLE`; without either, the SQLite file of `cca up`.
+    #[command(flatten)]
+    pub store: cca_settings::StoreArgs,
     #[command(flatten)]
     pub data_dir: DataDirArgs,
 }
@@ -26,13 +23,15 @@ pub struct StoreArgs {
 pub type Location = StoreSpec;
 
 impl StoreArgs {
+    /// Whether a store is named (rather than the local default).
+    pub fn is_named(&self) -> anyhow::Result<bool> {
+        Ok(self.store.spec()?.is_some())
+    }
+
     /// The store named by the arguments, with the webhook's precedence: `SESSION_STORE` first,
     /// then `SESSIONS_TABLE`, then (for the operator only) the local default.
     pub fn location(&self) -> anyhow::Result<Location> {
-        match StoreSpec::from_vars(
-            self.session_store.as_deref(),
-            self.sessions_table.as_deref(),
-        )? {
+        match self.store.spec()? {
             Some(spec) => Ok(spec),
             None => Ok(StoreSpec::Sqlite {
                 path: DataDir::resolve(&self.data_dir)?.sessions_db(),
@@ -44,23 +43,12 @@ impl StoreArgs {
 /// Opens the store at `location`; `None` when it is a SQLite file that does not exist yet, which
 /// holds no sessions (opening it would create an empty database where the user did not ask).
 pub async fn open(location: &Location) -> anyhow::Result<Option<Arc<dyn SessionStore>>> {
-    match location {
-        StoreSpec::Sqlite { path } => {
-            if !path.exists() {
-                return Ok(None);
-            }
-            let store = SqliteStore::open(path)
-                .with_context(|| format!("cannot open the session store {location}"))?;
-            Ok(Some(Arc::new(store)))
-        }
-        StoreSpec::Dynamo { table } => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Ok(Some(Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&aws),
-                table.clone(),
-            ))))
+    if let StoreSpec::Sqlite { path } = location {
+        if !path.exists() {
+            return Ok(None);
         }
     }
+    Ok(Some(open_store(location, &Aws::default()).await?))
 }
 
 #[cfg(test)]
@@ -70,8 +58,10 @@ mod tests {
 
     fn args(store: Option<&str>, table: Option<&str>) -> StoreArgs {
         StoreArgs {
-            session_store: store.map(str::to_owned),
-            sessions_table: table.map(str::to_owned),
+            store: cca_settings::StoreArgs {
+                session_store: store.map(str::to_owned),
+                sessions_table: table.map(str::to_owned),
+            },
             data_dir: DataDirArgs {
                 data_dir: Some(PathBuf::from("/data")),
             },

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use cca_github::{AppCredentials, GitHub, GitHubAuth};
+use cca_github::GitHub;
 use cca_launcher::{EcsLauncher, EcsSettings, Launcher, ProcessLauncher, TaskDefinitions};
+use cca_settings::{Aws, GitHubArgs};
 use cca_sweep::Sweeper;
 use cca_webhook::app::{PROCESS_STOP_GRACE, now};
 use cca_webhook::sweep::{SweepSettings, SweeperArgs, load_balancer};
-use secrecy::SecretString;
 
 use crate::store::{self, StoreArgs};
 
@@ -38,31 +38,15 @@ pub struct SweepArgs {
     /// Needed with ALB_LISTENER_ARN.
     #[arg(long, env = "UAT_DOMAIN_SUFFIX")]
     uat_domain_suffix: Option<String>,
-    /// GitHub REST API root.
-    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
-    github_api_url: String,
-    /// Secrets Manager secret of the GitHub App, as the webhook reads it.
-    #[arg(long, env = "GITHUB_APP_SECRET_ARN")]
-    github_app_secret_arn: Option<String>,
-    /// Local GitHub App: its id (with GITHUB_APP_PRIVATE_KEY_FILE).
-    #[arg(long, env = "GITHUB_APP_ID")]
-    github_app_id: Option<u64>,
-    /// Local GitHub App: its private key, PEM.
-    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
-    github_app_private_key_file: Option<PathBuf>,
-    /// Local GitHub App: the installation of sessions that recorded none.
-    #[arg(long, env = "GITHUB_INSTALLATION_ID")]
-    github_installation_id: Option<u64>,
-    /// Personal access token, when no App is configured.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-    github_token: Option<String>,
+    // The credentials the webhook uses, to tell the PRs.
+    #[command(flatten)]
+    github: GitHubArgs,
 }
 
 /// Runs `cca sweep`: exit status 0 when everything was read and done, 1 otherwise.
 pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let settings = SweepSettings::from_args(&args.settings)?;
-    let explicit_store =
-        set(&args.store.session_store).is_some() || set(&args.store.sessions_table).is_some();
+    let explicit_store = args.store.is_named()?;
     let cluster = set(&args.ecs_cluster);
     if cluster.is_some() && !explicit_store {
         // Against the local store every task of the cluster would look like it has no session.
@@ -113,7 +97,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     };
 
     let sweeper = Sweeper::new(store, launcher, settings.limits)
-        .with_github(github(&args).await?)
+        .with_github(github(&args.github).await?)
         .with_load_balancer(load_balancer(settings.listener_arn.as_deref(), &suffix).await);
     let report = sweeper
         .sweep(now(), args.dry_run)
@@ -140,26 +124,10 @@ fn set(v: &Option<String>) -> Option<&str> {
 
 /// The GitHub client of the configured credentials, in the webhook's order (App secret, local
 /// App, personal token); `None` without any.
-async fn github(args: &SweepArgs) -> anyhow::Result<Option<GitHub>> {
-    let auth = if let Some(arn) = set(&args.github_app_secret_arn) {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let secret =
-            cca_secrets::fetch_github(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?;
-        GitHubAuth::App {
-            app: AppCredentials::new(secret.app_id, &secret.private_key)?,
-            default_installation: secret.default_installation_id,
-        }
-    } else if let (Some(id), Some(file)) = (args.github_app_id, &args.github_app_private_key_file) {
-        let pem = std::fs::read_to_string(file)
-            .with_context(|| format!("reading GITHUB_APP_PRIVATE_KEY_FILE {}", file.display()))?;
-        GitHubAuth::App {
-            app: AppCredentials::new(id, &SecretString::from(pem))?,
-            default_installation: args.github_installation_id,
-        }
-    } else if let Some(token) = set(&args.github_token) {
-        GitHubAuth::Token(SecretString::from(token.to_owned()))
-    } else {
+async fn github(args: &GitHubArgs) -> anyhow::Result<Option<GitHub>> {
+    let Some(source) = args.source()? else {
         return Ok(None);
     };
-    Ok(Some(GitHub::new(&args.github_api_url, auth)?))
+    let credentials = source.load(&Aws::default()).await?;
+    Ok(Some(GitHub::new(&args.api.url()?, credentials.auth)?))
 }

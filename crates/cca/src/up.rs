@@ -129,10 +129,10 @@ enum GitHubState {
 fn github_state(s: &WebhookArgs) -> GitHubState {
     // An exported but empty variable is as good as none.
     let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
-    if set(&s.github_app_secret_arn) {
+    if set(&s.github.github_app_secret_arn) {
         return GitHubState::Ready;
     }
-    let credentials = set(&s.github_token) || s.github_app_id.is_some();
+    let credentials = set(&s.github.github_token) || s.github.github_app_id.is_some();
     match (credentials, set(&s.github_webhook_secret)) {
         (true, true) => GitHubState::Ready,
         (false, _) => GitHubState::Absent,
@@ -143,8 +143,8 @@ fn github_state(s: &WebhookArgs) -> GitHubState {
 /// Uses a stored App's files, for a start with no GitHub settings of its own. A webhook secret
 /// from the environment still wins.
 fn use_stored_app(s: &mut WebhookArgs, app: &StoredApp, pem: PathBuf) {
-    s.github_app_id = Some(app.app_id);
-    s.github_app_private_key_file = Some(pem);
+    s.github.github_app_id = Some(app.app_id);
+    s.github.github_app_private_key_file = Some(pem);
     if s.github_webhook_secret
         .as_deref()
         .is_none_or(|v| v.trim().is_empty())
@@ -164,15 +164,24 @@ fn fill_defaults(s: &mut WebhookArgs, dir: &DataDir) -> anyhow::Result<()> {
         }
     };
     default(
-        &mut s.session_store,
+        &mut s.store.session_store,
         format!("sqlite:{}", dir.sessions_db().display()),
     );
     default(&mut s.launcher, "process".into());
     default(&mut s.uat_domain_suffix, "localhost".into());
     s.log_dir.get_or_insert_with(|| dir.logs());
-    s.control_secret_arn = s.control_secret_arn.take().filter(|v| !v.is_empty());
-    if s.control_secret_arn.is_none() && s.control_secret.as_deref().is_none_or(str::is_empty) {
-        s.control_secret = Some(dir.control_key()?);
+    s.control.control_secret_arn = s
+        .control
+        .control_secret_arn
+        .take()
+        .filter(|v| !v.is_empty());
+    if s.control.control_secret_arn.is_none()
+        && s.control
+            .control_secret
+            .as_deref()
+            .is_none_or(str::is_empty)
+    {
+        s.control.control_secret = Some(dir.control_key()?);
     }
     Ok(())
 }
@@ -196,9 +205,9 @@ fn agent_env(s: &WebhookArgs, dir: &DataDir, webhook: SocketAddr) -> Vec<(String
         ("CCA_TOKEN_URL".to_owned(), local_url(webhook)),
     ];
     let text = [
-        ("SESSION_STORE", s.session_store.clone()),
+        ("SESSION_STORE", s.store.session_store.clone()),
         ("UAT_DOMAIN_SUFFIX", s.uat_domain_suffix.clone()),
-        ("GITHUB_API_URL", s.github_api_url.clone()),
+        ("GITHUB_API_URL", s.github.api.github_api_url.clone()),
     ];
     for (name, value) in text {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -281,7 +290,7 @@ fn describe_github(config: &Config, stored: Option<&(StoredApp, PathBuf)>) -> St
             app.slug
         ),
         (GitHubSource::App { app_id, .. }, _) => format!("the GitHub App {app_id} (GITHUB_APP_ID)"),
-        (GitHubSource::Token { .. }, _) => "a personal access token (GITHUB_TOKEN)".into(),
+        (GitHubSource::Token(_), _) => "a personal access token (GITHUB_TOKEN)".into(),
     }
 }
 
@@ -405,8 +414,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if stored.is_none() && github_state(&settings) == GitHubState::Absent {
         let ctx = setup::SetupContext {
             local_url: local_url(addr),
-            github_web_url: github_web_url(web_url.as_deref(), settings.github_api_url.as_deref()),
+            github_web_url: github_web_url(
+                web_url.as_deref(),
+                settings.github.api.github_api_url.as_deref(),
+            ),
             github_api_url: settings
+                .github
+                .api
                 .github_api_url
                 .clone()
                 .filter(|v| !v.trim().is_empty())
@@ -461,8 +475,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let mut gate = cca_uat_proxy::gate::GateSettings::new(&id, &secret);
         // Plain HTTP on loopback: no `Secure` cookies, `http://` links.
         gate.secure = false;
-        gate.web_url = github_web_url(web_url.as_deref(), settings.github_api_url.as_deref());
+        gate.web_url = github_web_url(
+            web_url.as_deref(),
+            settings.github.api.github_api_url.as_deref(),
+        );
         if let Some(api) = settings
+            .github
+            .api
             .github_api_url
             .as_deref()
             .filter(|v| !v.trim().is_empty())
@@ -781,19 +800,17 @@ mod tests {
     fn credentials_are_checked_before_anything_is_made() {
         let mut s = WebhookArgs::default();
         assert_eq!(github_state(&s), GitHubState::Absent);
-        s.github_token = Some(String::new());
+        s.github.github_token = Some(String::new());
         assert_eq!(github_state(&s), GitHubState::Absent);
-        s.github_token = Some("t".into());
+        s.github.github_token = Some("t".into());
         assert_eq!(
             github_state(&s),
             GitHubState::Incomplete("GITHUB_WEBHOOK_SECRET is not set")
         );
         s.github_webhook_secret = Some("w".into());
         assert_eq!(github_state(&s), GitHubState::Ready);
-        let arn = WebhookArgs {
-            github_app_secret_arn: Some("arn".into()),
-            ..WebhookArgs::default()
-        };
+        let mut arn = WebhookArgs::default();
+        arn.github.github_app_secret_arn = Some("arn".into());
         assert_eq!(github_state(&arn), GitHubState::Ready);
     }
 
@@ -830,20 +847,20 @@ mod tests {
         })
         .unwrap();
         let mut s = WebhookArgs {
-            sessions_table: Some("prod".into()),
             ecs_cluster: Some("prod".into()),
-            github_app_id: Some(5),
-            github_app_private_key_file: Some("/k.pem".into()),
             ..WebhookArgs::default()
         };
+        s.store.sessions_table = Some("prod".into());
+        s.github.github_app_id = Some(5);
+        s.github.github_app_private_key_file = Some("/k.pem".into());
         fill_defaults(&mut s, &dir).unwrap();
         assert_eq!(
-            s.session_store.as_deref(),
+            s.store.session_store.as_deref(),
             Some(format!("sqlite:{}", tmp.path().join("sessions.db").display()).as_str())
         );
         assert_eq!(s.launcher.as_deref(), Some("process"));
         assert_eq!(s.uat_domain_suffix.as_deref(), Some("localhost"));
-        assert_eq!(s.control_secret, Some(dir.control_key().unwrap()));
+        assert_eq!(s.control.control_secret, Some(dir.control_key().unwrap()));
         let env = agent_env(&s, &dir, "0.0.0.0:8080".parse().unwrap());
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert!(get("SESSION_STORE").is_some());

@@ -29,6 +29,7 @@ use cca_domain::{Session, SessionId, Source, Status};
 use cca_github::GitHub;
 use cca_launcher::{LaunchError, Launcher};
 use cca_store::{ListFilter, SessionStore, StoreError};
+use tracing::Instrument as _;
 
 pub use elb::LoadBalancer;
 pub use plan::{Action, Kept, Limits, Plan, Snapshot};
@@ -139,8 +140,15 @@ impl Sweeper {
         ))
     }
 
-    /// Reads, plans and acts (or, with `dry_run`, only reports what it would do).
+    /// Reads, plans and acts (or, with `dry_run`, only reports what it would do), in a root
+    /// span `sweep` that each action's line carries with the session it concerns.
     pub async fn sweep(&self, now: i64, dry_run: bool) -> Result<Report, SweepError> {
+        self.sweep_in_span(now, dry_run)
+            .instrument(tracing::info_span!("sweep", dry_run))
+            .await
+    }
+
+    async fn sweep_in_span(&self, now: i64, dry_run: bool) -> Result<Report, SweepError> {
         let (snap, errors) = self.snapshot(now).await?;
         let plan = plan::plan(&snap, &self.limits);
         let sessions: HashMap<&SessionId, &Session> =
@@ -159,7 +167,11 @@ impl Sweeper {
                     details,
                 }
             } else {
-                self.act(action, session, now).await
+                let span = tracing::info_span!(
+                    "action",
+                    session = action.session().map(SessionId::as_str),
+                );
+                self.act(action, session, now).instrument(span).await
             };
             if outcome.result == Verdict::Failed {
                 tracing::warn!(outcome = ?outcome, "sweep action failed");

@@ -46,6 +46,31 @@ pub async fn within<F: std::future::Future<Output = ()>>(f: F) {
         .expect("scenario timed out");
 }
 
+/// Runs one scenario: a fresh stand built with `opts`, then `body` on it, all under
+/// [`SCENARIO_TIMEOUT`]. Without a stand (no AWS emulator configured) the test says so and
+/// returns, or fails when the whole stand is required.
+pub async fn scenario_with<F, Fut>(opts: Options, body: F)
+where
+    F: FnOnce(Stand) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    within(async move {
+        if let Some(stand) = Stand::with(opts).await {
+            body(stand).await;
+        }
+    })
+    .await;
+}
+
+/// [`scenario_with`] the default stand.
+pub async fn scenario<F, Fut>(body: F)
+where
+    F: FnOnce(Stand) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    scenario_with(Options::default(), body).await;
+}
+
 /// The production GitHub client, as the stand's App, pointed at the fake.
 fn app_client(github: &FakeGitHub) -> GitHub {
     let key = SecretString::from(app_private_key_pem().to_owned());

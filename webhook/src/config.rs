@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 pub use cca_settings::{
     ConfigError, ControlArgs, ControlSource, GitHubArgs, GitHubSource, JiraArgs, JiraSource,
-    StoreArgs, StoreSpec,
+    StoreArgs, StoreSpec, TaskArgs,
 };
 
 /// Every setting, as flags and environment variables.
@@ -22,31 +22,16 @@ pub use cca_settings::{
 pub struct WebhookArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub tasks: TaskArgs,
     /// `ecs` or `process`. Default: `ecs` when ECS_CLUSTER is set, else `process`.
     #[arg(long, env = "LAUNCHER")]
     pub launcher: Option<String>,
-    #[arg(long, env = "ECS_CLUSTER")]
-    pub ecs_cluster: Option<String>,
-    #[arg(long, env = "AGENT_TASK_DEFINITION")]
-    pub agent_task_definition: Option<String>,
-    #[arg(long, env = "AGENT_TASK_DEFINITION_STAGING")]
-    pub agent_task_definition_staging: Option<String>,
-    #[arg(long, env = "UAT_TASK_DEFINITION")]
-    pub uat_task_definition: Option<String>,
-    #[arg(long, env = "UAT_TASK_DEFINITION_STAGING")]
-    pub uat_task_definition_staging: Option<String>,
     /// Comma-separated subnet ids for agent and preview tasks.
     #[arg(long, env = "AGENT_SUBNETS")]
     pub agent_subnets: Option<String>,
-    /// Comma-separated security group ids for agent and preview tasks.
-    #[arg(long, env = "AGENT_SECURITY_GROUPS")]
-    pub agent_security_groups: Option<String>,
     #[arg(long, env = "AGENT_ASSIGN_PUBLIC_IP")]
     pub agent_assign_public_ip: Option<bool>,
-    #[arg(long, env = "AGENT_CONTAINER_NAME")]
-    pub agent_container_name: Option<String>,
-    #[arg(long, env = "UAT_CONTAINER_NAME")]
-    pub uat_container_name: Option<String>,
     /// The `cca-agent` program the process launcher runs. Default: beside this binary.
     #[arg(long, env = "CCA_AGENT_BIN")]
     pub agent_bin: Option<PathBuf>,
@@ -287,7 +272,7 @@ impl Config {
         let store = a.store.required()?;
 
         let launcher_kind = a.launcher.clone().unwrap_or_else(|| {
-            if a.ecs_cluster.is_some() {
+            if a.tasks.ecs_cluster.is_some() {
                 "ecs".into()
             } else {
                 "process".into()
@@ -303,22 +288,24 @@ impl Config {
                             why: "required by LAUNCHER=ecs",
                         })
                 };
-                let cluster = need(&a.ecs_cluster, "ECS_CLUSTER")?;
-                let agent = need(&a.agent_task_definition, "AGENT_TASK_DEFINITION")?;
-                let uat = need(&a.uat_task_definition, "UAT_TASK_DEFINITION")?;
+                let cluster = need(&a.tasks.ecs_cluster, "ECS_CLUSTER")?;
+                let agent = need(&a.tasks.agent_task_definition, "AGENT_TASK_DEFINITION")?;
+                let uat = need(&a.tasks.uat_task_definition, "UAT_TASK_DEFINITION")?;
                 let subnets = list(&need(&a.agent_subnets, "AGENT_SUBNETS")?);
-                let security_groups =
-                    list(&need(&a.agent_security_groups, "AGENT_SECURITY_GROUPS")?);
+                let security_groups = list(&need(
+                    &a.tasks.agent_security_groups,
+                    "AGENT_SECURITY_GROUPS",
+                )?);
                 let task_definitions = cca_launcher::TaskDefinitions {
                     agent_staging: staging_family(
                         &agent,
-                        &a.agent_task_definition_staging,
+                        &a.tasks.agent_task_definition_staging,
                         "AGENT_TASK_DEFINITION_STAGING",
                     )?,
                     agent_latest: agent,
                     preview_staging: staging_family(
                         &uat,
-                        &a.uat_task_definition_staging,
+                        &a.tasks.uat_task_definition_staging,
                         "UAT_TASK_DEFINITION_STAGING",
                     )?,
                     preview_latest: uat,
@@ -330,10 +317,10 @@ impl Config {
                     security_groups,
                     a.agent_assign_public_ip.unwrap_or(false),
                 );
-                if let Some(c) = a.agent_container_name.clone() {
+                if let Some(c) = a.tasks.agent_container_name.clone() {
                     settings.agent_container = c;
                 }
-                if let Some(c) = a.uat_container_name.clone() {
+                if let Some(c) = a.tasks.uat_container_name.clone() {
                     settings.preview_container = c;
                 }
                 LauncherSpec::Ecs(settings)
@@ -652,11 +639,14 @@ mod tests {
     #[test]
     fn ecs_settings_default_staging_families() {
         let a = WebhookArgs {
-            ecs_cluster: Some("c".into()),
-            agent_task_definition: Some("agent".into()),
-            uat_task_definition: Some("preview".into()),
+            tasks: TaskArgs {
+                ecs_cluster: Some("c".into()),
+                agent_task_definition: Some("agent".into()),
+                uat_task_definition: Some("preview".into()),
+                agent_security_groups: Some("sg-1".into()),
+                ..TaskArgs::default()
+            },
             agent_subnets: Some("subnet-1, subnet-2".into()),
-            agent_security_groups: Some("sg-1".into()),
             ..base()
         };
         let LauncherSpec::Ecs(e) = Config::from_args(a).unwrap().launcher else {
@@ -664,11 +654,16 @@ mod tests {
         };
         assert_eq!(e.task_definitions.agent_staging, "agent-staging");
         let arn = WebhookArgs {
-            ecs_cluster: Some("c".into()),
-            agent_task_definition: Some("arn:aws:ecs:us-east-1:1:task-definition/agent:3".into()),
-            uat_task_definition: Some("preview".into()),
+            tasks: TaskArgs {
+                ecs_cluster: Some("c".into()),
+                agent_task_definition: Some(
+                    "arn:aws:ecs:us-east-1:1:task-definition/agent:3".into(),
+                ),
+                uat_task_definition: Some("preview".into()),
+                agent_security_groups: Some("sg-1".into()),
+                ..TaskArgs::default()
+            },
             agent_subnets: Some("subnet-1".into()),
-            agent_security_groups: Some("sg-1".into()),
             ..base()
         };
         assert!(err(arn).starts_with("AGENT_TASK_DEFINITION_STAGING is not set"));
@@ -726,11 +721,14 @@ mod tests {
         assert!(local.check("169.254.170.2", 7000).is_err());
         assert!(local.check("8.8.8.8", 7000).is_err());
         let ecs = WebhookArgs {
-            ecs_cluster: Some("c".into()),
-            agent_task_definition: Some("agent".into()),
-            uat_task_definition: Some("preview".into()),
+            tasks: TaskArgs {
+                ecs_cluster: Some("c".into()),
+                agent_task_definition: Some("agent".into()),
+                uat_task_definition: Some("preview".into()),
+                agent_security_groups: Some("sg-1".into()),
+                ..TaskArgs::default()
+            },
             agent_subnets: Some("subnet-1".into()),
-            agent_security_groups: Some("sg-1".into()),
             ..base()
         };
         let deployed = Config::from_args(ecs.clone()).unwrap().agent_addresses;

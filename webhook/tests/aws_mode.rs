@@ -12,6 +12,7 @@ use cca_domain::Status;
 use cca_store::{DynamoStore, SessionStore};
 use cca_testkit::github::{APP_ID, FakeGitHub, app_private_key_pem};
 use cca_testkit::moto::{Moto, unique_name};
+use cca_webhook::config::TaskArgs;
 use cca_webhook::{App, Config, WebhookArgs, router};
 use serde_json::json;
 use support::*;
@@ -89,11 +90,14 @@ async fn deployed_configuration_runs_on_dynamodb_ecs_and_secrets_manager() {
             put_secret(&secrets, &unique_name("control"), CONTROL_KEY.repeat(2)).await;
 
         let mut args = WebhookArgs {
-            ecs_cluster: Some(cluster.clone()),
-            agent_task_definition: Some(agent.clone()),
-            uat_task_definition: Some(preview.clone()),
+            tasks: TaskArgs {
+                ecs_cluster: Some(cluster.clone()),
+                agent_task_definition: Some(agent.clone()),
+                uat_task_definition: Some(preview.clone()),
+                agent_security_groups: Some(network.security_group_id.clone()),
+                ..TaskArgs::default()
+            },
             agent_subnets: Some(network.subnet_ids.join(",")),
-            agent_security_groups: Some(network.security_group_id.clone()),
             uat_domain_suffix: Some(DOMAIN.into()),
             ..WebhookArgs::default()
         };

@@ -540,19 +540,13 @@ async fn comments_are_routed_only_when_permitted_and_meant() {
             ("@claude please fix", "rita"),
             ("@claude please fix", "stranger"),
         ] {
-            let (status, reply) = stand
-                .deliver("issue_comment", &pr_comment(pr, body, author), &delivery())
-                .await;
+            let (status, reply) = stand.comment(pr, body, author).await;
             assert_eq!(status, StatusCode::OK, "{body} by {author}: {reply}");
         }
         assert!(agent.requests().is_empty(), "{:?}", agent.requests());
 
         let (status, reply) = stand
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "@claude add a test, please", "maya"),
-                &delivery(),
-            )
+            .comment(pr, "@claude add a test, please", "maya")
             .await;
         assert_eq!(
             (status, reply["message"].as_str()),
@@ -672,25 +666,13 @@ async fn stop_command_stops_the_agent() {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&stand, &agent).await;
         let pr = s.pr_number.unwrap();
-        let (status, reply) = stand
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "/claude stop", "rita"),
-                &delivery(),
-            )
-            .await;
+        let (status, reply) = stand.comment(pr, "/claude stop", "rita").await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             agent.requests().is_empty(),
             "a reader cannot stop it: {reply}"
         );
-        let (_, reply) = stand
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "/claude stop", "walt"),
-                &delivery(),
-            )
-            .await;
+        let (_, reply) = stand.comment(pr, "/claude stop", "walt").await;
         assert_eq!(reply["message"], "Stopping", "{reply}");
         assert_eq!(
             agent
@@ -846,11 +828,7 @@ async fn mention_relaunches_a_stopped_session() {
             .unwrap();
         let pr = s.pr_number.unwrap();
         let (_, reply) = stand
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "@claude carry on with the tests", "alice"),
-                &delivery(),
-            )
+            .comment(pr, "@claude carry on with the tests", "alice")
             .await;
         assert_eq!(reply["message"], "Session relaunched", "{reply}");
         let s = stand.store.get(&s.session_id).await.unwrap().unwrap();
@@ -1362,13 +1340,7 @@ async fn control_calls_go_only_to_allowed_addresses() {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&local, &agent).await;
         let pr = s.pr_number.unwrap();
-        let (_, reply) = local
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "@claude add a test", "maya"),
-                &delivery(),
-            )
-            .await;
+        let (_, reply) = local.comment(pr, "@claude add a test", "maya").await;
         assert_eq!(reply["message"], "Prompt forwarded", "{reply}");
         assert_eq!(
             agent.requests().len(),
@@ -1387,13 +1359,7 @@ async fn control_calls_go_only_to_allowed_addresses() {
         let agent = FakeAgent::start(None).await;
         let s = running_agent(&deployed, &agent).await;
         let pr = s.pr_number.unwrap();
-        let (status, reply) = deployed
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "@claude add a test", "maya"),
-                &delivery(),
-            )
-            .await;
+        let (status, reply) = deployed.comment(pr, "@claude add a test", "maya").await;
         assert_eq!(
             (status, reply["message"].as_str()),
             (StatusCode::OK, Some("Agent cannot be reached")),
@@ -1418,13 +1384,7 @@ async fn control_calls_go_only_to_allowed_addresses() {
             "the PR is not told the recorded address: {told}"
         );
 
-        let (_, reply) = deployed
-            .deliver(
-                "issue_comment",
-                &pr_comment(pr, "/claude stop", "walt"),
-                &delivery(),
-            )
-            .await;
+        let (_, reply) = deployed.comment(pr, "/claude stop", "walt").await;
         assert_eq!(reply["message"], "Stopping", "{reply}");
         assert!(
             agent.requests().is_empty(),
@@ -1468,13 +1428,7 @@ async fn records_pointing_outside_the_allowed_ranges_get_no_control_call() {
                 .unwrap();
             let pr = s.pr_number.unwrap();
             let started = std::time::Instant::now();
-            let (status, reply) = stand
-                .deliver(
-                    "issue_comment",
-                    &pr_comment(pr, "@claude go on", "maya"),
-                    &delivery(),
-                )
-                .await;
+            let (status, reply) = stand.comment(pr, "@claude go on", "maya").await;
             assert_eq!(
                 (status, reply["message"].as_str()),
                 (StatusCode::OK, Some("Agent cannot be reached")),
@@ -1484,13 +1438,7 @@ async fn records_pointing_outside_the_allowed_ranges_get_no_control_call() {
                 started.elapsed() < std::time::Duration::from_secs(2),
                 "{ip}: refused without trying to connect"
             );
-            let (_, reply) = stand
-                .deliver(
-                    "issue_comment",
-                    &pr_comment(pr, "/claude stop", "walt"),
-                    &delivery(),
-                )
-                .await;
+            let (_, reply) = stand.comment(pr, "/claude stop", "walt").await;
             assert_eq!(reply["message"], "Stopping", "{ip}: {reply}");
             assert_eq!(stand.status(&s.session_id).await, Status::Stopped, "{ip}");
             assert!(agent.requests().is_empty(), "{ip}");

@@ -25,7 +25,7 @@ mod tasks;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cca_settings::{ControlArgs, GitHubArgs, JiraArgs, StoreArgs, StoreSpec};
+use cca_settings::{ControlArgs, GitHubArgs, JiraArgs, StoreArgs, StoreSpec, TaskArgs};
 
 use finding::{Finding, Status};
 
@@ -65,33 +65,12 @@ pub struct DoctorArgs {
     #[arg(long, env = "PROXY_PORT")]
     pub proxy_port: Option<u16>,
 
-    /// Cluster the sessions and the proxy run in.
-    #[arg(long, env = "ECS_CLUSTER")]
-    pub ecs_cluster: Option<String>,
-    /// Task definition of coding sessions (`cca-agent run`).
-    #[arg(long, env = "AGENT_TASK_DEFINITION")]
-    pub agent_task_definition: Option<String>,
-    /// Staging task definition of coding sessions. Default: <AGENT_TASK_DEFINITION>-staging.
-    #[arg(long, env = "AGENT_TASK_DEFINITION_STAGING")]
-    pub agent_task_definition_staging: Option<String>,
-    /// Task definition of PR previews (`cca-agent preview`).
-    #[arg(long, env = "UAT_TASK_DEFINITION")]
-    pub uat_task_definition: Option<String>,
-    /// Staging task definition of PR previews. Default: <UAT_TASK_DEFINITION>-staging.
-    #[arg(long, env = "UAT_TASK_DEFINITION_STAGING")]
-    pub uat_task_definition_staging: Option<String>,
     /// Task definition of the proxy service (`cca-uat-proxy serve`).
     #[arg(long, env = "PROXY_TASK_DEFINITION")]
     pub proxy_task_definition: Option<String>,
     /// Task definition of a staging proxy service, checked only when set.
     #[arg(long, env = "PROXY_TASK_DEFINITION_STAGING")]
     pub proxy_task_definition_staging: Option<String>,
-    /// Container of agent task definitions that the launcher overrides.
-    #[arg(long, env = "AGENT_CONTAINER_NAME")]
-    pub agent_container_name: Option<String>,
-    /// Container of preview task definitions that the launcher overrides.
-    #[arg(long, env = "UAT_CONTAINER_NAME")]
-    pub uat_container_name: Option<String>,
     /// Container of the proxy's task definition. Default: its only (or first essential) one.
     #[arg(long, env = "PROXY_CONTAINER_NAME")]
     pub proxy_container_name: Option<String>,
@@ -99,9 +78,6 @@ pub struct DoctorArgs {
     /// Proxy service (its name), whose subnets must be in the load balancer's zones.
     #[arg(long, env = "PROXY_SERVICE")]
     pub proxy_service: Option<String>,
-    /// Security groups of session tasks, comma-separated (the first is checked).
-    #[arg(long, env = "AGENT_SECURITY_GROUPS")]
-    pub agent_security_groups: Option<String>,
     /// The agents' control port, which the proxy must not reach.
     #[arg(long, env = "CONTROL_PORT", default_value_t = DEFAULT_CONTROL_PORT)]
     pub control_port: u16,
@@ -109,6 +85,8 @@ pub struct DoctorArgs {
     #[arg(long, env = "WEBHOOK_FUNCTION_NAME")]
     pub webhook_function_name: Option<String>,
 
+    #[command(flatten)]
+    pub tasks: TaskArgs,
     // The store (an SQLite one has nothing deployed to check) and the secrets, as the
     // webhook reads them; of the credentials only the secrets' names are checked.
     #[command(flatten)]
@@ -179,20 +157,20 @@ impl Settings {
                 })
                 .unwrap_or_default(),
             proxy_port: a.proxy_port,
-            ecs_cluster: set(&a.ecs_cluster),
-            agent_task_definition: set(&a.agent_task_definition),
-            agent_task_definition_staging: set(&a.agent_task_definition_staging),
-            uat_task_definition: set(&a.uat_task_definition),
-            uat_task_definition_staging: set(&a.uat_task_definition_staging),
+            ecs_cluster: set(&a.tasks.ecs_cluster),
+            agent_task_definition: set(&a.tasks.agent_task_definition),
+            agent_task_definition_staging: set(&a.tasks.agent_task_definition_staging),
+            uat_task_definition: set(&a.tasks.uat_task_definition),
+            uat_task_definition_staging: set(&a.tasks.uat_task_definition_staging),
             proxy_task_definition: set(&a.proxy_task_definition),
             proxy_task_definition_staging: set(&a.proxy_task_definition_staging),
-            agent_container: set(&a.agent_container_name)
+            agent_container: set(&a.tasks.agent_container_name)
                 .unwrap_or_else(|| cca_launcher::DEFAULT_AGENT_CONTAINER.to_owned()),
-            uat_container: set(&a.uat_container_name)
+            uat_container: set(&a.tasks.uat_container_name)
                 .unwrap_or_else(|| cca_launcher::DEFAULT_PREVIEW_CONTAINER.to_owned()),
             proxy_container: set(&a.proxy_container_name),
             proxy_service: set(&a.proxy_service),
-            session_security_groups: set(&a.agent_security_groups)
+            session_security_groups: set(&a.tasks.agent_security_groups)
                 .map(|s| {
                     s.split(',')
                         .map(str::trim)

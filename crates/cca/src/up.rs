@@ -795,6 +795,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cca_webhook::config::TaskArgs;
 
     #[test]
     fn credentials_are_checked_before_anything_is_made() {
@@ -847,7 +848,10 @@ mod tests {
         })
         .unwrap();
         let mut s = WebhookArgs {
-            ecs_cluster: Some("prod".into()),
+            tasks: TaskArgs {
+                ecs_cluster: Some("prod".into()),
+                ..TaskArgs::default()
+            },
             ..WebhookArgs::default()
         };
         s.store.sessions_table = Some("prod".into());

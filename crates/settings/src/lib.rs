@@ -1,6 +1,6 @@
 //! The settings the binaries share, declared once: where the sessions are ([`StoreArgs`]), the
-//! GitHub identity ([`GitHubArgs`]), JIRA ([`JiraArgs`]) and the control key
-//! ([`ControlArgs`]). Each is a clap argument group a binary flattens into its own, with the
+//! GitHub identity ([`GitHubArgs`]), JIRA ([`JiraArgs`]), the control key ([`ControlArgs`]) and
+//! the ECS tasks of sessions ([`TaskArgs`]). Each is a clap argument group a binary flattens into its own, with the
 //! validation that names the variable at fault and the code that turns it into a client, so
 //! the webhook, the agent, the proxy and the operator commands read every variable alike.
 //! [`Aws`] loads the SDK's configuration once, when something first needs it, and
@@ -12,6 +12,7 @@ mod github;
 mod jira;
 mod logging;
 mod store;
+mod tasks;
 
 pub use aws::Aws;
 pub use cca_domain::config::ConfigError;
@@ -24,6 +25,7 @@ pub use github::{
 pub use jira::{JiraArgs, JiraCredentials, JiraSource};
 pub use logging::{DEFAULT_FILTER, init_logging};
 pub use store::{StoreArgs, open_store};
+pub use tasks::TaskArgs;
 
 /// The value, trimmed, unless it is absent or blank (an empty variable counts as unset).
 fn set(v: &Option<String>) -> Option<String> {

@@ -346,6 +346,16 @@ impl Stand {
     }
 
     /// Delivers a JIRA event, signed.
+    /// A comment by `author` on PR `number`, delivered under a fresh delivery id.
+    pub async fn comment(&self, number: u64, body: &str, author: &str) -> (StatusCode, Value) {
+        self.deliver(
+            "issue_comment",
+            &pr_comment(number, body, author),
+            &delivery(),
+        )
+        .await
+    }
+
     pub async fn deliver_jira(&self, payload: &Value, delivery: &str) -> (StatusCode, Value) {
         let body = serde_json::to_vec(payload).expect("json");
         let headers = [

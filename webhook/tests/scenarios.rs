@@ -493,42 +493,12 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
     .await;
 }
 
-/// Makes the session of a freshly labelled issue look like a running agent at `agent`.
-async fn running_agent(stand: &Stand, agent: &FakeAgent) -> cca_domain::Session {
-    let n = stand.github.add_issue(REPO, "T", "B");
-    let (_, reply) = stand
-        .deliver(
-            "issues",
-            &issue_labeled(n, "T", "B", "claude-dev", "alice"),
-            &delivery(),
-        )
-        .await;
-    assert_eq!(reply["message"], "Session started", "{reply}");
-    let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
-    let store = &stand.store;
-    store
-        .transition(&id, Status::Starting, SessionPatch::default(), now())
-        .await
-        .unwrap();
-    let patch = SessionPatch {
-        container_ip: Some(agent.addr().ip().to_string()),
-        control_port: Some(agent.addr().port()),
-        app_port: Some(3000),
-        ..SessionPatch::default()
-    };
-    store
-        .transition(&id, Status::Running, patch, now())
-        .await
-        .unwrap()
-}
-
 /// A permitted mention reaches the agent's control API with a valid token; bot, own, unmentioned
 /// and unpermitted comments reach nothing.
 #[tokio::test]
 async fn comments_are_routed_only_when_permitted_and_meant() {
     scenario(|stand| async move {
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&stand, &agent).await;
+        let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
         let token = control_token(CONTROL_KEY.as_bytes(), &s.session_id);
         agent.set_token(Some(token.clone()));
@@ -575,8 +545,7 @@ async fn comments_are_routed_only_when_permitted_and_meant() {
 #[tokio::test]
 async fn closing_a_pr_stops_every_session() {
     scenario(|stand| async move {
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&stand, &agent).await;
+        let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
         agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
         let head = s.branch_name.to_string();
@@ -630,8 +599,7 @@ async fn closing_a_pr_stops_every_session() {
 #[tokio::test]
 async fn an_unreachable_agent_is_left_stopping() {
     scenario(|stand| async move {
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&stand, &agent).await;
+        let (_agent, s) = stand.running_agent().await;
         // The discard port: nothing listens there.
         let unreachable = SessionPatch {
             control_port: Some(9),
@@ -663,8 +631,7 @@ async fn an_unreachable_agent_is_left_stopping() {
 #[tokio::test]
 async fn stop_command_stops_the_agent() {
     scenario(|stand| async move {
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&stand, &agent).await;
+        let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
         let (status, reply) = stand.comment(pr, "/claude stop", "rita").await;
         assert_eq!(status, StatusCode::OK);
@@ -804,8 +771,7 @@ async fn relabel_while_stopping_restarts_after_the_stop_or_says_it_will_not() {
 #[tokio::test]
 async fn mention_relaunches_a_stopped_session() {
     scenario(|stand| async move {
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&stand, &agent).await;
+        let (_agent, s) = stand.running_agent().await;
         stand
             .store
             .transition(
@@ -1300,8 +1266,7 @@ async fn unlabel_or_close_stops_the_issue_session() {
     scenario(|stand| async move {
         // Closed as completed (also what merging a PR that closes the issue sends) completes it.
         for (action, final_status) in [("unlabeled", "STOPPED"), ("closed", "COMPLETED")] {
-            let agent = FakeAgent::start(None).await;
-            let s = running_agent(&stand, &agent).await;
+            let (agent, s) = stand.running_agent().await;
             let n = s.issue_number.unwrap();
             let mut event = issue_labeled(n, "T", "B", "claude-dev", "rita");
             event["action"] = json!(action);
@@ -1337,8 +1302,7 @@ async fn unlabel_or_close_stops_the_issue_session() {
 #[tokio::test]
 async fn control_calls_go_only_to_allowed_addresses() {
     scenario(|local| async move {
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&local, &agent).await;
+        let (agent, s) = local.running_agent().await;
         let pr = s.pr_number.unwrap();
         let (_, reply) = local.comment(pr, "@claude add a test", "maya").await;
         assert_eq!(reply["message"], "Prompt forwarded", "{reply}");
@@ -1356,8 +1320,7 @@ async fn control_calls_go_only_to_allowed_addresses() {
         else {
             return;
         };
-        let agent = FakeAgent::start(None).await;
-        let s = running_agent(&deployed, &agent).await;
+        let (agent, s) = deployed.running_agent().await;
         let pr = s.pr_number.unwrap();
         let (status, reply) = deployed.comment(pr, "@claude add a test", "maya").await;
         assert_eq!(
@@ -1415,8 +1378,7 @@ async fn records_pointing_outside_the_allowed_ranges_get_no_control_call() {
             "fd00:ec2::254",
             "metadata.internal",
         ] {
-            let agent = FakeAgent::start(None).await;
-            let s = running_agent(&stand, &agent).await;
+            let (agent, s) = stand.running_agent().await;
             let moved = SessionPatch {
                 container_ip: Some(ip.into()),
                 ..SessionPatch::default()

@@ -9,12 +9,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use cca_domain::Status;
 use cca_domain::address::Guard;
 use cca_domain::decide::{JiraActors, Rules};
 use cca_domain::mask::Masker;
+use cca_domain::session::SessionPatch;
 use cca_github::{AppCredentials, GitHub, GitHubAuth};
 use cca_launcher::{EcsLauncher, EcsSettings, TaskDefinitions};
 use cca_store::{SessionStore, SqliteStore};
+use cca_testkit::control::FakeAgent;
 use cca_testkit::fixtures::{github_example, sign_github};
 use cca_testkit::github::{APP_ID, FakeGitHub, app_private_key_pem};
 use cca_testkit::jira::FakeJira;
@@ -346,6 +349,38 @@ impl Stand {
     }
 
     /// Delivers a JIRA event, signed.
+    /// A fake agent, and the session of a freshly labelled issue recorded as running there.
+    pub async fn running_agent(&self) -> (FakeAgent, cca_domain::Session) {
+        let agent = FakeAgent::start(None).await;
+        let n = self.github.add_issue(REPO, "T", "B");
+        let (_, reply) = self
+            .deliver(
+                "issues",
+                &issue_labeled(n, "T", "B", "claude-dev", "alice"),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(reply["message"], "Session started", "{reply}");
+        let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        let now = cca_domain::session::now();
+        self.store
+            .transition(&id, Status::Starting, SessionPatch::default(), now)
+            .await
+            .unwrap();
+        let patch = SessionPatch {
+            container_ip: Some(agent.addr().ip().to_string()),
+            control_port: Some(agent.addr().port()),
+            app_port: Some(3000),
+            ..SessionPatch::default()
+        };
+        let session = self
+            .store
+            .transition(&id, Status::Running, patch, now)
+            .await
+            .unwrap();
+        (agent, session)
+    }
+
     /// A comment by `author` on PR `number`, delivered under a fresh delivery id.
     pub async fn comment(&self, number: u64, body: &str, author: &str) -> (StatusCode, Value) {
         self.deliver(

@@ -67,8 +67,9 @@ fn main() -> ExitCode {
         }
     };
     // The session's root span, entered on every thread of the runtime: each line the agent logs,
-    // from whichever task, says which session and mode it belongs to.
-    let span = tracing::info_span!(
+    // from whichever task, says which session and mode it belongs to (at ERROR level, so that it
+    // is there whatever RUST_LOG keeps).
+    let span = tracing::error_span!(
         "session",
         id = %cfg.session_id,
         mode = if preview { "preview" } else { "run" },

@@ -320,8 +320,9 @@ async fn respond(
         tracing::debug!(host = host.as_deref().unwrap_or(""), "not a preview host");
         return page(Page::UnknownHost);
     };
-    // The root span of a preview's request: every line from here on says whose it is.
-    let span = tracing::info_span!("preview", session = %id);
+    // The root span of a preview's request: every line from here on says whose it is (at
+    // ERROR level, so that it is there whatever RUST_LOG keeps).
+    let span = tracing::error_span!("preview", session = %id);
     respond_to_session(shared, peer, req, host, id)
         .instrument(span)
         .await

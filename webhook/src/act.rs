@@ -13,7 +13,7 @@ use cca_domain::{ActiveKey, Session, SessionId, Status};
 use cca_github::{GitHubError, PullRef, RepoClient};
 use cca_launcher::LaunchRequest;
 use cca_store::StoreError;
-use tracing::{Instrument as _, Span, info, info_span, warn};
+use tracing::{Instrument as _, Span, error_span, info, warn};
 
 use crate::app::{App, now};
 use crate::plan::{
@@ -382,7 +382,7 @@ async fn fail(app: &App, session: &Session, step: Provisioning, error: &str, now
 async fn stop(app: &App, stop: Stop, now: i64) -> Result<Outcome, ActError> {
     let mut stopped = Vec::new();
     for target in &stop.targets {
-        let span = info_span!("stop", session = %target.session.session_id);
+        let span = error_span!("stop", session = %target.session.session_id);
         if let Some(id) = stop_one(app, target, &stop.reason, now)
             .instrument(span)
             .await?
@@ -463,7 +463,7 @@ async fn forward(app: &App, f: &Forward) -> Outcome {
         Ok(()) => {
             info!(comment = f.comment_id, "comment forwarded to the agent");
         }
-        Err(e) => warn!(error = %e, "comment not delivered"),
+        Err(e) => warn!(error = ?app.masker.mask(&e.to_string()), "comment not delivered"),
     }
     let (tell, outcome) = plan::after_forward(f, &result, &app.rules);
     if let Some(p) = &tell {

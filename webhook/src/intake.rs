@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use cca_domain::decide::{Intent, Rules, decide_github, decide_jira};
 use cca_domain::event::{parse_github, parse_jira};
 use secrecy::SecretString;
-use tracing::{Instrument as _, Span, field, info, info_span, warn};
+use tracing::{Instrument as _, Span, error_span, field, info, warn};
 
 use crate::act;
 use crate::app::{App, now};
@@ -60,15 +60,17 @@ pub fn triage_jira(
 }
 
 /// The root span of one delivery: every log line of its handling carries the source, the
-/// event and the delivery id, then what it is about (`subject`, once decided) and the session it
-/// acts on (`session`, once known, recorded by the executor).
+/// event and the delivery id, then what it is about (`subject`) and who asked (`actor`) once
+/// decided, and the session it acts on (`session`, recorded by the executor). At ERROR level,
+/// so that the context is on every line whatever `RUST_LOG` keeps.
 fn delivery_span(source: &'static str, event: Option<&str>, delivery: Option<&str>) -> Span {
-    info_span!(
+    error_span!(
         "delivery",
         source,
         event = printable(event),
         id = printable(delivery),
         subject = field::Empty,
+        actor = field::Empty,
         session = field::Empty,
     )
 }
@@ -177,6 +179,9 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
     if let Some(subject) = subject(&intent) {
         Span::current().record("subject", subject);
     }
+    if let Some(actor) = intent.requires_write() {
+        Span::current().record("actor", actor.as_str());
+    }
     let delivery = delivery.filter(|d| !d.is_empty() && d.len() <= 200);
     if let Some(id) = delivery {
         match app.store.record_delivery(id, now()).await {
@@ -196,6 +201,7 @@ async fn handle(app: &App, intent: Intent, delivery: Option<&str>) -> Reply {
     let outcome = act::handle(app, intent).await;
     let failed = outcome.is_failure();
     let reply = Reply::from_outcome(outcome, &app.masker);
+    info!(status = reply.status.as_u16(), answer = %reply.body, "delivery answered");
     if let Some(id) = delivery {
         if failed {
             // The work did not happen: forget the delivery so GitHub's redelivery can retry it.

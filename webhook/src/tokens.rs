@@ -15,7 +15,7 @@ use cca_domain::SessionId;
 use cca_github::BrokeredToken;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use tracing::{Instrument as _, Span, field, info, info_span, warn};
+use tracing::{Instrument as _, Span, error_span, field, info, warn};
 
 use crate::app::App;
 use crate::reply::Reply;
@@ -28,7 +28,7 @@ struct TokenRequest {
 /// Answers one token request (see the module documentation).
 pub async fn issue(app: &App, headers: &HeaderMap, body: &[u8]) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let span = info_span!("token request", session = field::Empty);
+    let span = error_span!("token request", session = field::Empty);
     match decide(app, headers, body).instrument(span).await {
         Ok(token) => (StatusCode::OK, axum::Json(token)).into_response(),
         Err(reply) => reply.into_response(),

@@ -27,7 +27,7 @@ pub const DOMAIN: &str = "uat.example.test";
 
 /// Bound on every test of a real agent, its set-up included, so a hang fails instead of
 /// stalling CI (each wait inside has its own, shorter bound that says what it waited for).
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(480);
 
 /// Runs one test: the stand `stand` builds, then `body` on it, all under [`TEST_TIMEOUT`].
 /// Without a stand (a part of the test stand missing) the test returns after saying so, or

@@ -4,7 +4,7 @@
 /// Where session tasks run.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TaskArgs {
-    /// Cluster the sessions run in.
+    /// Cluster the sessions (and the proxy service) run in.
     #[arg(long, env = "ECS_CLUSTER")]
     pub ecs_cluster: Option<String>,
     /// Task definition of coding sessions (`cca-agent run`).
@@ -25,7 +25,7 @@ pub struct TaskArgs {
     /// Container of preview task definitions that the launcher overrides.
     #[arg(long, env = "UAT_CONTAINER_NAME")]
     pub uat_container_name: Option<String>,
-    /// Security groups of session tasks, comma-separated.
+    /// Security groups of session tasks, comma-separated (`cca doctor` checks the first).
     #[arg(long, env = "AGENT_SECURITY_GROUPS")]
     pub agent_security_groups: Option<String>,
 }

@@ -144,7 +144,7 @@ impl Sweeper {
     /// span `sweep` that each action's line carries with the session it concerns.
     pub async fn sweep(&self, now: i64, dry_run: bool) -> Result<Report, SweepError> {
         self.sweep_in_span(now, dry_run)
-            .instrument(tracing::info_span!("sweep", dry_run))
+            .instrument(tracing::error_span!("sweep", dry_run))
             .await
     }
 
@@ -167,7 +167,7 @@ impl Sweeper {
                     details,
                 }
             } else {
-                let span = tracing::info_span!(
+                let span = tracing::error_span!(
                     "action",
                     session = action.session().map(SessionId::as_str),
                 );

@@ -348,7 +348,6 @@ impl Stand {
         self.send("/webhook", &headers, body).await
     }
 
-    /// Delivers a JIRA event, signed.
     /// A fake agent, and the session of a freshly labelled issue recorded as running there.
     pub async fn running_agent(&self) -> (FakeAgent, cca_domain::Session) {
         let agent = FakeAgent::start(None).await;
@@ -391,6 +390,7 @@ impl Stand {
         .await
     }
 
+    /// Delivers a JIRA event, signed.
     pub async fn deliver_jira(&self, payload: &Value, delivery: &str) -> (StatusCode, Value) {
         let body = serde_json::to_vec(payload).expect("json");
         let headers = [

@@ -190,6 +190,17 @@ pub fn check_webhook_secrets(
     }
 }
 
+/// The value of `var`, which `why` requires (empty counts as unset).
+fn required(
+    v: &Option<String>,
+    var: &'static str,
+    why: &'static str,
+) -> Result<String, ConfigError> {
+    v.clone()
+        .filter(|s| !s.is_empty())
+        .ok_or(ConfigError::Missing { var, why })
+}
+
 /// The staging task definition: as set, or `<family>-staging` when the latest one is named by
 /// its family alone. An ARN or `family:revision` cannot be suffixed, so it needs the variable.
 fn staging_family(
@@ -281,12 +292,7 @@ impl Config {
         let launcher = match launcher_kind.as_str() {
             "ecs" => {
                 let need = |v: &Option<String>, var: &'static str| {
-                    v.clone()
-                        .filter(|s| !s.is_empty())
-                        .ok_or(ConfigError::Missing {
-                            var,
-                            why: "required by LAUNCHER=ecs",
-                        })
+                    required(v, var, "required by LAUNCHER=ecs")
                 };
                 let cluster = need(&a.tasks.ecs_cluster, "ECS_CLUSTER")?;
                 let agent = need(&a.tasks.agent_task_definition, "AGENT_TASK_DEFINITION")?;
@@ -376,12 +382,7 @@ impl Config {
             None => None,
             Some(source) if a.jira.is_local() => {
                 let need = |v: &Option<String>, var: &'static str| {
-                    v.clone()
-                        .filter(|s| !s.is_empty())
-                        .ok_or(ConfigError::Missing {
-                            var,
-                            why: "JIRA_BASE_URL is set",
-                        })
+                    required(v, var, "JIRA_BASE_URL is set")
                 };
                 Some(JiraConfig {
                     source,

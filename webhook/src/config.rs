@@ -507,6 +507,17 @@ mod tests {
         }
     }
 
+    /// The ECS settings the launcher needs, with one security group.
+    fn ecs_tasks() -> TaskArgs {
+        TaskArgs {
+            ecs_cluster: Some("c".into()),
+            agent_task_definition: Some("agent".into()),
+            uat_task_definition: Some("preview".into()),
+            agent_security_groups: Some("sg-1".into()),
+            ..TaskArgs::default()
+        }
+    }
+
     fn err(a: WebhookArgs) -> String {
         Config::from_args(a).expect_err("should fail").to_string()
     }
@@ -640,13 +651,7 @@ mod tests {
     #[test]
     fn ecs_settings_default_staging_families() {
         let a = WebhookArgs {
-            tasks: TaskArgs {
-                ecs_cluster: Some("c".into()),
-                agent_task_definition: Some("agent".into()),
-                uat_task_definition: Some("preview".into()),
-                agent_security_groups: Some("sg-1".into()),
-                ..TaskArgs::default()
-            },
+            tasks: ecs_tasks(),
             agent_subnets: Some("subnet-1, subnet-2".into()),
             ..base()
         };
@@ -656,13 +661,10 @@ mod tests {
         assert_eq!(e.task_definitions.agent_staging, "agent-staging");
         let arn = WebhookArgs {
             tasks: TaskArgs {
-                ecs_cluster: Some("c".into()),
                 agent_task_definition: Some(
                     "arn:aws:ecs:us-east-1:1:task-definition/agent:3".into(),
                 ),
-                uat_task_definition: Some("preview".into()),
-                agent_security_groups: Some("sg-1".into()),
-                ..TaskArgs::default()
+                ..ecs_tasks()
             },
             agent_subnets: Some("subnet-1".into()),
             ..base()
@@ -722,13 +724,7 @@ mod tests {
         assert!(local.check("169.254.170.2", 7000).is_err());
         assert!(local.check("8.8.8.8", 7000).is_err());
         let ecs = WebhookArgs {
-            tasks: TaskArgs {
-                ecs_cluster: Some("c".into()),
-                agent_task_definition: Some("agent".into()),
-                uat_task_definition: Some("preview".into()),
-                agent_security_groups: Some("sg-1".into()),
-                ..TaskArgs::default()
-            },
+            tasks: ecs_tasks(),
             agent_subnets: Some("subnet-1".into()),
             ..base()
         };

@@ -66,7 +66,7 @@ fn parse_status(s: &str) -> Result<Status, String> {
 /// Runs a `cca sessions` command.
 pub async fn run(args: SessionsArgs) -> anyhow::Result<ExitCode> {
     let location = args.store.location()?;
-    let store = store::open(&location).await?;
+    let store = store::open(&location, &cca_settings::Aws::default()).await?;
     match args.command {
         SessionsCommand::List { statuses, json } => {
             let sessions = match &store {

@@ -42,13 +42,13 @@ impl StoreArgs {
 
 /// Opens the store at `location`; `None` when it is a SQLite file that does not exist yet, which
 /// holds no sessions (opening it would create an empty database where the user did not ask).
-pub async fn open(location: &Location) -> anyhow::Result<Option<Arc<dyn SessionStore>>> {
+pub async fn open(location: &Location, aws: &Aws) -> anyhow::Result<Option<Arc<dyn SessionStore>>> {
     if let StoreSpec::Sqlite { path } = location {
         if !path.exists() {
             return Ok(None);
         }
     }
-    Ok(Some(open_store(location, &Aws::default()).await?))
+    Ok(Some(open_store(location, aws).await?))
 }
 
 #[cfg(test)]

@@ -64,13 +64,14 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     };
 
     let location = args.store.location()?;
-    let Some(store) = store::open(&location).await? else {
+    // One AWS configuration for the store, the cluster and the App's secret.
+    let aws = Aws::default();
+    let Some(store) = store::open(&location, &aws).await? else {
         println!("no sessions in {location}: nothing to sweep");
         return Ok(ExitCode::SUCCESS);
     };
     let launcher: Arc<dyn Launcher> = match cluster {
         Some(cluster) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             // Only lists, inspects and stops tasks: it has no task definition or subnet, so a
             // launch would be refused.
             let none = String::new;
@@ -86,7 +87,10 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 Vec::new(),
                 false,
             );
-            Arc::new(EcsLauncher::new(aws_sdk_ecs::Client::new(&aws), settings))
+            Arc::new(EcsLauncher::new(
+                aws_sdk_ecs::Client::new(aws.config().await),
+                settings,
+            ))
         }
         None => Arc::new(ProcessLauncher::new(
             PathBuf::from("cca-agent"),
@@ -97,7 +101,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     };
 
     let sweeper = Sweeper::new(store, launcher, settings.limits)
-        .with_github(github(&args.github).await?)
+        .with_github(github(&args.github, &aws).await?)
         .with_load_balancer(load_balancer(settings.listener_arn.as_deref(), &suffix).await);
     let report = sweeper
         .sweep(now(), args.dry_run)
@@ -124,10 +128,10 @@ fn set(v: &Option<String>) -> Option<&str> {
 
 /// The GitHub client of the configured credentials, in the webhook's order (App secret, local
 /// App, personal token); `None` without any.
-async fn github(args: &GitHubArgs) -> anyhow::Result<Option<GitHub>> {
+async fn github(args: &GitHubArgs, aws: &Aws) -> anyhow::Result<Option<GitHub>> {
     let Some(source) = args.source()? else {
         return Ok(None);
     };
-    let credentials = source.load(&Aws::default()).await?;
+    let credentials = source.load(aws).await?;
     Ok(Some(GitHub::new(&args.api.url()?, credentials.auth)?))
 }

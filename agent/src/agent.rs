@@ -17,35 +17,25 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cca_domain::session::SessionPatch;
+use cca_domain::texts::agent::{self as texts, Limit};
 use cca_domain::{Session, Status};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::cli::{self, Adapter, CliEvent, Ended, RunOutcome, RunRequest};
+use crate::cli::{self, Adapter, CliEvent, RunRequest};
 use crate::config::Config;
 use crate::control::{Mode, Prompt, Shared, StopRequest};
 use crate::devserver::{self, AppState, Supervisor};
 use crate::git::Repo;
 use crate::idle::{IdleEvent, IdleWatch, human};
+use crate::ledger::{RunFigures, SessionLedger, run_limit, summary_limit};
 use crate::report::{Budget, Reporter, RunSummary, StatusView};
 use crate::setup::{self, CLI_SETTINGS, Ready, now};
 
 /// Paths never committed by the agent, whatever the repository's `.gitignore` says: what
 /// installing and running an app leaves behind.
 const LOCAL_EXCLUDES: &str = "node_modules/\n.venv/\n__pycache__/\n.pnpm-store/\n.npm/\n.cache/\n";
-
-/// Totals of the session so far.
-#[derive(Debug, Clone, Default)]
-struct Totals {
-    runs: u32,
-    turns: u32,
-    cost_usd: f64,
-    conversation: Option<String>,
-    /// What the CLI reports as spent in `conversation` so far: Claude Code's `total_cost_usd`
-    /// covers the whole conversation, so a resumed run's own cost is the difference.
-    conversation_cost: f64,
-}
 
 /// Runs a coding session until it is stopped.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -101,7 +91,7 @@ struct Started {
     repo: Repo,
     clone_url: String,
     app: Option<Supervisor>,
-    totals: tokio::sync::Mutex<Totals>,
+    ledger: tokio::sync::Mutex<SessionLedger>,
     activity: Activity,
     pr_url: Option<String>,
     /// The head whose refused push was last reported (so a stop does not report it again).
@@ -158,13 +148,11 @@ async fn start(
         repo,
         clone_url,
         app,
-        totals: tokio::sync::Mutex::new(Totals {
-            runs: 0,
-            turns: session.turns.unwrap_or(0),
-            cost_usd: session.cost_usd.unwrap_or(0.0),
-            conversation: session.claude_session_id.clone(),
-            conversation_cost: 0.0,
-        }),
+        ledger: tokio::sync::Mutex::new(SessionLedger::continuing(
+            session.turns.unwrap_or(0),
+            session.cost_usd.unwrap_or(0.0),
+            session.claude_session_id.clone(),
+        )),
         activity: Activity {
             busy: Arc::new(AtomicBool::new(false)),
             last: Arc::new(AtomicI64::new(now())),
@@ -290,13 +278,12 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
         st.activity.last.store(now(), Ordering::SeqCst);
         if let Some(limit) = session_limit(ready, st).await {
             reporter
-                .post_logged(&format!(
-                    ":octagonal_sign: **Session limit reached:** {limit}. The session stops; re-add the label to start a new one."
-                ))
+                .post_logged(&texts::session_limit_reached(&limit))
                 .await;
-            record_error(ready, &format!("session limit reached: {limit}")).await;
+            let reason = texts::session_limit_reason(&limit);
+            record_error(ready, &reason).await;
             shared.request_stop(StopRequest {
-                reason: format!("session limit reached: {limit}"),
+                reason,
                 final_status: Status::Stopped,
             });
             st.activity.busy.store(false, Ordering::SeqCst);
@@ -338,30 +325,9 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
 }
 
 /// The session limit that forbids another run, if any.
-async fn session_limit(ready: &Ready, st: &Started) -> Option<String> {
-    let t = st.totals.lock().await;
-    let l = &ready.cfg.limits;
-    if t.turns >= l.max_turns_per_session {
-        return Some(format!(
-            "{} turns used of MAX_TURNS_PER_SESSION {}",
-            t.turns, l.max_turns_per_session
-        ));
-    }
-    if t.cost_usd >= l.max_cost_per_session_usd {
-        return Some(format!(
-            "${:.2} spent of MAX_COST_PER_SESSION_USD ${:.2}",
-            t.cost_usd, l.max_cost_per_session_usd
-        ));
-    }
-    if let (Some(budget), Some(gateway)) = (l.max_tokens_per_session, &ready.gateway) {
-        let used = gateway.session().tokens();
-        if used >= budget {
-            return Some(format!(
-                "{used} tokens used of MAX_TOKENS_PER_SESSION {budget}"
-            ));
-        }
-    }
-    None
+async fn session_limit(ready: &Ready, st: &Started) -> Option<Limit> {
+    let tokens = ready.gateway.as_ref().map(|g| g.session().tokens());
+    st.ledger.lock().await.limit(&ready.cfg.limits, tokens)
 }
 
 async fn record_error(ready: &Ready, error: &str) {
@@ -379,7 +345,7 @@ async fn record_error(ready: &Ready, error: &str) {
 }
 
 async fn publish_status(shared: &Shared, st: &Started, state: &str) {
-    let t = st.totals.lock().await.clone();
+    let t = st.ledger.lock().await.clone();
     shared.set_status(json!({
         "status": state,
         "prompts_processed": t.runs,
@@ -400,32 +366,10 @@ async fn run_one(
     prompt: Prompt,
 ) {
     let limits = &ready.cfg.limits;
-    let (number, resume, turns_left, budget, run_budget) = {
-        let mut t = st.totals.lock().await;
-        t.runs += 1;
-        let resume = t
-            .conversation
-            .clone()
-            .filter(|id| adapter.resumes() && conversation_exists(ready, id));
-        if resume.is_none() {
-            t.conversation_cost = 0.0;
-        }
-        let run_budget = limits
-            .max_cost_per_run_usd
-            .min(limits.max_cost_per_session_usd - t.cost_usd)
-            .max(0.01);
-        (
-            t.runs,
-            resume,
-            limits
-                .max_turns_per_run
-                .min(limits.max_turns_per_session.saturating_sub(t.turns))
-                .max(1),
-            // The CLI's budget counts the whole conversation.
-            t.conversation_cost + run_budget,
-            run_budget,
-        )
-    };
+    let plan = st.ledger.lock().await.begin_run(limits, |id| {
+        adapter.resumes() && conversation_exists(ready, id)
+    });
+    let number = plan.number;
     publish_status(&ready.shared, st, "running").await;
     let who = prompt
         .author
@@ -450,19 +394,19 @@ async fn run_one(
     };
     let req = RunRequest {
         prompt: prompt.text.clone(),
-        resume: resume.clone(),
-        max_turns: turns_left,
-        max_budget_usd: budget,
+        resume: plan.resume.clone(),
+        max_turns: plan.max_turns,
+        max_budget_usd: plan.cli_budget_usd,
         workdir: st.repo.dir().to_path_buf(),
     };
     let mut env = cli_env(ready);
     env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
     if let Some(gateway) = &ready.gateway {
-        gateway.begin_run(run_budget);
+        gateway.begin_run(plan.budget_usd);
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let progress = spawn_progress(reporter.clone(), rx);
-    info!(run = number, resume = ?resume, "run starting");
+    info!(run = number, resume = ?plan.resume, "run starting");
     let outcome = cli::run(
         adapter,
         &req,
@@ -500,45 +444,37 @@ async fn run_one(
     }
 
     let metered = ready.gateway.as_ref().map(|g| g.run());
-    let mut limit = match metered.as_ref().and_then(|(_, refusal)| *refusal) {
-        Some(refusal) => Some(format!(
-            "{refusal} is spent; the model gateway refused further requests"
-        )),
-        None => limit_hit(&outcome, ready, run_budget),
+    let result = outcome.result.as_ref();
+    let ended_by = run_limit(
+        &outcome.ended,
+        result.map_or("", |r| r.subtype.as_str()),
+        result.map_or("", |r| r.text.as_str()),
+        limits,
+        plan.budget_usd,
+    );
+    let limit = summary_limit(
+        metered
+            .as_ref()
+            .and_then(|(_, refusal)| *refusal)
+            .map(|r| r.to_string()),
+        ended_by,
+        stopping.as_ref().map(|s| s.reason.as_str()),
+    );
+    let figures = RunFigures {
+        turns: result.and_then(|r| r.turns),
+        reported_cost_usd: result.and_then(|r| r.cost_usd),
+        conversation: outcome.conversation.clone(),
+        metered_cost_usd: metered.as_ref().map(|(usage, _)| usage.cost_usd),
     };
-    if let Some(stop) = &stopping {
-        limit = limit.or(Some(format!("the session was stopped: {}", stop.reason)));
-    }
     let (turns, cost, conversation, run_cost) = {
-        let mut t = st.totals.lock().await;
-        let r = outcome.result.as_ref();
-        t.turns += r.and_then(|r| r.turns).unwrap_or(0);
-        let same_conversation = resume.is_some() && outcome.conversation == resume;
-        let reported = r.and_then(|r| r.cost_usd);
-        // The gateway's sum when there is one; the CLI's own report only without it (no model).
-        let run_cost = match &metered {
-            Some((usage, _)) => Some(usage.cost_usd),
-            None => reported.map(|c| {
-                if same_conversation {
-                    (c - t.conversation_cost).max(0.0)
-                } else {
-                    c
-                }
-            }),
-        };
-        if let Some(c) = reported {
-            // A failed resumed run may report nothing spent; the conversation's total only grows.
-            t.conversation_cost = if same_conversation {
-                t.conversation_cost.max(c)
-            } else {
-                c
-            };
-        }
-        t.cost_usd += run_cost.unwrap_or(0.0);
-        if outcome.conversation.is_some() {
-            t.conversation.clone_from(&outcome.conversation);
-        }
-        (t.turns, t.cost_usd, t.conversation.clone(), run_cost)
+        let mut ledger = st.ledger.lock().await;
+        let run_cost = ledger.end_run(&plan, &figures);
+        (
+            ledger.turns,
+            ledger.cost_usd,
+            ledger.conversation.clone(),
+            run_cost,
+        )
     };
     let failure = outcome.failure().map(|f| ready.secrets.mask(&f));
     let summary = RunSummary {
@@ -633,50 +569,6 @@ fn conversation_exists(ready: &Ready, id: &str) -> bool {
     found
 }
 
-/// A limit that ended the run, said plainly.
-fn limit_hit(outcome: &RunOutcome, ready: &Ready, run_budget: f64) -> Option<String> {
-    let l = &ready.cfg.limits;
-    match &outcome.ended {
-        Ended::WallTime(d) => {
-            return Some(format!(
-                "the run's wall time of {} s (RUN_TIMEOUT_SECS)",
-                d.as_secs()
-            ));
-        }
-        Ended::Silent(d) => {
-            return Some(format!(
-                "no output for {} s (RUN_SILENCE_TIMEOUT_SECS)",
-                d.as_secs()
-            ));
-        }
-        _ => {}
-    }
-    let subtype = outcome
-        .result
-        .as_ref()
-        .map(|r| r.subtype.as_str())
-        .unwrap_or("");
-    if subtype.contains("max_turns") {
-        Some(format!(
-            "the run's turn limit of {} (MAX_TURNS_PER_RUN)",
-            l.max_turns_per_run
-        ))
-    } else if subtype.contains("budget")
-        || subtype.contains("cost")
-        || outcome
-            .result
-            .as_ref()
-            .is_some_and(|r| r.text.contains("maximum budget"))
-    {
-        Some(format!(
-            "the run's budget of ${run_budget:.4} (MAX_COST_PER_RUN_USD ${:.2}, or what is left of MAX_COST_PER_SESSION_USD ${:.2})",
-            l.max_cost_per_run_usd, l.max_cost_per_session_usd
-        ))
-    } else {
-        None
-    }
-}
-
 /// Commits what is left, pushes, and lists this run's commits and files (since `start`).
 async fn commit_and_push(
     ready: &Ready,
@@ -686,8 +578,8 @@ async fn commit_and_push(
     start: &str,
     message: &str,
 ) -> (
-    Vec<crate::git::CommitInfo>,
-    Vec<crate::git::FileChange>,
+    Vec<crate::git::Commit>,
+    Vec<crate::git::ChangedFile>,
     Option<String>,
 ) {
     let mask = |e: &dyn std::fmt::Display| ready.secrets.mask(&e.to_string());
@@ -879,49 +771,9 @@ async fn jira_summary(ready: &Ready, st: &Started, s: &RunSummary) {
     let (Some(jira), Some(key)) = (&ready.jira, &ready.session.jira_issue_key) else {
         return;
     };
-    use cca_jira::adf::*;
-    let title = if s.succeeded {
-        "✅ Implementation Complete"
-    } else {
-        "⚠️ Implementation Failed"
-    };
-    let mut blocks = vec![paragraph(vec![strong(title)])];
-    if let (Some(url), Some(n)) = (&st.pr_url, ready.session.pr_number) {
-        blocks.push(paragraph(vec![
-            text("GitHub PR: "),
-            link(&format!("#{n}"), url),
-        ]));
-    }
-    if !s.text.trim().is_empty() {
-        blocks.push(paragraph(vec![
-            strong("Summary: "),
-            text(&cca_domain::naming::clip(s.text.trim(), 2000)),
-        ]));
-    }
-    if !s.commits.is_empty() {
-        blocks.push(paragraph(vec![strong("Commits:")]));
-        blocks.push(bullets(
-            s.commits
-                .iter()
-                .take(10)
-                .map(|c| {
-                    vec![text(&format!(
-                        "{} {}",
-                        &c.sha[..c.sha.len().min(7)],
-                        c.subject
-                    ))]
-                })
-                .collect(),
-        ));
-    }
-    if let Some(e) = &s.failure {
-        blocks.push(paragraph(vec![strong("Error: "), text(e)]));
-    }
-    blocks.push(paragraph(vec![em(
-        "Review the PR and provide feedback there.",
-    )]));
-    let body =
-        serde_json::from_str(&ready.secrets.mask(&doc(blocks).to_string())).unwrap_or_default();
+    let pr = st.pr_url.as_deref().zip(ready.session.pr_number);
+    let doc = cca_domain::texts::jira::run_summary(s, pr);
+    let body = serde_json::from_str(&ready.secrets.mask(&doc.to_string())).unwrap_or_default();
     if let Err(e) = jira.comment(key.as_str(), body).await {
         warn!(error = %ready.secrets.mask(&e.to_string()), "cannot post the JIRA summary");
     }

@@ -60,19 +60,8 @@ pub struct GitError {
     pub detail: String,
 }
 
-/// One commit, as reported on the PR.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CommitInfo {
-    pub sha: String,
-    pub subject: String,
-}
-
-/// A file a run changed (`A`, `M`, `D`, `R…`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FileChange {
-    pub status: String,
-    pub path: String,
-}
+/// A commit and a changed file, as the run's summary lists them.
+pub use cca_domain::texts::agent::{ChangedFile, Commit};
 
 /// Authenticates git's HTTP requests to one origin.
 #[derive(Clone)]
@@ -411,7 +400,7 @@ impl Repo {
     }
 
     /// Commits made since `start`, newest first.
-    pub async fn commits_since(&self, start: &str) -> Result<Vec<CommitInfo>, GitError> {
+    pub async fn commits_since(&self, start: &str) -> Result<Vec<Commit>, GitError> {
         let out = self
             .git(
                 &["log", "--format=%H%x1f%s", &format!("{start}..HEAD")],
@@ -421,7 +410,7 @@ impl Repo {
         Ok(out
             .lines()
             .filter_map(|l| l.split_once('\x1f'))
-            .map(|(sha, subject)| CommitInfo {
+            .map(|(sha, subject)| Commit {
                 sha: sha.to_owned(),
                 subject: subject.to_owned(),
             })
@@ -429,7 +418,7 @@ impl Repo {
     }
 
     /// Files that differ between `start` and HEAD.
-    pub async fn files_since(&self, start: &str) -> Result<Vec<FileChange>, GitError> {
+    pub async fn files_since(&self, start: &str) -> Result<Vec<ChangedFile>, GitError> {
         let out = self
             .git(&["diff", "--name-status", start, "HEAD"], None)
             .await?;
@@ -439,7 +428,7 @@ impl Repo {
                 let mut parts = l.split('\t');
                 let status = parts.next()?.to_owned();
                 let path = parts.next_back()?.to_owned();
-                Some(FileChange { status, path })
+                Some(ChangedFile { status, path })
             })
             .collect())
     }

@@ -60,13 +60,7 @@ impl IdleWatch {
     }
 }
 
-/// `5 min`, or `40 s` under a minute.
-pub fn human(d: Duration) -> String {
-    match d.as_secs() / 60 {
-        0 => format!("{} s", d.as_secs()),
-        minutes => format!("{minutes} min"),
-    }
-}
+pub use cca_domain::texts::agent::human;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ pub mod devserver;
 pub mod gateway;
 pub mod git;
 pub mod idle;
+pub mod ledger;
 pub mod preview;
 pub mod report;
 pub mod sandbox;

@@ -8,7 +8,6 @@
 //! summaries wait for a slot rather than being dropped.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -20,8 +19,6 @@ use cca_github::{GitHub, GitHubError, RepoClient};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
-
-use crate::git::{CommitInfo, FileChange};
 
 /// At most `max` acquisitions in any `window`.
 #[derive(Debug)]
@@ -115,166 +112,7 @@ impl RepoAccess {
     }
 }
 
-/// What the status comment shows.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatusView {
-    pub session_id: String,
-    pub headline: String,
-    pub preview_url: Option<String>,
-    pub app: Option<String>,
-    pub step: Option<String>,
-    pub last_activity: Option<i64>,
-    pub runs: u32,
-    pub turns: u32,
-    pub cost_usd: f64,
-    pub queued: usize,
-    /// Why untrusted code runs unconfined, when it does: said in every version of the comment.
-    pub unconfined: Option<String>,
-    /// The PR is open for review because GitHub refused a draft in this repository.
-    pub ready_not_draft: bool,
-}
-
-impl StatusView {
-    /// The comment body.
-    pub fn render(&self) -> String {
-        let mut s = format!(
-            "{MARKER}\n### 🤖 Claude agent `{}`\n\n**Status:** {}\n",
-            self.session_id, self.headline
-        );
-        if let Some(url) = &self.preview_url {
-            let app = self.app.as_deref().unwrap_or("not started");
-            let _ = writeln!(s, "**Preview:** {url} (app: {app})");
-        }
-        if let Some(step) = &self.step {
-            let _ = writeln!(s, "**Current step:** {}", clip(step, 300));
-        }
-        if self.queued > 0 {
-            let _ = writeln!(s, "**Queued requests:** {}", self.queued);
-        }
-        if let Some(t) = self.last_activity {
-            let _ = writeln!(s, "**Last activity:** {}", utc(t));
-        }
-        if self.ready_not_draft {
-            let _ = writeln!(
-                s,
-                "**Pull request:** open for review, not a draft: GitHub offers no draft pull requests in this repository. Wait for this comment to say the run finished before you merge."
-            );
-        }
-        if let Some(why) = &self.unconfined {
-            let _ = writeln!(
-                s,
-                "**:warning: No sandbox:** {why}. Code from the issue, the model and the repository can reach this agent's credentials."
-            );
-        }
-        let _ = write!(
-            s,
-            "\n<sub>Runs: {} · Turns: {} · Cost: ${:.4} · This comment is updated as the agent works; comment on the PR to give it more to do.</sub>",
-            self.runs, self.turns, self.cost_usd
-        );
-        s
-    }
-}
-
-/// `2026-11-21 12:00:03 UTC`.
-pub fn utc(unix: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .map_or_else(|| unix.to_string(), |t| format!("{t} UTC"))
-}
-
-/// How a run ended, for its summary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSummary {
-    pub number: u32,
-    pub author: Option<String>,
-    pub succeeded: bool,
-    pub text: String,
-    pub failure: Option<String>,
-    /// A limit that ended or refused the work, said plainly.
-    pub limit: Option<String>,
-    pub commits: Vec<CommitInfo>,
-    pub files: Vec<FileChange>,
-    pub cost_usd: Option<f64>,
-    pub turns: Option<u32>,
-    pub duration: Duration,
-    pub push_error: Option<String>,
-}
-
-impl RunSummary {
-    pub fn render(&self) -> String {
-        let mut s = String::from(MARKER);
-        s.push('\n');
-        let who = self
-            .author
-            .as_deref()
-            .map(|a| format!(" (requested by @{a})"))
-            .unwrap_or_default();
-        if self.succeeded {
-            let _ = writeln!(s, "### ✅ Run {} finished{who}\n", self.number);
-        } else {
-            let _ = writeln!(s, "### ⚠️ Run {} failed{who}\n", self.number);
-        }
-        if let Some(why) = &self.failure {
-            let _ = writeln!(s, "**Reason:** {}\n", clip(why, 2000));
-        }
-        if let Some(limit) = &self.limit {
-            let _ = writeln!(s, "**Limit reached:** {limit}\n");
-        }
-        if !self.text.trim().is_empty() {
-            for line in clip(self.text.trim(), 3000).lines() {
-                let _ = writeln!(s, "> {line}");
-            }
-            s.push('\n');
-        }
-        if self.commits.is_empty() {
-            s.push_str("**Commits:** none in this run\n");
-        } else {
-            let _ = writeln!(s, "**Commits** (this run, newest first):");
-            for c in self.commits.iter().take(30) {
-                let _ = writeln!(
-                    s,
-                    "- `{}` {}",
-                    &c.sha[..c.sha.len().min(7)],
-                    clip(&c.subject, 120)
-                );
-            }
-            if self.commits.len() > 30 {
-                let _ = writeln!(s, "- … and {} more", self.commits.len() - 30);
-            }
-        }
-        if !self.files.is_empty() {
-            let list: Vec<String> = self
-                .files
-                .iter()
-                .take(50)
-                .map(|f| format!("`{} {}`", f.status, f.path))
-                .collect();
-            let more = if self.files.len() > 50 {
-                format!(" and {} more", self.files.len() - 50)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(s, "\n**Files changed:** {}{more}", list.join(", "));
-        }
-        if let Some(e) = &self.push_error {
-            let _ = writeln!(s, "\n:warning: **Push failed:** {}", clip(e, 1000));
-        }
-        let cost = self
-            .cost_usd
-            .map_or_else(|| "unknown".to_owned(), |c| format!("${c:.4}"));
-        let turns = self
-            .turns
-            .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
-        let _ = write!(
-            s,
-            "\n<sub>Cost: {cost} · Turns: {turns} · Duration: {} s</sub>",
-            self.duration.as_secs()
-        );
-        s
-    }
-}
+pub use cca_domain::texts::agent::{RunSummary, StatusView, utc};
 
 /// Posts to one PR (or issue) on behalf of the session.
 #[derive(Debug, Clone)]
@@ -476,99 +314,6 @@ mod tests {
         assert!(
             span >= Duration::from_secs(240) && span < Duration::from_secs(241),
             "{span:?}"
-        );
-    }
-
-    #[test]
-    fn a_summary_lists_this_runs_commits_newest_first_and_the_numbers() {
-        let s = RunSummary {
-            number: 2,
-            author: Some("octocat".into()),
-            succeeded: true,
-            text: "Created hello.txt".into(),
-            failure: None,
-            limit: None,
-            commits: vec![
-                CommitInfo {
-                    sha: "b".repeat(40),
-                    subject: "Second".into(),
-                },
-                CommitInfo {
-                    sha: "a".repeat(40),
-                    subject: "First".into(),
-                },
-            ],
-            files: vec![FileChange {
-                status: "A".into(),
-                path: "hello.txt".into(),
-            }],
-            cost_usd: Some(0.0123),
-            turns: Some(2),
-            duration: Duration::from_secs(12),
-            push_error: None,
-        }
-        .render();
-        assert!(s.starts_with(MARKER));
-        assert!(s.contains("Run 2 finished (requested by @octocat)"));
-        let second = s.find("bbbbbbb").unwrap();
-        let first = s.find("aaaaaaa").unwrap();
-        assert!(second < first);
-        assert!(s.contains("`A hello.txt`"));
-        assert!(s.contains("$0.0123") && s.contains("Turns: 2") && s.contains("12 s"));
-    }
-
-    #[test]
-    fn a_failed_summary_says_why() {
-        let s = RunSummary {
-            number: 1,
-            author: None,
-            succeeded: false,
-            text: String::new(),
-            failure: Some("API Error: 500".into()),
-            limit: Some("the run's wall time of 60 s".into()),
-            commits: vec![],
-            files: vec![],
-            cost_usd: None,
-            turns: None,
-            duration: Duration::from_secs(3),
-            push_error: None,
-        }
-        .render();
-        assert!(s.contains("Run 1 failed"));
-        assert!(s.contains("**Reason:** API Error: 500"));
-        assert!(s.contains("**Limit reached:**"));
-        assert!(s.contains("none in this run"));
-    }
-
-    #[test]
-    fn status_renders_what_is_known() {
-        let v = StatusView {
-            session_id: "abc".into(),
-            headline: "Working".into(),
-            preview_url: Some("https://abc.uat.example.com".into()),
-            app: Some("ready".into()),
-            step: Some("✏️ Write hello.txt".into()),
-            last_activity: Some(0),
-            runs: 1,
-            turns: 2,
-            cost_usd: 0.5,
-            queued: 1,
-            unconfined: None,
-            ready_not_draft: false,
-        };
-        let s = v.render();
-        assert!(s.contains("https://abc.uat.example.com (app: ready)"));
-        assert!(s.contains("1970-01-01 00:00:00 UTC"));
-        assert!(s.contains("**Queued requests:** 1"));
-        assert!(!s.contains("No sandbox"));
-        let s = StatusView {
-            unconfined: Some("bubblewrap does not work here".into()),
-            ..v
-        }
-        .render();
-        assert!(
-            s.contains("**:warning: No sandbox:** bubblewrap does not work here"),
-            "{s}"
         );
     }
 }

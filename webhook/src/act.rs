@@ -238,7 +238,7 @@ async fn start(app: &App, start: Start, now: i64) -> Outcome {
     };
     if let (Some(key), Some(jira)) = (&start.jira, &app.jira) {
         let pr_url = pr.as_ref().map(|p| p.html_url.clone()).unwrap_or_default();
-        let comment = cca_jira::started_comment(
+        let comment = cca_domain::texts::jira::started(
             &pr_url,
             session.uat_url.as_deref().unwrap_or_default(),
             session.session_id.as_str(),

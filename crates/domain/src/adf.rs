@@ -1,10 +1,11 @@
-//! Atlassian Document Format (JIRA Cloud's rich text) to plain text.
+//! Atlassian Document Format (JIRA Cloud's rich text): to plain text, and the building blocks of
+//! the comments this system posts (`texts::jira`).
 //!
 //! The original joined every text node with single spaces, which ran paragraphs and list items
 //! together. Here block nodes end with a blank line, list items start with `- `, hard breaks are
 //! new lines and mentions keep their visible text, so a prompt reads as the issue did.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Deepest nesting walked; ADF from JIRA is a few levels deep, and a bound keeps a hostile
 /// document from exhausting the stack.
@@ -84,6 +85,46 @@ fn walk(node: &Value, out: &mut String, depth: usize) {
         "tableCell" | "tableHeader" => out.push_str(" | "),
         _ => {}
     }
+}
+
+// Building blocks.
+/// Plain text.
+pub fn text(t: &str) -> Value {
+    json!({ "type": "text", "text": t })
+}
+
+/// Bold text.
+pub fn strong(t: &str) -> Value {
+    json!({ "type": "text", "text": t, "marks": [{ "type": "strong" }] })
+}
+
+/// Italic text.
+pub fn em(t: &str) -> Value {
+    json!({ "type": "text", "text": t, "marks": [{ "type": "em" }] })
+}
+
+/// A link.
+pub fn link(t: &str, href: &str) -> Value {
+    json!({ "type": "text", "text": t, "marks": [{ "type": "link", "attrs": { "href": href } }] })
+}
+
+/// A paragraph of inline nodes.
+pub fn paragraph(inline: Vec<Value>) -> Value {
+    json!({ "type": "paragraph", "content": inline })
+}
+
+/// A bullet list, one item per entry of inline nodes.
+pub fn bullets(items: Vec<Vec<Value>>) -> Value {
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|inline| json!({ "type": "listItem", "content": [paragraph(inline)] }))
+        .collect();
+    json!({ "type": "bulletList", "content": items })
+}
+
+/// A document of blocks.
+pub fn doc(blocks: Vec<Value>) -> Value {
+    json!({ "type": "doc", "version": 1, "content": blocks })
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! Every text the system posts: PR titles and bodies, the prompts it opens sessions with, and
-//! the comments of the webhook and the sweeper. Wording and the marker are changed here and
-//! nowhere else; callers pass what varies.
-//!
-//! The agent's own status comment is assembled in `cca-agent`'s report module from these
-//! pieces and the run's ledger.
+//! Every text the system posts: PR titles and bodies, the prompts it opens sessions with, the
+//! comments of the webhook and the sweeper (here), an agent's status comment, run summaries and
+//! commit messages ([`agent`]), and the comments on JIRA issues ([`jira`]). Wording and the
+//! marker are changed here and nowhere else; callers pass what varies.
+
+pub mod agent;
+pub mod jira;
 
 use crate::ids::{JiraKey, SessionId};
 use crate::naming::{clip, one_line};

@@ -7,12 +7,12 @@
 //! proxy's `last_activity` writes as activity; a warning is posted once before it ends the
 //! preview. A stop marks the deployment inactive and records the end.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cca_domain::Status;
 use cca_domain::session::SessionPatch;
+use cca_domain::texts::agent::{self as texts, Idler};
 use serde_json::json;
 use tracing::{error, info, warn};
 
@@ -20,9 +20,9 @@ use crate::config::Config;
 use crate::control::{Mode, StopRequest};
 use crate::devserver::{self, Supervisor};
 use crate::git::Repo;
-use crate::idle::{IdleEvent, IdleWatch, human};
-use crate::report::{Budget, Reporter, StatusView};
-use crate::setup::{self, Ready, now};
+use crate::lifecycle::{self, Activity, Deadline};
+use crate::report::Reporter;
+use crate::setup::{Ready, now};
 
 /// Files whose change means dependencies must be installed again.
 const DEPENDENCY_FILES: [&str; 9] = [
@@ -37,88 +37,51 @@ const DEPENDENCY_FILES: [&str; 9] = [
     ".cca.toml",
 ];
 
-/// The GitHub environment previews deploy to.
-const ENVIRONMENT: &str = "preview";
-
 /// Serves a PR preview until it is stopped.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let ready = setup::prepare(cfg, Mode::Preview).await?;
-    crate::agent::watch_signals(ready.shared.clone());
-    setup::heartbeat(
-        ready.store.clone(),
-        ready.session.session_id.clone(),
-        ready.cfg.heartbeat,
-    );
-    let number = ready
-        .session
-        .pr_number
-        .context("the preview's record names no PR")?;
-    let reporter = Reporter::start(
-        ready.access.clone(),
-        number,
-        Arc::new(Budget::new(
-            ready.cfg.github_writes_per_minute,
-            Duration::from_secs(60),
-        )),
-        ready.cfg.status_interval,
-        StatusView {
-            session_id: ready.session.session_id.to_string(),
-            headline: "🚀 Preview starting: cloning the branch".into(),
-            preview_url: ready.session.uat_url.clone(),
-            last_activity: Some(now()),
-            unconfined: ready.sandbox.unconfined_reason().map(str::to_owned),
-            ..StatusView::default()
-        },
-    );
+    let (ready, reporter) = lifecycle::open(cfg, Mode::Preview).await?;
     let mut preview = match start(&ready, &reporter).await {
         Ok(p) => p,
         Err(e) => {
             let reason = ready.secrets.mask(&format!("{e:#}"));
             error!(error = %reason, "the preview could not start");
-            return crate::agent::fail(&ready, &reporter, "Preview", &reason).await;
+            return lifecycle::fail(&ready, &reporter, "Preview", &reason).await;
         }
     };
+    // The proxy records traffic on the record; the latest of it and the preview's own refreshes
+    // counts, and a refresh under way is activity.
+    let activity = Activity::new();
+    let (store, id, local) = (
+        ready.store.clone(),
+        ready.session.session_id.clone(),
+        activity.clone(),
+    );
+    lifecycle::watch_idle(&ready, &reporter, Idler::Preview, move || {
+        let (store, id, local) = (store.clone(), id.clone(), local.clone());
+        async move {
+            let local = local.latest()?;
+            let recorded = store
+                .get(&id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| s.last_activity)
+                .unwrap_or(0);
+            Some(recorded.max(local))
+        }
+    });
     let mut refreshes = ready.shared.refreshes();
-    let mut watch = IdleWatch::new(&ready.cfg.limits);
-    let mut local_activity = now();
     let stop = loop {
         tokio::select! {
             stop = ready.shared.stopped() => break stop,
             Some(r) = refreshes.recv() => {
-                local_activity = now();
+                activity.begin();
                 if let Err(e) = preview.refresh(&ready, &reporter, r.head_sha.as_deref()).await {
                     let msg = ready.secrets.mask(&format!("{e:#}"));
                     warn!(error = %msg, "refresh failed");
-                    reporter.update(|v| v.headline = format!("⚠️ Refresh failed: {msg}"));
+                    reporter.update(|v| v.headline = texts::headline::refresh_failed(&msg));
                 }
-            }
-            () = tokio::time::sleep(watch.tick()) => {
-                // The proxy records traffic on the record; the latest of it and our own events counts.
-                let recorded = ready
-                    .store
-                    .get(&ready.session.session_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.last_activity)
-                    .unwrap_or(0);
-                let latest = recorded.max(local_activity);
-                match watch.check(latest, now()) {
-                    None => {}
-                    Some(IdleEvent::Warn { left }) => {
-                        reporter.post_logged(&format!(
-                            ":hourglass: **Idle Warning**: this preview stops in about {} unless it is used.",
-                            human(left)
-                        )).await;
-                    }
-                    Some(IdleEvent::Expired) => {
-                        let idle = human(watch.timeout());
-                        reporter.post_logged(&format!(
-                            ":zzz: **Preview stopped**: no traffic for {idle} (IDLE_TIMEOUT_SECS). Re-add the label to start it again."
-                        )).await;
-                        break StopRequest { reason: format!("idle for {idle}"), final_status: Status::Stopped };
-                    }
-                }
+                activity.end();
             }
         }
     };
@@ -155,10 +118,10 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
     let plan = devserver::plan(repo.dir(), port, ready.control_port)?
         .context("the branch has no app to preview (no .cca.toml and nothing detected)")?;
     reporter.update(|v| {
-        v.headline = "📦 Preview starting: installing".into();
-        v.app = Some("installing".into());
+        v.headline = texts::headline::PREVIEW_INSTALLING.into();
+        v.app = Some(texts::app::INSTALLING.into());
     });
-    let env = crate::agent::app_env(ready);
+    let env = ready.app_env();
     devserver::install(&ready.sandbox, &plan, repo.dir(), &env)
         .await
         .map_err(|e| anyhow::anyhow!(ready.secrets.mask(&e.to_string())))?;
@@ -171,7 +134,7 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
         repo.dir().to_path_buf(),
         env.clone(),
     );
-    reporter.update(|v| v.app = Some("starting".into()));
+    reporter.update(|v| v.app = Some(texts::app::STARTING.into()));
     if let Err(state) = app.wait_ready(ready_timeout).await {
         app.stop().await;
         bail!("the app did not become ready: {state:?}");
@@ -196,8 +159,8 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
     };
     preview.deploy(ready, reporter).await;
     reporter.update(|v| {
-        v.headline = format!("✅ Preview ready at commit `{}`", short(&preview.head));
-        v.app = Some("ready".into());
+        v.headline = texts::headline::preview_ready(&preview.head);
+        v.app = Some(texts::app::READY.into());
         v.last_activity = Some(now());
     });
     ready
@@ -205,10 +168,6 @@ async fn start(ready: &Ready, reporter: &Reporter) -> anyhow::Result<Preview> {
         .set_status(json!({ "status": "ready", "head": preview.head }));
     info!(head = %preview.head, port, "preview ready");
     Ok(preview)
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }
 
 impl Preview {
@@ -222,8 +181,8 @@ impl Preview {
                 .create_deployment(
                     &ready.session.repo_full_name,
                     &self.head,
-                    ENVIRONMENT,
-                    "PR preview",
+                    texts::deployment::ENVIRONMENT,
+                    texts::deployment::DESCRIPTION,
                 )
                 .await?;
             reporter.slot().await;
@@ -233,7 +192,7 @@ impl Preview {
                     id,
                     "success",
                     url,
-                    "Preview ready",
+                    texts::deployment::READY,
                 )
                 .await?;
             Ok::<_, cca_github::GitHubError>(id)
@@ -274,7 +233,7 @@ impl Preview {
             info!(head = %new, "refresh: head unchanged");
             return Ok(());
         }
-        reporter.update(|v| v.headline = format!("🔄 Updating the preview to `{}`", short(&new)));
+        reporter.update(|v| v.headline = texts::headline::preview_updating(&new));
         let changed = self
             .repo
             .changed_between(&old, &new)
@@ -306,7 +265,7 @@ impl Preview {
         self.head = new;
         self.deploy(ready, reporter).await;
         reporter.update(|v| {
-            v.headline = format!("✅ Preview ready at commit `{}`", short(&self.head));
+            v.headline = texts::headline::preview_ready(&self.head);
             v.last_activity = Some(now());
         });
         ready
@@ -317,15 +276,10 @@ impl Preview {
     }
 
     async fn shutdown(self, ready: &Ready, reporter: &Reporter, stop: StopRequest) {
-        let deadline = tokio::time::Instant::now() + ready.cfg.stop_deadline;
+        let deadline = Deadline::from_now(ready);
         info!(reason = %stop.reason, "stopping the preview");
         let _ = tokio::time::timeout(Duration::from_secs(8), self.app.stop()).await;
-        ready.sandbox.end_all().await;
-        let patch = SessionPatch {
-            last_activity: Some(now()),
-            ..SessionPatch::default()
-        };
-        ready.record_end(stop.final_status, patch).await;
+        lifecycle::end(ready, &stop).await;
         let ids = self.deployments.clone();
         let inactive = async {
             if let Ok(client) = ready.access.client().await {
@@ -337,7 +291,7 @@ impl Preview {
                             id,
                             "inactive",
                             None,
-                            "Preview stopped",
+                            texts::deployment::STOPPED,
                         )
                         .await
                     {
@@ -346,12 +300,12 @@ impl Preview {
                 }
             }
             reporter.update(|v| {
-                v.headline = format!("⏹️ Preview {}: {}", stop.final_status, stop.reason);
-                v.app = Some("stopped".into());
+                v.headline = texts::headline::preview_ended(stop.final_status, &stop.reason);
+                v.app = Some(texts::app::STOPPED.into());
             });
             reporter.flush().await;
         };
-        let _ = tokio::time::timeout_at(deadline, inactive).await;
+        let _ = tokio::time::timeout(deadline.left(Duration::ZERO), inactive).await;
     }
 }
 

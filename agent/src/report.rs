@@ -7,6 +7,10 @@
 //! status comment is coalesced (only its latest state is sent, at most once per interval), and
 //! summaries wait for a slot rather than being dropped.
 
+pub mod destination;
+mod jira;
+mod pr;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;

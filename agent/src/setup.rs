@@ -134,6 +134,25 @@ impl Ready {
 
     /// Records the end of the session (`to`, through `STOPPING` when needed), logging what
     /// cannot be recorded: the process is ending either way.
+    /// Variables the app gets from the agent (it inherits nothing else but `PATH`, `HOME` and
+    /// the like): the preview's host names, so dev servers that check `Host` (Vite) accept the
+    /// proxy's requests.
+    pub fn app_env(&self) -> Vec<(String, String)> {
+        let host = self
+            .session
+            .uat_url
+            .as_deref()
+            .and_then(|u| u.split("://").nth(1))
+            .map(|h| h.split(['/', ':']).next().unwrap_or(h));
+        match host.and_then(|h| h.split_once('.')) {
+            Some((_, suffix)) => vec![(
+                "__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS".into(),
+                format!(".{suffix}"),
+            )],
+            None => Vec::new(),
+        }
+    }
+
     pub async fn record_end(&self, to: Status, patch: SessionPatch) {
         if let Err(e) = finish(self.store.as_ref(), &self.session.session_id, to, patch).await {
             error!(error = %e, to = %to, "cannot record the end of the session");

@@ -1,0 +1,239 @@
+//! One run: the CLI on one prompt, then the commit and push, the ledger, the record, and the
+//! run's end reported to every destination.
+
+use std::path::PathBuf;
+
+use cca_domain::Session;
+use cca_domain::session::SessionPatch;
+use cca_domain::texts::agent::{self as texts, RunSummary};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::agent::{Started, publish_status};
+use crate::cli::{self, Adapter, CliEvent, RunRequest};
+use crate::control::Prompt;
+use crate::ledger::{RunFigures, run_limit, summary_limit};
+use crate::push::{Pushed, commit_and_push};
+use crate::report::Reporter;
+use crate::setup::{CLI_SETTINGS, Ready, now};
+
+/// Runs `prompt` to its end; every outcome, a failure included, is reported.
+pub(crate) async fn run_one(
+    ready: &Ready,
+    reporter: &Reporter,
+    st: &Started,
+    session: &Session,
+    adapter: &dyn Adapter,
+    prompt: Prompt,
+) {
+    let limits = &ready.cfg.limits;
+    let plan = st.ledger.lock().await.begin_run(limits, |id| {
+        adapter.resumes() && conversation_exists(ready, id)
+    });
+    let number = plan.number;
+    publish_status(&ready.shared, st, "running").await;
+    reporter.update(|v| {
+        v.headline = texts::headline::run_in_progress(number, prompt.author.as_deref());
+        v.step = Some(texts::step::THINKING.into());
+        v.runs = number;
+        v.queued = ready.shared.queue_len();
+        v.last_activity = Some(now());
+    });
+    let start = match st.repo.head().await {
+        Ok(h) => h,
+        Err(e) => {
+            reporter
+                .post_logged(&texts::run_could_not_start(number, &e.to_string()))
+                .await;
+            return;
+        }
+    };
+    let req = RunRequest {
+        prompt: prompt.text.clone(),
+        resume: plan.resume.clone(),
+        max_turns: plan.max_turns,
+        max_budget_usd: plan.cli_budget_usd,
+        workdir: st.repo.dir().to_path_buf(),
+    };
+    let mut env = cli_env(ready);
+    env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
+    if let Some(gateway) = &ready.gateway {
+        gateway.begin_run(plan.budget_usd);
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let progress = spawn_progress(reporter.clone(), rx);
+    info!(run = number, resume = ?plan.resume, "run starting");
+    let outcome = cli::run(
+        adapter,
+        &req,
+        &ready.sandbox,
+        &env,
+        limits.run_timeout,
+        limits.silence_timeout,
+        ready.shared.cancel_signal(),
+        tx,
+    )
+    .await;
+    let _ = progress.await;
+
+    let stopping = ready.shared.stop_requested();
+    let message = match &stopping {
+        Some(stop) => texts::wip_commit_message(&stop.reason),
+        None => texts::run_commit_message(number, &prompt.text),
+    };
+    let Pushed {
+        commits,
+        files,
+        error: push_error,
+    } = commit_and_push(ready, reporter, st, session, &start, &message).await;
+    if stopping.is_none() {
+        if let Err(e) = st
+            .repo
+            .refresh_cli_copy(&st.clone_url, &ready.sandbox)
+            .await
+        {
+            warn!(error = %ready.secrets.mask(&e.to_string()), "cannot refresh the CLI's copy of the history");
+        }
+    }
+
+    let metered = ready.gateway.as_ref().map(|g| g.run());
+    let result = outcome.result.as_ref();
+    let ended_by = run_limit(
+        &outcome.ended,
+        result.map_or("", |r| r.subtype.as_str()),
+        result.map_or("", |r| r.text.as_str()),
+        limits,
+        plan.budget_usd,
+    );
+    let limit = summary_limit(
+        metered
+            .as_ref()
+            .and_then(|(_, refusal)| *refusal)
+            .map(|r| r.to_string()),
+        ended_by,
+        stopping.as_ref().map(|s| s.reason.as_str()),
+    );
+    let figures = RunFigures {
+        turns: result.and_then(|r| r.turns),
+        reported_cost_usd: result.and_then(|r| r.cost_usd),
+        conversation: outcome.conversation.clone(),
+        metered_cost_usd: metered.as_ref().map(|(usage, _)| usage.cost_usd),
+    };
+    let (turns, cost, conversation, run_cost) = {
+        let mut ledger = st.ledger.lock().await;
+        let run_cost = ledger.end_run(&plan, &figures);
+        (
+            ledger.turns,
+            ledger.cost_usd,
+            ledger.conversation.clone(),
+            run_cost,
+        )
+    };
+    let failure = outcome.failure().map(|f| ready.secrets.mask(&f));
+    let summary = RunSummary {
+        number,
+        author: prompt.author.clone(),
+        succeeded: outcome.succeeded(),
+        text: outcome
+            .result
+            .as_ref()
+            .map(|r| r.text.clone())
+            .filter(|t| !t.is_empty() && outcome.succeeded())
+            .or(outcome.last_text.clone().filter(|_| outcome.succeeded()))
+            .unwrap_or_default(),
+        failure: failure.clone(),
+        limit,
+        commits: commits.clone(),
+        files,
+        cost_usd: run_cost,
+        turns: outcome.result.as_ref().and_then(|r| r.turns),
+        duration: outcome.elapsed,
+        push_error: push_error.clone(),
+    };
+    let patch = SessionPatch {
+        cost_usd: Some(cost),
+        turns: Some(turns),
+        claude_session_id: conversation,
+        last_activity: Some(now()),
+        error: failure
+            .as_ref()
+            .map(|f| texts::run_failed_error(number, f))
+            .or(push_error
+                .as_ref()
+                .map(|e| texts::run_push_failed_error(number, e))),
+        ..SessionPatch::default()
+    };
+    if let Err(e) = ready.store.update(&session.session_id, patch, now()).await {
+        warn!(error = %e, "cannot record the run");
+    }
+    reporter.update(|v| {
+        v.turns = turns;
+        v.cost_usd = cost;
+        v.last_activity = Some(now());
+    });
+    for destination in &st.destinations {
+        destination.run_ended(&summary, stopping.is_some()).await;
+    }
+    info!(
+        run = number,
+        succeeded = outcome.succeeded(),
+        commits = commits.len(),
+        "run finished"
+    );
+}
+
+/// The CLI's environment on top of the sandbox's allow-list: its own settings from the agent's
+/// environment, the model's credentials, and its configuration directory in the sandbox's home.
+fn cli_env(ready: &Ready) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = CLI_SETTINGS
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
+        .collect();
+    env.extend(ready.model_env.iter().cloned());
+    env.push((
+        "CLAUDE_CONFIG_DIR".into(),
+        cli_config_dir(ready).display().to_string(),
+    ));
+    env
+}
+
+/// Where Claude Code keeps its conversations: in the sandbox's home, which survives the runs.
+fn cli_config_dir(ready: &Ready) -> PathBuf {
+    ready.sandbox.home().join(".claude")
+}
+
+/// Whether `id` can be resumed here (a relaunched container starts without the conversation).
+fn conversation_exists(ready: &Ready, id: &str) -> bool {
+    let found = cli::has_conversation(&cli_config_dir(ready), id);
+    if !found {
+        warn!(
+            conversation = id,
+            "the earlier conversation is not stored here; starting a new one"
+        );
+    }
+    found
+}
+
+/// Turns the CLI's events into the status comment's current step.
+fn spawn_progress(
+    reporter: Reporter,
+    mut rx: mpsc::UnboundedReceiver<CliEvent>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            let step = match &ev {
+                CliEvent::Tool { name, detail } => Some(texts::step::tool(name, detail)),
+                CliEvent::Text(t) => Some(texts::step::text(t)),
+                _ => None,
+            };
+            if let Some(step) = step {
+                let masked = reporter.secrets().mask(&step);
+                info!(step = %masked, "cli");
+                reporter.update(|v| {
+                    v.step = Some(masked);
+                    v.last_activity = Some(now());
+                });
+            }
+        }
+    })
+}

@@ -287,6 +287,27 @@ data "aws_iam_policy_document" "webhook" {
     }
   }
 
+  # Conversations: the webhook presigns, for the session whose token asks, a URL of that
+  # session's own object; the URL acts with these rights, so they are the objects' only reader and
+  # writer besides the account's administrators (infra/conversations.tf).
+  statement {
+    sid       = "KeepConversations"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.conversations.arn}/sessions/*"]
+  }
+
+  statement {
+    sid       = "EncryptConversationsThroughS3"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.amazonaws.com"]
+    }
+  }
+
   # Session tasks: started from the four session task definitions, in this cluster only.
   statement {
     sid       = "RunSessionTasks"

@@ -75,6 +75,7 @@ locals {
     JIRA_SECRET_ARN               = local.jira_secret_arn
     ALB_LISTENER_ARN              = var.alb_listener_arn
     IDLE_TIMEOUT_SECS             = local.idle_timeout_secs
+    CONVERSATION_BUCKET           = aws_s3_bucket.conversations.bucket
   }) : name => value if value != "" }
 }
 

@@ -313,6 +313,17 @@ variable "table_deletion_protection" {
   default     = true
 }
 
+variable "conversation_retention_days" {
+  description = "Days a coding session's saved conversation is kept after its last run: as long as its session record (7 days after the session ends), so a follow-up that relaunches the session can resume it."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.conversation_retention_days >= 1 && floor(var.conversation_retention_days) == var.conversation_retention_days
+    error_message = "conversation_retention_days must be a whole number of days, at least 1."
+  }
+}
+
 variable "log_retention_days" {
   description = "Days the log groups keep logs. Session logs are for debugging, and they hold the output of the coding CLI, so they are not kept longer than needed."
   type        = number

@@ -112,6 +112,7 @@ async fn start(
         text: prompt,
         author: None,
         comment_id: None,
+        threads: Vec::new(),
     });
     Ok(Started {
         repo,

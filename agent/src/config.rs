@@ -232,6 +232,10 @@ pub struct Config {
     /// Files and directories of the agent's own (credentials, the store, the data directory)
     /// hidden from untrusted code.
     pub private_paths: Vec<PathBuf>,
+    /// Where the CLI's conversation is kept between containers: the data directory under
+    /// `cca up`, else S3 through the token broker; none for an agent with credentials of its
+    /// own and no data directory.
+    pub conversations: Option<crate::conversation::Store>,
 }
 
 /// Port the dev server listens on in a container (the proxy forwards to it).
@@ -386,6 +390,16 @@ impl Config {
         }
         private_paths.extend(std::env::var_os("HOME").map(PathBuf::from));
 
+        let conversations = match (&a.data_dir, &github, &session_token) {
+            (Some(dir), _, _) => Some(crate::conversation::Store::Dir(dir.join("conversations"))),
+            (None, GitHubIdentity::Broker { url }, Some(token)) => {
+                Some(crate::conversation::Store::Broker {
+                    url: url.clone(),
+                    token: token.clone(),
+                })
+            }
+            _ => None,
+        };
         Ok(Config {
             session_id,
             store,
@@ -414,6 +428,7 @@ impl Config {
             model_api_url,
             prices,
             private_paths,
+            conversations,
         })
     }
 }

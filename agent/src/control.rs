@@ -38,7 +38,20 @@ pub struct Prompt {
     pub text: String,
     pub author: Option<String>,
     pub comment_id: Option<u64>,
+    /// The review threads the run answers in when it ends.
+    pub threads: Vec<Thread>,
 }
+
+/// A review thread a prompt came from: the id of its first comment (replies go there) and its
+/// file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Thread {
+    pub comment_id: u64,
+    pub path: String,
+}
+
+/// The most review threads one prompt answers in (a review with more is still one prompt).
+pub const MAX_THREADS: usize = 100;
 
 /// Why the session is asked to end, and how it should be recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +84,9 @@ pub struct Shared {
     status: Mutex<Value>,
     /// Reactions to acknowledge prompts are sent through this (the reporter reads it).
     acks: Mutex<Option<mpsc::UnboundedSender<u64>>>,
+    /// The review comments that prompts queued so far carried: a review and its own comment's
+    /// event both reach the agent, and the second adds nothing.
+    covered: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Shared {
@@ -90,7 +106,19 @@ impl Shared {
             refresh: Mutex::new(None),
             status: Mutex::new(json!({})),
             acks: Mutex::new(None),
+            covered: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Whether review comments `ids` were all carried by an earlier prompt; if not, they are
+    /// from now on. A prompt carrying none is always new.
+    fn already_covered(&self, ids: &[u64]) -> bool {
+        let mut covered = self.covered.lock().unwrap_or_else(PoisonError::into_inner);
+        if !ids.is_empty() && ids.iter().all(|id| covered.contains(id)) {
+            return true;
+        }
+        covered.extend(ids.iter().copied());
+        false
     }
 
     /// Queues a prompt; returns its position (1 = next).
@@ -269,6 +297,11 @@ struct PromptBody {
     author: Option<String>,
     #[serde(default)]
     comment_id: Option<u64>,
+    #[serde(default)]
+    review_threads: Vec<Thread>,
+    /// The review comments the prompt carries.
+    #[serde(default)]
+    review_comments: Vec<u64>,
 }
 
 async fn prompt(
@@ -293,11 +326,25 @@ async fn prompt(
     if body.prompt.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "the prompt is empty");
     }
+    if body.review_threads.len() > MAX_THREADS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("more than {MAX_THREADS} review threads"),
+        );
+    }
+    if s.already_covered(&body.review_comments) {
+        return (
+            StatusCode::OK,
+            Json(json!({ "message": "An earlier prompt carried these review comments" })),
+        )
+            .into_response();
+    }
     let comment_id = body.comment_id;
     let position = s.enqueue(Prompt {
         text: body.prompt,
         author: body.author.filter(|a| !a.is_empty()),
         comment_id,
+        threads: body.review_threads,
     });
     if let Some(id) = comment_id {
         if let Some(tx) = s

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod conversation;
 pub mod devserver;
 pub mod gateway;
 pub mod git;

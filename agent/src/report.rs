@@ -202,6 +202,28 @@ impl Reporter {
         }
     }
 
+    /// Replies in the review thread of the PR that `comment_id` heads (masked, marked), logging
+    /// instead of failing.
+    pub async fn reply_in_thread(&self, comment_id: u64, body: &str) {
+        let body = self.prepare(body);
+        self.inner.budget.acquire().await;
+        let result = match self.inner.access.client().await {
+            Ok(c) => c
+                .reply_in_thread(
+                    &self.inner.access.repo,
+                    self.inner.number,
+                    comment_id,
+                    &body,
+                )
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            warn!(comment_id, error = %self.secrets().mask(&e.to_string()), "cannot reply in a review thread");
+        }
+    }
+
     /// Takes a slot of the request budget (for other content-creating calls).
     pub async fn slot(&self) {
         self.inner.budget.acquire().await;

@@ -11,7 +11,8 @@ use tracing::{info, warn};
 
 use crate::agent::{Started, publish_status};
 use crate::cli::{self, Adapter, CliEvent, RunRequest};
-use crate::control::Prompt;
+use crate::control::{Prompt, Thread};
+use crate::conversation;
 use crate::ledger::{RunFigures, run_limit, summary_limit};
 use crate::push::{Pushed, commit_and_push};
 use crate::report::Reporter;
@@ -27,6 +28,7 @@ pub(crate) async fn run_one(
     prompt: Prompt,
 ) {
     let limits = &ready.cfg.limits;
+    restore_conversation(ready, st).await;
     let plan = st.ledger.lock().await.begin_run(limits, |id| {
         adapter.resumes() && conversation_exists(ready, id)
     });
@@ -150,6 +152,7 @@ pub(crate) async fn run_one(
         duration: outcome.elapsed,
         push_error: push_error.clone(),
     };
+    let conversation_kept = conversation.clone();
     let patch = SessionPatch {
         cost_usd: Some(cost),
         turns: Some(turns),
@@ -166,6 +169,17 @@ pub(crate) async fn run_one(
     if let Err(e) = ready.store.update(&session.session_id, patch, now()).await {
         warn!(error = %e, "cannot record the run");
     }
+    let keep = keep_conversation(ready, conversation_kept.as_deref());
+    if stopping.is_some() {
+        if tokio::time::timeout(KEEP_WHEN_STOPPING, keep)
+            .await
+            .is_err()
+        {
+            warn!("keeping the conversation did not finish before the stop");
+        }
+    } else {
+        keep.await;
+    }
     reporter.update(|v| {
         v.turns = turns;
         v.cost_usd = cost;
@@ -174,12 +188,83 @@ pub(crate) async fn run_one(
     for destination in &st.destinations {
         destination.run_ended(&summary, stopping.is_some()).await;
     }
+    let answers = answer_threads(reporter, &prompt.threads, &summary);
+    if stopping.is_some() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), answers).await;
+    } else {
+        answers.await;
+    }
     info!(
         run = number,
         succeeded = outcome.succeeded(),
         commits = commits.len(),
         "run finished"
     );
+}
+
+/// How long keeping the conversation may hold up a stop.
+const KEEP_WHEN_STOPPING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Restores the conversation the ledger resumes when this container does not hold it (a new
+/// container after an idle stop or a crash), from where the session keeps it.
+async fn restore_conversation(ready: &Ready, st: &Started) {
+    let Some(store) = &ready.cfg.conversations else {
+        return;
+    };
+    let Some(id) = st.ledger.lock().await.conversation.clone() else {
+        return;
+    };
+    let dir = cli_config_dir(ready);
+    if cli::has_conversation(&dir, &id) {
+        return;
+    }
+    let mask = |e: &anyhow::Error| ready.secrets.mask(&format!("{e:#}"));
+    match store.get(&ready.session.session_id).await {
+        Ok(Some(archive)) => match conversation::unpack(&ready.sandbox, &dir, archive).await {
+            Ok(()) if cli::has_conversation(&dir, &id) => {
+                info!(conversation = %id, "the conversation was restored");
+            }
+            Ok(()) => warn!(conversation = %id, "the kept conversation is another one"),
+            Err(e) => warn!(error = %mask(&e), "cannot restore the conversation"),
+        },
+        Ok(None) => info!(conversation = %id, "no conversation is kept for this session"),
+        Err(e) => warn!(error = %mask(&e), "cannot read the kept conversation"),
+    }
+}
+
+/// Saves conversation `id` where the session keeps it, replacing the one saved before.
+async fn keep_conversation(ready: &Ready, id: Option<&str>) {
+    let (Some(store), Some(id)) = (&ready.cfg.conversations, id) else {
+        return;
+    };
+    let mask = |e: &anyhow::Error| ready.secrets.mask(&format!("{e:#}"));
+    match conversation::pack(&ready.sandbox, &cli_config_dir(ready), id).await {
+        Ok(Some(archive)) => {
+            let bytes = archive.len();
+            match store.put(&ready.session.session_id, archive).await {
+                Ok(()) => info!(conversation = %id, bytes, "the conversation is kept"),
+                Err(e) => warn!(error = %mask(&e), "cannot keep the conversation"),
+            }
+        }
+        Ok(None) => info!(conversation = %id, "the CLI holds no files of the conversation"),
+        Err(e) => warn!(error = %mask(&e), "cannot pack the conversation"),
+    }
+}
+
+/// Answers in each review thread the prompt came from: whether the run's commits changed the
+/// thread's file.
+async fn answer_threads(reporter: &Reporter, threads: &[Thread], summary: &RunSummary) {
+    for t in threads {
+        let changed = summary.files.iter().any(|f| f.path == t.path);
+        let body = texts::thread_reply(
+            summary.number,
+            summary.succeeded,
+            &t.path,
+            changed,
+            &summary.commits,
+        );
+        reporter.reply_in_thread(t.comment_id, &body).await;
+    }
 }
 
 /// The CLI's environment on top of the sandbox's allow-list: its own settings from the agent's

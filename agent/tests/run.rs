@@ -792,3 +792,227 @@ async fn a_file_over_githubs_limit_or_a_hook_is_refused_and_its_content_is_not_p
         .await;
     }
 }
+
+/// A review becomes one run: the model sees every inline comment's file, lines and hunk, the
+/// work is one commit, and the agent answers in each thread besides the one summary.
+#[tokio::test]
+async fn a_review_is_one_run_that_sees_its_inline_comments_and_answers_in_each_thread() {
+    use cca_domain::event::{Actor, Review, ReviewComment};
+    use cca_testkit::github::DiffComment;
+    scenario(Stand::new(SessionType::Agent, "claude/1"), |stand| async move {
+        stand.model.push_all([Reply::text("Nothing to do yet.")]);
+        let mut agent = stand.spawn("run");
+        stand.wait_comment("Run 1 finished", START).await;
+        let pr = stand.record().await.pr_number.unwrap();
+        let inline = [
+            DiffComment {
+                path: "app.js".into(),
+                start_line: Some(2),
+                line: 4,
+                diff_hunk: "@@ -1,4 +1,4 @@\n-var a = 1;\n+let a = 1;".into(),
+                body: "Use const here.".into(),
+            },
+            DiffComment {
+                path: "README.md".into(),
+                start_line: None,
+                line: 7,
+                diff_hunk: "@@ -7 +7 @@\n-Old title\n+New title".into(),
+                body: "Say what it does.".into(),
+            },
+        ];
+        let (review_id, ids) =
+            stand
+                .github
+                .add_review(REPO, pr, "octocat", "CHANGES_REQUESTED", "Two things.", &inline);
+        // The prompt as the webhook makes it from the review it read.
+        let who = Actor {
+            login: cca_domain::Login::parse("octocat").unwrap(),
+            is_bot: false,
+        };
+        let comments: Vec<ReviewComment> = inline
+            .iter()
+            .zip(&ids)
+            .map(|(c, id)| ReviewComment {
+                id: *id,
+                review_id: Some(review_id),
+                body: c.body.clone(),
+                author: who.clone(),
+                path: c.path.clone(),
+                line: Some(c.line),
+                start_line: c.start_line,
+                diff_hunk: c.diff_hunk.clone(),
+                in_reply_to: None,
+            })
+            .collect();
+        let review = Review {
+            id: review_id,
+            state: "changes_requested".into(),
+            body: "Two things.".into(),
+            author: who,
+        };
+        let prompt = cca_domain::texts::review_prompt("octocat", Some(&review), &comments);
+        stand.model.push_all([
+            Reply::write("app.js", "const a = 1;\n"),
+            Reply::write("README.md", "# App: says what it does\n"),
+            Reply::text("Both done."),
+        ]);
+        let before = stand.github.git_log(REPO, "claude/1").len();
+        let threads = json!([
+            { "comment_id": ids[0], "path": "app.js" },
+            { "comment_id": ids[1], "path": "README.md" },
+        ]);
+        let (code, body) = stand
+            .control(
+                "POST",
+                "/prompt",
+                Some(&stand.token()),
+                json!({ "prompt": prompt, "author": "octocat", "review_threads": threads, "review_comments": ids }),
+            )
+            .await;
+        assert_eq!(code, 202, "{body}");
+        // The same review comments again (the inline comment's own event): nothing more queued.
+        let (code, body) = stand
+            .control(
+                "POST",
+                "/prompt",
+                Some(&stand.token()),
+                json!({ "prompt": "again", "author": "octocat", "review_threads": [threads[0].clone()], "review_comments": [ids[0]] }),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+
+        let summary = stand.wait_comment("Run 2 finished", START).await;
+        // The model saw both comments with their place in the diff.
+        let seen = stand.model.main_requests().pop().unwrap().texts().join("\n");
+        for want in [
+            "`app.js`, lines 2-4:\nUse const here.",
+            "-var a = 1;\n+let a = 1;",
+            "`README.md`, line 7:\nSay what it does.",
+            "-Old title\n+New title",
+        ] {
+            assert!(seen.contains(want), "{want:?} not in what the model saw:\n{seen}");
+        }
+        let log = stand.github.git_log(REPO, "claude/1");
+        assert_eq!(log.len(), before + 1, "one commit: {log:#?}");
+        assert!(summary.body.contains(&log[0].sha[..7]), "{}", summary.body);
+        // One reply in each thread, naming the commit.
+        let replies = stand.github.review_comments(REPO, pr);
+        for id in &ids {
+            let answers: Vec<_> = replies
+                .iter()
+                .filter(|c| c.in_reply_to_id == Some(*id))
+                .collect();
+            assert_eq!(answers.len(), 1, "thread {id}: {replies:#?}");
+            assert!(answers[0].body.contains(&log[0].sha[..7]), "{:?}", answers[0]);
+        }
+        let summaries = stand
+            .comments()
+            .into_iter()
+            .filter(|c| c.body.contains("Run 2 finished"))
+            .count();
+        assert_eq!(summaries, 1);
+        stand.stop(&mut agent).await;
+    })
+    .await;
+}
+
+/// The conversation outlives the container: after an idle stop, a relaunch in a fresh working
+/// directory and home (a new container) restores the conversation from the data directory, the
+/// CLI resumes it, and the model sees the first run's exchange.
+#[tokio::test]
+async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data_directory() {
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |mut stand| async move {
+            let data = stand.dir.path().join("private/data");
+            stand.set("CCA_DATA_DIR", &data.display().to_string());
+            stand.set("IDLE_TIMEOUT_SECS", "6");
+            stand.set("IDLE_WARNING_SECS", "3");
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Created hello.txt for the first request."),
+            ]);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 finished", START).await;
+            stand.wait_comment("Session Terminated", START).await;
+            let exit = stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
+            assert!(exit.success(), "{exit:?}\n{}", stand.log_text());
+            let ended = stand.record().await;
+            assert_eq!(ended.status, Status::Stopped);
+            let conversation = ended.claude_session_id.clone().expect("conversation id");
+            let kept = data
+                .join("conversations")
+                .join(format!("{}.tar", ended.session_id));
+            assert!(kept.exists(), "nothing kept at {}", kept.display());
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{kept:?} is {mode:o}");
+            }
+
+            // A new container: nothing of the old one's working copy or home is left.
+            use cca_store::SessionStore as _;
+            std::fs::remove_dir_all(stand.workspace.join(ended.session_id.as_str())).unwrap();
+            stand
+                .store
+                .relaunch(
+                    &ended.session_id,
+                    cca_domain::session::SessionPatch {
+                        initial_prompt: Some(
+                            "Follow-up from @octocat on the PR:\n\nalso add bye.txt".into(),
+                        ),
+                        ..Default::default()
+                    },
+                    cca_domain::now(),
+                )
+                .await
+                .unwrap();
+            stand.model.push_all([
+                Reply::write("bye.txt", "bye\n"),
+                Reply::text("Added bye.txt."),
+            ]);
+            let before = stand.model.main_requests().len();
+            let mut agent = stand.spawn("run");
+            let deadline = Instant::now() + START;
+            while stand
+                .comments()
+                .iter()
+                .filter(|c| c.body.contains("Run 1 finished"))
+                .count()
+                < 2
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "no summary of the relaunch\n{}",
+                    stand.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let argv = stand.argv_text();
+            assert!(
+                argv.lines()
+                    .rfind(|l| l.starts_with("claude "))
+                    .is_some_and(|l| l.contains(&format!("--resume {conversation}"))),
+                "the relaunch did not resume {conversation}:\n{argv}"
+            );
+            let relaunched = stand.model.main_requests();
+            let seen = relaunched[before..]
+                .iter()
+                .flat_map(|r| r.texts())
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                seen.contains("Created hello.txt for the first request."),
+                "the model did not see the first conversation:\n{seen}"
+            );
+            assert!(seen.contains("also add bye.txt"), "{seen}");
+            assert!(stand.log_text().contains("the conversation was restored"));
+            assert_eq!(
+                stand.github.file_at(REPO, "claude/1", "bye.txt").as_deref(),
+                Some("bye\n")
+            );
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}

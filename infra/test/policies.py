@@ -1,6 +1,6 @@
 """Writes, from `terraform show -json` of the applied deployment, what the IAM contract test
 (crates/cca/tests/iam.rs) checks the code's DynamoDB requests against: the sessions table (its
-ARN, key and indexes) and the statements of every role's inline policies, by role name without
+ARN, key and indexes), the conversations bucket (its ARN) and the statements of every role's inline policies, by role name without
 the deployment's prefix (`agent-task`, `preview-task`, `proxy-task`, `webhook`, …).
 
     terraform show -json | python3 policies.py OUT.json
@@ -40,10 +40,15 @@ def main():
             statements = [statements]
         name = role[len(prefix):] if role.startswith(prefix) else role
         roles.setdefault(name, []).extend(statements)
+    buckets = [r["values"] for r in found if r["type"] == "aws_s3_bucket"]
+    conversations = [b for b in buckets if "conversations" in b["bucket"]]
+    if len(conversations) != 1:
+        sys.exit(f"expected one conversations bucket in the state, found {len(conversations)}")
     with open(out_path, "w") as f:
         json.dump(
             {
                 "table": {"arn": table["arn"], "keys": keys, "indexes": indexes},
+                "conversations": {"arn": conversations[0]["arn"]},
                 "roles": roles,
             },
             f,

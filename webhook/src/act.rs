@@ -143,6 +143,16 @@ async fn read(app: &App, needs: &Needs) -> Result<Snapshot, ActError> {
     if let Some((repo, pr)) = &needs.on_pr {
         snap.on_pr = app.store.by_pr(repo, *pr).await?;
     }
+    if let Some(q) = needs
+        .review
+        .as_ref()
+        .filter(|_| plan::reads_review(&snap.on_pr))
+    {
+        let gh = installation_client(app, q.installation).await?;
+        snap.review_comments = gh
+            .review_comments(&q.repo, q.pr_number, q.review_id)
+            .await?;
+    }
     snap.now = now();
     Ok(snap)
 }
@@ -461,7 +471,7 @@ async fn forward(app: &App, f: &Forward) -> Outcome {
     let result = app.control.post(&f.session, "/prompt", &f.body).await;
     match &result {
         Ok(()) => {
-            info!(comment = f.comment_id, "comment forwarded to the agent");
+            info!(comment = ?f.comment_id, "follow-up forwarded to the agent");
         }
         Err(e) => warn!(error = ?app.masker.mask(&e.to_string()), "comment not delivered"),
     }

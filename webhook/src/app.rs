@@ -47,6 +47,8 @@ pub struct App {
     pub rules: Rules,
     /// Known secret values, masked in everything the webhook writes.
     pub masker: Masker,
+    /// Where agents keep their CLI's conversation (`CONVERSATION_BUCKET`), when set.
+    pub conversations: Option<crate::conversation::ConversationBucket>,
 }
 
 pub use cca_domain::now;
@@ -143,6 +145,20 @@ impl App {
         }
         tracing::info!(allowed = %cfg.agent_addresses, "agents' control APIs are called only in these ranges");
 
+        let conversations = match &cfg.conversation_bucket {
+            Some(bucket) => {
+                let sdk = aws.config().await.clone();
+                Some(crate::conversation::ConversationBucket {
+                    bucket: bucket.clone(),
+                    region: sdk
+                        .region()
+                        .map_or_else(|| "us-east-1".to_owned(), |r| r.as_ref().to_owned()),
+                    endpoint: sdk.endpoint_url().map(str::to_owned),
+                    aws: sdk,
+                })
+            }
+            None => None,
+        };
         Ok(App {
             store,
             launcher,
@@ -153,6 +169,7 @@ impl App {
             uat_domain_suffix: cfg.preview_urls,
             rules: cfg.rules,
             masker,
+            conversations,
         })
     }
 }

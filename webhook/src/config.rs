@@ -79,6 +79,9 @@ pub struct WebhookArgs {
     #[arg(long, env = "FORWARD_ALL_COMMENTS")]
     pub forward_all_comments: Option<bool>,
     /// Seconds to wait for an agent's control API.
+    /// S3 bucket agents keep their CLI's conversation in (through URLs presigned here).
+    #[arg(long, env = "CONVERSATION_BUCKET")]
+    pub conversation_bucket: Option<String>,
     #[arg(long, env = "CONTROL_TIMEOUT_SECS")]
     pub control_timeout_secs: Option<u64>,
     /// Comma-separated ranges agents' control APIs may be called in. Default: the private ranges.
@@ -128,6 +131,8 @@ pub struct Config {
     /// Where agents' control APIs may be called: `AGENT_ALLOWED_CIDRS`, and loopback when the
     /// process launcher runs the agents on this machine.
     pub agent_addresses: Guard,
+    /// `CONVERSATION_BUCKET`: where agents keep their CLI's conversation between containers.
+    pub conversation_bucket: Option<String>,
 }
 
 /// Default bound on a call to an agent's control API: GitHub allows the webhook 10 s in all.
@@ -479,6 +484,11 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_CONTROL_TIMEOUT),
             agent_addresses: Guard::new(allowed, local_mode),
+            conversation_bucket: a
+                .conversation_bucket
+                .clone()
+                .map(|b| b.trim().to_owned())
+                .filter(|b| !b.is_empty()),
         })
     }
 }

@@ -101,6 +101,9 @@ fn subject(intent: &Intent) -> Option<String> {
         | Intent::Prompt {
             repo, pr_number, ..
         }
+        | Intent::Review {
+            repo, pr_number, ..
+        }
         | Intent::StopCommand {
             repo, pr_number, ..
         } => format!("{repo}#{pr_number}"),

@@ -8,6 +8,7 @@ pub mod act;
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod conversation;
 pub mod intake;
 pub mod lambda;
 pub mod plan;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use cca_domain::decide::{
     CommentPlan, Intent, Rules, StartPlan, StopReason, plan_comment, plan_start, sessions_to_stop,
 };
-use cca_domain::event::{Comment, Issue, PullRequest};
+use cca_domain::event::{Actor, Issue, PullRequest, Review, ReviewComment};
 use cca_domain::naming::{self, PreviewUrls};
 use cca_domain::session::SessionPatch;
 use cca_domain::{
@@ -58,6 +58,18 @@ pub struct Needs {
     pub on_pr: Option<(RepoName, u64)>,
     /// The session holding this id, if any (a preview's readable id may be another PR's).
     pub id_holder: Option<SessionId>,
+    /// The comments on the diff of a submitted review, read once the PR is known to have an
+    /// agent session ([`reads_review`]).
+    pub review: Option<ReviewQuery>,
+}
+
+/// Which review's comments are read, through which installation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewQuery {
+    pub repo: RepoName,
+    pub pr_number: u64,
+    pub review_id: u64,
+    pub installation: Option<u64>,
 }
 
 /// Whose permission is asked, where.
@@ -81,6 +93,8 @@ pub struct Snapshot {
     pub on_pr: Vec<Session>,
     /// The session of [`Needs::id_holder`].
     pub id_holder: Option<Session>,
+    /// The comments of [`Needs::review`], oldest first.
+    pub review_comments: Vec<ReviewComment>,
     /// The id a new agent session gets (drawn at random by the reader).
     pub fresh_id: Option<SessionId>,
 }
@@ -191,7 +205,8 @@ pub struct StopTarget {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
     pub session: Session,
-    pub comment_id: u64,
+    /// The comment acknowledged, if the follow-up is one.
+    pub comment_id: Option<u64>,
     /// The control API's `/prompt` body.
     pub body: Value,
     /// Where the commenter is answered when the comment cannot be delivered.
@@ -289,6 +304,11 @@ fn permission_query(intent: &Intent) -> Option<PermissionQuery> {
             installation_id,
             ..
         }
+        | Intent::Review {
+            repo,
+            installation_id,
+            ..
+        }
         | Intent::StopCommand {
             repo,
             installation_id,
@@ -351,6 +371,21 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
         | Intent::Prompt {
             repo, pr_number, ..
         } => n.on_pr = Some((repo.clone(), *pr_number)),
+        Intent::Review {
+            repo,
+            pr_number,
+            review,
+            installation_id,
+            ..
+        } => {
+            n.on_pr = Some((repo.clone(), *pr_number));
+            n.review = review.as_ref().map(|r| ReviewQuery {
+                repo: repo.clone(),
+                pr_number: *pr_number,
+                review_id: r.id,
+                installation: *installation_id,
+            });
+        }
         Intent::StartJira {
             key, project_key, ..
         } => {
@@ -367,6 +402,11 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
 fn readable_preview_id(branch: &BranchName) -> SessionId {
     SessionId::parse(&naming::preview_session_id(branch.as_str()))
         .unwrap_or_else(|_| unreachable!())
+}
+
+/// Whether a review's comments are worth reading: only a PR with an agent session forwards it.
+pub fn reads_review(on_pr: &[Session]) -> bool {
+    on_pr.iter().any(|s| s.session_type == SessionType::Agent)
 }
 
 /// Whether a start waits for the session holding its key (one that stops ends within seconds,
@@ -481,7 +521,31 @@ pub fn plan(intent: Intent, snap: &Snapshot, ctx: &Context<'_>) -> Plan {
             pr_number,
             comment,
             installation_id,
-        } => prompt(ctx, snap, repo, pr_number, &comment, installation_id),
+        } => {
+            let follow_up = FollowUp {
+                prompt: comment.body.clone(),
+                relaunch_prompt: texts::follow_up_prompt(
+                    comment.author.login.as_str(),
+                    &comment.body,
+                ),
+                author: comment.author.login.as_str().to_owned(),
+                comment_id: Some(comment.id),
+                threads: Vec::new(),
+                covers: Vec::new(),
+            };
+            prompt(ctx, snap, repo, pr_number, follow_up, installation_id)
+        }
+        Intent::Review {
+            repo,
+            pr_number,
+            author,
+            review,
+            comments,
+            installation_id,
+        } => {
+            let follow_up = review_follow_up(&author, review.as_ref(), comments, snap);
+            prompt(ctx, snap, repo, pr_number, follow_up, installation_id)
+        }
         Intent::EnsureLabels {
             repos,
             installation_id,
@@ -780,12 +844,62 @@ fn stop(repo: &RepoName, pr_number: u64, sessions: Vec<Session>, reason: StopRea
     })
 }
 
+/// A follow-up for the agent of a PR, from a comment or a review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    /// What a running agent is sent.
+    pub prompt: String,
+    /// The first prompt of the session when it is started again for this.
+    pub relaunch_prompt: String,
+    pub author: String,
+    /// The comment the agent acknowledges with a reaction.
+    pub comment_id: Option<u64>,
+    /// The review threads the agent answers in when the run ends: the id of each thread's
+    /// first comment, with its file.
+    pub threads: Vec<(u64, String)>,
+    /// The review comments the prompt carries (the agent drops a prompt whose comments an
+    /// earlier one carried).
+    pub covers: Vec<u64>,
+}
+
+/// A review as a follow-up: its own comments on the diff (the single comment's, or those read
+/// for the submitted review) that are not the system's own, one thread each.
+fn review_follow_up(
+    author: &Actor,
+    review: Option<&Review>,
+    comments: Vec<ReviewComment>,
+    snap: &Snapshot,
+) -> FollowUp {
+    let comments: Vec<ReviewComment> = match review {
+        Some(_) => snap.review_comments.clone(),
+        None => comments,
+    }
+    .into_iter()
+    .filter(|c| !c.author.is_bot && !c.body.contains(texts::MARKER))
+    .collect();
+    let mut threads: Vec<(u64, String)> = Vec::new();
+    for c in &comments {
+        if !threads.iter().any(|(id, _)| *id == c.thread()) {
+            threads.push((c.thread(), c.path.clone()));
+        }
+    }
+    let text = texts::review_prompt(author.login.as_str(), review, &comments);
+    FollowUp {
+        relaunch_prompt: text.clone(),
+        prompt: text,
+        author: author.login.as_str().to_owned(),
+        comment_id: None,
+        threads,
+        covers: comments.iter().map(|c| c.id).collect(),
+    }
+}
+
 fn prompt(
     ctx: &Context<'_>,
     snap: &Snapshot,
     repo: RepoName,
     pr_number: u64,
-    comment: &Comment,
+    follow_up: FollowUp,
     installation_id: Option<u64>,
 ) -> Plan {
     let post = |body: String| Post {
@@ -796,14 +910,30 @@ fn prompt(
     };
     match plan_comment(&snap.on_pr) {
         CommentPlan::NoSession => done("no agent session on this PR"),
-        CommentPlan::Forward(s) => Plan::Forward(Box::new(Forward {
-            comment_id: comment.id,
-            body: json!({ "prompt": comment.body, "author": comment.author.login, "comment_id": comment.id }),
-            installation: installation_id,
-            repo: repo.clone(),
-            pr_number,
-            session: s,
-        })),
+        CommentPlan::Forward(s) => {
+            let threads: Vec<Value> = follow_up
+                .threads
+                .iter()
+                .map(|(id, path)| json!({ "comment_id": id, "path": path }))
+                .collect();
+            let mut body = json!({
+                "prompt": follow_up.prompt,
+                "author": follow_up.author,
+                "comment_id": follow_up.comment_id,
+            });
+            if !threads.is_empty() {
+                body["review_threads"] = Value::Array(threads);
+                body["review_comments"] = json!(follow_up.covers);
+            }
+            Plan::Forward(Box::new(Forward {
+                comment_id: follow_up.comment_id,
+                body,
+                installation: installation_id,
+                repo: repo.clone(),
+                pr_number,
+                session: s,
+            }))
+        }
         CommentPlan::NotReady(s) => Plan::Answer {
             posts: vec![post(texts::agent_not_ready(
                 &s.session_id,
@@ -815,10 +945,7 @@ fn prompt(
         CommentPlan::Relaunch(s) => Plan::Start(Box::new(Start {
             claim: Claim::Relaunch {
                 patch: Box::new(SessionPatch {
-                    initial_prompt: Some(texts::follow_up_prompt(
-                        comment.author.login.as_str(),
-                        &comment.body,
-                    )),
+                    initial_prompt: Some(follow_up.relaunch_prompt),
                     ..SessionPatch::default()
                 }),
                 last: s,

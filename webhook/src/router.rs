@@ -1,6 +1,7 @@
 //! The HTTP surface, identical in Lambda and `serve` modes: `POST /webhook` (GitHub or JIRA, told
 //! apart by headers), `POST /webhooks/github`, `POST /webhooks/jira`, `GET /health`, and
-//! `POST /agent/token`, where agents get their repository's installation token.
+//! `POST /agent/token`, where agents get their repository's installation token, and
+//! `POST /agent/conversation`, where they get the URLs of their kept conversation.
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/webhooks/jira", post(jira))
         .route("/health", get(health))
         .route(cca_github::TOKEN_ROUTE, post(agent_token))
+        .route(CONVERSATION_ROUTE, post(agent_conversation))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -38,6 +40,21 @@ async fn agent_token(
     use axum::response::IntoResponse;
     match read(body).await {
         Ok(bytes) => crate::tokens::issue(&app, &headers, &bytes).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Where agents ask for their conversation's URLs (`cca_agent::conversation` asks here).
+pub const CONVERSATION_ROUTE: &str = "/agent/conversation";
+
+async fn agent_conversation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match read(body).await {
+        Ok(bytes) => crate::conversation::presign(&app, &headers, &bytes).await,
         Err(r) => r.into_response(),
     }
 }

@@ -25,33 +25,29 @@ struct TokenRequest {
     session_id: String,
 }
 
-/// Answers one token request (see the module documentation).
-pub async fn issue(app: &App, headers: &HeaderMap, body: &[u8]) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let span = error_span!("token request", session = field::Empty);
-    match decide(app, headers, body).instrument(span).await {
-        Ok(token) => (StatusCode::OK, axum::Json(token)).into_response(),
-        Err(reply) => reply.into_response(),
-    }
+fn refuse(status: StatusCode, why: &str) -> Reply {
+    warn!(reason = why, "agent request refused");
+    Reply::error(status, why.to_owned())
 }
 
-async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredToken, Reply> {
-    let refuse = |status: StatusCode, why: &str| {
-        warn!(reason = why, "token request refused");
-        Reply::error(status, why.to_owned())
-    };
-    let presented = headers
+/// The session token a request presents (checked before its body is read).
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Reply> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no session token"))?;
-    let req: TokenRequest = serde_json::from_slice(body).map_err(|_| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            "the body is not {\"session_id\": …}",
-        )
-    })?;
-    let id = SessionId::parse(&req.session_id)
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no session token"))
+}
+
+/// The live session `session_id` whose token the request presents, or the refusal: a wrong or
+/// missing token, another session's token, an unknown or ended session, a record whose address
+/// the webhook would not call. Shared by every route agents call with their session's token.
+pub(crate) async fn authenticate(
+    app: &App,
+    presented: &str,
+    session_id: &str,
+) -> Result<cca_domain::Session, Reply> {
+    let id = SessionId::parse(session_id)
         .map_err(|_| refuse(StatusCode::BAD_REQUEST, "not a session id"))?;
     Span::current().record("session", id.as_str());
     if !app.control.is_token_of(&id, presented) {
@@ -65,7 +61,7 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredT
         .get(&id)
         .await
         .map_err(|e| {
-            warn!(error = %e, "token request: the store failed");
+            warn!(error = %e, "agent request: the store failed");
             Reply::error(StatusCode::BAD_GATEWAY, "the session store failed")
         })?
         .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
@@ -73,12 +69,34 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredT
         return Err(refuse(StatusCode::FORBIDDEN, "the session has ended"));
     }
     if let Some(why) = app.control.address_refusal(&session) {
-        warn!(reason = %why, "token request refused: the recorded address is not allowed");
+        warn!(reason = %why, "agent request refused: the recorded address is not allowed");
         return Err(Reply::error(
             StatusCode::FORBIDDEN,
             "the session's recorded address is not allowed",
         ));
     }
+    Ok(session)
+}
+
+/// Answers one token request (see the module documentation).
+pub async fn issue(app: &App, headers: &HeaderMap, body: &[u8]) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let span = error_span!("token request", session = field::Empty);
+    match decide(app, headers, body).instrument(span).await {
+        Ok(token) => (StatusCode::OK, axum::Json(token)).into_response(),
+        Err(reply) => reply.into_response(),
+    }
+}
+
+async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<BrokeredToken, Reply> {
+    let presented = bearer(headers)?;
+    let req: TokenRequest = serde_json::from_slice(body).map_err(|_| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "the body is not {\"session_id\": …}",
+        )
+    })?;
+    let session = authenticate(app, presented, &req.session_id).await?;
     let installation = session
         .installation_id
         .or(app.github.default_installation())

@@ -197,6 +197,15 @@ const FIELDS: &[&str] = &[
     "comment/id",
     "comment/body",
     "comment/user",
+    "comment/path",
+    "comment/line",
+    "comment/diff_hunk",
+    "comment/in_reply_to_id",
+    "review",
+    "review/id",
+    "review/state",
+    "review/body",
+    "review/user",
 ];
 
 fn mutate(payload: &mut Value, path: &str, replacement: Option<Value>) -> bool {
@@ -236,6 +245,8 @@ fn handled_examples() -> Vec<(String, Value)> {
         ("pull_request", "closed"),
         ("pull_request", "synchronize"),
         ("issue_comment", "created"),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review_comment", "created"),
     ] {
         let mut p = github_example(event, Some(action));
         // Make them triggers, so the mutated copies reach as far as the decision can go.
@@ -249,6 +260,7 @@ fn handled_examples() -> Vec<(String, Value)> {
             })),
         );
         mutate(&mut p, "comment/body", Some(json!("@claude please")));
+        mutate(&mut p, "review/state", Some(json!("changes_requested")));
         out.push((event.to_owned(), p));
     }
     out

@@ -493,6 +493,106 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
     .await;
 }
 
+/// A review that requests changes reaches the agent as one prompt with every inline comment's
+/// file, lines and hunk, and the threads to answer in; the same review by a reader or a bot, an
+/// approval, and the review's own comment events reach nothing more.
+#[tokio::test]
+async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_threads() {
+    use cca_testkit::github::DiffComment;
+    scenario(|stand| async move {
+        let (agent, s) = stand.running_agent().await;
+        let pr = s.pr_number.unwrap();
+        agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
+        let inline = [
+            DiffComment {
+                path: "src/app.js".into(),
+                start_line: Some(2),
+                line: 4,
+                diff_hunk: "@@ -1,4 +1,4 @@\n-var a = 1;\n+let a = 1;".into(),
+                body: "Use const here.".into(),
+            },
+            DiffComment {
+                path: "README.md".into(),
+                start_line: None,
+                line: 7,
+                diff_hunk: "@@ -7 +7 @@\n-Old title\n+New title".into(),
+                body: "Say what it does.".into(),
+            },
+        ];
+        let review = |login: &str, state: &str| {
+            let (id, comments) =
+                stand
+                    .github
+                    .add_review(REPO, pr, login, state, "Two things, please.", &inline);
+            (stand.github.review_event(REPO, id, INSTALLATION), comments)
+        };
+
+        // Not for the agent: a reader's, a bot's, an approval.
+        for (login, state, why) in [
+            ("rita", "CHANGES_REQUESTED", "lacks write permission"),
+            ("ci[bot]", "CHANGES_REQUESTED", "is a bot"),
+            ("alice", "APPROVED", "neither requests changes"),
+        ] {
+            let (event, _) = review(login, state);
+            let (status, reply) = stand
+                .deliver("pull_request_review", &event, &delivery())
+                .await;
+            assert!(
+                reply.to_string().contains(why),
+                "{login} {state}: {status} {reply}"
+            );
+        }
+        assert!(agent.requests().is_empty(), "{:?}", agent.requests());
+
+        let (event, comments) = review("maya", "CHANGES_REQUESTED");
+        let (status, reply) = stand
+            .deliver("pull_request_review", &event, &delivery())
+            .await;
+        assert_eq!(
+            (status, reply["message"].as_str()),
+            (StatusCode::OK, Some("Prompt forwarded")),
+            "{reply}"
+        );
+        let reqs = agent.requests();
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        let body = &reqs[0].body;
+        let prompt = body["prompt"].as_str().unwrap();
+        for want in [
+            "Review from @maya on the PR (changes requested):",
+            "Two things, please.",
+            "1. `src/app.js`, lines 2-4:\nUse const here.",
+            "-var a = 1;\n+let a = 1;",
+            "2. `README.md`, line 7:\nSay what it does.",
+            "-Old title\n+New title",
+        ] {
+            assert!(prompt.contains(want), "{want:?} not in {prompt}");
+        }
+        assert_eq!(body["author"], "maya");
+        assert_eq!(
+            body["review_threads"],
+            json!([
+                { "comment_id": comments[0], "path": "src/app.js" },
+                { "comment_id": comments[1], "path": "README.md" },
+            ])
+        );
+        assert_eq!(body["review_comments"], json!(comments));
+
+        // GitHub also sends each inline comment's own event: without a mention it is nothing.
+        let (_, reply) = stand
+            .deliver(
+                "pull_request_review_comment",
+                &stand
+                    .github
+                    .review_comment_event(REPO, comments[0], INSTALLATION),
+                &delivery(),
+            )
+            .await;
+        assert!(reply.to_string().contains("does not mention"), "{reply}");
+        assert_eq!(agent.requests().len(), 1);
+    })
+    .await;
+}
+
 /// A permitted mention reaches the agent's control API with a valid token; bot, own, unmentioned
 /// and unpermitted comments reach nothing.
 #[tokio::test]

@@ -225,6 +225,8 @@ fn requests_of(origin: &str, target: &str, body: &Value, table_arn: &str) -> Vec
 #[derive(Debug, Clone)]
 struct Policies {
     table_arn: String,
+    /// The bucket sessions keep their conversations in (absent in the evaluator's own tests).
+    conversations_arn: Option<String>,
     /// Key attributes of the table and of every index.
     key_attributes: BTreeSet<String>,
     roles: BTreeMap<String, Vec<Value>>,
@@ -240,6 +242,7 @@ impl Policies {
         }
         Self {
             table_arn: v["table"]["arn"].as_str().unwrap().to_owned(),
+            conversations_arn: v["conversations"]["arn"].as_str().map(str::to_owned),
             key_attributes,
             roles: v["roles"]
                 .as_object()
@@ -745,6 +748,72 @@ async fn every_request_of_every_role_is_allowed_by_its_deployed_policy() {
         problems.extend(refusals(role, &requests, &policies));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// An S3 request on `resource` (S3's requests carry no attribute list).
+fn s3(origin: &str, action: &str, resource: String) -> Request {
+    Request {
+        origin: origin.into(),
+        action: action.into(),
+        resource,
+        attributes: Some(BTreeSet::new()),
+        return_values: None,
+        return_values_on_failure: None,
+    }
+}
+
+/// A session's conversation is its own: only the webhook, which presigns a URL of the asking
+/// session's own object, may read or write conversations, and only under `sessions/`; no session
+/// task (whose code runs next to the model's commands) may read or write any, its own or
+/// another's, with its role's credentials.
+#[test]
+fn only_the_webhook_reaches_conversations_and_no_session_role_reads_another_sessions() {
+    let Some(policies) = deployed_policies() else {
+        return;
+    };
+    let bucket = policies
+        .conversations_arn
+        .clone()
+        .expect("policies.json names the conversations bucket");
+    let mine = cca_domain::SessionId::random_agent();
+    let other = cca_domain::SessionId::random_agent();
+    let object =
+        |id: &cca_domain::SessionId| format!("{bucket}/{}", cca_webhook::conversation::key(id));
+    let presigned: Vec<Request> = ["s3:GetObject", "s3:PutObject"]
+        .into_iter()
+        .map(|a| s3("webhook presigns", a, object(&mine)))
+        .collect();
+    assert_eq!(
+        refusals("webhook", &presigned, &policies),
+        Vec::<String>::new()
+    );
+    // Outside the sessions' prefix, and listing, not even the webhook.
+    let outside = [
+        s3("webhook", "s3:GetObject", format!("{bucket}/elsewhere")),
+        s3("webhook", "s3:ListBucket", bucket.clone()),
+        s3("webhook", "s3:DeleteObject", object(&mine)),
+    ];
+    assert_eq!(
+        refusals("webhook", &outside, &policies).len(),
+        outside.len()
+    );
+    for role in ["agent-task", "preview-task", "proxy-task"] {
+        let attempts: Vec<Request> = [&mine, &other]
+            .into_iter()
+            .flat_map(|id| {
+                ["s3:GetObject", "s3:PutObject"]
+                    .into_iter()
+                    .map(|a| s3(role, a, object(id)))
+            })
+            .chain([s3(role, "s3:ListBucket", bucket.clone())])
+            .collect();
+        let refused = refusals(role, &attempts, &policies);
+        assert_eq!(
+            refused.len(),
+            attempts.len(),
+            "{role} may reach conversations with its own credentials: {refused:#?}"
+        );
+    }
 }
 
 /// The proxy's policy as deployed, with `edit` applied to its attribute-limited statement.

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::event::{
     Actor, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, JiraUser, PrAction, PullRequest,
+    Review, ReviewComment,
 };
 use crate::ids::{JiraKey, Login, RepoName};
 use crate::session::{ImageChannel, Session, SessionType, Status};
@@ -282,6 +283,18 @@ pub enum Intent {
         comment: Comment,
         installation_id: Option<u64>,
     },
+    /// A review for the agent of a PR: a submitted review (its inline comments are read before
+    /// it is planned) or a single comment on the diff.
+    Review {
+        repo: RepoName,
+        pr_number: u64,
+        author: Actor,
+        /// The submitted review, or `None` for a single comment on the diff.
+        review: Option<Review>,
+        /// The single comment on the diff (empty for a submitted review).
+        comments: Vec<ReviewComment>,
+        installation_id: Option<u64>,
+    },
     /// `/claude stop` on a PR.
     StopCommand {
         repo: RepoName,
@@ -315,6 +328,7 @@ impl Intent {
             | Intent::StartPreview { actor, .. }
             | Intent::StopCommand { actor, .. } => Some(&actor.login),
             Intent::Prompt { comment, .. } => Some(&comment.author.login),
+            Intent::Review { author, .. } => Some(&author.login),
             _ => None,
         }
     }
@@ -451,6 +465,61 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                     repo,
                     pr_number: issue.number,
                     comment,
+                    installation_id,
+                }
+            } else {
+                ignore(format!("comment does not mention {}", rules.mention))
+            }
+        }
+        GitHubEvent::ReviewSubmitted {
+            repo,
+            pr_number,
+            review,
+            installation_id,
+        } => {
+            if review.author.is_bot {
+                ignore(format!("review author {} is a bot", review.author.login))
+            } else if review.body.contains(MARKER) {
+                ignore("review was written by this system")
+            } else if review.state == "changes_requested"
+                || rules.forward_all_comments
+                || rules.mentions(&review.body)
+            {
+                Intent::Review {
+                    repo,
+                    pr_number,
+                    author: review.author.clone(),
+                    review: Some(review),
+                    comments: Vec::new(),
+                    installation_id,
+                }
+            } else {
+                ignore(format!(
+                    "review ({}) neither requests changes nor mentions {}",
+                    review.state, rules.mention
+                ))
+            }
+        }
+        GitHubEvent::ReviewCommentCreated {
+            repo,
+            pr_number,
+            comment,
+            installation_id,
+        } => {
+            if comment.author.is_bot {
+                ignore(format!("comment author {} is a bot", comment.author.login))
+            } else if comment.body.contains(MARKER) {
+                ignore("comment was written by this system")
+            } else if rules.forward_all_comments && comment.review_id.is_some() {
+                // Every review is forwarded, and its review carries this comment.
+                ignore("the comment's review carries it")
+            } else if rules.forward_all_comments || rules.mentions(&comment.body) {
+                Intent::Review {
+                    repo,
+                    pr_number,
+                    author: comment.author.clone(),
+                    review: None,
+                    comments: vec![comment],
                     installation_id,
                 }
             } else {

@@ -63,6 +63,42 @@ pub struct Comment {
     pub author: Actor,
 }
 
+/// A submitted review of a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub id: u64,
+    /// `approved`, `changes_requested` or `commented`, lower-cased.
+    pub state: String,
+    pub body: String,
+    pub author: Actor,
+}
+
+/// A comment on the diff of a pull request: one thread's first comment, or a reply in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewComment {
+    pub id: u64,
+    /// The review it was submitted with (every review comment has one on GitHub).
+    pub review_id: Option<u64>,
+    pub body: String,
+    pub author: Actor,
+    pub path: String,
+    /// The last line of the range it comments on, in the file as of its commit (none when the
+    /// line is no longer in the diff).
+    pub line: Option<u64>,
+    /// The first line of a multi-line comment.
+    pub start_line: Option<u64>,
+    pub diff_hunk: String,
+    /// The thread's first comment, when this is a reply.
+    pub in_reply_to: Option<u64>,
+}
+
+impl ReviewComment {
+    /// The comment that heads its thread: the one replies are posted to.
+    pub fn thread(&self) -> u64 {
+        self.in_reply_to.unwrap_or(self.id)
+    }
+}
+
 /// What happened to an issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssuesAction {
@@ -102,6 +138,20 @@ pub enum GitHubEvent {
         repo: RepoName,
         issue: Issue,
         comment: Comment,
+        installation_id: Option<u64>,
+    },
+    /// A review of a PR was submitted.
+    ReviewSubmitted {
+        repo: RepoName,
+        pr_number: u64,
+        review: Review,
+        installation_id: Option<u64>,
+    },
+    /// A comment on a PR's diff was made.
+    ReviewCommentCreated {
+        repo: RepoName,
+        pr_number: u64,
+        comment: ReviewComment,
         installation_id: Option<u64>,
     },
     /// The App was installed on repositories (`installation.created`), or repositories were
@@ -205,6 +255,76 @@ struct RawComment {
 }
 
 #[derive(Deserialize)]
+struct RawReview {
+    id: u64,
+    state: String,
+    #[serde(default)]
+    body: Option<String>,
+    user: RawUser,
+}
+
+#[derive(Deserialize)]
+struct RawReviewComment {
+    id: u64,
+    #[serde(default)]
+    pull_request_review_id: Option<u64>,
+    #[serde(default)]
+    body: Option<String>,
+    user: RawUser,
+    path: String,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    start_line: Option<u64>,
+    #[serde(default)]
+    diff_hunk: Option<String>,
+    #[serde(default)]
+    in_reply_to_id: Option<u64>,
+}
+
+impl RawReviewComment {
+    fn comment(self) -> Result<ReviewComment, ParseError> {
+        Ok(ReviewComment {
+            id: self.id,
+            review_id: self.pull_request_review_id,
+            body: self.body.unwrap_or_default(),
+            author: self.user.actor()?,
+            path: self.path,
+            line: self.line,
+            start_line: self.start_line,
+            diff_hunk: self.diff_hunk.unwrap_or_default(),
+            in_reply_to: self.in_reply_to_id,
+        })
+    }
+}
+
+/// A pull request as a review's payload names it: only its number is needed.
+#[derive(Deserialize)]
+struct RawPrNumber {
+    number: u64,
+}
+
+#[derive(Deserialize)]
+struct ReviewPayload {
+    action: String,
+    review: RawReview,
+    pull_request: RawPrNumber,
+    repository: RawRepo,
+    #[serde(default)]
+    installation: Option<RawInstallation>,
+}
+
+#[derive(Deserialize)]
+struct ReviewCommentPayload {
+    action: String,
+    comment: RawReviewComment,
+    pull_request: RawPrNumber,
+    repository: RawRepo,
+    #[serde(default)]
+    installation: Option<RawInstallation>,
+}
+
+#[derive(Deserialize)]
 struct ActionOnly {
     #[serde(default)]
     action: Option<String>,
@@ -252,7 +372,8 @@ fn handled_action(event: &str, action: &str) -> bool {
     match event {
         "issues" => matches!(action, "labeled" | "unlabeled" | "closed"),
         "pull_request" => matches!(action, "labeled" | "unlabeled" | "closed" | "synchronize"),
-        "issue_comment" => action == "created",
+        "issue_comment" | "pull_request_review_comment" => action == "created",
+        "pull_request_review" => action == "submitted",
         "installation" => action == "created",
         "installation_repositories" => action == "added",
         _ => false,
@@ -334,6 +455,8 @@ pub fn parse_github(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError>
         "issues" => parse_issues(body),
         "pull_request" => parse_pr(body),
         "issue_comment" => parse_comment(body),
+        "pull_request_review" => parse_review(body),
+        "pull_request_review_comment" => parse_review_comment(body),
         "installation" | "installation_repositories" => parse_installation(event, body),
         _ => {
             let a: ActionOnly = sonic_rs::from_slice(body).map_err(json_err)?;
@@ -463,6 +586,43 @@ fn parse_comment(body: &[u8]) -> Result<GitHubEvent, ParseError> {
             body: p.comment.body.unwrap_or_default(),
             author: p.comment.user.actor()?,
         },
+        installation_id: p.installation.map(|i| i.id),
+    })
+}
+
+fn parse_review(body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: ReviewPayload = sonic_rs::from_slice(body).map_err(json_err)?;
+    if p.action != "submitted" {
+        return Ok(GitHubEvent::Unhandled {
+            event: "pull_request_review".into(),
+            action: Some(p.action),
+        });
+    }
+    Ok(GitHubEvent::ReviewSubmitted {
+        repo: RepoName::parse(&p.repository.full_name)?,
+        pr_number: p.pull_request.number,
+        review: Review {
+            id: p.review.id,
+            state: p.review.state.to_ascii_lowercase(),
+            body: p.review.body.unwrap_or_default(),
+            author: p.review.user.actor()?,
+        },
+        installation_id: p.installation.map(|i| i.id),
+    })
+}
+
+fn parse_review_comment(body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: ReviewCommentPayload = sonic_rs::from_slice(body).map_err(json_err)?;
+    if p.action != "created" {
+        return Ok(GitHubEvent::Unhandled {
+            event: "pull_request_review_comment".into(),
+            action: Some(p.action),
+        });
+    }
+    Ok(GitHubEvent::ReviewCommentCreated {
+        repo: RepoName::parse(&p.repository.full_name)?,
+        pr_number: p.pull_request.number,
+        comment: p.comment.comment()?,
         installation_id: p.installation.map(|i| i.id),
     })
 }

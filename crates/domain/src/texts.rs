@@ -76,6 +76,51 @@ pub fn follow_up_prompt(author: &str, body: &str) -> String {
     format!("Follow-up from @{author} on the PR:\n\n{body}")
 }
 
+/// The prompt of a review: who wrote it and with what verdict, its body, and every comment on
+/// the diff with its file, lines and hunk, so the model sees what the reviewer saw.
+pub fn review_prompt(
+    author: &str,
+    review: Option<&crate::event::Review>,
+    comments: &[crate::event::ReviewComment],
+) -> String {
+    use std::fmt::Write as _;
+    let verdict = match review.map(|r| r.state.as_str()) {
+        Some("changes_requested") => " (changes requested)",
+        Some("approved") => " (approved)",
+        _ => "",
+    };
+    let mut out = format!("Review from @{author} on the PR{verdict}:\n");
+    if let Some(body) = review.map(|r| r.body.trim()).filter(|b| !b.is_empty()) {
+        let _ = write!(out, "\n{body}\n");
+    }
+    if !comments.is_empty() {
+        let _ = write!(out, "\nComments on the diff ({}):\n", comments.len());
+    }
+    for (i, c) in comments.iter().enumerate() {
+        let lines = match (c.start_line, c.line) {
+            (Some(a), Some(b)) if a != b => format!("lines {a}-{b}"),
+            (_, Some(b)) => format!("line {b}"),
+            _ => "a line no longer in the diff".to_owned(),
+        };
+        let longest = c
+            .diff_hunk
+            .split(|ch| ch != '`')
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let fence = "`".repeat(longest.max(2) + 1);
+        let _ = write!(
+            out,
+            "\n{}. `{}`, {lines}:\n{}\n\nThe diff hunk it is on:\n{fence}diff\n{}\n{fence}\n",
+            i + 1,
+            c.path,
+            c.body.trim(),
+            c.diff_hunk.trim_end(),
+        );
+    }
+    out
+}
+
 /// The message of the empty first commit of an issue's branch.
 pub fn issue_commit_message(issue_number: u64) -> String {
     format!("chore: start Claude agent session for issue #{issue_number}")
@@ -172,6 +217,65 @@ pub fn swept_failed(id: &SessionId, error: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_review_prompt_carries_the_verdict_the_body_and_each_comments_file_lines_and_hunk() {
+        use crate::event::{Actor, Review, ReviewComment};
+        let who = Actor {
+            login: crate::Login::parse("rev").unwrap(),
+            is_bot: false,
+        };
+        let review = Review {
+            id: 1,
+            state: "changes_requested".into(),
+            body: "Two things.".into(),
+            author: who.clone(),
+        };
+        let comment = |id, path: &str, start, line, hunk: &str| ReviewComment {
+            id,
+            review_id: Some(1),
+            body: format!("fix {path}"),
+            author: who.clone(),
+            path: path.into(),
+            line,
+            start_line: start,
+            diff_hunk: hunk.into(),
+            in_reply_to: None,
+        };
+        let p = review_prompt(
+            "rev",
+            Some(&review),
+            &[
+                comment(
+                    2,
+                    "src/a.js",
+                    Some(3),
+                    Some(5),
+                    "@@ -1,5 +1,5 @@\n-old\n+new",
+                ),
+                comment(3, "b.md", None, Some(9), "@@ -9 +9 @@\n```js\n+x"),
+            ],
+        );
+        assert!(
+            p.starts_with("Review from @rev on the PR (changes requested):"),
+            "{p}"
+        );
+        assert!(p.contains("Two things."), "{p}");
+        assert!(p.contains("1. `src/a.js`, lines 3-5:\nfix src/a.js"), "{p}");
+        assert!(
+            p.contains("```diff\n@@ -1,5 +1,5 @@\n-old\n+new\n```"),
+            "{p}"
+        );
+        assert!(p.contains("2. `b.md`, line 9:"), "{p}");
+        // A hunk holding a fence is fenced with a longer one.
+        assert!(p.contains("````diff\n@@ -9 +9 @@\n```js\n+x\n````"), "{p}");
+        let single = review_prompt("rev", None, &[comment(4, "c.rs", None, None, "@@")]);
+        assert!(
+            single.starts_with("Review from @rev on the PR:\n"),
+            "{single}"
+        );
+        assert!(single.contains("a line no longer in the diff"), "{single}");
+    }
 
     #[test]
     fn pr_texts() {

@@ -132,6 +132,40 @@ struct CommentAnswer {
     id: u64,
 }
 
+/// A comment on a PR's diff as the review-comments endpoints answer it.
+#[derive(Debug, Deserialize)]
+struct ReviewCommentAnswer {
+    id: u64,
+    #[serde(default)]
+    pull_request_review_id: Option<u64>,
+    #[serde(default)]
+    body: Option<String>,
+    user: Option<UserAnswer>,
+    path: String,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    original_line: Option<u64>,
+    #[serde(default)]
+    start_line: Option<u64>,
+    #[serde(default)]
+    original_start_line: Option<u64>,
+    #[serde(default)]
+    diff_hunk: Option<String>,
+    #[serde(default)]
+    in_reply_to_id: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserAnswer {
+    login: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+/// The most comments of one review read (five pages of GitHub's largest).
+const REVIEW_COMMENTS_MAX: usize = 500;
+
 /// A GitHub client with one identity (an installation token or a personal token).
 #[derive(Clone)]
 pub struct RepoClient {
@@ -435,6 +469,64 @@ impl RepoClient {
     /// A pull request's head branch and commit.
     pub async fn pull(&self, repo: &RepoName, number: u64) -> Result<PullInfo, GitHubError> {
         self.get(&format!("/repos/{repo}/pulls/{number}")).await
+    }
+
+    /// The comments on the diff submitted with review `review_id` of PR `pr`, oldest first (at
+    /// most [`REVIEW_COMMENTS_MAX`]). A comment whose author GitHub no longer names (a deleted
+    /// account) is left out.
+    pub async fn review_comments(
+        &self,
+        repo: &RepoName,
+        pr: u64,
+        review_id: u64,
+    ) -> Result<Vec<cca_domain::event::ReviewComment>, GitHubError> {
+        let mut out = Vec::new();
+        for page in 1..=REVIEW_COMMENTS_MAX / 100 {
+            let route = format!(
+                "/repos/{repo}/pulls/{pr}/reviews/{review_id}/comments?per_page=100&page={page}"
+            );
+            let list: Vec<ReviewCommentAnswer> = self.get(&route).await?;
+            let last = list.len() < 100;
+            out.extend(list.into_iter().filter_map(|c| {
+                let user = c.user?;
+                let login = Login::parse(&user.login).ok()?;
+                Some(cca_domain::event::ReviewComment {
+                    id: c.id,
+                    review_id: c.pull_request_review_id,
+                    body: c.body.unwrap_or_default(),
+                    author: cca_domain::event::Actor {
+                        is_bot: user.kind.as_deref() == Some("Bot")
+                            || user.login.ends_with("[bot]"),
+                        login,
+                    },
+                    path: c.path,
+                    line: c.line.or(c.original_line),
+                    start_line: c.start_line.or(c.original_start_line),
+                    diff_hunk: c.diff_hunk.unwrap_or_default(),
+                    in_reply_to: c.in_reply_to_id,
+                })
+            }));
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replies in the review thread that `comment_id` heads (GitHub accepts only a thread's
+    /// first comment here); returns the reply's id.
+    pub async fn reply_in_thread(
+        &self,
+        repo: &RepoName,
+        pr: u64,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<u64, GitHubError> {
+        let route = format!("/repos/{repo}/pulls/{pr}/comments/{comment_id}/replies");
+        let c: CommentAnswer = self
+            .post(&route, &serde_json::json!({ "body": body }))
+            .await?;
+        Ok(c.id)
     }
 
     /// Replaces the body of a comment.

@@ -39,6 +39,7 @@ mod json;
 mod oauth;
 mod repo;
 mod resources;
+mod reviews;
 mod time;
 
 use self::{api::*, faults::*, git_http::*, json::*, repo::*, resources::*};
@@ -46,6 +47,7 @@ pub use crate::git::{GitCommitInfo, GitRequest, GitSignature};
 pub use faults::{CONTENT_REQUESTS_PER_MINUTE, RateLimit};
 pub(crate) use faults::{Fault, Faults, injected_failure};
 pub use oauth::{CLIENT_ID, CLIENT_SECRET};
+pub use reviews::{DiffComment, Review, ReviewComment};
 pub(crate) use time::{rfc3339, unix_seconds, utc_fields};
 
 /// The fake App's id; App JWTs must carry it as `iss`.
@@ -409,6 +411,8 @@ impl FakeGitHub {
             pulls: BTreeMap::new(),
             comments: Vec::new(),
             reactions: BTreeMap::new(),
+            reviews: Vec::new(),
+            review_comments: Vec::new(),
             deployments: Vec::new(),
             permissions: HashMap::new(),
             hosted: None,
@@ -891,6 +895,8 @@ struct Repo {
     pulls: BTreeMap<u64, Pull>,
     comments: Vec<Comment>,
     reactions: BTreeMap<u64, Vec<Reaction>>,
+    reviews: Vec<Review>,
+    review_comments: Vec<ReviewComment>,
     deployments: Vec<Deployment>,
     permissions: HashMap<String, String>,
     /// The bare repository, when hosted: then `branches` is a copy of its refs, refreshed before

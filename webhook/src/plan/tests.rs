@@ -2,7 +2,7 @@
 //! and each step's failure.
 
 use cca_domain::address::Refusal;
-use cca_domain::event::Actor;
+use cca_domain::event::{Actor, Comment, Review, ReviewComment};
 
 use super::*;
 
@@ -808,6 +808,190 @@ fn a_comment_goes_to_a_ready_agent_waits_for_a_starting_one_and_relaunches_an_en
     assert_eq!(
         patch.initial_prompt.as_deref(),
         Some("Follow-up from @alice on the PR:\n\n@claude add tests")
+    );
+}
+
+fn diff_comment(id: u64, path: &str, line: u64, author: Actor) -> ReviewComment {
+    ReviewComment {
+        id,
+        review_id: Some(500),
+        body: format!("@claude fix {path}"),
+        author,
+        path: path.into(),
+        line: Some(line),
+        start_line: None,
+        diff_hunk: format!("@@ -{line} +{line} @@\n-old {path}\n+new {path}"),
+        in_reply_to: None,
+    }
+}
+
+fn review_intent() -> Intent {
+    Intent::Review {
+        repo: repo(),
+        pr_number: 8,
+        author: actor("rev"),
+        review: Some(Review {
+            id: 500,
+            state: "changes_requested".into(),
+            body: "Please fix both.".into(),
+            author: actor("rev"),
+        }),
+        comments: Vec::new(),
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+fn ready_agent() -> Session {
+    let mut ready = agent(Status::Running);
+    ready.container_ip = Some("10.0.0.5".into());
+    ready.control_port = Some(8080);
+    ready
+}
+
+#[test]
+fn a_review_reads_its_comments_only_for_a_pr_with_an_agent_and_needs_a_writer() {
+    let n = with_ctx(false, |ctx| needs(&review_intent(), ctx));
+    assert_eq!(n.on_pr, Some((repo(), 8)));
+    assert_eq!(
+        n.review,
+        Some(ReviewQuery {
+            repo: repo(),
+            pr_number: 8,
+            review_id: 500,
+            installation: Some(INSTALLATION),
+        })
+    );
+    assert_eq!(
+        n.permission.map(|q| q.user),
+        Some(Login::parse("rev").unwrap())
+    );
+    assert!(!reads_review(&[]));
+    assert!(!reads_review(&[preview(Status::Running)]));
+    assert!(reads_review(&[
+        preview(Status::Running),
+        agent(Status::Stopped)
+    ]));
+    // A reader is refused before anything is forwarded.
+    let reader = Snapshot {
+        permission: Some(Permission::Read),
+        on_pr: vec![ready_agent()],
+        ..snap()
+    };
+    assert!(matches!(
+        answer_of(plan_of(review_intent(), &reader)).1,
+        Outcome::Refused(why) if why.contains("rev")
+    ));
+}
+
+#[test]
+fn a_review_is_one_follow_up_carrying_every_comment_with_its_place_and_its_threads() {
+    let snap = Snapshot {
+        on_pr: vec![ready_agent()],
+        review_comments: vec![
+            diff_comment(501, "src/a.js", 3, actor("rev")),
+            diff_comment(502, "docs/b.md", 9, actor("rev")),
+            // The system's own reply and a bot's comment are not the reviewer's words.
+            ReviewComment {
+                body: format!("{}\nAddressed", texts::MARKER),
+                in_reply_to: Some(501),
+                ..diff_comment(503, "src/a.js", 3, actor("rev"))
+            },
+            diff_comment(
+                504,
+                "x",
+                1,
+                Actor {
+                    login: Login::parse("ci[bot]").unwrap(),
+                    is_bot: true,
+                },
+            ),
+        ],
+        ..snap()
+    };
+    let Plan::Forward(f) = plan_of(review_intent(), &snap) else {
+        panic!("not forwarded")
+    };
+    let prompt = f.body["prompt"].as_str().unwrap();
+    assert!(
+        prompt.starts_with("Review from @rev on the PR (changes requested):"),
+        "{prompt}"
+    );
+    for want in [
+        "Please fix both.",
+        "1. `src/a.js`, line 3:",
+        "@@ -3 +3 @@\n-old src/a.js\n+new src/a.js",
+        "2. `docs/b.md`, line 9:",
+        "@@ -9 +9 @@",
+    ] {
+        assert!(prompt.contains(want), "{want:?} not in {prompt}");
+    }
+    assert!(
+        !prompt.contains("Addressed") && !prompt.contains("`x`"),
+        "{prompt}"
+    );
+    assert_eq!(f.body["author"], "rev");
+    assert_eq!(f.body["comment_id"], Value::Null);
+    assert_eq!(
+        f.body["review_threads"],
+        json!([{ "comment_id": 501, "path": "src/a.js" }, { "comment_id": 502, "path": "docs/b.md" }])
+    );
+    assert_eq!(f.body["review_comments"], json!([501, 502]));
+    assert_eq!(f.comment_id, None);
+
+    // A single comment on the diff, a reply in a thread: answered in the thread it belongs to.
+    let reply = ReviewComment {
+        in_reply_to: Some(501),
+        ..diff_comment(505, "src/a.js", 3, actor("rev"))
+    };
+    let single = Intent::Review {
+        repo: repo(),
+        pr_number: 8,
+        author: actor("rev"),
+        review: None,
+        comments: vec![reply],
+        installation_id: Some(INSTALLATION),
+    };
+    let Plan::Forward(f) = plan_of(single, &snap) else {
+        panic!("not forwarded")
+    };
+    assert!(
+        f.body["prompt"]
+            .as_str()
+            .unwrap()
+            .starts_with("Review from @rev on the PR:\n")
+    );
+    assert_eq!(
+        f.body["review_threads"],
+        json!([{ "comment_id": 501, "path": "src/a.js" }])
+    );
+    assert_eq!(f.body["review_comments"], json!([505]));
+}
+
+#[test]
+fn a_review_of_an_ended_session_relaunches_it_with_the_review_as_prompt() {
+    let snap = Snapshot {
+        on_pr: vec![agent(Status::Stopped)],
+        review_comments: vec![diff_comment(501, "src/a.js", 3, actor("rev"))],
+        ..snap()
+    };
+    let s = start(plan_of(review_intent(), &snap));
+    let Claim::Relaunch { patch, .. } = &s.claim else {
+        panic!("{:?}", s.claim)
+    };
+    let p = patch.initial_prompt.as_deref().unwrap();
+    assert!(
+        p.starts_with("Review from @rev") && p.contains("`src/a.js`, line 3"),
+        "{p}"
+    );
+    assert_eq!(
+        answer_of(plan_of(
+            review_intent(),
+            &Snapshot {
+                on_pr: vec![],
+                ..snap
+            }
+        )),
+        done("no agent session on this PR")
     );
 }
 

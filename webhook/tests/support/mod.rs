@@ -127,6 +127,7 @@ pub async fn offline_router() -> (Router, FakeGitHub) {
         uat_domain_suffix: DOMAIN.into(),
         rules: Rules::default(),
         masker: Masker::default(),
+        conversations: None,
     });
     (router(app), github)
 }
@@ -177,6 +178,8 @@ pub struct Options {
     /// default the stand's fake agents listen on 127.0.0.1 and are called there, as under
     /// `cca up`.
     pub refuse_loopback_agents: bool,
+    /// Keep agents' conversations in a new bucket of the emulator (`CONVERSATION_BUCKET`).
+    pub conversation_bucket: bool,
 }
 
 /// Rules under which JIRA events from the people with `ids` start sessions.
@@ -233,6 +236,24 @@ impl Stand {
         }
         let launcher = Arc::new(EcsLauncher::new(ecs.clone(), settings));
 
+        let conversations = match opts.conversation_bucket {
+            true => {
+                let bucket = unique_name("conversations");
+                let made = reqwest::Client::new()
+                    .put(format!("{}/{bucket}", moto.url))
+                    .send()
+                    .await
+                    .expect("create the bucket");
+                assert!(made.status().is_success(), "{}", made.status());
+                Some(cca_webhook::conversation::ConversationBucket {
+                    bucket,
+                    region: "us-east-1".into(),
+                    endpoint: Some(moto.url.clone()),
+                    aws: moto.sdk_config().await,
+                })
+            }
+            false => None,
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn SessionStore> =
             Arc::new(SqliteStore::open(dir.path().join("sessions.db")).expect("sqlite store"));
@@ -294,6 +315,7 @@ impl Stand {
             uat_domain_suffix: DOMAIN.into(),
             rules: opts.rules,
             masker,
+            conversations,
         });
         Some(Stand {
             router: router(app.clone()),

@@ -21,7 +21,13 @@ pub const PERMISSIONS: [(&str, &str); 5] = [
 ];
 
 /// Events the App subscribes to.
-pub const EVENTS: [&str; 3] = ["issues", "issue_comment", "pull_request"];
+pub const EVENTS: [&str; 5] = [
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+];
 
 /// Escapes text for HTML content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -406,7 +412,13 @@ mod tests {
         assert_eq!(m["default_permissions"]["metadata"], "read");
         assert_eq!(
             m["default_events"],
-            json!(["issues", "issue_comment", "pull_request"])
+            json!([
+                "issues",
+                "issue_comment",
+                "pull_request",
+                "pull_request_review",
+                "pull_request_review_comment"
+            ])
         );
         assert_eq!(m["public"], false);
         assert_eq!(m["redirect_url"], "http://127.0.0.1:8080/setup/callback");

@@ -297,6 +297,98 @@ fn comments() {
     assert_eq!(i.requires_write().map(Login::as_str), Some("bob"));
 }
 
+fn review(state: &str, body: &str, author: Actor) -> GitHubEvent {
+    GitHubEvent::ReviewSubmitted {
+        repo: repo(),
+        pr_number: 7,
+        review: Review {
+            id: 70,
+            state: state.into(),
+            body: body.into(),
+            author,
+        },
+        installation_id: Some(1),
+    }
+}
+
+fn diff_comment(body: &str, author: Actor, review_id: Option<u64>) -> GitHubEvent {
+    GitHubEvent::ReviewCommentCreated {
+        repo: repo(),
+        pr_number: 7,
+        comment: ReviewComment {
+            id: 71,
+            review_id,
+            body: body.into(),
+            author,
+            path: "src/app.js".into(),
+            line: Some(3),
+            start_line: None,
+            diff_hunk: "@@ -1,3 +1,3 @@".into(),
+            in_reply_to: None,
+        },
+        installation_id: Some(1),
+    }
+}
+
+#[test]
+fn reviews_that_request_changes_or_mention_reach_the_agent_and_need_write() {
+    let asked = decide(review("changes_requested", "", human("rev")));
+    assert!(
+        matches!(&asked, Intent::Review { pr_number: 7, review: Some(r), comments, .. } if r.id == 70 && comments.is_empty()),
+        "{asked:?}"
+    );
+    assert_eq!(asked.requires_write().map(Login::as_str), Some("rev"));
+    assert!(matches!(
+        decide(review("commented", "@claude rename it", human("rev"))),
+        Intent::Review { .. }
+    ));
+    // An approval or a plain comment is for people, not for the agent.
+    for state in ["approved", "commented"] {
+        let why = ignored(decide(review(state, "nice", human("rev"))));
+        assert!(why.contains(state), "{why}");
+    }
+    assert!(ignored(decide(review("changes_requested", "x", bot()))).contains("bot"));
+    let own = format!("{MARKER}\nchanges");
+    assert!(ignored(decide(review("changes_requested", &own, human("rev")))).contains("system"));
+    let all = Rules {
+        forward_all_comments: true,
+        ..Rules::default()
+    };
+    assert!(matches!(
+        decide_github(review("approved", "", human("rev")), &all),
+        Intent::Review { .. }
+    ));
+}
+
+#[test]
+fn a_diff_comment_mentioning_the_agent_is_one_follow_up_and_its_review_never_doubles_it() {
+    let single = decide(diff_comment("@claude use const", human("rev"), Some(70)));
+    assert!(
+        matches!(&single, Intent::Review { review: None, comments, .. } if comments.len() == 1 && comments[0].path == "src/app.js"),
+        "{single:?}"
+    );
+    assert_eq!(single.requires_write().map(Login::as_str), Some("rev"));
+    assert!(ignored(decide(diff_comment("use const", human("rev"), Some(70)))).contains("mention"));
+    assert!(ignored(decide(diff_comment("@claude x", bot(), Some(70)))).contains("bot"));
+    // With every comment forwarded, the review event carries its comments: the comment's own
+    // event is not a second turn.
+    let all = Rules {
+        forward_all_comments: true,
+        ..Rules::default()
+    };
+    assert!(
+        ignored(decide_github(
+            diff_comment("use const", human("rev"), Some(70)),
+            &all
+        ))
+        .contains("review")
+    );
+    assert!(matches!(
+        decide_github(diff_comment("use const", human("rev"), None), &all),
+        Intent::Review { .. }
+    ));
+}
+
 #[test]
 fn mentions_are_whole_words() {
     let r = Rules::default();

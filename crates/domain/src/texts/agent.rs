@@ -442,6 +442,29 @@ pub fn kept_branch(branch: &str, head: &str) -> String {
     format!("{branch}-kept-{}", short_sha(head))
 }
 
+/// What the agent answers in a review thread it was given, once the run ends: the run's commits
+/// when they changed the thread's file (`changed`), or that they did not, or that the run failed.
+pub fn thread_reply(
+    number: u32,
+    succeeded: bool,
+    path: &str,
+    changed: bool,
+    commits: &[Commit],
+) -> String {
+    let said = if !succeeded {
+        format!("Run {number} failed before it finished with this; its summary on the PR says why.")
+    } else if !changed || commits.is_empty() {
+        format!("Run {number} made no change to `{path}`; its summary on the PR says what it did.")
+    } else {
+        let shas: Vec<String> = commits
+            .iter()
+            .map(|c| format!("`{}` {}", short_sha(&c.sha), clip(&c.subject, 72)))
+            .collect();
+        format!("Addressed in run {number}: {}.", shas.join(", "))
+    };
+    format!("{MARKER}\n🤖 {said}")
+}
+
 /// The status comment's headlines.
 pub mod headline {
     use super::short_sha;

@@ -70,6 +70,12 @@ impl RepoCtx<'_> {
                 ok(self.repo.pull_json(self.api, pull))
             }
             ("PATCH" | "POST", ["pulls", number]) => self.update_pull(parse_number(number)?),
+            ("GET", ["pulls", number, "reviews", id, "comments"]) => {
+                self.review_comments_of(parse_number(number)?, parse_number(id)?)
+            }
+            ("POST", ["pulls", number, "comments", id, "replies"]) => {
+                self.reply_in_thread(parse_number(number)?, parse_number(id)?)
+            }
             ("GET", ["issues", "comments", id]) => {
                 let id = parse_number(id)?;
                 let comment = self.repo.comment(id).ok_or_else(ApiError::not_found)?;

@@ -198,3 +198,21 @@ fn steps_and_headlines() {
         "Apply changes from Claude run 3: Add a page"
     );
 }
+
+#[test]
+fn a_thread_reply_names_the_commits_that_changed_its_file_or_says_there_were_none() {
+    let commits = [Commit {
+        sha: "abcdef1234".into(),
+        subject: "Use const".into(),
+    }];
+    let done = thread_reply(2, true, "a.js", true, &commits);
+    assert!(done.starts_with(MARKER), "{done}");
+    assert!(
+        done.contains("Addressed in run 2: `abcdef1` Use const."),
+        "{done}"
+    );
+    let untouched = thread_reply(2, true, "a.js", false, &commits);
+    assert!(untouched.contains("no change to `a.js`"), "{untouched}");
+    let failed = thread_reply(2, false, "a.js", true, &commits);
+    assert!(failed.contains("Run 2 failed"), "{failed}");
+}

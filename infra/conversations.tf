@@ -62,15 +62,25 @@ resource "aws_s3_bucket_lifecycle_configuration" "conversations" {
     noncurrent_version_expiration {
       noncurrent_days = 1
     }
+  }
+
+  rule {
+    id     = "unfinished-uploads-and-delete-markers"
+    status = "Enabled"
+    filter {}
     abort_incomplete_multipart_upload {
       days_after_initiation = 1
+    }
+    expiration {
+      expired_object_delete_marker = true
     }
   }
 
   depends_on = [aws_s3_bucket_versioning.conversations]
 }
 
-# Only TLS, and only the webhook's role and the account's administrators reach the objects.
+# Only TLS. Who reaches the objects is the roles' IAM policies' to say: only the webhook's grants
+# any right here (crates/cca/tests/iam.rs checks that no session task's does).
 data "aws_iam_policy_document" "conversations" {
   statement {
     sid       = "OnlyTls"

@@ -296,6 +296,14 @@ data "aws_iam_policy_document" "webhook" {
     resources = ["${aws_s3_bucket.conversations.arn}/sessions/*"]
   }
 
+  # Listing makes a conversation never kept a 404, not a 403 like any refusal, so an agent
+  # tells "nothing kept yet" from "not allowed".
+  statement {
+    sid       = "TellMissingConversations"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.conversations.arn]
+  }
+
   statement {
     sid       = "EncryptConversationsThroughS3"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
@@ -305,6 +313,13 @@ data "aws_iam_policy_document" "webhook" {
       test     = "StringEquals"
       variable = "kms:ViaService"
       values   = ["s3.${local.region}.amazonaws.com"]
+    }
+
+    # With bucket keys, S3 asks KMS in the bucket's name: the key serves this bucket only.
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:s3:arn"
+      values   = [aws_s3_bucket.conversations.arn]
     }
   }
 

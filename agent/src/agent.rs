@@ -20,8 +20,9 @@ use cca_domain::{Session, Status};
 use serde_json::json;
 use tracing::{error, info, warn};
 
+use crate::ci::{CiFixes, Verdict};
 use crate::cli;
-use crate::control::{Mode, Prompt, Shared, StopRequest};
+use crate::control::{Checks, Mode, Prompt, Shared, StopRequest};
 use crate::devserver::{self, AppState, Supervisor};
 use crate::git::Repo;
 use crate::ledger::SessionLedger;
@@ -65,6 +66,8 @@ pub(crate) struct Started {
     pub destinations: Vec<Box<dyn Destination>>,
     /// The head whose refused push was last reported (so a stop does not report it again).
     pub refused_head: tokio::sync::Mutex<Option<String>>,
+    /// The fixing of failing checks.
+    pub ci: tokio::sync::Mutex<CiFixes>,
 }
 
 async fn start(
@@ -113,6 +116,7 @@ async fn start(
         author: None,
         comment_id: None,
         threads: Vec::new(),
+        fix: false,
     });
     Ok(Started {
         repo,
@@ -126,6 +130,7 @@ async fn start(
         activity: Activity::new(),
         destinations: destination::for_session(ready, reporter, pr_url),
         refused_head: tokio::sync::Mutex::new(None),
+        ci: tokio::sync::Mutex::new(CiFixes::new(ready.cfg.ci_fix_attempts)),
     })
 }
 
@@ -215,12 +220,20 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
         let latest = activity.latest();
         async move { latest }
     });
+    let mut checks = shared.checks();
     loop {
         publish_status(shared, st, "waiting").await;
         let prompt = tokio::select! {
             p = shared.next_prompt() => p,
+            Some(report) = checks.recv() => {
+                on_checks(ready, reporter, st, report).await;
+                continue;
+            }
             stop = shared.stopped() => return stop,
         };
+        if prompt.author.is_some() {
+            st.ci.lock().await.person_asked();
+        }
         st.activity.begin();
         if let Some(limit) = session_limit(ready, st).await {
             reporter
@@ -267,6 +280,49 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
             v.step = None;
             v.last_activity = Some(now());
         });
+    }
+}
+
+/// Checks completed on the PR's head: a fix run is queued when they failed on the agent's own
+/// commit and the fixing allows one; what is decided is said on the PR.
+async fn on_checks(ready: &Ready, reporter: &Reporter, st: &Started, report: Checks) {
+    let head = st.repo.head().await.unwrap_or_default();
+    let ours = !head.is_empty() && head == report.head_sha;
+    let verdict = st
+        .ci
+        .lock()
+        .await
+        .on_checks(&report.head_sha, report.passed, ours);
+    info!(head = %report.head_sha, passed = report.passed, ours, ?verdict, "checks");
+    match verdict {
+        Verdict::Fix { attempt, max } => {
+            reporter
+                .post_logged(&texts::ci_fix_queued(
+                    attempt,
+                    max,
+                    &report.head_sha,
+                    &report.checks,
+                ))
+                .await;
+            ready.shared.enqueue(Prompt {
+                text: report.prompt.unwrap_or_default(),
+                author: None,
+                comment_id: None,
+                threads: Vec::new(),
+                fix: true,
+            });
+        }
+        Verdict::Passed { attempts } => {
+            reporter
+                .post_logged(&texts::ci_passed(attempts, &report.head_sha))
+                .await;
+        }
+        Verdict::GiveUp { max } => {
+            reporter
+                .post_logged(&texts::ci_gave_up(max, &report.head_sha))
+                .await;
+        }
+        Verdict::Nothing(_) => {}
     }
 }
 

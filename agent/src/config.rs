@@ -112,6 +112,9 @@ pub struct AgentArgs {
     /// Seconds from a stop request to exit: the CLI is stopped, work pushed, state recorded.
     #[arg(long, env = "STOP_DEADLINE_SECS")]
     pub stop_deadline_secs: Option<u64>,
+    /// Fix runs a PR gets for failing checks on the agent's own commits (0: none).
+    #[arg(long, env = "CI_FIX_ATTEMPTS")]
+    pub ci_fix_attempts: Option<u32>,
     /// Where untrusted code runs: `auto` (default), `bwrap`, `user` or `none`.
     #[arg(long, env = "AGENT_SANDBOX")]
     pub sandbox: Option<String>,
@@ -236,7 +239,12 @@ pub struct Config {
     /// `cca up`, else S3 through the token broker; none for an agent with credentials of its
     /// own and no data directory.
     pub conversations: Option<crate::conversation::Store>,
+    /// `CI_FIX_ATTEMPTS`: fix runs for failing checks (3).
+    pub ci_fix_attempts: u32,
 }
+
+/// Fix runs a PR gets for failing checks unless `CI_FIX_ATTEMPTS` says otherwise.
+pub const DEFAULT_CI_FIX_ATTEMPTS: u32 = 3;
 
 /// Port the dev server listens on in a container (the proxy forwards to it).
 pub const DEFAULT_APP_PORT: u16 = 3000;
@@ -429,6 +437,7 @@ impl Config {
             prices,
             private_paths,
             conversations,
+            ci_fix_attempts: a.ci_fix_attempts.unwrap_or(DEFAULT_CI_FIX_ATTEMPTS),
         })
     }
 }

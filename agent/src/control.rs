@@ -40,6 +40,8 @@ pub struct Prompt {
     pub comment_id: Option<u64>,
     /// The review threads the run answers in when it ends.
     pub threads: Vec<Thread>,
+    /// A fix run for failing checks (not a person's follow-up).
+    pub fix: bool,
 }
 
 /// A review thread a prompt came from: the id of its first comment (replies go there) and its
@@ -50,7 +52,8 @@ pub struct Thread {
     pub path: String,
 }
 
-/// The most review threads one prompt answers in (a review with more is still one prompt).
+/// The most review threads one prompt answers in (a review with more is still one prompt, and
+/// the threads past these get no reply).
 pub const MAX_THREADS: usize = 100;
 
 /// Why the session is asked to end, and how it should be recorded.
@@ -59,6 +62,19 @@ pub struct StopRequest {
     pub reason: String,
     /// `STOPPED` or `COMPLETED`.
     pub final_status: Status,
+}
+
+/// Checks that completed on the PR's head (coding sessions).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Checks {
+    pub head_sha: String,
+    pub passed: bool,
+    /// The failed checks' names.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// The fix run's prompt, for failed checks.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// A new PR head to show (previews).
@@ -81,6 +97,7 @@ pub struct Shared {
     /// True once `stop` holds a request: what a run in progress watches.
     cancel: watch::Sender<bool>,
     refresh: Mutex<Option<mpsc::UnboundedSender<Refresh>>>,
+    checks: Mutex<Option<mpsc::UnboundedSender<Checks>>>,
     status: Mutex<Value>,
     /// Reactions to acknowledge prompts are sent through this (the reporter reads it).
     acks: Mutex<Option<mpsc::UnboundedSender<u64>>>,
@@ -104,6 +121,7 @@ impl Shared {
             stop,
             cancel,
             refresh: Mutex::new(None),
+            checks: Mutex::new(None),
             status: Mutex::new(json!({})),
             acks: Mutex::new(None),
             covered: Mutex::new(std::collections::HashSet::new()),
@@ -199,6 +217,13 @@ impl Shared {
         rx
     }
 
+    /// Where reports of checks go (coding sessions).
+    pub fn checks(&self) -> mpsc::UnboundedReceiver<Checks> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.checks.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
     /// Where comment ids to acknowledge go.
     pub fn acks(&self) -> mpsc::UnboundedReceiver<u64> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -240,6 +265,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/status", get(status))
         .route("/stop", post(stop))
         .route("/refresh", post(refresh))
+        .route("/checks", post(checks))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     Router::new()
         .route("/health", get(health))
@@ -326,12 +352,8 @@ async fn prompt(
     if body.prompt.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "the prompt is empty");
     }
-    if body.review_threads.len() > MAX_THREADS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("more than {MAX_THREADS} review threads"),
-        );
-    }
+    let mut threads = body.review_threads;
+    threads.truncate(MAX_THREADS);
     if s.already_covered(&body.review_comments) {
         return (
             StatusCode::OK,
@@ -344,7 +366,8 @@ async fn prompt(
         text: body.prompt,
         author: body.author.filter(|a| !a.is_empty()),
         comment_id,
-        threads: body.review_threads,
+        threads,
+        fix: false,
     });
     if let Some(id) = comment_id {
         if let Some(tx) = s
@@ -401,6 +424,38 @@ async fn stop(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response
 struct RefreshBody {
     #[serde(default)]
     head_sha: Option<String>,
+}
+
+async fn checks(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let Ok(report) = serde_json::from_slice::<Checks>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {head_sha, passed, checks?, prompt?}",
+        );
+    };
+    if !report.passed && report.prompt.as_deref().is_none_or(|p| p.trim().is_empty()) {
+        return error(StatusCode::BAD_REQUEST, "failed checks need a prompt");
+    }
+    let tx = s
+        .checks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match (s.mode, tx) {
+        (Mode::Agent, Some(tx)) if tx.send(report).is_ok() => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "message": "checks noted" })),
+        )
+            .into_response(),
+        (Mode::Agent, _) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the session is not ready for checks yet",
+        ),
+        (Mode::Preview, _) => error(
+            StatusCode::CONFLICT,
+            "this session is a preview; it fixes nothing",
+        ),
+    }
 }
 
 async fn refresh(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {

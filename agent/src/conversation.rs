@@ -118,8 +118,9 @@ impl Store {
                         }
                         Ok(Some(bytes.to_vec()))
                     }
-                    // S3 answers 403 for a missing key to a caller that may not list the bucket.
-                    403 | 404 => Ok(None),
+                    // The signer may list the bucket, so a missing key is a 404; a 403 is a
+                    // refusal (an expired URL, a key the signer cannot use) and said as one.
+                    404 => Ok(None),
                     other => bail!("the conversation store answered {other}"),
                 }
             }
@@ -167,7 +168,8 @@ fn conversation_paths(config_dir: &Path, id: &str) -> Vec<OsString> {
     for project in projects.flatten() {
         let name = project.file_name();
         for candidate in [format!("{id}.jsonl"), id.to_owned()] {
-            if project.path().join(&candidate).exists() {
+            // Not followed: whatever a link planted here points at, `tar` archives the link.
+            if std::fs::symlink_metadata(project.path().join(&candidate)).is_ok() {
                 let mut rel = OsString::from("projects/");
                 rel.push(&name);
                 rel.push("/");
@@ -222,11 +224,27 @@ pub async fn unpack(sandbox: &Sandbox, config_dir: &Path, archive: Vec<u8>) -> a
     if archive.len() > MAX_ARCHIVE_BYTES {
         bail!("the kept conversation is larger than {MAX_ARCHIVE_BYTES} bytes");
     }
-    std::fs::create_dir_all(config_dir)
-        .with_context(|| format!("creating {}", config_dir.display()))?;
-    sandbox
-        .hand_over(config_dir)
-        .context("handing the CLI's configuration directory to the sandbox user")?;
+    // Made by the sandbox user, in its own home: nothing here is changed as root, where a
+    // directory swapped for a symbolic link could turn the change onto another path.
+    let parent = config_dir.parent().unwrap_or(config_dir);
+    let mut mkdir = sandbox.command(
+        "mkdir",
+        &["-p".into(), "--".into(), config_dir.as_os_str().to_owned()],
+        parent,
+        &[],
+    );
+    mkdir.stdout(Stdio::null()).stderr(Stdio::piped());
+    let made = tokio::time::timeout(STEP_LIMIT, mkdir.output())
+        .await
+        .context("creating the CLI's configuration directory took too long")?
+        .context("running mkdir")?;
+    if !made.status.success() {
+        bail!(
+            "cannot create {}: {}",
+            config_dir.display(),
+            cca_domain::naming::clip(String::from_utf8_lossy(&made.stderr).trim(), 300)
+        );
+    }
     let names = run_tar(sandbox, config_dir, &["-tf", "-"], archive.clone()).await?;
     for name in String::from_utf8_lossy(&names).lines() {
         if !entry_allowed(name) {

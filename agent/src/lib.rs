@@ -2,6 +2,7 @@
 //! container, or as local processes under `cca up`.
 
 pub mod agent;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod control;

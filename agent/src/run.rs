@@ -190,7 +190,7 @@ pub(crate) async fn run_one(
     }
     let answers = answer_threads(reporter, &prompt.threads, &summary);
     if stopping.is_some() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), answers).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), answers).await;
     } else {
         answers.await;
     }
@@ -203,7 +203,7 @@ pub(crate) async fn run_one(
 }
 
 /// How long keeping the conversation may hold up a stop.
-const KEEP_WHEN_STOPPING: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEP_WHEN_STOPPING: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Restores the conversation the ledger resumes when this container does not hold it (a new
 /// container after an idle stop or a crash), from where the session keeps it.

@@ -132,8 +132,6 @@ impl Ready {
         }
     }
 
-    /// Records the end of the session (`to`, through `STOPPING` when needed), logging what
-    /// cannot be recorded: the process is ending either way.
     /// Variables the app gets from the agent (it inherits nothing else but `PATH`, `HOME` and
     /// the like): the preview's host names, so dev servers that check `Host` (Vite) accept the
     /// proxy's requests.
@@ -153,6 +151,8 @@ impl Ready {
         }
     }
 
+    /// Records the end of the session (`to`, through `STOPPING` when needed), logging what
+    /// cannot be recorded: the process is ending either way.
     pub async fn record_end(&self, to: Status, patch: SessionPatch) {
         if let Err(e) = finish(self.store.as_ref(), &self.session.session_id, to, patch).await {
             error!(error = %e, to = %to, "cannot record the end of the session");

@@ -1016,3 +1016,119 @@ async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data
     )
     .await;
 }
+
+/// Failing checks on the agent's own commit get fix runs that see the checks' names and log
+/// tails, each said on the PR, exactly CI_FIX_ATTEMPTS of them, then one comment that it stops;
+/// checks on a person's commit get nothing.
+#[tokio::test]
+async fn failing_checks_on_the_agents_commits_get_bounded_fix_runs_and_a_persons_commit_none() {
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |mut stand| async move {
+            stand.set("CI_FIX_ATTEMPTS", "2");
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Created hello.txt."),
+            ]);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 finished", START).await;
+            let head = |stand: &Stand| stand.github.git_log(REPO, "claude/1")[0].sha.clone();
+            let fail = |sha: String, marker: &str| {
+                json!({
+                    "head_sha": sha,
+                    "passed": false,
+                    "checks": ["test"],
+                    "prompt": cca_domain::texts::checks_prompt(&sha, &[cca_domain::event::CheckRun {
+                        name: "test".into(),
+                        conclusion: "failure".into(),
+                        log_tail: Some(format!("FAIL hello.test: {marker}")),
+                        ..Default::default()
+                    }]),
+                })
+            };
+            let summaries = |stand: &Stand| {
+                stand
+                    .comments()
+                    .iter()
+                    .filter(|c| c.body.contains(" finished"))
+                    .count()
+            };
+            for (attempt, file) in [(1, "fix1.txt"), (2, "fix2.txt")] {
+                let before = head(&stand);
+                stand.model.push_all([
+                    Reply::write(file, "fixed\n"),
+                    Reply::text(format!("Fixed, attempt {attempt}.")),
+                ]);
+                let marker = format!("expected hello, attempt {attempt}");
+                let (code, body) = stand
+                    .control(
+                        "POST",
+                        "/checks",
+                        Some(&stand.token()),
+                        fail(before.clone(), &marker),
+                    )
+                    .await;
+                assert_eq!(code, 202, "{body}");
+                stand
+                    .wait_comment(&format!("fix run {attempt} of 2"), START)
+                    .await;
+                stand
+                    .wait_comment(&format!("Run {} finished", attempt + 1), START)
+                    .await;
+                let seen = stand
+                    .model
+                    .main_requests()
+                    .pop()
+                    .unwrap()
+                    .texts()
+                    .join("\n");
+                assert!(
+                    seen.contains(&marker),
+                    "the fix run did not see the log: {seen}"
+                );
+                assert!(seen.contains("### test (failure)"), "{seen}");
+                assert_ne!(head(&stand), before, "fix run {attempt} made no commit");
+            }
+            // Failing again after the last attempt: no third run, one comment that it stops.
+            let (code, _) = stand
+                .control(
+                    "POST",
+                    "/checks",
+                    Some(&stand.token()),
+                    fail(head(&stand), "again"),
+                )
+                .await;
+            assert_eq!(code, 202);
+            let stopped = stand.wait_comment("Checks still fail", START).await;
+            assert!(
+                stopped.body.contains("after 2 fix runs"),
+                "{}",
+                stopped.body
+            );
+            // A person's commit: checks on it are not the agent's to fix.
+            let person = stand
+                .github
+                .push_commit(REPO, "claude/1", "a person's change");
+            let (code, _) = stand
+                .control(
+                    "POST",
+                    "/checks",
+                    Some(&stand.token()),
+                    fail(person, "person"),
+                )
+                .await;
+            assert_eq!(code, 202);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(summaries(&stand), 3, "one run and two fix runs, no more");
+            assert_eq!(stand.model.pending(), 0);
+            let fixes = stand
+                .comments()
+                .iter()
+                .filter(|c| c.body.contains("**Checks failed**"))
+                .count();
+            assert_eq!(fixes, 2);
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}

@@ -8,6 +8,7 @@
 //! only does what it is told and hands each result back to it.
 
 use cca_domain::decide::StopReason;
+use cca_domain::event::CheckRun;
 use cca_domain::session::SessionPatch;
 use cca_domain::{ActiveKey, Session, SessionId, Status};
 use cca_github::{GitHubError, PullRef, RepoClient};
@@ -153,8 +154,46 @@ async fn read(app: &App, needs: &Needs) -> Result<Snapshot, ActError> {
             .review_comments(&q.repo, q.pr_number, q.review_id)
             .await?;
     }
+    if let Some(q) = needs
+        .comment_review
+        .as_ref()
+        .filter(|_| plan::reads_review(&snap.on_pr))
+    {
+        let gh = installation_client(app, q.installation).await?;
+        snap.comment_review = Some(gh.review(&q.repo, q.pr_number, q.review_id).await?);
+    }
+    if let Some(q) = needs
+        .checks
+        .as_ref()
+        .filter(|_| plan::reads_review(&snap.on_pr))
+    {
+        let gh = installation_client(app, q.installation).await?;
+        snap.failed_checks = failed_checks(&gh, q).await?;
+    }
     snap.now = now();
     Ok(snap)
+}
+
+/// The failed runs of a suite, with the tail of each GitHub Actions job's log (a log GitHub no
+/// longer keeps, or cannot give, leaves that check without one).
+async fn failed_checks(gh: &RepoClient, q: &plan::ChecksQuery) -> Result<Vec<CheckRun>, ActError> {
+    let mut failed: Vec<CheckRun> = gh
+        .check_runs(&q.repo, q.suite_id)
+        .await?
+        .into_iter()
+        .filter(CheckRun::failed)
+        .take(plan::FAILED_CHECKS_READ)
+        .collect();
+    for run in &mut failed {
+        if run.app.as_deref() != Some("github-actions") {
+            continue;
+        }
+        match gh.job_log_tail(&q.repo, run.id, plan::LOG_TAIL_LINES).await {
+            Ok(tail) => run.log_tail = tail,
+            Err(e) => warn!(check = %run.name, error = %e, "cannot read the check's log"),
+        }
+    }
+    Ok(failed)
 }
 
 /// The session holding `key`. An agent stops within seconds (it commits and pushes first): a
@@ -468,7 +507,7 @@ fn on_session(id: &SessionId) {
 
 async fn forward(app: &App, f: &Forward) -> Outcome {
     on_session(&f.session.session_id);
-    let result = app.control.post(&f.session, "/prompt", &f.body).await;
+    let result = app.control.post(&f.session, f.route, &f.body).await;
     match &result {
         Ok(()) => {
             info!(comment = ?f.comment_id, "follow-up forwarded to the agent");

@@ -78,10 +78,10 @@ pub struct WebhookArgs {
     /// Forward every human comment on a session's PR, mention or not.
     #[arg(long, env = "FORWARD_ALL_COMMENTS")]
     pub forward_all_comments: Option<bool>,
-    /// Seconds to wait for an agent's control API.
     /// S3 bucket agents keep their CLI's conversation in (through URLs presigned here).
     #[arg(long, env = "CONVERSATION_BUCKET")]
     pub conversation_bucket: Option<String>,
+    /// Seconds to wait for an agent's control API.
     #[arg(long, env = "CONTROL_TIMEOUT_SECS")]
     pub control_timeout_secs: Option<u64>,
     /// Comma-separated ranges agents' control APIs may be called in. Default: the private ranges.

@@ -64,39 +64,52 @@ impl ConversationBucket {
             .provide_credentials()
             .await
             .map_err(|e| format!("AWS credentials: {e}"))?;
-        let identity = credentials.into();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(URL_LIFETIME);
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()
-            .map_err(|e| format!("signing parameters: {e}"))?
-            .into();
-        let signable = SignableRequest::new(
-            method,
-            &url,
-            std::iter::empty(),
-            SignableBody::UnsignedPayload,
-        )
-        .map_err(|e| format!("unsignable request: {e}"))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| format!("signing: {e}"))?
-            .into_parts();
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .body(())
-            .map_err(|e| format!("request: {e}"))?;
-        instructions.apply_to_request_http1x(&mut request);
-        Ok(request.uri().to_string())
+        presigned_url(method, &url, &self.region, credentials, now, URL_LIFETIME)
     }
+}
+
+/// `url` (an S3 object) signed for `method` with SigV4 in its query, valid for `lifetime` from
+/// `now`: S3's single URI encoding, no path normalisation, an unsigned payload.
+pub fn presigned_url(
+    method: &str,
+    url: &str,
+    region: &str,
+    credentials: aws_credential_types::Credentials,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<String, String> {
+    let identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(lifetime);
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| format!("signing parameters: {e}"))?
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .map_err(|e| format!("unsignable request: {e}"))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| format!("signing: {e}"))?
+        .into_parts();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .map_err(|e| format!("request: {e}"))?;
+    instructions.apply_to_request_http1x(&mut request);
+    Ok(request.uri().to_string())
 }
 
 #[derive(Deserialize)]
@@ -156,4 +169,52 @@ async fn decide(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<String, R
         })?;
     info!(op = %req.op, "conversation URL issued to the agent");
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AWS's own example of a presigned GET ("Authenticating Requests: Using Query Parameters"
+    /// in the S3 API reference): the same credentials, time and lifetime give its signature.
+    #[test]
+    fn a_presigned_url_matches_the_s3_documentations_example() {
+        let credentials = aws_credential_types::Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "example",
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600); // 20130524T000000Z
+        let url = presigned_url(
+            "GET",
+            "https://examplebucket.s3.amazonaws.com/test.txt",
+            "us-east-1",
+            credentials,
+            now,
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with("https://examplebucket.s3.amazonaws.com/test.txt?"),
+            "{url}"
+        );
+        for part in [
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request",
+            "X-Amz-Date=20130524T000000Z",
+            "X-Amz-Expires=86400",
+            "X-Amz-SignedHeaders=host",
+            "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+        ] {
+            assert!(url.contains(part), "{part} not in {url}");
+        }
+    }
+
+    #[test]
+    fn each_session_has_one_object_under_the_sessions_prefix() {
+        let id = SessionId::parse("abcdefghijkmnpqr").unwrap();
+        assert_eq!(key(&id), "sessions/abcdefghijkmnpqr/conversation.tar");
+    }
 }

@@ -104,6 +104,9 @@ fn subject(intent: &Intent) -> Option<String> {
         | Intent::Review {
             repo, pr_number, ..
         }
+        | Intent::Checks {
+            repo, pr_number, ..
+        }
         | Intent::StopCommand {
             repo, pr_number, ..
         } => format!("{repo}#{pr_number}"),

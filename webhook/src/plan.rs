@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use cca_domain::decide::{
     CommentPlan, Intent, Rules, StartPlan, StopReason, plan_comment, plan_start, sessions_to_stop,
 };
-use cca_domain::event::{Actor, Issue, PullRequest, Review, ReviewComment};
+use cca_domain::event::{Actor, CheckRun, CheckSuite, Issue, PullRequest, Review, ReviewComment};
 use cca_domain::naming::{self, PreviewUrls};
 use cca_domain::session::SessionPatch;
 use cca_domain::{
@@ -61,7 +61,26 @@ pub struct Needs {
     /// The comments on the diff of a submitted review, read once the PR is known to have an
     /// agent session ([`reads_review`]).
     pub review: Option<ReviewQuery>,
+    /// The check runs of a failed suite, read once the PR is known to have an agent session.
+    pub checks: Option<ChecksQuery>,
+    /// The review a single diff comment was submitted with: when that review is itself for the
+    /// agent, its own event carries the comment.
+    pub comment_review: Option<ReviewQuery>,
 }
+
+/// Which suite's check runs are read, through which installation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChecksQuery {
+    pub repo: RepoName,
+    pub suite_id: u64,
+    pub installation: Option<u64>,
+}
+
+/// The most failed checks whose logs are read for one fix run.
+pub const FAILED_CHECKS_READ: usize = 5;
+
+/// The lines of a failed check's log the fix run gets.
+pub const LOG_TAIL_LINES: usize = 80;
 
 /// Which review's comments are read, through which installation.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +114,11 @@ pub struct Snapshot {
     pub id_holder: Option<Session>,
     /// The comments of [`Needs::review`], oldest first.
     pub review_comments: Vec<ReviewComment>,
+    /// The review of [`Needs::comment_review`].
+    pub comment_review: Option<Review>,
+    /// The failed checks of [`Needs::checks`] (at most [`FAILED_CHECKS_READ`]), with their logs'
+    /// tails where GitHub keeps them.
+    pub failed_checks: Vec<CheckRun>,
     /// The id a new agent session gets (drawn at random by the reader).
     pub fresh_id: Option<SessionId>,
 }
@@ -205,6 +229,8 @@ pub struct StopTarget {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
     pub session: Session,
+    /// The agent's control route: [`PROMPT_ROUTE`] or [`CHECKS_ROUTE`].
+    pub route: &'static str,
     /// The comment acknowledged, if the follow-up is one.
     pub comment_id: Option<u64>,
     /// The control API's `/prompt` body.
@@ -375,14 +401,33 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
             repo,
             pr_number,
             review,
+            comments,
             installation_id,
             ..
         } => {
             n.on_pr = Some((repo.clone(), *pr_number));
-            n.review = review.as_ref().map(|r| ReviewQuery {
+            let query = |review_id| ReviewQuery {
                 repo: repo.clone(),
                 pr_number: *pr_number,
-                review_id: r.id,
+                review_id,
+                installation: *installation_id,
+            };
+            n.review = review.as_ref().map(|r| query(r.id));
+            n.comment_review = match review {
+                None => comments.first().and_then(|c| c.review_id).map(query),
+                Some(_) => None,
+            };
+        }
+        Intent::Checks {
+            repo,
+            pr_number,
+            suite,
+            installation_id,
+        } => {
+            n.on_pr = Some((repo.clone(), *pr_number));
+            n.checks = suite.failed().then(|| ChecksQuery {
+                repo: repo.clone(),
+                suite_id: suite.id,
                 installation: *installation_id,
             });
         }
@@ -543,9 +588,30 @@ pub fn plan(intent: Intent, snap: &Snapshot, ctx: &Context<'_>) -> Plan {
             comments,
             installation_id,
         } => {
+            if let Some(r) = snap
+                .comment_review
+                .as_ref()
+                .filter(|r| ctx.rules.review_counts(r))
+            {
+                return done(format!(
+                    "the comment's review ({}) is for the agent, and its own event carries it",
+                    r.state
+                ));
+            }
             let follow_up = review_follow_up(&author, review.as_ref(), comments, snap);
+            if follow_up.threads.is_empty()
+                && review.as_ref().is_none_or(|r| r.body.trim().is_empty())
+            {
+                return done("the review holds nothing for the agent");
+            }
             prompt(ctx, snap, repo, pr_number, follow_up, installation_id)
         }
+        Intent::Checks {
+            repo,
+            pr_number,
+            suite,
+            installation_id,
+        } => checks(snap, repo, pr_number, &suite, installation_id),
         Intent::EnsureLabels {
             repos,
             installation_id,
@@ -894,6 +960,45 @@ fn review_follow_up(
     }
 }
 
+/// Checks on a PR's head, for its agent to fix or to stop fixing. Only a running agent gets
+/// them: an ended session is not started again by a check (a person decides that).
+fn checks(
+    snap: &Snapshot,
+    repo: RepoName,
+    pr_number: u64,
+    suite: &CheckSuite,
+    installation_id: Option<u64>,
+) -> Plan {
+    let CommentPlan::Forward(session) = plan_comment(&snap.on_pr) else {
+        return done("no running agent session on this PR: checks are fixed only while it runs");
+    };
+    let failed: Vec<&CheckRun> = snap.failed_checks.iter().filter(|c| c.failed()).collect();
+    let mut body = json!({
+        "head_sha": suite.head_sha,
+        "passed": !suite.failed(),
+        "checks": failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+    });
+    if suite.failed() {
+        let owned: Vec<CheckRun> = failed.into_iter().cloned().collect();
+        body["prompt"] = json!(texts::checks_prompt(&suite.head_sha, &owned));
+    }
+    Plan::Forward(Box::new(Forward {
+        route: CHECKS_ROUTE,
+        comment_id: None,
+        body,
+        installation: installation_id,
+        repo,
+        pr_number,
+        session,
+    }))
+}
+
+/// The agent's control route for follow-ups.
+pub const PROMPT_ROUTE: &str = "/prompt";
+
+/// The agent's control route for checks on its PR.
+pub const CHECKS_ROUTE: &str = "/checks";
+
 fn prompt(
     ctx: &Context<'_>,
     snap: &Snapshot,
@@ -926,6 +1031,7 @@ fn prompt(
                 body["review_comments"] = json!(follow_up.covers);
             }
             Plan::Forward(Box::new(Forward {
+                route: PROMPT_ROUTE,
                 comment_id: follow_up.comment_id,
                 body,
                 installation: installation_id,
@@ -1075,8 +1181,10 @@ pub fn after_forward(
     rules: &Rules,
 ) -> (Option<Post>, Outcome) {
     let id = f.session.session_id.clone();
+    // Checks come from GitHub, not from someone to answer: a failure is the outcome alone.
+    let answered = f.route == PROMPT_ROUTE;
     let post = |body| {
-        Some(Post {
+        answered.then(|| Post {
             installation: f.installation,
             repo: f.repo.clone(),
             number: f.pr_number,

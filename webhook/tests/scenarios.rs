@@ -593,6 +593,127 @@ async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_
     .await;
 }
 
+/// Failed checks on a session's PR reach its agent with each failed check's name, what it said
+/// and the end of its job log (read through GitHub's redirect); passing checks say only that;
+/// a suite on a commit that heads no PR reaches nothing.
+#[tokio::test]
+async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
+    use cca_testkit::github::{ACTIONS_APP, CheckRunSpec};
+    scenario(|stand| async move {
+        let (agent, s) = stand.running_agent().await;
+        let pr = s.pr_number.unwrap();
+        agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
+        let head = stand
+            .github
+            .pulls(REPO)
+            .into_iter()
+            .find(|p| p.number == pr)
+            .unwrap()
+            .head_sha;
+        let log: String = (1..=200)
+            .map(|i| format!("line {i}\n"))
+            .chain(["FAIL app.test.js: expected 2, got 3\n".to_owned()])
+            .collect();
+        let suite = stand.github.add_check_suite(
+            REPO,
+            &head,
+            &[
+                CheckRunSpec {
+                    name: "test".into(),
+                    conclusion: "failure".into(),
+                    app: ACTIONS_APP.into(),
+                    log: Some(log),
+                    ..CheckRunSpec::default()
+                },
+                CheckRunSpec {
+                    name: "build".into(),
+                    conclusion: "success".into(),
+                    app: ACTIONS_APP.into(),
+                    log: Some("ok".into()),
+                    ..CheckRunSpec::default()
+                },
+            ],
+        );
+        let (status, reply) = stand
+            .deliver(
+                "check_suite",
+                &stand.github.check_suite_event(REPO, suite, INSTALLATION),
+                &delivery(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let reqs = agent.requests();
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        assert_eq!(reqs[0].path, "/checks");
+        let body = &reqs[0].body;
+        assert_eq!(body["head_sha"], head.as_str());
+        assert_eq!(body["passed"], false);
+        assert_eq!(body["checks"], json!(["test"]));
+        let prompt = body["prompt"].as_str().unwrap();
+        assert!(prompt.contains("### test (failure)"), "{prompt}");
+        assert!(
+            prompt.contains("FAIL app.test.js: expected 2, got 3"),
+            "{prompt}"
+        );
+        assert!(
+            !prompt.contains("line 100\n"),
+            "only the log's tail: {prompt}"
+        );
+        assert!(
+            !prompt.contains("build"),
+            "a passing check is not a failure: {prompt}"
+        );
+
+        let passing = stand.github.add_check_suite(
+            REPO,
+            &head,
+            &[CheckRunSpec {
+                name: "test".into(),
+                conclusion: "success".into(),
+                app: ACTIONS_APP.into(),
+                ..CheckRunSpec::default()
+            }],
+        );
+        stand
+            .deliver(
+                "check_suite",
+                &stand.github.check_suite_event(REPO, passing, INSTALLATION),
+                &delivery(),
+            )
+            .await;
+        let reqs = agent.requests();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(
+            (reqs[1].body["passed"].as_bool(), reqs[1].body.get("prompt")),
+            (Some(true), None)
+        );
+
+        // Checks on a commit that heads no PR.
+        let elsewhere = stand.github.add_check_suite(
+            REPO,
+            "0000000000000000000000000000000000000000",
+            &[CheckRunSpec {
+                name: "test".into(),
+                conclusion: "failure".into(),
+                app: ACTIONS_APP.into(),
+                ..CheckRunSpec::default()
+            }],
+        );
+        let (_, reply) = stand
+            .deliver(
+                "check_suite",
+                &stand
+                    .github
+                    .check_suite_event(REPO, elsewhere, INSTALLATION),
+                &delivery(),
+            )
+            .await;
+        assert!(reply.to_string().contains("no pull request"), "{reply}");
+        assert_eq!(agent.requests().len(), 2);
+    })
+    .await;
+}
+
 /// A permitted mention reaches the agent's control API with a valid token; bot, own, unmentioned
 /// and unpermitted comments reach nothing.
 #[tokio::test]

@@ -787,10 +787,10 @@ fn only_the_webhook_reaches_conversations_and_no_session_role_reads_another_sess
         refusals("webhook", &presigned, &policies),
         Vec::<String>::new()
     );
-    // Outside the sessions' prefix, and listing, not even the webhook.
+    // Outside the sessions' prefix, or deleting, not even the webhook.
     let outside = [
         s3("webhook", "s3:GetObject", format!("{bucket}/elsewhere")),
-        s3("webhook", "s3:ListBucket", bucket.clone()),
+        s3("webhook", "s3:PutObject", format!("{bucket}/elsewhere")),
         s3("webhook", "s3:DeleteObject", object(&mine)),
     ];
     assert_eq!(
@@ -813,6 +813,18 @@ fn only_the_webhook_reaches_conversations_and_no_session_role_reads_another_sess
             attempts.len(),
             "{role} may reach conversations with its own credentials: {refused:#?}"
         );
+        // Not even under a condition this test cannot read: no statement names S3 at all.
+        let granting: Vec<&Value> = policies.roles[role]
+            .iter()
+            .filter(|st| {
+                strings(&st["Action"]).any(|a| {
+                    ["s3:GetObject", "s3:PutObject", "s3:ListBucket"]
+                        .iter()
+                        .any(|s3_action| glob(&a, s3_action, true))
+                })
+            })
+            .collect();
+        assert!(granting.is_empty(), "{role} names S3: {granting:#?}");
     }
 }
 

@@ -666,11 +666,20 @@ async fn the_setup_page_creates_a_github_app_and_up_carries_on_with_it() {
                 "issues": "write",
                 "deployments": "write",
                 "metadata": "read",
+                "checks": "read",
+                "actions": "read",
             })
         );
         assert_eq!(
             manifest["default_events"],
-            json!(["issues", "issue_comment", "pull_request"])
+            json!([
+                "issues",
+                "issue_comment",
+                "pull_request",
+                "pull_request_review",
+                "pull_request_review_comment",
+                "check_suite"
+            ])
         );
         assert_eq!(manifest["redirect_url"], format!("{base}/setup/callback"));
         assert_eq!(manifest["hook_attributes"]["url"], format!("{base}/webhook"));

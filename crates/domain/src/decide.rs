@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 
 use crate::event::{
-    Actor, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, JiraUser, PrAction, PullRequest,
-    Review, ReviewComment,
+    Actor, CheckSuite, Comment, GitHubEvent, Issue, IssuesAction, JiraEvent, JiraUser, PrAction,
+    PullRequest, Review, ReviewComment,
 };
 use crate::ids::{JiraKey, Login, RepoName};
 use crate::session::{ImageChannel, Session, SessionType, Status};
@@ -175,6 +175,14 @@ impl Rules {
         false
     }
 
+    /// Whether a review by a person is for the agent: it requests changes, mentions it, or
+    /// every comment is forwarded.
+    pub fn review_counts(&self, review: &Review) -> bool {
+        review.state == "changes_requested"
+            || self.forward_all_comments
+            || self.mentions(&review.body)
+    }
+
     /// Whether `body` is the stop command (its first line, trimmed, in any case).
     pub fn is_stop_command(&self, body: &str) -> bool {
         let first = body.trim_start().lines().next().unwrap_or("").trim();
@@ -293,6 +301,14 @@ pub enum Intent {
         review: Option<Review>,
         /// The single comment on the diff (empty for a submitted review).
         comments: Vec<ReviewComment>,
+        installation_id: Option<u64>,
+    },
+    /// Checks on the head of a PR completed: failed ones are for the agent to fix (if the head is
+    /// its own), passing ones end its fixing.
+    Checks {
+        repo: RepoName,
+        pr_number: u64,
+        suite: CheckSuite,
         installation_id: Option<u64>,
     },
     /// `/claude stop` on a PR.
@@ -481,10 +497,7 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                 ignore(format!("review author {} is a bot", review.author.login))
             } else if review.body.contains(MARKER) {
                 ignore("review was written by this system")
-            } else if review.state == "changes_requested"
-                || rules.forward_all_comments
-                || rules.mentions(&review.body)
-            {
+            } else if rules.review_counts(&review) {
                 Intent::Review {
                     repo,
                     pr_number,
@@ -500,6 +513,27 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                 ))
             }
         }
+        GitHubEvent::CheckSuiteCompleted {
+            repo,
+            suite,
+            installation_id,
+        } => match suite.pull_requests.first().copied() {
+            None => ignore("the checked commit is the head of no pull request of this repository"),
+            Some(pr_number) if suite.failed() || suite.conclusion == "success" => Intent::Checks {
+                repo,
+                pr_number,
+                suite,
+                installation_id,
+            },
+            Some(_) => ignore(format!(
+                "the checks ended {}: neither passed nor failed",
+                if suite.conclusion.is_empty() {
+                    "without a conclusion"
+                } else {
+                    suite.conclusion.as_str()
+                }
+            )),
+        },
         GitHubEvent::ReviewCommentCreated {
             repo,
             pr_number,

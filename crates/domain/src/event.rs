@@ -99,6 +99,55 @@ impl ReviewComment {
     }
 }
 
+/// A completed suite of checks on a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSuite {
+    pub id: u64,
+    pub head_sha: String,
+    /// `success`, `failure`, `timed_out`, `cancelled`, `neutral`, `skipped`, `stale`,
+    /// `action_required` or `startup_failure`, lower-cased; empty when GitHub gives none.
+    pub conclusion: String,
+    /// The open PRs whose head is this commit, in this repository (GitHub lists none for a fork).
+    pub pull_requests: Vec<u64>,
+    /// The app that ran the checks (`github-actions`, …), when GitHub names it.
+    pub app: Option<String>,
+}
+
+impl CheckSuite {
+    /// Whether the checks failed, as opposed to passing or being called off.
+    pub fn failed(&self) -> bool {
+        matches!(
+            self.conclusion.as_str(),
+            "failure" | "timed_out" | "startup_failure"
+        )
+    }
+}
+
+/// One check of a suite as GitHub's API gives it, with the tail of its log when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub conclusion: String,
+    /// The app that ran it (`github-actions`: its log is the job's).
+    pub app: Option<String>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub text: Option<String>,
+    /// The last lines of its log (GitHub Actions jobs).
+    pub log_tail: Option<String>,
+}
+
+impl CheckRun {
+    /// Whether this check failed.
+    pub fn failed(&self) -> bool {
+        matches!(
+            self.conclusion.as_str(),
+            "failure" | "timed_out" | "startup_failure"
+        )
+    }
+}
+
 /// What happened to an issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssuesAction {
@@ -152,6 +201,13 @@ pub enum GitHubEvent {
         repo: RepoName,
         pr_number: u64,
         comment: ReviewComment,
+        installation_id: Option<u64>,
+    },
+    /// A suite of checks on a commit completed (`check_suite.completed`): one a CI app, for
+    /// every check run it made on the commit.
+    CheckSuiteCompleted {
+        repo: RepoName,
+        suite: CheckSuite,
         installation_id: Option<u64>,
     },
     /// The App was installed on repositories (`installation.created`), or repositories were
@@ -298,6 +354,33 @@ impl RawReviewComment {
     }
 }
 
+#[derive(Deserialize)]
+struct RawApp {
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCheckSuite {
+    id: u64,
+    head_sha: String,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    pull_requests: Vec<RawPrNumber>,
+    #[serde(default)]
+    app: Option<RawApp>,
+}
+
+#[derive(Deserialize)]
+struct CheckSuitePayload {
+    action: String,
+    check_suite: RawCheckSuite,
+    repository: RawRepo,
+    #[serde(default)]
+    installation: Option<RawInstallation>,
+}
+
 /// A pull request as a review's payload names it: only its number is needed.
 #[derive(Deserialize)]
 struct RawPrNumber {
@@ -374,6 +457,7 @@ fn handled_action(event: &str, action: &str) -> bool {
         "pull_request" => matches!(action, "labeled" | "unlabeled" | "closed" | "synchronize"),
         "issue_comment" | "pull_request_review_comment" => action == "created",
         "pull_request_review" => action == "submitted",
+        "check_suite" => action == "completed",
         "installation" => action == "created",
         "installation_repositories" => action == "added",
         _ => false,
@@ -457,6 +541,7 @@ pub fn parse_github(event: &str, body: &[u8]) -> Result<GitHubEvent, ParseError>
         "issue_comment" => parse_comment(body),
         "pull_request_review" => parse_review(body),
         "pull_request_review_comment" => parse_review_comment(body),
+        "check_suite" => parse_check_suite(body),
         "installation" | "installation_repositories" => parse_installation(event, body),
         _ => {
             let a: ActionOnly = sonic_rs::from_slice(body).map_err(json_err)?;
@@ -623,6 +708,28 @@ fn parse_review_comment(body: &[u8]) -> Result<GitHubEvent, ParseError> {
         repo: RepoName::parse(&p.repository.full_name)?,
         pr_number: p.pull_request.number,
         comment: p.comment.comment()?,
+        installation_id: p.installation.map(|i| i.id),
+    })
+}
+
+fn parse_check_suite(body: &[u8]) -> Result<GitHubEvent, ParseError> {
+    let p: CheckSuitePayload = sonic_rs::from_slice(body).map_err(json_err)?;
+    if p.action != "completed" {
+        return Ok(GitHubEvent::Unhandled {
+            event: "check_suite".into(),
+            action: Some(p.action),
+        });
+    }
+    let c = p.check_suite;
+    Ok(GitHubEvent::CheckSuiteCompleted {
+        repo: RepoName::parse(&p.repository.full_name)?,
+        suite: CheckSuite {
+            id: c.id,
+            head_sha: c.head_sha,
+            conclusion: c.conclusion.unwrap_or_default().to_ascii_lowercase(),
+            pull_requests: c.pull_requests.into_iter().map(|pr| pr.number).collect(),
+            app: c.app.and_then(|a| a.slug),
+        },
         installation_id: p.installation.map(|i| i.id),
     })
 }

@@ -121,6 +121,37 @@ pub fn review_prompt(
     out
 }
 
+/// The prompt of a fix run: which checks failed on `head_sha`, what they said, and the end of
+/// their logs, each fenced so that nothing in a log closes the fence.
+pub fn checks_prompt(head_sha: &str, failed: &[crate::event::CheckRun]) -> String {
+    use std::fmt::Write as _;
+    let short = &head_sha[..head_sha.len().min(7)];
+    let mut out = format!(
+        "The checks on the PR's head commit `{short}` failed ({} failing). Find why, fix the code \
+         (not the checks), and commit.\n",
+        failed.len()
+    );
+    for run in failed {
+        let _ = write!(out, "\n### {} ({})\n", run.name, run.conclusion);
+        for part in [&run.title, &run.summary, &run.text].into_iter().flatten() {
+            let part = part.trim();
+            if !part.is_empty() {
+                let _ = writeln!(out, "\n{}", crate::naming::clip(part, 4_000));
+            }
+        }
+        if let Some(log) = run.log_tail.as_deref().filter(|l| !l.trim().is_empty()) {
+            let longest = log.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            let fence = "`".repeat(longest.max(2) + 1);
+            let _ = write!(
+                out,
+                "\nThe end of its log:\n{fence}text\n{}\n{fence}\n",
+                log.trim_end()
+            );
+        }
+    }
+    out
+}
+
 /// The message of the empty first commit of an issue's branch.
 pub fn issue_commit_message(issue_number: u64) -> String {
     format!("chore: start Claude agent session for issue #{issue_number}")

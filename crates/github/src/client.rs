@@ -145,11 +145,7 @@ struct ReviewCommentAnswer {
     #[serde(default)]
     line: Option<u64>,
     #[serde(default)]
-    original_line: Option<u64>,
-    #[serde(default)]
     start_line: Option<u64>,
-    #[serde(default)]
-    original_start_line: Option<u64>,
     #[serde(default)]
     diff_hunk: Option<String>,
     #[serde(default)]
@@ -162,6 +158,43 @@ struct UserAnswer {
     #[serde(rename = "type", default)]
     kind: Option<String>,
 }
+
+/// A check run as `GET /check-suites/{id}/check-runs` answers it.
+#[derive(Debug, Deserialize)]
+struct CheckRunAnswer {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    output: Option<CheckOutputAnswer>,
+    #[serde(default)]
+    app: Option<AppAnswer>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckOutputAnswer {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AppAnswer {
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckRunsAnswer {
+    check_runs: Vec<CheckRunAnswer>,
+}
+
+/// The largest log read for its tail (a job log is downloaded whole).
+const LOG_READ_MAX: usize = 8 * 1024 * 1024;
 
 /// The most comments of one review read (five pages of GitHub's largest).
 const REVIEW_COMMENTS_MAX: usize = 500;
@@ -500,8 +533,10 @@ impl RepoClient {
                         login,
                     },
                     path: c.path,
-                    line: c.line.or(c.original_line),
-                    start_line: c.start_line.or(c.original_start_line),
+                    // An outdated comment's line is gone from the diff: said so, as in the
+                    // comment's own event, rather than given a line of an older version.
+                    line: c.line,
+                    start_line: c.start_line,
                     diff_hunk: c.diff_hunk.unwrap_or_default(),
                     in_reply_to: c.in_reply_to_id,
                 })
@@ -511,6 +546,136 @@ impl RepoClient {
             }
         }
         Ok(out)
+    }
+
+    /// The latest check runs of suite `suite_id` (at most 100), without their logs.
+    pub async fn check_runs(
+        &self,
+        repo: &RepoName,
+        suite_id: u64,
+    ) -> Result<Vec<cca_domain::event::CheckRun>, GitHubError> {
+        let route =
+            format!("/repos/{repo}/check-suites/{suite_id}/check-runs?filter=latest&per_page=100");
+        let answer: CheckRunsAnswer = self.get(&route).await?;
+        Ok(answer
+            .check_runs
+            .into_iter()
+            .map(|r| {
+                let output = r.output.unwrap_or(CheckOutputAnswer {
+                    title: None,
+                    summary: None,
+                    text: None,
+                });
+                cca_domain::event::CheckRun {
+                    id: r.id,
+                    name: r.name,
+                    conclusion: r.conclusion.unwrap_or_default().to_ascii_lowercase(),
+                    app: r.app.and_then(|a| a.slug),
+                    title: output.title,
+                    summary: output.summary,
+                    text: output.text,
+                    log_tail: None,
+                }
+            })
+            .collect())
+    }
+
+    /// The last `max_lines` lines of GitHub Actions job `job_id`'s log (a check run of
+    /// `github-actions` has its job's id), or `None` when GitHub keeps no log of it (expired,
+    /// or not an Actions job). GitHub answers with a redirect to a short-lived download URL,
+    /// which is fetched without the installation's token.
+    pub async fn job_log_tail(
+        &self,
+        repo: &RepoName,
+        job_id: u64,
+        max_lines: usize,
+    ) -> Result<Option<String>, GitHubError> {
+        let route = format!("/repos/{repo}/actions/jobs/{job_id}/logs");
+        let transport = |message: String| GitHubError::Transport {
+            route: route.clone(),
+            message,
+        };
+        let answer = self
+            .octo
+            ._get(&route)
+            .await
+            .map_err(|e| GitHubError::from_octocrab(&route, e))?;
+        let status = answer.status();
+        let text = if status.is_redirection() {
+            let location = answer
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| transport("a redirect without a location".into()))?
+                .to_owned();
+            let download = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| transport(e.to_string()))?
+                .get(&location)
+                .send()
+                .await
+                .map_err(|e| transport(format!("downloading the log: {e}")))?;
+            if !download.status().is_success() {
+                return Ok(None);
+            }
+            let bytes = download
+                .bytes()
+                .await
+                .map_err(|e| transport(format!("downloading the log: {e}")))?;
+            String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(LOG_READ_MAX)..]).into_owned()
+        } else if status.is_success() {
+            self.octo
+                .body_to_string(answer)
+                .await
+                .map_err(|e| GitHubError::from_octocrab(&route, e))?
+        } else if matches!(status.as_u16(), 404 | 410) {
+            return Ok(None);
+        } else {
+            return match octocrab::map_github_error(answer).await {
+                Err(e) => Err(GitHubError::from_octocrab(&route, e)),
+                Ok(_) => Err(transport(format!("answered {status}"))),
+            };
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        Ok(Some(
+            lines[lines.len().saturating_sub(max_lines)..].join("\n"),
+        ))
+    }
+
+    /// Review `review_id` of PR `pr`: its state and body (the author's login as GitHub gives it).
+    pub async fn review(
+        &self,
+        repo: &RepoName,
+        pr: u64,
+        review_id: u64,
+    ) -> Result<cca_domain::event::Review, GitHubError> {
+        #[derive(Deserialize)]
+        struct ReviewAnswer {
+            id: u64,
+            state: String,
+            #[serde(default)]
+            body: Option<String>,
+            user: Option<UserAnswer>,
+        }
+        let route = format!("/repos/{repo}/pulls/{pr}/reviews/{review_id}");
+        let r: ReviewAnswer = self.get(&route).await?;
+        let user = r.user.unwrap_or(UserAnswer {
+            login: "ghost".into(),
+            kind: None,
+        });
+        Ok(cca_domain::event::Review {
+            id: r.id,
+            state: r.state.to_ascii_lowercase(),
+            body: r.body.unwrap_or_default(),
+            author: cca_domain::event::Actor {
+                is_bot: user.kind.as_deref() == Some("Bot") || user.login.ends_with("[bot]"),
+                login: Login::parse(&user.login).map_err(|e| GitHubError::Transport {
+                    route: route.clone(),
+                    message: e.to_string(),
+                })?,
+            },
+        })
     }
 
     /// Replies in the review thread that `comment_id` heads (GitHub accepts only a thread's

@@ -1,4 +1,5 @@
-//! Stand-in for an agent container's control API (`/prompt`, `/stop`, `/refresh`, `/status`).
+//! Stand-in for an agent container's control API (`/prompt`, `/stop`, `/refresh`, `/checks`,
+//! `/status`).
 //!
 //! The webhook forwards follow-ups and stop requests to a running agent; this fake lets tests
 //! check what was sent, with which credential, without starting an agent. It checks the
@@ -146,6 +147,7 @@ async fn serve_request(
         }
         ("POST", "/stop") => json!({ "message": "stopping" }),
         ("POST", "/refresh") => json!({ "message": "refreshing" }),
+        ("POST", "/checks") => json!({ "message": "checks noted" }),
         ("GET", "/status") => json!({ "status": state.status }),
         _ => return (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))).into_response(),
     };

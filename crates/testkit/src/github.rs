@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use crate::git::{Bare, CgiRequest, Expect, Identity, PathContent, is_oid_prefix};
 
 mod api;
+mod checks;
 mod faults;
 mod git_http;
 mod json;
@@ -44,6 +45,7 @@ mod time;
 
 use self::{api::*, faults::*, git_http::*, json::*, repo::*, resources::*};
 pub use crate::git::{GitCommitInfo, GitRequest, GitSignature};
+pub use checks::{ACTIONS_APP, CheckRunSpec, CheckSuiteRec};
 pub use faults::{CONTENT_REQUESTS_PER_MINUTE, RateLimit};
 pub(crate) use faults::{Fault, Faults, injected_failure};
 pub use oauth::{CLIENT_ID, CLIENT_SECRET};
@@ -413,6 +415,7 @@ impl FakeGitHub {
             reactions: BTreeMap::new(),
             reviews: Vec::new(),
             review_comments: Vec::new(),
+            check_suites: Vec::new(),
             deployments: Vec::new(),
             permissions: HashMap::new(),
             hosted: None,
@@ -897,6 +900,7 @@ struct Repo {
     reactions: BTreeMap<u64, Vec<Reaction>>,
     reviews: Vec<Review>,
     review_comments: Vec<ReviewComment>,
+    check_suites: Vec<CheckSuiteRec>,
     deployments: Vec<Deployment>,
     permissions: HashMap<String, String>,
     /// The bare repository, when hosted: then `branches` is a copy of its refs, refreshed before

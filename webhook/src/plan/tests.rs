@@ -2,7 +2,7 @@
 //! and each step's failure.
 
 use cca_domain::address::Refusal;
-use cca_domain::event::{Actor, Comment, Review, ReviewComment};
+use cca_domain::event::{Actor, CheckRun, CheckSuite, Comment, Review, ReviewComment};
 
 use super::*;
 
@@ -992,6 +992,172 @@ fn a_review_of_an_ended_session_relaunches_it_with_the_review_as_prompt() {
             }
         )),
         done("no agent session on this PR")
+    );
+}
+
+fn checks_intent(conclusion: &str) -> Intent {
+    Intent::Checks {
+        repo: repo(),
+        pr_number: 8,
+        suite: CheckSuite {
+            id: 600,
+            head_sha: "0123456789abcdef".into(),
+            conclusion: conclusion.into(),
+            pull_requests: vec![8],
+            app: Some("github-actions".into()),
+        },
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+#[test]
+fn failed_checks_read_their_runs_and_go_to_the_running_agent_with_their_logs() {
+    let n = with_ctx(false, |ctx| needs(&checks_intent("failure"), ctx));
+    assert_eq!(
+        n.permission, None,
+        "GitHub reports checks: nobody's permission is asked"
+    );
+    assert_eq!(n.on_pr, Some((repo(), 8)));
+    assert_eq!(
+        n.checks,
+        Some(ChecksQuery {
+            repo: repo(),
+            suite_id: 600,
+            installation: Some(INSTALLATION),
+        })
+    );
+    assert_eq!(
+        with_ctx(false, |ctx| needs(&checks_intent("success"), ctx)).checks,
+        None
+    );
+
+    let snap = Snapshot {
+        on_pr: vec![ready_agent()],
+        failed_checks: vec![
+            CheckRun {
+                id: 601,
+                name: "test".into(),
+                conclusion: "failure".into(),
+                app: Some("github-actions".into()),
+                log_tail: Some("FAIL src/app.test.js\nExpected 2, got 3".into()),
+                ..CheckRun::default()
+            },
+            CheckRun {
+                id: 602,
+                name: "lint".into(),
+                conclusion: "failure".into(),
+                summary: Some("3 problems".into()),
+                ..CheckRun::default()
+            },
+        ],
+        ..snap()
+    };
+    let Plan::Forward(f) = plan_of(checks_intent("failure"), &snap) else {
+        panic!("not forwarded")
+    };
+    assert_eq!(f.route, CHECKS_ROUTE);
+    assert_eq!(f.body["head_sha"], "0123456789abcdef");
+    assert_eq!(f.body["passed"], false);
+    assert_eq!(f.body["checks"], json!(["test", "lint"]));
+    let prompt = f.body["prompt"].as_str().unwrap();
+    for want in [
+        "`0123456` failed (2 failing)",
+        "### test (failure)",
+        "FAIL src/app.test.js\nExpected 2, got 3",
+        "### lint (failure)",
+        "3 problems",
+    ] {
+        assert!(prompt.contains(want), "{want:?} not in {prompt}");
+    }
+    // Nobody is told when the agent cannot be reached: GitHub asked, not a person.
+    let (post, outcome) = after_forward(
+        &f,
+        &Err(ControlError::Unreachable("timed out".into())),
+        &rules(),
+    );
+    assert_eq!(post, None);
+    assert!(outcome.is_failure());
+
+    let Plan::Forward(passed) = plan_of(checks_intent("success"), &snap) else {
+        panic!("not forwarded")
+    };
+    assert_eq!(passed.body["passed"], true);
+    assert!(passed.body.get("prompt").is_none());
+}
+
+#[test]
+fn checks_of_a_pr_without_a_running_agent_start_nothing() {
+    for on_pr in [
+        vec![],
+        vec![agent(Status::Stopped)],
+        vec![agent(Status::Provisioning)],
+    ] {
+        let (posts, outcome) = answer_of(plan_of(
+            checks_intent("failure"),
+            &Snapshot { on_pr, ..snap() },
+        ));
+        assert!(posts.is_empty());
+        assert!(
+            matches!(&outcome, Outcome::Done(why) if why.contains("only while it runs")),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn a_diff_comment_whose_review_is_for_the_agent_is_left_to_that_review() {
+    let single = Intent::Review {
+        repo: repo(),
+        pr_number: 8,
+        author: actor("rev"),
+        review: None,
+        comments: vec![diff_comment(505, "src/a.js", 3, actor("rev"))],
+        installation_id: Some(INSTALLATION),
+    };
+    let n = with_ctx(false, |ctx| needs(&single, ctx));
+    assert_eq!(n.comment_review.map(|q| q.review_id), Some(500));
+    let of_review = |state: &str| Snapshot {
+        on_pr: vec![ready_agent()],
+        comment_review: Some(Review {
+            id: 500,
+            state: state.into(),
+            body: String::new(),
+            author: actor("rev"),
+        }),
+        ..snap()
+    };
+    let (_, outcome) = answer_of(plan_of(single.clone(), &of_review("changes_requested")));
+    assert!(
+        matches!(&outcome, Outcome::Done(why) if why.contains("its own event carries it")),
+        "{outcome:?}"
+    );
+    assert!(matches!(
+        plan_of(single, &of_review("commented")),
+        Plan::Forward(_)
+    ));
+    // A review with no words and no comments for the agent is nothing.
+    let empty = Intent::Review {
+        repo: repo(),
+        pr_number: 8,
+        author: actor("rev"),
+        review: Some(Review {
+            id: 500,
+            state: "changes_requested".into(),
+            body: "  ".into(),
+            author: actor("rev"),
+        }),
+        comments: Vec::new(),
+        installation_id: Some(INSTALLATION),
+    };
+    assert_eq!(
+        answer_of(plan_of(
+            empty,
+            &Snapshot {
+                on_pr: vec![ready_agent()],
+                ..snap()
+            }
+        )),
+        done("the review holds nothing for the agent")
     );
 }
 

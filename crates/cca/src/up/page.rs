@@ -12,21 +12,25 @@ use super::stored::StoredApp;
 pub const MAX_APP_NAME_CHARS: usize = 34;
 
 /// Permissions the App asks for: what the webhook and the agents use, nothing more.
-pub const PERMISSIONS: [(&str, &str); 5] = [
+pub const PERMISSIONS: [(&str, &str); 7] = [
     ("contents", "write"),
     ("pull_requests", "write"),
     ("issues", "write"),
     ("deployments", "write"),
     ("metadata", "read"),
+    // Failing checks on the agent's commits: their runs, and Actions jobs' logs.
+    ("checks", "read"),
+    ("actions", "read"),
 ];
 
 /// Events the App subscribes to.
-pub const EVENTS: [&str; 5] = [
+pub const EVENTS: [&str; 6] = [
     "issues",
     "issue_comment",
     "pull_request",
     "pull_request_review",
     "pull_request_review_comment",
+    "check_suite",
 ];
 
 /// Escapes text for HTML content and quoted attribute values.
@@ -410,6 +414,8 @@ mod tests {
         assert_eq!(m["default_permissions"]["issues"], "write");
         assert_eq!(m["default_permissions"]["deployments"], "write");
         assert_eq!(m["default_permissions"]["metadata"], "read");
+        assert_eq!(m["default_permissions"]["checks"], "read");
+        assert_eq!(m["default_permissions"]["actions"], "read");
         assert_eq!(
             m["default_events"],
             json!([
@@ -417,7 +423,8 @@ mod tests {
                 "issue_comment",
                 "pull_request",
                 "pull_request_review",
-                "pull_request_review_comment"
+                "pull_request_review_comment",
+                "check_suite"
             ])
         );
         assert_eq!(m["public"], false);

@@ -389,6 +389,44 @@ fn a_diff_comment_mentioning_the_agent_is_one_follow_up_and_its_review_never_dou
     ));
 }
 
+fn checks(conclusion: &str, prs: &[u64]) -> GitHubEvent {
+    GitHubEvent::CheckSuiteCompleted {
+        repo: repo(),
+        suite: crate::event::CheckSuite {
+            id: 9,
+            head_sha: "abc".into(),
+            conclusion: conclusion.into(),
+            pull_requests: prs.to_vec(),
+            app: Some("github-actions".into()),
+        },
+        installation_id: Some(1),
+    }
+}
+
+#[test]
+fn failed_and_passing_checks_of_a_pr_head_go_to_its_agent_without_a_permission_check() {
+    for conclusion in ["failure", "timed_out", "startup_failure", "success"] {
+        let i = decide(checks(conclusion, &[7]));
+        assert!(
+            matches!(&i, Intent::Checks { pr_number: 7, suite, .. } if suite.conclusion == conclusion),
+            "{i:?}"
+        );
+        // GitHub reports checks; no person asks for anything.
+        assert_eq!(i.requires_write(), None);
+    }
+    for conclusion in [
+        "cancelled",
+        "neutral",
+        "skipped",
+        "stale",
+        "action_required",
+        "",
+    ] {
+        assert!(ignored(decide(checks(conclusion, &[7]))).contains("neither passed nor failed"));
+    }
+    assert!(ignored(decide(checks("failure", &[]))).contains("no pull request"));
+}
+
 #[test]
 fn mentions_are_whole_words() {
     let r = Rules::default();

@@ -465,6 +465,36 @@ pub fn thread_reply(
     format!("{MARKER}\n🤖 {said}")
 }
 
+/// A fix run for failing checks is queued.
+pub fn ci_fix_queued(attempt: u32, max: u32, head: &str, checks: &[String]) -> String {
+    let named: Vec<String> = checks.iter().take(10).map(|c| format!("`{c}`")).collect();
+    let which = match named.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", named.join(", ")),
+    };
+    format!(
+        ":wrench: **Checks failed** on `{}`{which}: fix run {attempt} of {max} (CI_FIX_ATTEMPTS).",
+        short_sha(head)
+    )
+}
+
+/// The checks pass after fix runs.
+pub fn ci_passed(attempts: u32, head: &str) -> String {
+    let runs = if attempts == 1 { "run" } else { "runs" };
+    format!(
+        ":white_check_mark: **Checks pass** on `{}` after {attempts} fix {runs}.",
+        short_sha(head)
+    )
+}
+
+/// The checks still fail after every fix run allowed.
+pub fn ci_gave_up(max: u32, head: &str) -> String {
+    format!(
+        ":octagonal_sign: **Checks still fail** on `{}` after {max} fix runs (CI_FIX_ATTEMPTS): no more fix runs. Comment on the PR to ask for more.",
+        short_sha(head)
+    )
+}
+
 /// The status comment's headlines.
 pub mod headline {
     use super::short_sha;

@@ -155,6 +155,7 @@ impl State {
         }
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", ["app-manifests", code, "conversions"]) => self.convert_manifest(code),
+            ("GET", ["_job-logs", owner, name, id]) => self.job_log_download(owner, name, id),
             ("GET", ["app"]) => {
                 self.verify_jwt(&req.credential)?;
                 ok(self.app_json())
@@ -522,7 +523,7 @@ impl State {
             "created_at": now,
             "updated_at": now,
             "permissions": app_permissions(),
-            "events": ["issues", "issue_comment", "pull_request"],
+            "events": APP_EVENTS,
             "installations_count": self.installations.len(),
         })
     }
@@ -541,7 +542,7 @@ impl State {
             "repositories_url": format!("{}/installation/repositories", self.url),
             "html_url": format!("https://github.com/settings/installations/{id}"),
             "permissions": app_permissions(),
-            "events": ["issues", "issue_comment", "pull_request"],
+            "events": APP_EVENTS,
             "created_at": now,
             "updated_at": now,
         })
@@ -562,8 +563,20 @@ pub(super) fn app_permissions() -> Value {
         "issues": "write",
         "deployments": "write",
         "metadata": "read",
+        "checks": "read",
+        "actions": "read",
     })
 }
+
+/// The events the fake App subscribes to.
+const APP_EVENTS: [&str; 6] = [
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "check_suite",
+];
 
 pub(super) fn permission_rank(level: &str) -> u8 {
     match level {

@@ -70,6 +70,11 @@ impl RepoCtx<'_> {
                 ok(self.repo.pull_json(self.api, pull))
             }
             ("PATCH" | "POST", ["pulls", number]) => self.update_pull(parse_number(number)?),
+            ("GET", ["check-suites", id, "check-runs"]) => self.check_runs_of(parse_number(id)?),
+            ("GET", ["actions", "jobs", id, "logs"]) => self.job_logs(parse_number(id)?),
+            ("GET", ["pulls", number, "reviews", id]) => {
+                self.review_of(parse_number(number)?, parse_number(id)?)
+            }
             ("GET", ["pulls", number, "reviews", id, "comments"]) => {
                 self.review_comments_of(parse_number(number)?, parse_number(id)?)
             }

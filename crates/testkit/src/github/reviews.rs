@@ -180,6 +180,17 @@ impl Repo {
 }
 
 impl RepoCtx<'_> {
+    /// `GET /pulls/{n}/reviews/{id}`.
+    pub(super) fn review_of(&self, number: u64, review_id: u64) -> Answer {
+        let review = self
+            .repo
+            .reviews
+            .iter()
+            .find(|v| v.id == review_id && v.pull_number == number)
+            .ok_or_else(ApiError::not_found)?;
+        ok(self.repo.review_json(self.api, review))
+    }
+
     /// `GET /pulls/{n}/reviews/{id}/comments`.
     pub(super) fn review_comments_of(&self, number: u64, review_id: u64) -> Answer {
         if !self

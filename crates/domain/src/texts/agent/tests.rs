@@ -216,3 +216,19 @@ fn a_thread_reply_names_the_commits_that_changed_its_file_or_says_there_were_non
     let failed = thread_reply(2, false, "a.js", true, &commits);
     assert!(failed.contains("Run 2 failed"), "{failed}");
 }
+
+#[test]
+fn the_fixing_of_checks_is_said_with_the_commit_the_attempt_and_the_limit() {
+    let queued = ci_fix_queued(2, 3, "abcdef123", &["test".into(), "lint".into()]);
+    assert!(
+        queued.contains("`abcdef1` (`test`, `lint`): fix run 2 of 3"),
+        "{queued}"
+    );
+    assert!(ci_passed(1, "abcdef123").contains("after 1 fix run."));
+    assert!(ci_passed(2, "abcdef123").contains("after 2 fix runs."));
+    let gave_up = ci_gave_up(3, "abcdef123");
+    assert!(
+        gave_up.contains("after 3 fix runs") && gave_up.contains("no more"),
+        "{gave_up}"
+    );
+}

@@ -116,7 +116,7 @@ async fn start(
         author: None,
         comment_id: None,
         threads: Vec::new(),
-        fix: false,
+        fix: None,
     });
     Ok(Started {
         repo,
@@ -234,6 +234,13 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
         if prompt.author.is_some() {
             st.ci.lock().await.person_asked();
         }
+        if let Some(commit) = &prompt.fix {
+            let head = st.repo.head().await.unwrap_or_default();
+            if !st.ci.lock().await.still_fixing(commit, &head) {
+                info!(commit = %commit, head = %head, "a queued fix run is no longer wanted");
+                continue;
+            }
+        }
         st.activity.begin();
         if let Some(limit) = session_limit(ready, st).await {
             reporter
@@ -287,13 +294,12 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
 /// commit and the fixing allows one; what is decided is said on the PR.
 async fn on_checks(ready: &Ready, reporter: &Reporter, st: &Started, report: Checks) {
     let head = st.repo.head().await.unwrap_or_default();
-    let ours = !head.is_empty() && head == report.head_sha;
     let verdict = st
         .ci
         .lock()
         .await
-        .on_checks(&report.head_sha, report.passed, ours);
-    info!(head = %report.head_sha, passed = report.passed, ours, ?verdict, "checks");
+        .on_checks(&report.head_sha, report.passed, &head);
+    info!(checked = %report.head_sha, head = %head, passed = report.passed, ?verdict, "checks");
     match verdict {
         Verdict::Fix { attempt, max } => {
             reporter
@@ -309,7 +315,7 @@ async fn on_checks(ready: &Ready, reporter: &Reporter, st: &Started, report: Che
                 author: None,
                 comment_id: None,
                 threads: Vec::new(),
-                fix: true,
+                fix: Some(report.head_sha.clone()),
             });
         }
         Verdict::Passed { attempts } => {

@@ -40,8 +40,8 @@ pub struct Prompt {
     pub comment_id: Option<u64>,
     /// The review threads the run answers in when it ends.
     pub threads: Vec<Thread>,
-    /// A fix run for failing checks (not a person's follow-up).
-    pub fix: bool,
+    /// A fix run for failing checks on this commit (not a person's follow-up).
+    pub fix: Option<String>,
 }
 
 /// A review thread a prompt came from: the id of its first comment (replies go there) and its
@@ -367,7 +367,7 @@ async fn prompt(
         author: body.author.filter(|a| !a.is_empty()),
         comment_id,
         threads,
-        fix: false,
+        fix: None,
     });
     if let Some(id) = comment_id {
         if let Some(tx) = s

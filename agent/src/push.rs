@@ -48,9 +48,15 @@ pub(crate) async fn commit_and_push(
         .await
         .unwrap_or(true)
     {
+        let before = st.repo.head().await.unwrap_or_default();
         let pushed = match ready.git_auth(&st.clone_url).await {
             Ok(auth) => match st.repo.push(session.branch_name.as_str(), &auth).await {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    // A head that moved in the push was rebased onto someone else's commits.
+                    let after = st.repo.head().await.unwrap_or_default();
+                    st.ci.lock().await.pushed(&after, after != before);
+                    Ok(())
+                }
                 Err(e) => match crate::git::refusal(&e.detail) {
                     Some(reason) => {
                         let reason = mask(&reason);

@@ -798,28 +798,12 @@ async fn a_file_over_githubs_limit_or_a_hook_is_refused_and_its_content_is_not_p
 #[tokio::test]
 async fn a_review_is_one_run_that_sees_its_inline_comments_and_answers_in_each_thread() {
     use cca_domain::event::{Actor, Review, ReviewComment};
-    use cca_testkit::github::DiffComment;
     scenario(Stand::new(SessionType::Agent, "claude/1"), |stand| async move {
         stand.model.push_all([Reply::text("Nothing to do yet.")]);
         let mut agent = stand.spawn("run");
         stand.wait_comment("Run 1 finished", START).await;
         let pr = stand.record().await.pr_number.unwrap();
-        let inline = [
-            DiffComment {
-                path: "app.js".into(),
-                start_line: Some(2),
-                line: 4,
-                diff_hunk: "@@ -1,4 +1,4 @@\n-var a = 1;\n+let a = 1;".into(),
-                body: "Use const here.".into(),
-            },
-            DiffComment {
-                path: "README.md".into(),
-                start_line: None,
-                line: 7,
-                diff_hunk: "@@ -7 +7 @@\n-Old title\n+New title".into(),
-                body: "Say what it does.".into(),
-            },
-        ];
+        let inline = cca_testkit::github::two_diff_comments();
         let (review_id, ids) =
             stand
                 .github
@@ -895,8 +879,17 @@ async fn a_review_is_one_run_that_sees_its_inline_comments_and_answers_in_each_t
         let log = stand.github.git_log(REPO, "claude/1");
         assert_eq!(log.len(), before + 1, "one commit: {log:#?}");
         assert!(summary.body.contains(&log[0].sha[..7]), "{}", summary.body);
-        // One reply in each thread, naming the commit.
-        let replies = stand.github.review_comments(REPO, pr);
+        // One reply in each thread, naming the commit (they follow the summary).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let replies = loop {
+            let all = stand.github.review_comments(REPO, pr);
+            if all.iter().filter(|c| c.in_reply_to_id.is_some()).count() >= ids.len()
+                || Instant::now() > deadline
+            {
+                break all;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         for id in &ids {
             let answers: Vec<_> = replies
                 .iter()
@@ -1105,19 +1098,6 @@ async fn failing_checks_on_the_agents_commits_get_bounded_fix_runs_and_a_persons
                 "{}",
                 stopped.body
             );
-            // A person's commit: checks on it are not the agent's to fix.
-            let person = stand
-                .github
-                .push_commit(REPO, "claude/1", "a person's change");
-            let (code, _) = stand
-                .control(
-                    "POST",
-                    "/checks",
-                    Some(&stand.token()),
-                    fail(person, "person"),
-                )
-                .await;
-            assert_eq!(code, 202);
             tokio::time::sleep(Duration::from_secs(3)).await;
             assert_eq!(summaries(&stand), 3, "one run and two fix runs, no more");
             assert_eq!(stand.model.pending(), 0);
@@ -1127,6 +1107,49 @@ async fn failing_checks_on_the_agents_commits_get_bounded_fix_runs_and_a_persons
                 .filter(|c| c.body.contains("**Checks failed**"))
                 .count();
             assert_eq!(fixes, 2);
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}
+
+/// A session that starts on a branch whose head is a person's commit (a relaunch, a PR that
+/// moved on) never fixes that commit: only commits the agent pushed are its to fix.
+#[tokio::test]
+async fn failing_checks_on_a_persons_commit_get_no_fix_run() {
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |stand| async move {
+            let person = stand
+                .github
+                .push_commit(REPO, "claude/1", "a person's change");
+            stand.model.push_all([Reply::text("Nothing to change.")]);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 finished", START).await;
+            assert_eq!(stand.github.git_log(REPO, "claude/1")[0].sha, person);
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/checks",
+                    Some(&stand.token()),
+                    json!({
+                        "head_sha": person,
+                        "passed": false,
+                        "checks": ["test"],
+                        "prompt": "The checks failed.",
+                    }),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert!(
+                stand
+                    .comments()
+                    .iter()
+                    .all(|c| !c.body.contains("**Checks failed**") && !c.body.contains("Run 2")),
+                "{:#?}",
+                stand.comments()
+            );
             stand.stop(&mut agent).await;
         },
     )

@@ -165,17 +165,26 @@ async fn read(app: &App, needs: &Needs) -> Result<Snapshot, ActError> {
     if let Some(q) = needs
         .checks
         .as_ref()
-        .filter(|_| plan::reads_review(&snap.on_pr))
+        .filter(|_| plan::forwards(&snap.on_pr))
     {
         let gh = installation_client(app, q.installation).await?;
-        snap.failed_checks = failed_checks(&gh, q).await?;
+        match q.failed {
+            true => snap.failed_checks = failed_checks(&gh, q).await?,
+            false => {
+                snap.all_checks_green = Some(gh.checks_settled_green(&q.repo, &q.head_sha).await?)
+            }
+        }
     }
     snap.now = now();
     Ok(snap)
 }
 
-/// The failed runs of a suite, with the tail of each GitHub Actions job's log (a log GitHub no
-/// longer keeps, or cannot give, leaves that check without one).
+/// How long reading the failed checks' logs may take in all: the delivery has 10 s.
+const LOGS_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The failed runs of a suite, with the tail of each GitHub Actions job's log, read together
+/// within [`LOGS_LIMIT`] (a log GitHub no longer keeps, cannot give, or gives too slowly leaves
+/// its check without one).
 async fn failed_checks(gh: &RepoClient, q: &plan::ChecksQuery) -> Result<Vec<CheckRun>, ActError> {
     let mut failed: Vec<CheckRun> = gh
         .check_runs(&q.repo, q.suite_id)
@@ -184,14 +193,26 @@ async fn failed_checks(gh: &RepoClient, q: &plan::ChecksQuery) -> Result<Vec<Che
         .filter(CheckRun::failed)
         .take(plan::FAILED_CHECKS_READ)
         .collect();
-    for run in &mut failed {
+    let reads = failed.iter().map(|run| async move {
         if run.app.as_deref() != Some("github-actions") {
-            continue;
+            return None;
         }
-        match gh.job_log_tail(&q.repo, run.id, plan::LOG_TAIL_LINES).await {
-            Ok(tail) => run.log_tail = tail,
-            Err(e) => warn!(check = %run.name, error = %e, "cannot read the check's log"),
+        let read = gh.job_log_tail(&q.repo, run.id, plan::LOG_TAIL_LINES);
+        match tokio::time::timeout(LOGS_LIMIT, read).await {
+            Ok(Ok(tail)) => tail,
+            Ok(Err(e)) => {
+                warn!(check = %run.name, error = %e, "cannot read the check's log");
+                None
+            }
+            Err(_) => {
+                warn!(check = %run.name, "the check's log did not come in time");
+                None
+            }
         }
+    });
+    let tails = futures::future::join_all(reads).await;
+    for (run, tail) in failed.iter_mut().zip(tails) {
+        run.log_tail = tail;
     }
     Ok(failed)
 }

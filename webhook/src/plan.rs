@@ -68,11 +68,14 @@ pub struct Needs {
     pub comment_review: Option<ReviewQuery>,
 }
 
-/// Which suite's check runs are read, through which installation.
+/// What is read of checks, through which installation: a failed suite's runs, or, for a
+/// passing one, whether every suite on its commit passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChecksQuery {
     pub repo: RepoName,
     pub suite_id: u64,
+    pub head_sha: String,
+    pub failed: bool,
     pub installation: Option<u64>,
 }
 
@@ -114,6 +117,8 @@ pub struct Snapshot {
     pub id_holder: Option<Session>,
     /// The comments of [`Needs::review`], oldest first.
     pub review_comments: Vec<ReviewComment>,
+    /// For a passing suite: whether every suite on its commit has completed without failing.
+    pub all_checks_green: Option<bool>,
     /// The review of [`Needs::comment_review`].
     pub comment_review: Option<Review>,
     /// The failed checks of [`Needs::checks`] (at most [`FAILED_CHECKS_READ`]), with their logs'
@@ -425,9 +430,11 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
             installation_id,
         } => {
             n.on_pr = Some((repo.clone(), *pr_number));
-            n.checks = suite.failed().then(|| ChecksQuery {
+            n.checks = Some(ChecksQuery {
                 repo: repo.clone(),
                 suite_id: suite.id,
+                head_sha: suite.head_sha.clone(),
+                failed: suite.failed(),
                 installation: *installation_id,
             });
         }
@@ -452,6 +459,12 @@ fn readable_preview_id(branch: &BranchName) -> SessionId {
 /// Whether a review's comments are worth reading: only a PR with an agent session forwards it.
 pub fn reads_review(on_pr: &[Session]) -> bool {
     on_pr.iter().any(|s| s.session_type == SessionType::Agent)
+}
+
+/// Whether the PR's agent would be sent something now: its newest agent session is running
+/// with an address (what is read only for that is not read otherwise).
+pub fn forwards(on_pr: &[Session]) -> bool {
+    matches!(plan_comment(on_pr), CommentPlan::Forward(_))
 }
 
 /// Whether a start waits for the session holding its key (one that stops ends within seconds,
@@ -972,6 +985,9 @@ fn checks(
     let CommentPlan::Forward(session) = plan_comment(&snap.on_pr) else {
         return done("no running agent session on this PR: checks are fixed only while it runs");
     };
+    if !suite.failed() && snap.all_checks_green == Some(false) {
+        return done("other checks on the commit are still running or failed");
+    }
     let failed: Vec<&CheckRun> = snap.failed_checks.iter().filter(|c| c.failed()).collect();
     let mut body = json!({
         "head_sha": suite.head_sha,

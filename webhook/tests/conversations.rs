@@ -7,37 +7,14 @@ mod support;
 
 use axum::http::StatusCode;
 use cca_agent::conversation::Store;
-use cca_domain::session::{ImageChannel, SessionPatch, SessionType, Source};
-use cca_domain::{BranchName, RepoName, Session, SessionId, Status};
+use cca_domain::session::SessionPatch;
+use cca_domain::{Session, SessionId, Status};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use support::{CONTROL_KEY, INSTALLATION, Options, REPO, Stand, scenario, scenario_with};
+use support::{CONTROL_KEY, Options, Stand, scenario, scenario_with};
 
-/// A coding session as its agent leaves it once started.
 async fn started(stand: &Stand) -> Session {
-    let id = SessionId::random_agent();
-    let mut s = Session::new(
-        id.clone(),
-        SessionType::Agent,
-        Source::Github,
-        RepoName::parse(REPO).unwrap(),
-        BranchName::parse(&format!("claude/{}", id.as_str())).unwrap(),
-        ImageChannel::Latest,
-        cca_domain::now(),
-    );
-    s.installation_id = Some(INSTALLATION);
-    s.issue_number = Some(u64::from(rand::random::<u16>()) + 1);
-    stand.store.create(&s).await.unwrap();
-    let patch = SessionPatch {
-        container_ip: Some("127.0.0.1".into()),
-        control_port: Some(8080),
-        ..SessionPatch::default()
-    };
-    stand
-        .store
-        .transition(&id, Status::Starting, patch, cca_domain::now())
-        .await
-        .unwrap()
+    stand.started_session("127.0.0.1").await
 }
 
 fn token_of(s: &Session) -> String {

@@ -498,27 +498,10 @@ async fn launch_failure_fails_the_session_and_says_so_once() {
 /// approval, and the review's own comment events reach nothing more.
 #[tokio::test]
 async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_threads() {
-    use cca_testkit::github::DiffComment;
     scenario(|stand| async move {
         let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
-        agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
-        let inline = [
-            DiffComment {
-                path: "src/app.js".into(),
-                start_line: Some(2),
-                line: 4,
-                diff_hunk: "@@ -1,4 +1,4 @@\n-var a = 1;\n+let a = 1;".into(),
-                body: "Use const here.".into(),
-            },
-            DiffComment {
-                path: "README.md".into(),
-                start_line: None,
-                line: 7,
-                diff_hunk: "@@ -7 +7 @@\n-Old title\n+New title".into(),
-                body: "Say what it does.".into(),
-            },
-        ];
+        let inline = cca_testkit::github::two_diff_comments();
         let review = |login: &str, state: &str| {
             let (id, comments) =
                 stand
@@ -560,7 +543,7 @@ async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_
         for want in [
             "Review from @maya on the PR (changes requested):",
             "Two things, please.",
-            "1. `src/app.js`, lines 2-4:\nUse const here.",
+            "1. `app.js`, lines 2-4:\nUse const here.",
             "-var a = 1;\n+let a = 1;",
             "2. `README.md`, line 7:\nSay what it does.",
             "-Old title\n+New title",
@@ -571,7 +554,7 @@ async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_
         assert_eq!(
             body["review_threads"],
             json!([
-                { "comment_id": comments[0], "path": "src/app.js" },
+                { "comment_id": comments[0], "path": "app.js" },
                 { "comment_id": comments[1], "path": "README.md" },
             ])
         );
@@ -602,7 +585,6 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
     scenario(|stand| async move {
         let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
-        agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
         let head = stand
             .github
             .pulls(REPO)
@@ -664,16 +646,37 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
             "a passing check is not a failure: {prompt}"
         );
 
-        let passing = stand.github.add_check_suite(
-            REPO,
-            &head,
-            &[CheckRunSpec {
-                name: "test".into(),
-                conclusion: "success".into(),
-                app: ACTIONS_APP.into(),
-                ..CheckRunSpec::default()
-            }],
+        // Another workflow passing on the same commit is not "the checks pass".
+        let green = |sha: &str| {
+            stand.github.add_check_suite(
+                REPO,
+                sha,
+                &[CheckRunSpec {
+                    name: "test".into(),
+                    conclusion: "success".into(),
+                    app: ACTIONS_APP.into(),
+                    ..CheckRunSpec::default()
+                }],
+            )
+        };
+        let passing = green(&head);
+        let (_, reply) = stand
+            .deliver(
+                "check_suite",
+                &stand.github.check_suite_event(REPO, passing, INSTALLATION),
+                &delivery(),
+            )
+            .await;
+        assert!(
+            reply.to_string().contains("still running or failed"),
+            "{reply}"
         );
+        assert_eq!(agent.requests().len(), 1);
+        // Every suite of a new head passing is.
+        let fixed = stand
+            .github
+            .push_commit(REPO, s.branch_name.as_str(), "a fix");
+        let passing = green(&fixed);
         stand
             .deliver(
                 "check_suite",
@@ -682,7 +685,7 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
             )
             .await;
         let reqs = agent.requests();
-        assert_eq!(reqs.len(), 2);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
         assert_eq!(
             (reqs[1].body["passed"].as_bool(), reqs[1].body.get("prompt")),
             (Some(true), None)
@@ -722,7 +725,6 @@ async fn comments_are_routed_only_when_permitted_and_meant() {
         let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
         let token = control_token(CONTROL_KEY.as_bytes(), &s.session_id);
-        agent.set_token(Some(token.clone()));
 
         for (body, author) in [
             ("@claude please fix", "ci[bot]"),
@@ -768,7 +770,6 @@ async fn closing_a_pr_stops_every_session() {
     scenario(|stand| async move {
         let (agent, s) = stand.running_agent().await;
         let pr = s.pr_number.unwrap();
-        agent.set_token(Some(control_token(CONTROL_KEY.as_bytes(), &s.session_id)));
         let head = s.branch_name.to_string();
         let (_, reply) = stand
             .deliver(

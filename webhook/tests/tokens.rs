@@ -5,37 +5,13 @@
 mod support;
 
 use axum::http::StatusCode;
-use cca_domain::session::{ImageChannel, SessionPatch, SessionType, Source};
-use cca_domain::{BranchName, RepoName, Session, SessionId, Status};
+use cca_domain::session::SessionPatch;
+use cca_domain::{RepoName, Session, SessionId, Status};
 use serde_json::{Value, json};
 use support::{CONTROL_KEY, INSTALLATION, REPO, Stand, scenario};
 
-/// A session record as an agent leaves it once started: its address recorded.
 async fn started(stand: &Stand, ip: &str) -> Session {
-    let id = SessionId::random_agent();
-    let mut s = Session::new(
-        id.clone(),
-        SessionType::Agent,
-        Source::Github,
-        RepoName::parse(REPO).unwrap(),
-        BranchName::parse(&format!("claude/{}", id.as_str())).unwrap(),
-        ImageChannel::Latest,
-        cca_domain::now(),
-    );
-    s.installation_id = Some(INSTALLATION);
-    // One active session per issue: each gets its own.
-    s.issue_number = Some(u64::from(rand::random::<u16>()) + 1);
-    stand.store.create(&s).await.unwrap();
-    let patch = SessionPatch {
-        container_ip: Some(ip.to_owned()),
-        control_port: Some(8080),
-        ..SessionPatch::default()
-    };
-    stand
-        .store
-        .transition(&id, Status::Starting, patch, cca_domain::now())
-        .await
-        .unwrap()
+    stand.started_session(ip).await
 }
 
 fn token_of(s: &Session) -> String {

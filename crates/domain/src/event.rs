@@ -29,6 +29,17 @@ pub struct Actor {
     pub is_bot: bool,
 }
 
+impl Actor {
+    /// A GitHub user as the API names it (`login`, and `type`: `User`, `Bot`, …): an App or
+    /// other bot account by its type or its `[bot]` login.
+    pub fn of_github(login: &str, kind: Option<&str>) -> Result<Actor, IdError> {
+        Ok(Actor {
+            login: Login::parse(login)?,
+            is_bot: kind == Some("Bot") || login.ends_with("[bot]"),
+        })
+    }
+}
+
 /// A GitHub issue (or the issue side of a PR, for comments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
@@ -234,11 +245,7 @@ struct RawUser {
 
 impl RawUser {
     fn actor(self) -> Result<Actor, ParseError> {
-        let is_bot = self.kind.as_deref() == Some("Bot") || self.login.ends_with("[bot]");
-        Ok(Actor {
-            login: Login::parse(&self.login)?,
-            is_bot,
-        })
+        Ok(Actor::of_github(&self.login, self.kind.as_deref())?)
     }
 }
 

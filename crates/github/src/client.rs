@@ -194,7 +194,7 @@ struct CheckRunsAnswer {
 }
 
 /// The largest log read for its tail (a job log is downloaded whole).
-const LOG_READ_MAX: usize = 8 * 1024 * 1024;
+const LOG_READ_MAX: usize = 256 * 1024;
 
 /// The most comments of one review read (five pages of GitHub's largest).
 const REVIEW_COMMENTS_MAX: usize = 500;
@@ -522,16 +522,13 @@ impl RepoClient {
             let last = list.len() < 100;
             out.extend(list.into_iter().filter_map(|c| {
                 let user = c.user?;
-                let login = Login::parse(&user.login).ok()?;
+                let author =
+                    cca_domain::event::Actor::of_github(&user.login, user.kind.as_deref()).ok()?;
                 Some(cca_domain::event::ReviewComment {
                     id: c.id,
                     review_id: c.pull_request_review_id,
                     body: c.body.unwrap_or_default(),
-                    author: cca_domain::event::Actor {
-                        is_bot: user.kind.as_deref() == Some("Bot")
-                            || user.login.ends_with("[bot]"),
-                        login,
-                    },
+                    author,
                     path: c.path,
                     // An outdated comment's line is gone from the diff: said so, as in the
                     // comment's own event, rather than given a line of an older version.
@@ -580,6 +577,35 @@ impl RepoClient {
             .collect())
     }
 
+    /// Whether every check suite on commit `sha` has completed without failing (none still
+    /// running, none failed): only then do "the checks pass".
+    pub async fn checks_settled_green(
+        &self,
+        repo: &RepoName,
+        sha: &str,
+    ) -> Result<bool, GitHubError> {
+        #[derive(Deserialize)]
+        struct Suite {
+            #[serde(default)]
+            status: Option<String>,
+            #[serde(default)]
+            conclusion: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Suites {
+            check_suites: Vec<Suite>,
+        }
+        let route = format!("/repos/{repo}/commits/{sha}/check-suites?per_page=100");
+        let answer: Suites = self.get(&route).await?;
+        Ok(answer.check_suites.iter().all(|s| {
+            s.status.as_deref() == Some("completed")
+                && !matches!(
+                    s.conclusion.as_deref(),
+                    Some("failure" | "timed_out" | "startup_failure" | "action_required")
+                )
+        }))
+    }
+
     /// The last `max_lines` lines of GitHub Actions job `job_id`'s log (a check run of
     /// `github-actions` has its job's id), or `None` when GitHub keeps no log of it (expired,
     /// or not an Actions job). GitHub answers with a redirect to a short-lived download URL,
@@ -619,11 +645,20 @@ impl RepoClient {
             if !download.status().is_success() {
                 return Ok(None);
             }
-            let bytes = download
-                .bytes()
+            // Only the end is wanted: read at most LOG_READ_MAX, keeping the last bytes.
+            let mut download = download;
+            let mut kept: Vec<u8> = Vec::new();
+            while let Some(chunk) = download
+                .chunk()
                 .await
-                .map_err(|e| transport(format!("downloading the log: {e}")))?;
-            String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(LOG_READ_MAX)..]).into_owned()
+                .map_err(|e| transport(format!("downloading the log: {e}")))?
+            {
+                kept.extend_from_slice(&chunk);
+                if kept.len() > LOG_READ_MAX {
+                    kept.drain(..kept.len() - LOG_READ_MAX);
+                }
+            }
+            String::from_utf8_lossy(&kept).into_owned()
         } else if status.is_success() {
             self.octo
                 .body_to_string(answer)
@@ -668,13 +703,11 @@ impl RepoClient {
             id: r.id,
             state: r.state.to_ascii_lowercase(),
             body: r.body.unwrap_or_default(),
-            author: cca_domain::event::Actor {
-                is_bot: user.kind.as_deref() == Some("Bot") || user.login.ends_with("[bot]"),
-                login: Login::parse(&user.login).map_err(|e| GitHubError::Transport {
+            author: cca_domain::event::Actor::of_github(&user.login, user.kind.as_deref())
+                .map_err(|e| GitHubError::Transport {
                     route: route.clone(),
                     message: e.to_string(),
                 })?,
-            },
         })
     }
 

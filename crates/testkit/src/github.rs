@@ -49,7 +49,7 @@ pub use checks::{ACTIONS_APP, CheckRunSpec, CheckSuiteRec};
 pub use faults::{CONTENT_REQUESTS_PER_MINUTE, RateLimit};
 pub(crate) use faults::{Fault, Faults, injected_failure};
 pub use oauth::{CLIENT_ID, CLIENT_SECRET};
-pub use reviews::{DiffComment, Review, ReviewComment};
+pub use reviews::{DiffComment, Review, ReviewComment, two_diff_comments};
 pub(crate) use time::{rfc3339, unix_seconds, utc_fields};
 
 /// The fake App's id; App JWTs must carry it as `iss`.

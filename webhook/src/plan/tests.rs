@@ -1023,13 +1023,15 @@ fn failed_checks_read_their_runs_and_go_to_the_running_agent_with_their_logs() {
         Some(ChecksQuery {
             repo: repo(),
             suite_id: 600,
+            head_sha: "0123456789abcdef".into(),
+            failed: true,
             installation: Some(INSTALLATION),
         })
     );
-    assert_eq!(
-        with_ctx(false, |ctx| needs(&checks_intent("success"), ctx)).checks,
-        None
-    );
+    // A passing suite asks whether every suite on the commit passed.
+    let passing = with_ctx(false, |ctx| needs(&checks_intent("success"), ctx));
+    assert_eq!(passing.checks.map(|q| q.failed), Some(false));
+    assert!(!forwards(&[agent(Status::Stopped)]) && forwards(&[ready_agent()]));
 
     let snap = Snapshot {
         on_pr: vec![ready_agent()],
@@ -1078,11 +1080,25 @@ fn failed_checks_read_their_runs_and_go_to_the_running_agent_with_their_logs() {
     assert_eq!(post, None);
     assert!(outcome.is_failure());
 
-    let Plan::Forward(passed) = plan_of(checks_intent("success"), &snap) else {
+    let green = Snapshot {
+        all_checks_green: Some(true),
+        ..snap.clone()
+    };
+    let Plan::Forward(passed) = plan_of(checks_intent("success"), &green) else {
         panic!("not forwarded")
     };
     assert_eq!(passed.body["passed"], true);
     assert!(passed.body.get("prompt").is_none());
+    // One workflow passed while another failed or still runs on the commit: not "the checks
+    // pass".
+    let mixed = Snapshot {
+        all_checks_green: Some(false),
+        ..snap
+    };
+    assert_eq!(
+        answer_of(plan_of(checks_intent("success"), &mixed)),
+        done("other checks on the commit are still running or failed")
+    );
 }
 
 #[test]

@@ -370,6 +370,34 @@ impl Stand {
         self.send("/webhook", &headers, body).await
     }
 
+    /// A coding session of an issue of its own, as its agent leaves it once started: `STARTING`
+    /// with its address (`ip`) recorded.
+    pub async fn started_session(&self, ip: &str) -> cca_domain::Session {
+        let id = cca_domain::SessionId::random_agent();
+        let mut s = cca_domain::Session::new(
+            id.clone(),
+            cca_domain::SessionType::Agent,
+            cca_domain::Source::Github,
+            cca_domain::RepoName::parse(REPO).unwrap(),
+            cca_domain::BranchName::parse(&format!("claude/{}", id.as_str())).unwrap(),
+            cca_domain::ImageChannel::Latest,
+            cca_domain::now(),
+        );
+        s.installation_id = Some(INSTALLATION);
+        // One active session per issue: each gets its own.
+        s.issue_number = Some(u64::from(rand::random::<u16>()) + 1);
+        self.store.create(&s).await.unwrap();
+        let patch = SessionPatch {
+            container_ip: Some(ip.to_owned()),
+            control_port: Some(8080),
+            ..SessionPatch::default()
+        };
+        self.store
+            .transition(&id, Status::Starting, patch, cca_domain::now())
+            .await
+            .unwrap()
+    }
+
     /// A fake agent, and the session of a freshly labelled issue recorded as running there.
     pub async fn running_agent(&self) -> (FakeAgent, cca_domain::Session) {
         let agent = FakeAgent::start(None).await;
@@ -383,6 +411,11 @@ impl Stand {
             .await;
         assert_eq!(reply["message"], "Session started", "{reply}");
         let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        // As an agent does, it accepts only its session's token.
+        agent.set_token(Some(cca_domain::control::control_token(
+            CONTROL_KEY.as_bytes(),
+            &id,
+        )));
         let now = cca_domain::session::now();
         self.store
             .transition(&id, Status::Starting, SessionPatch::default(), now)

@@ -467,7 +467,11 @@ pub fn thread_reply(
 
 /// A fix run for failing checks is queued.
 pub fn ci_fix_queued(attempt: u32, max: u32, head: &str, checks: &[String]) -> String {
-    let named: Vec<String> = checks.iter().take(10).map(|c| format!("`{c}`")).collect();
+    let named: Vec<String> = checks
+        .iter()
+        .take(10)
+        .map(|c| format!("`{}`", clip(&c.replace(['`', '\n', '\r'], " "), 100)))
+        .collect();
     let which = match named.is_empty() {
         true => String::new(),
         false => format!(" ({})", named.join(", ")),
@@ -490,7 +494,7 @@ pub fn ci_passed(attempts: u32, head: &str) -> String {
 /// The checks still fail after every fix run allowed.
 pub fn ci_gave_up(max: u32, head: &str) -> String {
     format!(
-        ":octagonal_sign: **Checks still fail** on `{}` after {max} fix runs (CI_FIX_ATTEMPTS): no more fix runs. Comment on the PR to ask for more.",
+        ":octagonal_sign: **Checks still fail** on `{}` after {max} fix runs (CI_FIX_ATTEMPTS): no more fix runs. Ask the agent in a comment (mention it) to try again.",
         short_sha(head)
     )
 }

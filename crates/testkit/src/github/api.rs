@@ -155,7 +155,15 @@ impl State {
         }
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", ["app-manifests", code, "conversions"]) => self.convert_manifest(code),
-            ("GET", ["_job-logs", owner, name, id]) => self.job_log_download(owner, name, id),
+            // GitHub's download URLs are presigned: a request bearing a token is not one a
+            // careful client sends there.
+            ("GET", ["_job-logs", owner, name, id]) => match &req.credential {
+                Credential::None => self.job_log_download(owner, name, id),
+                _ => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "the download URL takes no Authorization header",
+                )),
+            },
             ("GET", ["app"]) => {
                 self.verify_jwt(&req.credential)?;
                 ok(self.app_json())

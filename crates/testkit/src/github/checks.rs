@@ -124,6 +124,26 @@ impl RepoCtx<'_> {
         ok(json!({ "total_count": runs.len(), "check_runs": runs }))
     }
 
+    /// `GET /commits/{sha}/check-suites`.
+    pub(super) fn check_suites_of(&self, sha: &str) -> Answer {
+        let suites: Vec<Value> = self
+            .repo
+            .check_suites
+            .iter()
+            .filter(|s| s.head_sha == sha)
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "head_sha": s.head_sha,
+                    "status": "completed",
+                    "conclusion": s.conclusion,
+                    "app": { "slug": s.app },
+                })
+            })
+            .collect();
+        ok(json!({ "total_count": suites.len(), "check_suites": suites }))
+    }
+
     /// `GET /actions/jobs/{id}/logs`: a redirect to the log's download URL, as GitHub answers;
     /// 404 for a check run that is no Actions job.
     pub(super) fn job_logs(&self, job_id: u64) -> Answer {

@@ -45,6 +45,7 @@ impl RepoCtx<'_> {
                 self.get_branch(&branch.join("/"))
             }
             ("GET", ["commits"]) => self.list_commits(),
+            ("GET", ["commits", sha, "check-suites"]) => self.check_suites_of(sha),
             ("GET", ["commits", rev @ ..]) if !rev.is_empty() => {
                 let sha = self
                     .repo

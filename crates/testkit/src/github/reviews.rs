@@ -40,6 +40,27 @@ pub struct DiffComment {
     pub body: String,
 }
 
+/// The two comments of a review that requests changes: a range of `app.js` and a line of
+/// `README.md`, each with its hunk.
+pub fn two_diff_comments() -> [DiffComment; 2] {
+    [
+        DiffComment {
+            path: "app.js".into(),
+            start_line: Some(2),
+            line: 4,
+            diff_hunk: "@@ -1,4 +1,4 @@\n-var a = 1;\n+let a = 1;".into(),
+            body: "Use const here.".into(),
+        },
+        DiffComment {
+            path: "README.md".into(),
+            start_line: None,
+            line: 7,
+            diff_hunk: "@@ -7 +7 @@\n-Old title\n+New title".into(),
+            body: "Say what it does.".into(),
+        },
+    ]
+}
+
 impl FakeGitHub {
     /// Submits a review of PR `number` by `login` with `comments` on the diff; returns the
     /// review's id and its comments' ids.

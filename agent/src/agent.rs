@@ -335,7 +335,7 @@ async fn on_checks(ready: &Ready, reporter: &Reporter, st: &Started, report: Che
 /// The session limit that forbids another run, if any.
 async fn session_limit(ready: &Ready, st: &Started) -> Option<Limit> {
     let tokens = ready.gateway.as_ref().map(|g| g.session().tokens());
-    st.ledger.lock().await.limit(&ready.cfg.limits, tokens)
+    st.ledger.lock().await.limit(&ready.limits_now(), tokens)
 }
 
 async fn record_error(ready: &Ready, error: &str) {

@@ -89,6 +89,9 @@ pub struct AgentArgs {
     pub max_cost_per_run_usd: Option<f64>,
     #[arg(long, env = "MAX_COST_PER_SESSION_USD")]
     pub max_cost_per_session_usd: Option<f64>,
+    /// How far `/claude budget +N` may raise the session's cost limit (default: not at all).
+    #[arg(long, env = "MAX_COST_PER_SESSION_CAP_USD")]
+    pub max_cost_per_session_cap_usd: Option<f64>,
     #[arg(long, env = "MAX_TOKENS_PER_RUN")]
     pub max_tokens_per_run: Option<u64>,
     #[arg(long, env = "MAX_TOKENS_PER_SESSION")]
@@ -241,6 +244,9 @@ pub struct Config {
     pub conversations: Option<crate::conversation::Store>,
     /// `CI_FIX_ATTEMPTS`: fix runs for failing checks (3).
     pub ci_fix_attempts: u32,
+    /// `MAX_COST_PER_SESSION_CAP_USD`: the most `/claude budget` may raise the session's cost
+    /// limit to (the limit itself unless set).
+    pub cost_cap_usd: f64,
 }
 
 /// Fix runs a PR gets for failing checks unless `CI_FIX_ATTEMPTS` says otherwise.
@@ -398,6 +404,19 @@ impl Config {
         }
         private_paths.extend(std::env::var_os("HOME").map(PathBuf::from));
 
+        let cost_cap_usd = match a.max_cost_per_session_cap_usd {
+            None => limits.max_cost_per_session_usd,
+            Some(cap) if cap.is_finite() && cap >= limits.max_cost_per_session_usd => cap,
+            Some(cap) => {
+                return Err(ConfigError::Invalid {
+                    var: "MAX_COST_PER_SESSION_CAP_USD",
+                    reason: format!(
+                        "{cap} is below MAX_COST_PER_SESSION_USD ({})",
+                        limits.max_cost_per_session_usd
+                    ),
+                });
+            }
+        };
         let conversations = match (&a.data_dir, &github, &session_token) {
             (Some(dir), _, _) => Some(crate::conversation::Store::Dir(dir.join("conversations"))),
             (None, GitHubIdentity::Broker { url }, Some(token)) => {
@@ -438,6 +457,7 @@ impl Config {
             private_paths,
             conversations,
             ci_fix_attempts: a.ci_fix_attempts.unwrap_or(DEFAULT_CI_FIX_ATTEMPTS),
+            cost_cap_usd,
         })
     }
 }

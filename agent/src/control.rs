@@ -104,6 +104,17 @@ pub struct Shared {
     /// The review comments that prompts queued so far carried: a review and its own comment's
     /// event both reach the agent, and the second adds nothing.
     covered: Mutex<std::collections::HashSet<u64>>,
+    /// The prompt of the last run that failed, for `POST /retry`.
+    last_failed: Mutex<Option<Prompt>>,
+    /// The session's cost limit and the operator's cap on raising it (`POST /budget`).
+    cost: Mutex<CostLimit>,
+}
+
+/// The session's cost limit, which a writer may raise up to the operator's cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostLimit {
+    pub limit_usd: f64,
+    pub cap_usd: f64,
 }
 
 impl Shared {
@@ -125,7 +136,51 @@ impl Shared {
             status: Mutex::new(json!({})),
             acks: Mutex::new(None),
             covered: Mutex::new(std::collections::HashSet::new()),
+            last_failed: Mutex::new(None),
+            cost: Mutex::new(CostLimit {
+                limit_usd: f64::INFINITY,
+                cap_usd: f64::INFINITY,
+            }),
         })
+    }
+
+    /// The session's cost limit (`MAX_COST_PER_SESSION_USD`) and how far it may be raised
+    /// (`MAX_COST_PER_SESSION_CAP_USD`).
+    pub fn set_cost_limit(&self, limit_usd: f64, cap_usd: f64) {
+        *self.cost.lock().unwrap_or_else(PoisonError::into_inner) = CostLimit {
+            limit_usd,
+            cap_usd: cap_usd.max(limit_usd),
+        };
+    }
+
+    /// The session's cost limit now.
+    pub fn cost_limit(&self) -> CostLimit {
+        *self.cost.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Raises the cost limit by `add_usd`; refused, with why, past the cap.
+    pub fn raise_cost_limit(&self, add_usd: f64) -> Result<f64, String> {
+        let mut cost = self.cost.lock().unwrap_or_else(PoisonError::into_inner);
+        let wanted = cost.limit_usd + add_usd;
+        if !(add_usd.is_finite() && add_usd > 0.0) {
+            return Err("the raise must be a positive number of dollars".into());
+        }
+        if wanted > cost.cap_usd + 1e-9 {
+            return Err(format!(
+                "${wanted:.2} would be over the cap of ${:.2} (MAX_COST_PER_SESSION_CAP_USD); the limit stays ${:.2}",
+                cost.cap_usd, cost.limit_usd
+            ));
+        }
+        cost.limit_usd = wanted;
+        Ok(wanted)
+    }
+
+    /// Remembers the prompt of a run that failed (`None`: the last run succeeded).
+    pub fn set_last_failed(&self, prompt: Option<Prompt>) {
+        *self
+            .last_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = prompt;
     }
 
     /// Whether review comments `ids` were all carried by an earlier prompt; if not, they are
@@ -266,6 +321,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/stop", post(stop))
         .route("/refresh", post(refresh))
         .route("/checks", post(checks))
+        .route("/retry", post(retry))
+        .route("/budget", post(budget))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     Router::new()
         .route("/health", get(health))
@@ -424,6 +481,91 @@ async fn stop(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response
 struct RefreshBody {
     #[serde(default)]
     head_sha: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct CommandBody {
+    #[serde(default)]
+    author: Option<String>,
+    #[serde(default)]
+    comment_id: Option<u64>,
+    #[serde(default)]
+    add_usd: Option<f64>,
+}
+
+fn acknowledge(s: &Shared, comment_id: Option<u64>) {
+    if let Some(id) = comment_id {
+        if let Some(tx) = s
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.send(id);
+        }
+    }
+}
+
+/// `/claude retry`: the last failed run's prompt queued again.
+async fn retry(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let body: CommandBody = serde_json::from_slice(&body).unwrap_or_default();
+    if s.mode == Mode::Preview {
+        return error(
+            StatusCode::CONFLICT,
+            "this session is a preview; it runs nothing",
+        );
+    }
+    if s.stop_requested().is_some() {
+        return error(StatusCode::CONFLICT, "the session is stopping");
+    }
+    let failed = s
+        .last_failed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let Some(mut prompt) = failed else {
+        return error(
+            StatusCode::CONFLICT,
+            "the last run did not fail: nothing to retry",
+        );
+    };
+    prompt.author = body.author.filter(|a| !a.is_empty()).or(prompt.author);
+    prompt.comment_id = body.comment_id;
+    let position = s.enqueue(prompt);
+    acknowledge(&s, body.comment_id);
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "message": "The failed run is queued again", "queue_position": position })),
+    )
+        .into_response()
+}
+
+/// `/claude budget +N`: the session's cost limit raised, up to the cap.
+async fn budget(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let body: CommandBody = serde_json::from_slice(&body).unwrap_or_default();
+    if s.mode == Mode::Preview {
+        return error(
+            StatusCode::CONFLICT,
+            "this session is a preview; it spends nothing",
+        );
+    }
+    let Some(add) = body.add_usd else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {add_usd, author?, comment_id?}",
+        );
+    };
+    match s.raise_cost_limit(add) {
+        Ok(limit) => {
+            acknowledge(&s, body.comment_id);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "message": "The cost limit is raised", "cost_limit_usd": limit })),
+            )
+                .into_response()
+        }
+        Err(why) => error(StatusCode::CONFLICT, &why),
+    }
 }
 
 async fn checks(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {

@@ -165,6 +165,11 @@ impl Ledger {
         self
     }
 
+    /// The session's budget is now `budget_usd` (a writer raised it with `/claude budget`).
+    pub fn set_session_budget(&mut self, budget_usd: f64) {
+        self.session_budget_usd = budget_usd;
+    }
+
     /// Starts a run that may spend `budget_usd`.
     pub fn begin_run(&mut self, budget_usd: f64) {
         self.run = Usage::default();
@@ -310,9 +315,12 @@ impl Gateway {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a run that may spend `budget_usd`.
-    pub fn begin_run(&self, budget_usd: f64) {
-        self.ledger().begin_run(budget_usd);
+    /// Starts a run that may spend `budget_usd`, in a session that may spend
+    /// `session_budget_usd` in all.
+    pub fn begin_run(&self, budget_usd: f64, session_budget_usd: f64) {
+        let mut ledger = self.ledger();
+        ledger.set_session_budget(session_budget_usd);
+        ledger.begin_run(budget_usd);
     }
 
     /// What the current run spent, and the budget that cut it, if one did.

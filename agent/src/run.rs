@@ -27,7 +27,7 @@ pub(crate) async fn run_one(
     adapter: &dyn Adapter,
     prompt: Prompt,
 ) {
-    let limits = &ready.cfg.limits;
+    let limits = &ready.limits_now();
     restore_conversation(ready, st).await;
     let plan = st.ledger.lock().await.begin_run(limits, |id| {
         adapter.resumes() && conversation_exists(ready, id)
@@ -60,7 +60,7 @@ pub(crate) async fn run_one(
     let mut env = cli_env(ready);
     env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
     if let Some(gateway) = &ready.gateway {
-        gateway.begin_run(plan.budget_usd);
+        gateway.begin_run(plan.budget_usd, limits.max_cost_per_session_usd);
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let progress = spawn_progress(reporter.clone(), rx);
@@ -132,6 +132,10 @@ pub(crate) async fn run_one(
         )
     };
     let failure = outcome.failure().map(|f| ready.secrets.mask(&f));
+    // What `/claude retry` runs again: a run that failed, not one a stop cut short.
+    ready
+        .shared
+        .set_last_failed((failure.is_some() && stopping.is_none()).then(|| prompt.clone()));
     let summary = RunSummary {
         number,
         author: prompt.author.clone(),

@@ -132,6 +132,15 @@ impl Ready {
         }
     }
 
+    /// The limits as they stand now: the configured ones, with the session's cost limit as a
+    /// writer may have raised it (`/claude budget`).
+    pub fn limits_now(&self) -> crate::config::Limits {
+        crate::config::Limits {
+            max_cost_per_session_usd: self.shared.cost_limit().limit_usd,
+            ..self.cfg.limits.clone()
+        }
+    }
+
     /// Variables the app gets from the agent (it inherits nothing else but `PATH`, `HOME` and
     /// the like): the preview's host names, so dev servers that check `Host` (Vite) accept the
     /// proxy's requests.
@@ -344,6 +353,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
 
     let address = discover_address(&cfg).await?;
     let shared = Shared::new(session.session_id.clone(), mode, session_token);
+    shared.set_cost_limit(cfg.limits.max_cost_per_session_usd, cfg.cost_cap_usd);
     let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], cfg.control_port)))
         .await
         .with_context(|| format!("cannot listen on CONTROL_PORT {}", cfg.control_port))?;

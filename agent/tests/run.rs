@@ -1155,3 +1155,105 @@ async fn failing_checks_on_a_persons_commit_get_no_fix_run() {
     )
     .await;
 }
+
+/// `/claude retry` runs the last failed run again (and refuses when none failed); `/claude
+/// budget +N` raises the session's cost limit up to the operator's cap, so a spent session runs
+/// again, and a raise past the cap is refused with why.
+#[tokio::test]
+async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session_go_on() {
+    scenario(
+        Stand::new(SessionType::Agent, "claude/1"),
+        |mut stand| async move {
+            stand.set("MAX_COST_PER_SESSION_USD", "0.000001");
+            stand.set("MAX_COST_PER_SESSION_CAP_USD", "3");
+            stand.model.fail_always(500);
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Run 1 failed", START).await;
+            stand
+                .wait_status(Status::Idle, Duration::from_secs(10))
+                .await;
+            // Retried once the model is back: the same prompt again. The session's tiny budget
+            // lets one request through, then the gateway refuses: the retry fails, spent.
+            stand.model.stop_failing();
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Created hello.txt on the retry."),
+            ]);
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/retry",
+                    Some(&stand.token()),
+                    json!({ "author": "octocat" }),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            let spent = stand.wait_comment("Run 2 failed", START).await;
+            assert!(spent.body.contains("@octocat"), "{}", spent.body);
+            assert!(
+                spent.body.contains("MAX_COST_PER_SESSION_USD"),
+                "{}",
+                spent.body
+            );
+            let seen = stand
+                .model
+                .main_requests()
+                .pop()
+                .unwrap()
+                .texts()
+                .join("\n");
+            assert!(
+                seen.contains("Create hello.txt"),
+                "the issue's prompt again: {seen}"
+            );
+            stand
+                .wait_status(Status::Idle, Duration::from_secs(10))
+                .await;
+
+            // A raise past the cap is refused; one within it lets the spent session retry.
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/budget",
+                    Some(&stand.token()),
+                    json!({ "add_usd": 5 }),
+                )
+                .await;
+            assert_eq!(code, 409, "{body}");
+            assert!(body.to_string().contains("over the cap"), "{body}");
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/budget",
+                    Some(&stand.token()),
+                    json!({ "add_usd": 2 }),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            assert!(
+                (body["cost_limit_usd"].as_f64().unwrap() - 2.000001).abs() < 1e-6,
+                "{body}"
+            );
+            let (code, body) = stand
+                .control("POST", "/retry", Some(&stand.token()), json!({}))
+                .await;
+            assert_eq!(code, 202, "{body}");
+            stand.wait_comment("Run 3 finished", START).await;
+            assert!(
+                stand
+                    .comments()
+                    .iter()
+                    .all(|c| !c.body.contains("Session limit reached")),
+                "the raised limit let the run go"
+            );
+            // Nothing failed since: nothing to retry.
+            let (code, body) = stand
+                .control("POST", "/retry", Some(&stand.token()), json!({}))
+                .await;
+            assert_eq!(code, 409, "{body}");
+            assert!(body.to_string().contains("nothing to retry"), "{body}");
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}

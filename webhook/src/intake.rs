@@ -109,6 +109,9 @@ fn subject(intent: &Intent) -> Option<String> {
         }
         | Intent::StopCommand {
             repo, pr_number, ..
+        }
+        | Intent::Command {
+            repo, pr_number, ..
         } => format!("{repo}#{pr_number}"),
         Intent::StartJira { key, .. } => key.to_string(),
         Intent::EnsureLabels { repos, .. } => format!("{} repositories", repos.len()),

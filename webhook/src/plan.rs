@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use cca_domain::decide::{
-    CommentPlan, Intent, Rules, StartPlan, StopReason, plan_comment, plan_start, sessions_to_stop,
+    Command, CommentPlan, Intent, Rules, StartPlan, StopReason, plan_comment, plan_start,
+    sessions_to_stop,
 };
 use cca_domain::event::{Actor, CheckRun, CheckSuite, Issue, PullRequest, Review, ReviewComment};
 use cca_domain::naming::{self, PreviewUrls};
@@ -344,6 +345,11 @@ fn permission_query(intent: &Intent) -> Option<PermissionQuery> {
             repo,
             installation_id,
             ..
+        }
+        | Intent::Command {
+            repo,
+            installation_id,
+            ..
         } => (repo.clone(), *installation_id),
         _ => return None,
     };
@@ -394,6 +400,9 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
             repo, pr_number, ..
         }
         | Intent::StopCommand {
+            repo, pr_number, ..
+        }
+        | Intent::Command {
             repo, pr_number, ..
         }
         | Intent::RefreshPreview {
@@ -561,6 +570,23 @@ pub fn plan(intent: Intent, snap: &Snapshot, ctx: &Context<'_>) -> Plan {
             pr_number,
             sessions_to_stop(&snap.on_pr, Some(SessionType::Agent)),
             StopReason::Command { by: actor.login },
+        ),
+        Intent::Command {
+            repo,
+            pr_number,
+            actor,
+            comment_id,
+            command,
+            installation_id,
+        } => command_plan(
+            ctx,
+            snap,
+            repo,
+            pr_number,
+            actor.login.as_str(),
+            comment_id,
+            &command,
+            installation_id,
         ),
         Intent::RefreshPreview { head_sha, .. } => {
             match snap.on_pr.iter().find(|s| {
@@ -1009,6 +1035,85 @@ fn checks(
     }))
 }
 
+/// A writer's `/claude …` command: the status is answered from the record; a retry or a budget
+/// raise goes to the running agent, which decides it (and reacts, or answers why not).
+#[allow(clippy::too_many_arguments)]
+fn command_plan(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    repo: RepoName,
+    pr_number: u64,
+    author: &str,
+    comment_id: u64,
+    command: &Command,
+    installation_id: Option<u64>,
+) -> Plan {
+    let answer_with = |body: String, outcome: Outcome| Plan::Answer {
+        posts: vec![Post {
+            installation: installation_id,
+            repo: repo.clone(),
+            number: pr_number,
+            body,
+        }],
+        outcome,
+    };
+    let newest = snap
+        .on_pr
+        .iter()
+        .find(|s| s.session_type == SessionType::Agent);
+    let route = match command {
+        Command::Unknown(words) => {
+            return answer_with(
+                texts::unknown_command(words, &ctx.rules.stop_command),
+                Outcome::Refused(format!("unknown command {words:?}")),
+            );
+        }
+        Command::Status => {
+            return match newest {
+                Some(s) => answer_with(
+                    texts::session_status(s),
+                    Outcome::Done("status posted".into()),
+                ),
+                None => answer_with(
+                    texts::command_refused("status", "this PR has no agent session"),
+                    Outcome::Done("no agent session on this PR".into()),
+                ),
+            };
+        }
+        Command::Retry => RETRY_ROUTE,
+        Command::Budget { .. } => BUDGET_ROUTE,
+    };
+    let CommentPlan::Forward(session) = plan_comment(&snap.on_pr) else {
+        let why = format!(
+            "the agent session is not running; mention {} to start it again",
+            ctx.rules.mention
+        );
+        return answer_with(
+            texts::command_refused(command.name(), &why),
+            Outcome::Refused(why),
+        );
+    };
+    let mut body = json!({ "author": author, "comment_id": comment_id });
+    if let Command::Budget { add_usd } = command {
+        body["add_usd"] = json!(add_usd);
+    }
+    Plan::Forward(Box::new(Forward {
+        route,
+        comment_id: Some(comment_id),
+        body,
+        installation: installation_id,
+        repo,
+        pr_number,
+        session,
+    }))
+}
+
+/// The agent's control route for `/claude retry`.
+pub const RETRY_ROUTE: &str = "/retry";
+
+/// The agent's control route for `/claude budget +N`.
+pub const BUDGET_ROUTE: &str = "/budget";
+
 /// The agent's control route for follow-ups.
 pub const PROMPT_ROUTE: &str = "/prompt";
 
@@ -1198,7 +1303,7 @@ pub fn after_forward(
 ) -> (Option<Post>, Outcome) {
     let id = f.session.session_id.clone();
     // Checks come from GitHub, not from someone to answer: a failure is the outcome alone.
-    let answered = f.route == PROMPT_ROUTE;
+    let answered = f.route != CHECKS_ROUTE;
     let post = |body| {
         answered.then(|| Post {
             installation: f.installation,
@@ -1207,6 +1312,28 @@ pub fn after_forward(
             body,
         })
     };
+    if matches!(f.route, RETRY_ROUTE | BUDGET_ROUTE) {
+        if let Err(ControlError::Status {
+            status: 400 | 409,
+            body,
+        }) = result
+        {
+            let why = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| body.clone());
+            let name = f.route.trim_start_matches('/');
+            return (
+                Some(Post {
+                    installation: f.installation,
+                    repo: f.repo.clone(),
+                    number: f.pr_number,
+                    body: texts::command_refused(name, &why),
+                }),
+                Outcome::Refused(why),
+            );
+        }
+    }
     match result {
         Ok(()) => (None, Outcome::Forwarded(id)),
         // Retrying will not help, and the PR is not told what the record says.

@@ -717,6 +717,55 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
     .await;
 }
 
+/// A writer's `/claude status` is answered on the PR from the record; `/claude retry` and
+/// `/claude budget +N` go to the agent; a reader's command reaches nothing, and an unknown one
+/// is answered with the known ones.
+#[tokio::test]
+async fn commands_are_answered_or_sent_to_the_agent_for_writers_only() {
+    scenario(|stand| async move {
+        let (agent, s) = stand.running_agent().await;
+        let pr = s.pr_number.unwrap();
+        let (status, reply) = stand.comment(pr, "/claude budget +5", "rita").await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert!(
+            reply.to_string().contains("lacks write permission"),
+            "{reply}"
+        );
+        assert!(agent.requests().is_empty());
+
+        stand.comment(pr, "/claude status", "maya").await;
+        let said = stand
+            .github
+            .comments(REPO, pr)
+            .into_iter()
+            .rev()
+            .find(|c| c.body.contains(&format!("**Session `{}`**", s.session_id)))
+            .expect("the status is answered");
+        assert!(said.body.contains("running"), "{}", said.body);
+
+        stand.comment(pr, "/claude retry", "maya").await;
+        stand.comment(pr, "/claude budget +2.5", "walt").await;
+        let reqs = agent.requests();
+        assert_eq!(
+            reqs.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            ["/retry", "/budget"]
+        );
+        assert_eq!(reqs[1].body["add_usd"], 2.5);
+        assert_eq!(reqs[1].body["author"], "walt");
+
+        stand.comment(pr, "/claude dance", "maya").await;
+        assert!(
+            stand
+                .github
+                .comments(REPO, pr)
+                .iter()
+                .any(|c| c.body.contains("`/claude dance` is not a command")),
+        );
+        assert_eq!(agent.requests().len(), 2);
+    })
+    .await;
+}
+
 /// A permitted mention reaches the agent's control API with a valid token; bot, own, unmentioned
 /// and unpermitted comments reach nothing.
 #[tokio::test]

@@ -183,10 +183,63 @@ impl Rules {
             || self.mentions(&review.body)
     }
 
+    /// The command a comment's first line gives (`/claude status`, `/claude retry`,
+    /// `/claude budget +N`, in any case), other than the stop command; `None` when the line is
+    /// no command at all.
+    pub fn command(&self, body: &str) -> Option<Command> {
+        let prefix = self.stop_command.split_whitespace().next()?;
+        let first = body.trim_start().lines().next().unwrap_or("").trim();
+        let mut words = first.split_whitespace();
+        if !words.next()?.eq_ignore_ascii_case(prefix) {
+            return None;
+        }
+        let verb = words.next()?.to_ascii_lowercase();
+        let arg = words.next();
+        Some(match (verb.as_str(), arg) {
+            ("status", None) => Command::Status,
+            ("retry", None) => Command::Retry,
+            ("budget", Some(amount)) => match amount.trim_start_matches('+').parse::<f64>() {
+                Ok(add) if add.is_finite() && add > 0.0 && add <= MAX_BUDGET_RAISE_USD => {
+                    Command::Budget { add_usd: add }
+                }
+                _ => Command::Unknown(format!("budget {amount}")),
+            },
+            _ => Command::Unknown(first[prefix.len()..].trim().to_owned()),
+        })
+    }
+
     /// Whether `body` is the stop command (its first line, trimmed, in any case).
     pub fn is_stop_command(&self, body: &str) -> bool {
         let first = body.trim_start().lines().next().unwrap_or("").trim();
         first.eq_ignore_ascii_case(&self.stop_command)
+    }
+}
+
+/// The largest raise one `/claude budget +N` asks for (the operator's cap bounds the total).
+pub const MAX_BUDGET_RAISE_USD: f64 = 10_000.0;
+
+/// A writer's command to the session of a PR.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `/claude status`: the session's state, runs, cost and preview link.
+    Status,
+    /// `/claude retry`: the last failed run again.
+    Retry,
+    /// `/claude budget +N`: raise the session's cost limit by N dollars, up to the cap.
+    Budget { add_usd: f64 },
+    /// Not a command this system knows (the words after the prefix).
+    Unknown(String),
+}
+
+impl Command {
+    /// The command's name, as said back.
+    pub fn name(&self) -> &str {
+        match self {
+            Command::Status => "status",
+            Command::Retry => "retry",
+            Command::Budget { .. } => "budget",
+            Command::Unknown(words) => words,
+        }
     }
 }
 
@@ -311,6 +364,15 @@ pub enum Intent {
         suite: CheckSuite,
         installation_id: Option<u64>,
     },
+    /// Another `/claude …` command on a PR.
+    Command {
+        repo: RepoName,
+        pr_number: u64,
+        actor: Actor,
+        comment_id: u64,
+        command: Command,
+        installation_id: Option<u64>,
+    },
     /// `/claude stop` on a PR.
     StopCommand {
         repo: RepoName,
@@ -342,7 +404,8 @@ impl Intent {
         match self {
             Intent::StartAgent { actor, .. }
             | Intent::StartPreview { actor, .. }
-            | Intent::StopCommand { actor, .. } => Some(&actor.login),
+            | Intent::StopCommand { actor, .. }
+            | Intent::Command { actor, .. } => Some(&actor.login),
             Intent::Prompt { comment, .. } => Some(&comment.author.login),
             Intent::Review { author, .. } => Some(&author.login),
             _ => None,
@@ -474,6 +537,15 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                     repo,
                     pr_number: issue.number,
                     actor: comment.author,
+                    installation_id,
+                }
+            } else if let Some(command) = rules.command(&comment.body) {
+                Intent::Command {
+                    repo,
+                    pr_number: issue.number,
+                    actor: comment.author.clone(),
+                    comment_id: comment.id,
+                    command,
                     installation_id,
                 }
             } else if rules.forward_all_comments || rules.mentions(&comment.body) {

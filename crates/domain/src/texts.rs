@@ -261,6 +261,46 @@ pub fn comment_not_delivered(id: &SessionId, error: &str) -> String {
     )
 }
 
+/// The answer to `/claude status`: the newest agent session of the PR.
+pub fn session_status(s: &crate::Session) -> String {
+    let mut out = format!(
+        "{MARKER}\n:information_source: **Session `{}`**: {}",
+        s.session_id,
+        s.status.as_str().to_ascii_lowercase()
+    );
+    if let Some(turns) = s.turns {
+        out.push_str(&format!(", {turns} turns"));
+    }
+    if let Some(cost) = s.cost_usd {
+        out.push_str(&format!(", ${cost:.2} spent"));
+    }
+    out.push('.');
+    if let Some(url) = &s.uat_url {
+        out.push_str(&format!(" Preview: {url}"));
+    }
+    if let Some(error) = s.error.as_deref().filter(|e| !e.is_empty()) {
+        out.push_str(&format!(
+            "\n\nLast error: {}",
+            crate::naming::clip(error, 300)
+        ));
+    }
+    out
+}
+
+/// A command refused, and why.
+pub fn command_refused(command: &str, why: &str) -> String {
+    format!("{MARKER}\n:no_entry_sign: `{command}` refused: {why}.")
+}
+
+/// A command the system does not know.
+pub fn unknown_command(words: &str, stop_command: &str) -> String {
+    let prefix = stop_command.split_whitespace().next().unwrap_or("/claude");
+    let words = crate::naming::clip(&words.replace('`', "'"), 80).into_owned();
+    format!(
+        "{MARKER}\n:grey_question: `{prefix} {words}` is not a command. Known: `{prefix} status`, `{prefix} retry`, `{prefix} budget +N` (dollars), `{stop_command}`."
+    )
+}
+
 /// A comment sent while the agent is still starting.
 pub fn agent_not_ready(id: &SessionId, status: &str, mention: &str) -> String {
     format!(

@@ -1,5 +1,5 @@
 //! Stand-in for an agent container's control API (`/prompt`, `/stop`, `/refresh`, `/checks`,
-//! `/status`).
+//! `/retry`, `/budget`, `/status`).
 //!
 //! The webhook forwards follow-ups and stop requests to a running agent; this fake lets tests
 //! check what was sent, with which credential, without starting an agent. It checks the
@@ -148,6 +148,8 @@ async fn serve_request(
         ("POST", "/stop") => json!({ "message": "stopping" }),
         ("POST", "/refresh") => json!({ "message": "refreshing" }),
         ("POST", "/checks") => json!({ "message": "checks noted" }),
+        ("POST", "/retry") => json!({ "message": "The failed run is queued again" }),
+        ("POST", "/budget") => json!({ "message": "The cost limit is raised" }),
         ("GET", "/status") => json!({ "status": state.status }),
         _ => return (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))).into_response(),
     };

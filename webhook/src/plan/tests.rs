@@ -5,6 +5,7 @@ use cca_domain::address::Refusal;
 use cca_domain::event::{Actor, CheckRun, CheckSuite, Comment, Review, ReviewComment};
 
 use super::*;
+use cca_domain::decide::Command;
 
 const NOW: i64 = 1_800_000_000;
 const INSTALLATION: u64 = 42;
@@ -1175,6 +1176,111 @@ fn a_diff_comment_whose_review_is_for_the_agent_is_left_to_that_review() {
         )),
         done("the review holds nothing for the agent")
     );
+}
+
+fn command_intent(command: Command) -> Intent {
+    Intent::Command {
+        repo: repo(),
+        pr_number: 8,
+        actor: actor("alice"),
+        comment_id: 77,
+        command,
+        installation_id: Some(INSTALLATION),
+    }
+}
+
+#[test]
+fn status_is_answered_from_the_record_and_retry_and_budget_go_to_the_running_agent() {
+    let mut running = ready_agent();
+    running.cost_usd = Some(1.25);
+    running.turns = Some(9);
+    let on = |s: Session| Snapshot {
+        on_pr: vec![s],
+        ..snap()
+    };
+    let (posts, _) = answer_of(plan_of(
+        command_intent(Command::Status),
+        &on(running.clone()),
+    ));
+    let said = &posts[0].body;
+    assert!(
+        said.contains("`agent1`") && said.contains("running"),
+        "{said}"
+    );
+    assert!(
+        said.contains("9 turns") && said.contains("$1.25 spent"),
+        "{said}"
+    );
+    assert!(said.contains("Preview: https://"), "{said}");
+    let (posts, _) = answer_of(plan_of(command_intent(Command::Status), &snap()));
+    assert!(
+        posts[0].body.contains("no agent session"),
+        "{}",
+        posts[0].body
+    );
+
+    for (command, route) in [
+        (Command::Retry, RETRY_ROUTE),
+        (Command::Budget { add_usd: 5.0 }, BUDGET_ROUTE),
+    ] {
+        let Plan::Forward(f) = plan_of(command_intent(command.clone()), &on(running.clone()))
+        else {
+            panic!("{command:?} not forwarded")
+        };
+        assert_eq!((f.route, f.comment_id), (route, Some(77)));
+        assert_eq!(f.body["author"], "alice");
+        if route == BUDGET_ROUTE {
+            assert_eq!(f.body["add_usd"], 5.0);
+        }
+        // The agent's refusal is said on the PR with its reason.
+        let (post, outcome) = after_forward(
+            &f,
+            &Err(ControlError::Status {
+                status: 409,
+                body: r#"{"error":"$30.00 would be over the cap of $25.00"}"#.into(),
+            }),
+            &rules(),
+        );
+        assert!(post.unwrap().body.contains("over the cap of $25.00"));
+        assert!(matches!(outcome, Outcome::Refused(_)));
+        // An ended session is not commanded: the PR is told how to start it.
+        let (posts, outcome) = answer_of(plan_of(
+            command_intent(command),
+            &on(agent(Status::Stopped)),
+        ));
+        assert!(
+            posts[0].body.contains("mention @claude"),
+            "{}",
+            posts[0].body
+        );
+        assert!(matches!(outcome, Outcome::Refused(_)));
+    }
+
+    let (posts, outcome) = answer_of(plan_of(
+        command_intent(Command::Unknown("dance".into())),
+        &on(running.clone()),
+    ));
+    assert!(
+        posts[0].body.contains("`/claude dance` is not a command"),
+        "{}",
+        posts[0].body
+    );
+    assert!(
+        posts[0].body.contains("`/claude budget +N`"),
+        "{}",
+        posts[0].body
+    );
+    assert!(matches!(outcome, Outcome::Refused(_)));
+
+    // A reader's command is refused before anything is said or sent.
+    let reader = Snapshot {
+        permission: Some(Permission::Read),
+        ..on(running)
+    };
+    assert!(matches!(
+        answer_of(plan_of(command_intent(Command::Budget { add_usd: 1.0 }), &reader)),
+        (posts, Outcome::Refused(_)) if posts.is_empty()
+    ));
 }
 
 // Installations.

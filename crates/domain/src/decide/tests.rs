@@ -428,6 +428,58 @@ fn failed_and_passing_checks_of_a_pr_head_go_to_its_agent_without_a_permission_c
 }
 
 #[test]
+fn commands_are_the_first_line_of_a_comment_and_need_write() {
+    let r = Rules::default();
+    assert_eq!(r.command("/claude status"), Some(Command::Status));
+    assert_eq!(r.command("  /CLAUDE Retry\nplease"), Some(Command::Retry));
+    assert_eq!(
+        r.command("/claude budget +5"),
+        Some(Command::Budget { add_usd: 5.0 })
+    );
+    assert_eq!(
+        r.command("/claude budget 2.5"),
+        Some(Command::Budget { add_usd: 2.5 })
+    );
+    for bad in [
+        "/claude budget",
+        "/claude budget -5",
+        "/claude budget +NaN",
+        "/claude budget +1e9",
+    ] {
+        assert!(matches!(r.command(bad), Some(Command::Unknown(_))), "{bad}");
+    }
+    assert_eq!(
+        r.command("/claude dance"),
+        Some(Command::Unknown("dance".into()))
+    );
+    assert_eq!(r.command("please /claude status"), None);
+    assert_eq!(r.command("/claudeX status"), None);
+    assert_eq!(r.command("/claude"), None);
+    let i = decide(comment("/claude status", human("bob"), true));
+    assert!(
+        matches!(
+            &i,
+            Intent::Command {
+                command: Command::Status,
+                pr_number: 7,
+                ..
+            }
+        ),
+        "{i:?}"
+    );
+    assert_eq!(i.requires_write().map(Login::as_str), Some("bob"));
+    // The stop command stays the stop command; a bot's command is nothing.
+    assert!(matches!(
+        decide(comment("/claude stop", human("bob"), true)),
+        Intent::StopCommand { .. }
+    ));
+    assert!(matches!(
+        decide(comment("/claude status", bot(), true)),
+        Intent::Ignore(_)
+    ));
+}
+
+#[test]
 fn mentions_are_whole_words() {
     let r = Rules::default();
     for yes in [

@@ -426,16 +426,7 @@ async fn prompt(
         threads,
         fix: None,
     });
-    if let Some(id) = comment_id {
-        if let Some(tx) = s
-            .acks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            let _ = tx.send(id);
-        }
-    }
+    acknowledge(&s, comment_id);
     (
         StatusCode::ACCEPTED,
         Json(json!({ "message": "Prompt queued for processing", "queue_position": position })),
@@ -493,6 +484,7 @@ struct CommandBody {
     add_usd: Option<f64>,
 }
 
+/// Has the reporter react to the comment that asked (a prompt's or a command's).
 fn acknowledge(s: &Shared, comment_id: Option<u64>) {
     if let Some(id) = comment_id {
         if let Some(tx) = s

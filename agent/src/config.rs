@@ -407,6 +407,12 @@ impl Config {
         let cost_cap_usd = match a.max_cost_per_session_cap_usd {
             None => limits.max_cost_per_session_usd,
             Some(cap) if cap.is_finite() && cap >= limits.max_cost_per_session_usd => cap,
+            Some(cap) if !cap.is_finite() => {
+                return Err(ConfigError::Invalid {
+                    var: "MAX_COST_PER_SESSION_CAP_USD",
+                    reason: format!("{cap} is not a number of dollars"),
+                });
+            }
             Some(cap) => {
                 return Err(ConfigError::Invalid {
                     var: "MAX_COST_PER_SESSION_CAP_USD",

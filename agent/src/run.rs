@@ -47,6 +47,7 @@ pub(crate) async fn run_one(
             reporter
                 .post_logged(&texts::run_could_not_start(number, &e.to_string()))
                 .await;
+            ready.shared.set_last_failed(Some(prompt));
             return;
         }
     };

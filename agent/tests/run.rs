@@ -1011,10 +1011,9 @@ async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data
 }
 
 /// Failing checks on the agent's own commit get fix runs that see the checks' names and log
-/// tails, each said on the PR, exactly CI_FIX_ATTEMPTS of them, then one comment that it stops;
-/// checks on a person's commit get nothing.
+/// tails, each said on the PR, exactly CI_FIX_ATTEMPTS of them, then one comment that it stops.
 #[tokio::test]
-async fn failing_checks_on_the_agents_commits_get_bounded_fix_runs_and_a_persons_commit_none() {
+async fn failing_checks_on_the_agents_commits_get_exactly_the_allowed_fix_runs_then_one_comment() {
     scenario(
         Stand::new(SessionType::Agent, "claude/1"),
         |mut stand| async move {
@@ -1179,6 +1178,7 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
                 Reply::write("hello.txt", "hello\n"),
                 Reply::text("Created hello.txt on the retry."),
             ]);
+            let before = stand.model.main_requests().len();
             let (code, body) = stand
                 .control(
                     "POST",
@@ -1195,16 +1195,18 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
                 "{}",
                 spent.body
             );
-            let seen = stand
-                .model
-                .main_requests()
-                .pop()
-                .unwrap()
-                .texts()
-                .join("\n");
+            // The retry's own prompt: the last message of its first request, not the history.
+            let first = stand.model.main_requests()[before].clone();
+            let asked = first
+                .messages()
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .map(|m| m.to_string())
+                .unwrap_or_default();
             assert!(
-                seen.contains("Create hello.txt"),
-                "the issue's prompt again: {seen}"
+                asked.contains("Create hello.txt"),
+                "the issue's prompt again: {asked}"
             );
             stand
                 .wait_status(Status::Idle, Duration::from_secs(10))

@@ -1084,10 +1084,14 @@ fn command_plan(
         Command::Budget { .. } => BUDGET_ROUTE,
     };
     let CommentPlan::Forward(session) = plan_comment(&snap.on_pr) else {
-        let why = format!(
-            "the agent session is not running; mention {} to start it again",
-            ctx.rules.mention
-        );
+        let why = match command {
+            // The raised limit lives in the running agent (the record keeps none yet).
+            Command::Budget { .. } => "a budget is raised in a running session, and this one is not running (one that stopped at its cost limit cannot be raised yet)".to_owned(),
+            _ => format!(
+                "the agent session is not running; mention {} to start it again",
+                ctx.rules.mention
+            ),
+        };
         return answer_with(
             texts::command_refused(command.name(), &why),
             Outcome::Refused(why),

@@ -194,16 +194,25 @@ impl Rules {
             return None;
         }
         let verb = words.next()?.to_ascii_lowercase();
-        let arg = words.next();
-        Some(match (verb.as_str(), arg) {
-            ("status", None) => Command::Status,
-            ("retry", None) => Command::Retry,
-            ("budget", Some(amount)) => match amount.trim_start_matches('+').parse::<f64>() {
-                Ok(add) if add.is_finite() && add > 0.0 && add <= MAX_BUDGET_RAISE_USD => {
-                    Command::Budget { add_usd: add }
+        let args: Vec<&str> = words.collect();
+        Some(match (verb.as_str(), args.as_slice()) {
+            ("status", []) => Command::Status,
+            ("retry", []) => Command::Retry,
+            ("budget", [amount]) => {
+                let digits = amount.strip_prefix('+').unwrap_or(amount);
+                let digits = digits.strip_prefix('$').unwrap_or(digits);
+                match digits.parse::<f64>() {
+                    Ok(add)
+                        if digits.starts_with(|c: char| c.is_ascii_digit())
+                            && add.is_finite()
+                            && add > 0.0
+                            && add <= MAX_BUDGET_RAISE_USD =>
+                    {
+                        Command::Budget { add_usd: add }
+                    }
+                    _ => Command::Unknown(format!("budget {amount}")),
                 }
-                _ => Command::Unknown(format!("budget {amount}")),
-            },
+            }
             _ => Command::Unknown(first[prefix.len()..].trim().to_owned()),
         })
     }
@@ -539,7 +548,11 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
                     actor: comment.author,
                     installation_id,
                 }
-            } else if let Some(command) = rules.command(&comment.body) {
+            } else if let Some(command) = rules.command(&comment.body).filter(|c| {
+                // Words after an unknown verb, meant for the agent, are a follow-up.
+                !matches!(c, Command::Unknown(_))
+                    || !(rules.forward_all_comments || rules.mentions(&comment.body))
+            }) {
                 Intent::Command {
                     repo,
                     pr_number: issue.number,

@@ -1243,16 +1243,18 @@ fn status_is_answered_from_the_record_and_retry_and_budget_go_to_the_running_age
         );
         assert!(post.unwrap().body.contains("over the cap of $25.00"));
         assert!(matches!(outcome, Outcome::Refused(_)));
-        // An ended session is not commanded: the PR is told how to start it.
+        // An ended session is not commanded: the PR is told how to start it, or that a budget
+        // is raised only in a running session.
         let (posts, outcome) = answer_of(plan_of(
             command_intent(command),
             &on(agent(Status::Stopped)),
         ));
-        assert!(
-            posts[0].body.contains("mention @claude"),
-            "{}",
-            posts[0].body
-        );
+        let want = if route == RETRY_ROUTE {
+            "mention @claude"
+        } else {
+            "not running"
+        };
+        assert!(posts[0].body.contains(want), "{}", posts[0].body);
         assert!(matches!(outcome, Outcome::Refused(_)));
     }
 

@@ -440,11 +440,18 @@ fn commands_are_the_first_line_of_a_comment_and_need_write() {
         r.command("/claude budget 2.5"),
         Some(Command::Budget { add_usd: 2.5 })
     );
+    assert_eq!(
+        r.command("/claude budget +$5"),
+        Some(Command::Budget { add_usd: 5.0 })
+    );
     for bad in [
         "/claude budget",
         "/claude budget -5",
         "/claude budget +NaN",
         "/claude budget +1e9",
+        "/claude budget ++5",
+        "/claude budget +5 extra",
+        "/claude status now",
     ] {
         assert!(matches!(r.command(bad), Some(Command::Unknown(_))), "{bad}");
     }
@@ -468,6 +475,18 @@ fn commands_are_the_first_line_of_a_comment_and_need_write() {
         "{i:?}"
     );
     assert_eq!(i.requires_write().map(Login::as_str), Some("bob"));
+    // An unknown verb in a comment meant for the agent is a follow-up, not a refusal.
+    assert!(matches!(
+        decide(comment("/claude fix the lint @claude", human("bob"), true)),
+        Intent::Prompt { .. }
+    ));
+    assert!(matches!(
+        decide(comment("/claude fix the lint", human("bob"), true)),
+        Intent::Command {
+            command: Command::Unknown(_),
+            ..
+        }
+    ));
     // The stop command stays the stop command; a bot's command is nothing.
     assert!(matches!(
         decide(comment("/claude stop", human("bob"), true)),

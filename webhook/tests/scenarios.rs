@@ -517,9 +517,7 @@ async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_
             ("alice", "APPROVED", "neither requests changes"),
         ] {
             let (event, _) = review(login, state);
-            let (status, reply) = stand
-                .deliver("pull_request_review", &event, &delivery())
-                .await;
+            let (status, reply) = stand.deliver_new("pull_request_review", &event).await;
             assert!(
                 reply.to_string().contains(why),
                 "{login} {state}: {status} {reply}"
@@ -528,9 +526,7 @@ async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_
         assert!(agent.requests().is_empty(), "{:?}", agent.requests());
 
         let (event, comments) = review("maya", "CHANGES_REQUESTED");
-        let (status, reply) = stand
-            .deliver("pull_request_review", &event, &delivery())
-            .await;
+        let (status, reply) = stand.deliver_new("pull_request_review", &event).await;
         assert_eq!(
             (status, reply["message"].as_str()),
             (StatusCode::OK, Some("Prompt forwarded")),
@@ -562,12 +558,11 @@ async fn a_review_requesting_changes_is_one_prompt_with_its_inline_comments_and_
 
         // GitHub also sends each inline comment's own event: without a mention it is nothing.
         let (_, reply) = stand
-            .deliver(
+            .deliver_new(
                 "pull_request_review_comment",
                 &stand
                     .github
                     .review_comment_event(REPO, comments[0], INSTALLATION),
-                &delivery(),
             )
             .await;
         assert!(reply.to_string().contains("does not mention"), "{reply}");
@@ -617,10 +612,9 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
             ],
         );
         let (status, reply) = stand
-            .deliver(
+            .deliver_new(
                 "check_suite",
                 &stand.github.check_suite_event(REPO, suite, INSTALLATION),
-                &delivery(),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{reply}");
@@ -661,10 +655,9 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
         };
         let passing = green(&head);
         let (_, reply) = stand
-            .deliver(
+            .deliver_new(
                 "check_suite",
                 &stand.github.check_suite_event(REPO, passing, INSTALLATION),
-                &delivery(),
             )
             .await;
         assert!(
@@ -678,10 +671,9 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
             .push_commit(REPO, s.branch_name.as_str(), "a fix");
         let passing = green(&fixed);
         stand
-            .deliver(
+            .deliver_new(
                 "check_suite",
                 &stand.github.check_suite_event(REPO, passing, INSTALLATION),
-                &delivery(),
             )
             .await;
         let reqs = agent.requests();
@@ -703,12 +695,11 @@ async fn failed_checks_reach_the_agent_with_their_names_and_log_tails() {
             }],
         );
         let (_, reply) = stand
-            .deliver(
+            .deliver_new(
                 "check_suite",
                 &stand
                     .github
                     .check_suite_event(REPO, elsewhere, INSTALLATION),
-                &delivery(),
             )
             .await;
         assert!(reply.to_string().contains("no pull request"), "{reply}");

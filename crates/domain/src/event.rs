@@ -236,7 +236,7 @@ pub enum GitHubEvent {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct RawUser {
     login: String,
     #[serde(rename = "type", default)]
@@ -317,23 +317,28 @@ struct RawComment {
     user: RawUser,
 }
 
-#[derive(Deserialize)]
-struct RawReview {
+/// A review as GitHub's payloads and REST API give it (`GET /pulls/{n}/reviews/{id}` too).
+#[derive(Debug, Deserialize)]
+pub struct ApiReview {
     id: u64,
     state: String,
     #[serde(default)]
     body: Option<String>,
-    user: RawUser,
+    #[serde(default)]
+    user: Option<RawUser>,
 }
 
-#[derive(Deserialize)]
-struct RawReviewComment {
+/// A diff comment as GitHub's payloads and REST API give it (`GET …/reviews/{id}/comments`
+/// too).
+#[derive(Debug, Deserialize)]
+pub struct ApiReviewComment {
     id: u64,
     #[serde(default)]
     pull_request_review_id: Option<u64>,
     #[serde(default)]
     body: Option<String>,
-    user: RawUser,
+    #[serde(default)]
+    user: Option<RawUser>,
     path: String,
     #[serde(default)]
     line: Option<u64>,
@@ -345,13 +350,33 @@ struct RawReviewComment {
     in_reply_to_id: Option<u64>,
 }
 
-impl RawReviewComment {
-    fn comment(self) -> Result<ReviewComment, ParseError> {
+impl ApiReview {
+    /// The review, its author's login checked.
+    pub fn into_review(self) -> Result<Review, ParseError> {
+        Ok(Review {
+            id: self.id,
+            state: self.state.to_ascii_lowercase(),
+            body: self.body.unwrap_or_default(),
+            // A deleted account's review is GitHub's `ghost`'s.
+            author: match self.user {
+                Some(user) => user.actor()?,
+                None => Actor::of_github("ghost", None)?,
+            },
+        })
+    }
+}
+
+impl ApiReviewComment {
+    /// The comment, its author's login checked.
+    pub fn into_comment(self) -> Result<ReviewComment, ParseError> {
         Ok(ReviewComment {
             id: self.id,
             review_id: self.pull_request_review_id,
             body: self.body.unwrap_or_default(),
-            author: self.user.actor()?,
+            author: self
+                .user
+                .ok_or_else(|| ParseError::Json("the comment names no author".into()))?
+                .actor()?,
             path: self.path,
             line: self.line,
             start_line: self.start_line,
@@ -397,7 +422,7 @@ struct RawPrNumber {
 #[derive(Deserialize)]
 struct ReviewPayload {
     action: String,
-    review: RawReview,
+    review: ApiReview,
     pull_request: RawPrNumber,
     repository: RawRepo,
     #[serde(default)]
@@ -407,7 +432,7 @@ struct ReviewPayload {
 #[derive(Deserialize)]
 struct ReviewCommentPayload {
     action: String,
-    comment: RawReviewComment,
+    comment: ApiReviewComment,
     pull_request: RawPrNumber,
     repository: RawRepo,
     #[serde(default)]
@@ -693,12 +718,7 @@ fn parse_review(body: &[u8]) -> Result<GitHubEvent, ParseError> {
     Ok(GitHubEvent::ReviewSubmitted {
         repo: RepoName::parse(&p.repository.full_name)?,
         pr_number: p.pull_request.number,
-        review: Review {
-            id: p.review.id,
-            state: p.review.state.to_ascii_lowercase(),
-            body: p.review.body.unwrap_or_default(),
-            author: p.review.user.actor()?,
-        },
+        review: p.review.into_review()?,
         installation_id: p.installation.map(|i| i.id),
     })
 }
@@ -714,7 +734,7 @@ fn parse_review_comment(body: &[u8]) -> Result<GitHubEvent, ParseError> {
     Ok(GitHubEvent::ReviewCommentCreated {
         repo: RepoName::parse(&p.repository.full_name)?,
         pr_number: p.pull_request.number,
-        comment: p.comment.comment()?,
+        comment: p.comment.into_comment()?,
         installation_id: p.installation.map(|i| i.id),
     })
 }

@@ -132,33 +132,6 @@ struct CommentAnswer {
     id: u64,
 }
 
-/// A comment on a PR's diff as the review-comments endpoints answer it.
-#[derive(Debug, Deserialize)]
-struct ReviewCommentAnswer {
-    id: u64,
-    #[serde(default)]
-    pull_request_review_id: Option<u64>,
-    #[serde(default)]
-    body: Option<String>,
-    user: Option<UserAnswer>,
-    path: String,
-    #[serde(default)]
-    line: Option<u64>,
-    #[serde(default)]
-    start_line: Option<u64>,
-    #[serde(default)]
-    diff_hunk: Option<String>,
-    #[serde(default)]
-    in_reply_to_id: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct UserAnswer {
-    login: String,
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-}
-
 /// A check run as `GET /check-suites/{id}/check-runs` answers it.
 #[derive(Debug, Deserialize)]
 struct CheckRunAnswer {
@@ -518,26 +491,10 @@ impl RepoClient {
             let route = format!(
                 "/repos/{repo}/pulls/{pr}/reviews/{review_id}/comments?per_page=100&page={page}"
             );
-            let list: Vec<ReviewCommentAnswer> = self.get(&route).await?;
+            let list: Vec<cca_domain::event::ApiReviewComment> = self.get(&route).await?;
             let last = list.len() < 100;
-            out.extend(list.into_iter().filter_map(|c| {
-                let user = c.user?;
-                let author =
-                    cca_domain::event::Actor::of_github(&user.login, user.kind.as_deref()).ok()?;
-                Some(cca_domain::event::ReviewComment {
-                    id: c.id,
-                    review_id: c.pull_request_review_id,
-                    body: c.body.unwrap_or_default(),
-                    author,
-                    path: c.path,
-                    // An outdated comment's line is gone from the diff: said so, as in the
-                    // comment's own event, rather than given a line of an older version.
-                    line: c.line,
-                    start_line: c.start_line,
-                    diff_hunk: c.diff_hunk.unwrap_or_default(),
-                    in_reply_to: c.in_reply_to_id,
-                })
-            }));
+            // A comment whose author GitHub no longer names (a deleted account) is left out.
+            out.extend(list.into_iter().filter_map(|c| c.into_comment().ok()));
             if last {
                 break;
             }
@@ -685,29 +642,11 @@ impl RepoClient {
         pr: u64,
         review_id: u64,
     ) -> Result<cca_domain::event::Review, GitHubError> {
-        #[derive(Deserialize)]
-        struct ReviewAnswer {
-            id: u64,
-            state: String,
-            #[serde(default)]
-            body: Option<String>,
-            user: Option<UserAnswer>,
-        }
         let route = format!("/repos/{repo}/pulls/{pr}/reviews/{review_id}");
-        let r: ReviewAnswer = self.get(&route).await?;
-        let user = r.user.unwrap_or(UserAnswer {
-            login: "ghost".into(),
-            kind: None,
-        });
-        Ok(cca_domain::event::Review {
-            id: r.id,
-            state: r.state.to_ascii_lowercase(),
-            body: r.body.unwrap_or_default(),
-            author: cca_domain::event::Actor::of_github(&user.login, user.kind.as_deref())
-                .map_err(|e| GitHubError::Transport {
-                    route: route.clone(),
-                    message: e.to_string(),
-                })?,
+        let r: cca_domain::event::ApiReview = self.get(&route).await?;
+        r.into_review().map_err(|e| GitHubError::Transport {
+            route,
+            message: e.to_string(),
         })
     }
 

@@ -398,6 +398,11 @@ impl Stand {
             .unwrap()
     }
 
+    /// Delivers `payload` as GitHub's `event` under a fresh delivery id.
+    pub async fn deliver_new(&self, event: &str, payload: &Value) -> (StatusCode, Value) {
+        self.deliver(event, payload, &delivery()).await
+    }
+
     /// A fake agent, and the session of a freshly labelled issue recorded as running there.
     pub async fn running_agent(&self) -> (FakeAgent, cca_domain::Session) {
         let agent = FakeAgent::start(None).await;

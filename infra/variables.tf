@@ -285,17 +285,17 @@ variable "idle_timeout_secs" {
 }
 
 variable "webhook_settings" {
-  description = "Optional settings of cca-webhook (docs/CONFIGURATION.md), set in the Lambda's environment: TRIGGER_LABEL, TRIGGER_LABEL_STAGING, UAT_LABEL, UAT_LABEL_STAGING, CLAUDE_MENTION, FORWARD_ALL_COMMENTS, CONTROL_TIMEOUT_SECS, PREVIEW_URL_TEMPLATE, HEARTBEAT_TIMEOUT_SECS, RUST_LOG."
+  description = "Optional settings of cca-webhook (docs/CONFIGURATION.md), set in the Lambda's environment: TRIGGER_LABEL, TRIGGER_LABEL_STAGING, PLAN_LABEL, MAX_ACTIVE_SESSIONS, UAT_LABEL, UAT_LABEL_STAGING, CLAUDE_MENTION, FORWARD_ALL_COMMENTS, CONTROL_TIMEOUT_SECS, PREVIEW_URL_TEMPLATE, HEARTBEAT_TIMEOUT_SECS, RUST_LOG."
   type        = map(string)
   default     = {}
 
   validation {
     condition = alltrue([for name in keys(var.webhook_settings) : contains([
-      "TRIGGER_LABEL", "TRIGGER_LABEL_STAGING", "UAT_LABEL", "UAT_LABEL_STAGING", "CLAUDE_MENTION",
+      "TRIGGER_LABEL", "TRIGGER_LABEL_STAGING", "PLAN_LABEL", "MAX_ACTIVE_SESSIONS", "UAT_LABEL", "UAT_LABEL_STAGING", "CLAUDE_MENTION",
       "FORWARD_ALL_COMMENTS", "CONTROL_TIMEOUT_SECS", "PREVIEW_URL_TEMPLATE", "HEARTBEAT_TIMEOUT_SECS",
       "RUST_LOG",
     ], name)])
-    error_message = "webhook_settings may only set TRIGGER_LABEL, TRIGGER_LABEL_STAGING, UAT_LABEL, UAT_LABEL_STAGING, CLAUDE_MENTION, FORWARD_ALL_COMMENTS, CONTROL_TIMEOUT_SECS, PREVIEW_URL_TEMPLATE, HEARTBEAT_TIMEOUT_SECS or RUST_LOG; everything else is set by this configuration (the idle timeout by idle_timeout_secs)."
+    error_message = "webhook_settings may only set TRIGGER_LABEL, TRIGGER_LABEL_STAGING, PLAN_LABEL, MAX_ACTIVE_SESSIONS, UAT_LABEL, UAT_LABEL_STAGING, CLAUDE_MENTION, FORWARD_ALL_COMMENTS, CONTROL_TIMEOUT_SECS, PREVIEW_URL_TEMPLATE, HEARTBEAT_TIMEOUT_SECS or RUST_LOG; everything else is set by this configuration (the idle timeout by idle_timeout_secs)."
   }
 }
 

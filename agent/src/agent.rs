@@ -122,11 +122,14 @@ async fn start(
         repo,
         clone_url,
         app,
-        ledger: tokio::sync::Mutex::new(SessionLedger::continuing(
-            session.turns.unwrap_or(0),
-            session.cost_usd.unwrap_or(0.0),
-            session.claude_session_id.clone(),
-        )),
+        ledger: tokio::sync::Mutex::new(
+            SessionLedger::continuing(
+                session.turns.unwrap_or(0),
+                session.cost_usd.unwrap_or(0.0),
+                session.claude_session_id.clone(),
+            )
+            .after_runs(session.runs.unwrap_or(0)),
+        ),
         activity: Activity::new(),
         destinations: destination::for_session(ready, reporter, pr_url),
         refused_head: tokio::sync::Mutex::new(None),
@@ -243,6 +246,18 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
         }
         st.activity.begin();
         if let Some(limit) = session_limit(ready, st).await {
+            let cost = shared.cost_limit();
+            if matches!(limit, Limit::SessionCost { .. }) && cost.cap_usd > cost.limit_usd + 1e-9 {
+                // The operator lets writers raise it: the session waits for a raise (or its
+                // idle stop) instead of ending with the conversation's context.
+                reporter
+                    .post_logged(&texts::session_cost_limit_raisable(&limit, cost.cap_usd))
+                    .await;
+                record_error(ready, &texts::session_limit_reason(&limit)).await;
+                ready.shared.set_last_failed(Some(prompt));
+                st.activity.end();
+                continue;
+            }
             reporter
                 .post_logged(&texts::session_limit_reached(&limit))
                 .await;
@@ -282,8 +297,12 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
                 now(),
             )
             .await;
+        let planning = shared.planning();
         reporter.update(|v| {
-            v.headline = texts::headline::WAITING.into();
+            v.headline = match planning {
+                true => texts::headline::PLAN_WAITING.into(),
+                false => texts::headline::WAITING.into(),
+            };
             v.step = None;
             v.last_activity = Some(now());
         });

@@ -67,6 +67,8 @@ pub struct RunRequest {
     pub max_turns: u32,
     pub max_budget_usd: f64,
     pub workdir: PathBuf,
+    /// Plan only: the CLI may read but not change anything (Claude Code's plan mode).
+    pub plan: bool,
 }
 
 /// The final report of a run, as the CLI gives it.
@@ -139,9 +141,14 @@ impl Adapter for ClaudeCode {
         let mut cmd = Invocation::new(&self.program);
         // With `-p` and no prompt argument, Claude Code reads the prompt from standard input.
         cmd.arg("-p")
-            .args(["--output-format", "stream-json", "--verbose"])
-            .arg("--dangerously-skip-permissions")
-            .args(["--max-turns", &req.max_turns.to_string()])
+            .args(["--output-format", "stream-json", "--verbose"]);
+        // A plan run is in plan mode and nothing bypasses it: the CLI refuses edits and
+        // commands that change things.
+        match req.plan {
+            true => cmd.args(["--permission-mode", "plan"]),
+            false => cmd.arg("--dangerously-skip-permissions"),
+        };
+        cmd.args(["--max-turns", &req.max_turns.to_string()])
             .args(["--max-budget-usd", &format!("{:.4}", req.max_budget_usd)]);
         if let Some(model) = &self.model {
             cmd.args(["--model", model]);
@@ -273,7 +280,10 @@ impl Adapter for ShellCommand {
     fn command(&self, req: &RunRequest) -> Invocation {
         let mut cmd = Invocation::new("sh");
         cmd.arg("-c").arg(&self.command);
-        cmd.env = vec![("CCA_MAX_TURNS".into(), req.max_turns.to_string())];
+        cmd.env = vec![
+            ("CCA_MAX_TURNS".into(), req.max_turns.to_string()),
+            ("CCA_PLAN_MODE".into(), u8::from(req.plan).to_string()),
+        ];
         // A variable is limited like an argument: a larger prompt is on standard input only.
         if req.prompt.len() <= PROMPT_VARIABLE_MAX {
             cmd.env.push(("CCA_PROMPT".into(), req.prompt.clone()));
@@ -659,6 +669,7 @@ mod tests {
             max_turns: 3,
             max_budget_usd: 1.0,
             workdir: dir.to_path_buf(),
+            plan: false,
         }
     }
 
@@ -689,6 +700,33 @@ mod tests {
             events.push(e);
         }
         (out, events)
+    }
+
+    #[test]
+    fn a_plan_run_is_in_plan_mode_and_bypasses_no_permission() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = ClaudeCode {
+            program: "claude".into(),
+            model: None,
+        };
+        let mut r = req(dir.path());
+        let implement = adapter.command(&r).args;
+        assert!(
+            implement
+                .iter()
+                .any(|a| a == "--dangerously-skip-permissions")
+        );
+        assert!(!implement.iter().any(|a| a == "--permission-mode"));
+        r.plan = true;
+        let plan = adapter.command(&r).args;
+        let at = plan.iter().position(|a| a == "--permission-mode").unwrap();
+        assert_eq!(plan[at + 1], "plan");
+        assert!(
+            !plan
+                .iter()
+                .any(|a| a.to_string_lossy().contains("skip-permissions")),
+            "{plan:?}"
+        );
     }
 
     #[test]

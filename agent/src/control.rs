@@ -108,6 +108,8 @@ pub struct Shared {
     last_failed: Mutex<Option<Prompt>>,
     /// The session's cost limit and the operator's cap on raising it (`POST /budget`).
     cost: Mutex<CostLimit>,
+    /// The session's runs plan and commit nothing until `POST /approve`.
+    planning: std::sync::atomic::AtomicBool,
 }
 
 /// The session's cost limit, which a writer may raise up to the operator's cap.
@@ -141,7 +143,19 @@ impl Shared {
                 limit_usd: f64::INFINITY,
                 cap_usd: f64::INFINITY,
             }),
+            planning: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether the session's runs plan (until a writer approves).
+    pub fn planning(&self) -> bool {
+        self.planning.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes the session's runs plan, or implement.
+    pub fn set_planning(&self, planning: bool) {
+        self.planning
+            .store(planning, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The session's cost limit (`MAX_COST_PER_SESSION_USD`) and how far it may be raised
@@ -323,6 +337,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/checks", post(checks))
         .route("/retry", post(retry))
         .route("/budget", post(budget))
+        .route("/approve", post(approve))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     Router::new()
         .route("/health", get(health))
@@ -530,6 +545,46 @@ async fn retry(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respons
     (
         StatusCode::ACCEPTED,
         Json(json!({ "message": "The failed run is queued again", "queue_position": position })),
+    )
+        .into_response()
+}
+
+/// `/claude approve`: the plan is implemented by the next run, in the same conversation; the
+/// session plans no more.
+async fn approve(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let body: CommandBody = serde_json::from_slice(&body).unwrap_or_default();
+    if s.mode == Mode::Preview {
+        return error(
+            StatusCode::CONFLICT,
+            "this session is a preview; it has no plan",
+        );
+    }
+    if s.stop_requested().is_some() {
+        return error(StatusCode::CONFLICT, "the session is stopping");
+    }
+    let Some(author) = body.author.filter(|a| !a.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {author, comment_id?}: an approval names who approved",
+        );
+    };
+    if !s.planning.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        return error(
+            StatusCode::CONFLICT,
+            "no plan is waiting for approval: the session implements already",
+        );
+    }
+    let position = s.enqueue(Prompt {
+        text: cca_domain::texts::approved_prompt(&author),
+        author: Some(author),
+        comment_id: body.comment_id,
+        threads: Vec::new(),
+        fix: None,
+    });
+    acknowledge(&s, body.comment_id);
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "message": "The plan is approved; implementing it", "queue_position": position })),
     )
         .into_response()
 }

@@ -386,6 +386,42 @@ impl Repo {
             .to_owned())
     }
 
+    /// The untracked files of the working tree that would be committed (ignored and excluded
+    /// ones left out).
+    pub async fn untracked(&self) -> Result<std::collections::BTreeSet<String>, GitError> {
+        let out = self
+            .git(&["ls-files", "--others", "--exclude-standard", "-z"], None)
+            .await?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Puts the working tree back as it was at `start` with `before` untracked: what a plan run
+    /// changed, committed or created is gone (files that were there untracked stay).
+    pub async fn discard_since(
+        &self,
+        start: &str,
+        before: &std::collections::BTreeSet<String>,
+    ) -> Result<(), GitError> {
+        self.git(&["reset", "--quiet", "--hard", start], None)
+            .await?;
+        let created: Vec<String> = self
+            .untracked()
+            .await?
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        for chunk in created.chunks(200) {
+            let mut args = vec!["clean", "--quiet", "-f", "--"];
+            args.extend(chunk.iter().map(String::as_str));
+            self.git(&args, None).await?;
+        }
+        Ok(())
+    }
+
     /// Commits everything in the working tree (new files included) with `message`, when there
     /// is anything; returns whether a commit was made.
     pub async fn commit_all(&self, message: &str) -> Result<bool, GitError> {

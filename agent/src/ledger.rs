@@ -63,6 +63,12 @@ impl SessionLedger {
         }
     }
 
+    /// The same, numbering the next run after the `runs` the session made already.
+    pub fn after_runs(mut self, runs: u32) -> Self {
+        self.runs = runs;
+        self
+    }
+
     /// The session limit that forbids another run; `tokens_used` is the gateway's count, when
     /// there is a gateway.
     pub fn limit(&self, limits: &Limits, tokens_used: Option<u64>) -> Option<Limit> {

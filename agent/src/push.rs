@@ -19,7 +19,7 @@ const PATCH_COMMENT_MAX: usize = 50_000;
 const REFUSAL_POST_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a commit and push left: this run's commits and files, and why the push failed, if it did.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Pushed {
     pub commits: Vec<Commit>,
     pub files: Vec<ChangedFile>,

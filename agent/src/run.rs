@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use cca_domain::Session;
 use cca_domain::session::SessionPatch;
+use cca_domain::texts as texts_root;
 use cca_domain::texts::agent::{self as texts, RunSummary};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -51,12 +52,22 @@ pub(crate) async fn run_one(
             return;
         }
     };
+    // Read once: an approval that arrives during a plan run makes the next run implement.
+    let planning = ready.shared.planning();
+    let untracked_before = match planning {
+        true => st.repo.untracked().await.unwrap_or_default(),
+        false => Default::default(),
+    };
     let req = RunRequest {
-        prompt: prompt.text.clone(),
+        prompt: match planning {
+            true => format!("{}\n\n{}", texts_root::PLAN_MODE_NOTE, prompt.text),
+            false => prompt.text.clone(),
+        },
         resume: plan.resume.clone(),
         max_turns: plan.max_turns,
         max_budget_usd: plan.cli_budget_usd,
         workdir: st.repo.dir().to_path_buf(),
+        plan: planning,
     };
     let mut env = cli_env(ready);
     env.push(("CCA_SESSION_ID".into(), session.session_id.to_string()));
@@ -65,7 +76,7 @@ pub(crate) async fn run_one(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let progress = spawn_progress(reporter.clone(), rx);
-    info!(run = number, resume = ?plan.resume, "run starting");
+    info!(run = number, resume = ?plan.resume, planning, "run starting");
     let outcome = cli::run(
         adapter,
         &req,
@@ -88,8 +99,17 @@ pub(crate) async fn run_one(
         commits,
         files,
         error: push_error,
-    } = commit_and_push(ready, reporter, st, session, &start, &message).await;
-    if stopping.is_none() {
+    } = match planning {
+        // A plan changes nothing: whatever the run left, committed or not, is undone.
+        true => {
+            if let Err(e) = st.repo.discard_since(&start, &untracked_before).await {
+                warn!(error = %ready.secrets.mask(&e.to_string()), "cannot undo what the plan run changed");
+            }
+            Pushed::default()
+        }
+        false => commit_and_push(ready, reporter, st, session, &start, &message).await,
+    };
+    if stopping.is_none() && !planning {
         if let Err(e) = st
             .repo
             .refresh_cli_copy(&st.clone_url, &ready.sandbox)
@@ -161,8 +181,11 @@ pub(crate) async fn run_one(
     let patch = SessionPatch {
         cost_usd: Some(cost),
         turns: Some(turns),
+        runs: Some(number),
         claude_session_id: conversation,
         last_activity: Some(now()),
+        // Approved since the run began, or still planning: the record says which.
+        plan_mode: (planning || session.plan_mode).then(|| ready.shared.planning()),
         error: failure
             .as_ref()
             .map(|f| texts::run_failed_error(number, f))
@@ -190,8 +213,19 @@ pub(crate) async fn run_one(
         v.cost_usd = cost;
         v.last_activity = Some(now());
     });
-    for destination in &st.destinations {
-        destination.run_ended(&summary, stopping.is_some()).await;
+    if planning {
+        reporter
+            .post_logged(&texts::plan_posted(
+                number,
+                &summary.text,
+                summary.succeeded,
+                summary.failure.as_deref(),
+            ))
+            .await;
+    } else {
+        for destination in &st.destinations {
+            destination.run_ended(&summary, stopping.is_some()).await;
+        }
     }
     let answers = answer_threads(reporter, &prompt.threads, &summary);
     if stopping.is_some() {

@@ -366,12 +366,20 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     });
     info!(%address, control_port, "control API listening");
 
-    let preview_public = declared_public(&access).await;
+    let declared = declared(&access).await;
+    // The default branch's plan-first setting applies to a session's first start only: once a
+    // conversation exists the session has planned (or was approved) already.
+    let plan_by_default = mode == Mode::Agent
+        && declared.plan
+        && !session.plan_mode
+        && session.claude_session_id.is_none();
+    shared.set_planning(mode == Mode::Agent && (session.plan_mode || plan_by_default));
     let patch = SessionPatch {
         container_ip: Some(address.clone()),
         control_port: Some(control_port),
         heartbeat_at: Some(now()),
-        preview_public: Some(preview_public),
+        preview_public: Some(declared.public),
+        plan_mode: plan_by_default.then_some(true),
         ..SessionPatch::default()
     };
     let session = match session.status {
@@ -588,29 +596,48 @@ pub async fn finish(
     }
 }
 
-/// Whether the repository declares its previews public: `[preview] public = true` in the
-/// settings file of the default branch, read through the API. Never the session's own branch,
-/// which the model and any contributor can write. Unreadable means not public.
-async fn declared_public(access: &RepoAccess) -> bool {
-    let file = crate::devserver::settings::SETTINGS_FILE;
+/// What the default branch's settings file declares for every session of the repository.
+#[derive(Debug, Clone, Copy, Default)]
+struct Declared {
+    /// `[preview] public = true`: previews without sign-in.
+    public: bool,
+    /// `[agent] plan = true`: new sessions plan first.
+    plan: bool,
+}
+
+/// What the repository declares in the settings file of the default branch, read through the
+/// API. Never the session's own branch, which the model and any contributor can write.
+/// Unreadable declares nothing: previews keep sign-in, sessions implement at once.
+async fn declared(access: &RepoAccess) -> Declared {
+    use crate::devserver::settings::{SETTINGS_FILE, declares_plan, declares_public};
     let text = match access.client().await {
-        Ok(client) => client.default_branch_file(&access.repo, file).await,
+        Ok(client) => {
+            client
+                .default_branch_file(&access.repo, SETTINGS_FILE)
+                .await
+        }
         Err(e) => Err(e),
     };
     match text {
         Ok(Some(text)) => {
-            let public = crate::devserver::settings::declares_public(&text);
-            if public {
+            let d = Declared {
+                public: declares_public(&text),
+                plan: declares_plan(&text),
+            };
+            if d.public {
                 info!(
                     "the default branch declares previews public: no sign-in in front of this one"
                 );
             }
-            public
+            if d.plan {
+                info!("the default branch makes new sessions plan first");
+            }
+            d
         }
-        Ok(None) => false,
+        Ok(None) => Declared::default(),
         Err(e) => {
             warn!(error = %access.secrets.mask(&e.to_string()), "cannot read the default branch's settings: the preview keeps sign-in");
-            false
+            Declared::default()
         }
     }
 }

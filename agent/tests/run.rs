@@ -967,12 +967,11 @@ async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data
             let before = stand.model.main_requests().len();
             let mut agent = stand.spawn("run");
             let deadline = Instant::now() + START;
-            while stand
+            // The relaunch numbers its run after the first container's.
+            while !stand
                 .comments()
                 .iter()
-                .filter(|c| c.body.contains("Run 1 finished"))
-                .count()
-                < 2
+                .any(|c| c.body.contains("Run 2 finished"))
             {
                 assert!(
                     Instant::now() < deadline,
@@ -1211,6 +1210,26 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
             stand
                 .wait_status(Status::Idle, Duration::from_secs(10))
                 .await;
+            // A follow-up to the spent session does not run, and the session does not end:
+            // writers may still raise its limit.
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/prompt",
+                    Some(&stand.token()),
+                    json!({ "prompt": "Now add bye.txt.", "author": "octocat" }),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            let held = stand.wait_comment("This prompt did not run", START).await;
+            assert!(held.body.contains("/claude budget +N"), "{}", held.body);
+            assert!(
+                held.body.contains("$3.00"),
+                "the cap is named: {}",
+                held.body
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(stand.record().await.status, Status::Idle);
 
             // A raise past the cap is refused; one within it lets the spent session retry.
             let (code, body) = stand
@@ -1236,17 +1255,23 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
                 (body["cost_limit_usd"].as_f64().unwrap() - 2.000001).abs() < 1e-6,
                 "{body}"
             );
+            let before = stand.model.main_requests().len();
             let (code, body) = stand
                 .control("POST", "/retry", Some(&stand.token()), json!({}))
                 .await;
             assert_eq!(code, 202, "{body}");
             stand.wait_comment("Run 3 finished", START).await;
+            let retried = stand.model.main_requests()[before].texts().join("\n");
+            assert!(
+                retried.contains("Now add bye.txt."),
+                "the held prompt runs on the retry: {retried}"
+            );
             assert!(
                 stand
                     .comments()
                     .iter()
-                    .all(|c| !c.body.contains("Session limit reached")),
-                "the raised limit let the run go"
+                    .all(|c| !c.body.contains("The session stops")),
+                "the session was never stopped at its limit"
             );
             // Nothing failed since: nothing to retry.
             let (code, body) = stand
@@ -1254,6 +1279,174 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
                 .await;
             assert_eq!(code, 409, "{body}");
             assert!(body.to_string().contains("nothing to retry"), "{body}");
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_plan_is_posted_with_nothing_committed_revised_on_a_mention_and_implemented_once_approved()
+ {
+    scenario(
+        Stand::new_with(SessionType::Agent, "claude/1", |s| s.plan_mode = true),
+        |stand| async move {
+            let base = stand.github.git_log(REPO, "claude/1");
+            // A model that tries to change things while it plans: plan mode refuses both.
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::bash("touch made-while-planning.txt"),
+                Reply::text("1. Create hello.txt saying hello.\n2. Check it with cat."),
+            ]);
+            let mut agent = stand.spawn("run");
+            let plan = stand.wait_comment("Plan (run 1)", START).await;
+            assert!(
+                plan.body.contains("1. Create hello.txt saying hello."),
+                "{}",
+                plan.body
+            );
+            assert!(plan.body.contains("/claude approve"), "{}", plan.body);
+            let argv = stand.argv_text();
+            assert!(argv.contains("--permission-mode plan"), "{argv}");
+            assert!(!argv.contains("--dangerously-skip-permissions"), "{argv}");
+            // The CLI refused the edit and the command; nothing reached the branch or the tree.
+            let refused: Vec<_> = stand
+                .model
+                .main_requests()
+                .iter()
+                .flat_map(|r| r.tool_results())
+                .collect();
+            assert!(refused.len() >= 2, "{refused:#?}");
+            assert!(
+                refused.iter().all(|r| r["is_error"] == true),
+                "every change was refused: {refused:#?}"
+            );
+            assert!(
+                refused
+                    .iter()
+                    .any(|r| r["content"].to_string().contains("plan mode")),
+                "{refused:#?}"
+            );
+            assert_eq!(stand.github.git_log(REPO, "claude/1").len(), base.len());
+            assert!(!stand.clone_dir().join("hello.txt").exists());
+            assert!(!stand.clone_dir().join("made-while-planning.txt").exists());
+            assert!(
+                stand
+                    .comments()
+                    .iter()
+                    .all(|c| !c.body.contains("Run 1 finished")),
+                "a plan run posts its plan, not a summary"
+            );
+            stand
+                .wait_record("idle, still planning", Duration::from_secs(10), |s| {
+                    s.status == Status::Idle && s.plan_mode
+                })
+                .await;
+
+            // Another mention revises the plan, still in plan mode.
+            stand.model.push(Reply::text(
+                "1. Create hello.txt saying hello.\n2. Add a test for it.",
+            ));
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/prompt",
+                    Some(&stand.token()),
+                    json!({ "prompt": "Please add a test too.", "author": "octocat" }),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            let revised = stand.wait_comment("Plan (run 2)", START).await;
+            assert!(
+                revised.body.contains("Add a test for it."),
+                "{}",
+                revised.body
+            );
+            assert_eq!(stand.github.git_log(REPO, "claude/1").len(), base.len());
+
+            // An approval must say who approved; then the next run implements the plan in the
+            // same conversation, with permissions bypassed again.
+            let (code, _) = stand
+                .control("POST", "/approve", Some(&stand.token()), json!({}))
+                .await;
+            assert_eq!(code, 400);
+            stand.model.push_all([
+                Reply::write("hello.txt", "hello\n"),
+                Reply::text("Implemented the plan."),
+            ]);
+            let before = stand.model.main_requests().len();
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/approve",
+                    Some(&stand.token()),
+                    json!({ "author": "octocat" }),
+                )
+                .await;
+            assert_eq!(code, 202, "{body}");
+            let done = stand.wait_comment("Run 3 finished", START).await;
+            assert!(done.body.contains("`A hello.txt`"), "{}", done.body);
+            assert_eq!(
+                stand
+                    .github
+                    .file_at(REPO, "claude/1", "hello.txt")
+                    .as_deref(),
+                Some("hello\n")
+            );
+            let first = stand.model.main_requests()[before].texts().join("\n");
+            assert!(first.contains("approved your plan"), "{first}");
+            assert!(
+                first.contains("Add a test for it."),
+                "the implementation resumes the conversation that made the plan"
+            );
+            assert!(stand.argv_text().contains("--dangerously-skip-permissions"));
+            stand
+                .wait_record("implementing", Duration::from_secs(10), |s| !s.plan_mode)
+                .await;
+            // Nothing is waiting for approval any more.
+            let (code, body) = stand
+                .control(
+                    "POST",
+                    "/approve",
+                    Some(&stand.token()),
+                    json!({ "author": "octocat" }),
+                )
+                .await;
+            assert_eq!(code, 409, "{body}");
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_default_branchs_plan_setting_makes_a_new_session_plan_first() {
+    scenario(
+        Stand::new_on(
+            SessionType::Agent,
+            "claude/1",
+            |github| {
+                github.commit_file(
+                    REPO,
+                    "main",
+                    ".cca.toml",
+                    "[agent]\nplan = true\n",
+                    "Plan first",
+                );
+            },
+            |_| {},
+        ),
+        |stand| async move {
+            stand
+                .model
+                .push(Reply::text("1. Create hello.txt saying hello."));
+            let mut agent = stand.spawn("run");
+            stand.wait_comment("Plan (run 1)", START).await;
+            assert!(stand.argv_text().contains("--permission-mode plan"));
+            let s = stand
+                .wait_record("planning", Duration::from_secs(10), |s| s.plan_mode)
+                .await;
+            assert!(s.claude_session_id.is_some(), "{s:?}");
             stand.stop(&mut agent).await;
         },
     )

@@ -418,7 +418,9 @@ pub enum Blocked {
 pub fn decide(session: &Session, guard: &Guard) -> Result<SocketAddr, Blocked> {
     let pr_link = pages::pr_link(session);
     match session.status {
-        Status::Provisioning | Status::Starting => Err(Blocked::Page(Page::Starting { pr_link })),
+        Status::Provisioning | Status::Queued | Status::Starting => {
+            Err(Blocked::Page(Page::Starting { pr_link }))
+        }
         Status::Running | Status::Idle => match (&session.container_ip, session.app_port) {
             (Some(ip), Some(port)) => guard.check(ip, port).map_err(Blocked::Refused),
             _ => Err(Blocked::Page(Page::Starting { pr_link })),

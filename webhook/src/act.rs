@@ -145,6 +145,16 @@ async fn read(app: &App, needs: &Needs) -> Result<Snapshot, ActError> {
         snap.on_pr = app.store.by_pr(repo, *pr).await?;
     }
     if let Some(q) = needs
+        .installation_load
+        .filter(|q| !q.only_for_relaunch || plan::relaunches(&snap.on_pr))
+    {
+        snap.installation_active = active_agents(app)
+            .await?
+            .into_iter()
+            .filter(|s| s.installation_id == q.installation)
+            .collect();
+    }
+    if let Some(q) = needs
         .review
         .as_ref()
         .filter(|_| plan::reads_review(&snap.on_pr))
@@ -301,6 +311,9 @@ async fn start(app: &App, start: Start, now: i64) -> Outcome {
             };
         }
     };
+    if let Some(queued) = &start.queue {
+        return queue(app, session, &start, queued, now).await;
+    }
     info!(kind = ?session.session_type, relaunch = matches!(start.claim, Claim::Relaunch { .. }), "starting a session");
     let (session, pr) = match provision(app, session, start.pr.as_ref(), now).await {
         Ok(done) => done,
@@ -326,9 +339,155 @@ async fn start(app: &App, start: Start, now: i64) -> Outcome {
     }
 }
 
+/// A claimed session that waits for its turn: its branch and PR are made, it becomes `QUEUED`,
+/// and it is told its place. A turn may be free already (the sessions ahead of it started
+/// meanwhile, or one ended): the queue is then served at once.
+async fn queue(
+    app: &App,
+    session: Session,
+    start: &Start,
+    queued: &plan::Queued,
+    now: i64,
+) -> Outcome {
+    info!(
+        place = queued.place,
+        "the installation is at its ceiling: the session waits"
+    );
+    let (session, pr) = match open_pr(app, session, start.pr.as_ref(), now).await {
+        Ok(done) => done,
+        Err(reason) => return Outcome::StartFailed(reason),
+    };
+    let session = match app
+        .store
+        .transition(
+            &session.session_id,
+            Status::Queued,
+            SessionPatch::default(),
+            now,
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = fail(app, &session, Provisioning::Queue, &e.to_string(), now).await;
+            return Outcome::StartFailed(reason);
+        }
+    };
+    if let Some(number) = queued.number.or(pr.as_ref().map(|p| p.number)) {
+        let p = Post {
+            installation: session.installation_id,
+            repo: session.repo_full_name.clone(),
+            number,
+            body: queued.body.clone(),
+        };
+        post(app, &p).await;
+    }
+    if let (Some(key), Some(jira)) = (&start.jira, &app.jira) {
+        let pr_url = pr.as_ref().map(|p| p.html_url.as_str()).unwrap_or_default();
+        let told =
+            cca_domain::texts::jira::queued(queued.place, app.rules.max_active_sessions, pr_url);
+        if let Err(e) = jira.client.comment(key.as_str(), told).await {
+            warn!(key = %key, error = %e, "cannot comment on the JIRA issue");
+        }
+    }
+    start_turns(app, now).await;
+    Outcome::Queued {
+        session: Box::new(session),
+        place: queued.place,
+    }
+}
+
+/// The agent sessions that have not ended, every installation's.
+async fn active_agents(app: &App) -> Result<Vec<Session>, StoreError> {
+    let filter = cca_store::ListFilter {
+        statuses: Status::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect(),
+        limit: None,
+    };
+    Ok(app
+        .store
+        .list(&filter)
+        .await?
+        .into_iter()
+        .filter(|s| s.session_type == cca_domain::SessionType::Agent)
+        .collect())
+}
+
+/// Starts the queued sessions whose turn it is (see [`plan::turns`]): each is moved
+/// `QUEUED → PROVISIONING` (of concurrent servers exactly one wins it) and launched. Run after
+/// every stop, after a session is queued, on every scheduled sweep, and every
+/// [`TURNS_INTERVAL`] by a server.
+pub async fn start_turns(app: &App, now: i64) {
+    let active = match active_agents(app).await {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "cannot read the queue");
+            return;
+        }
+    };
+    for s in plan::turns(&active, app.rules.max_active_sessions) {
+        let span = error_span!("turn", session = %s.session_id);
+        async {
+            let session = match app
+                .store
+                .transition(
+                    &s.session_id,
+                    Status::Provisioning,
+                    SessionPatch::default(),
+                    now,
+                )
+                .await
+            {
+                Ok(s) => s,
+                Err(StoreError::IllegalTransition { .. }) => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot start a queued session");
+                    return;
+                }
+            };
+            info!("a queued session's turn: starting it");
+            if let Err(reason) = launch(app, session, now).await {
+                warn!(%reason, "the queued session could not start");
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+/// How often a server serves the queue, besides after every stop: sessions also end by
+/// themselves (idle, limits, crashes).
+pub const TURNS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Serves the queue every [`TURNS_INTERVAL`] until the runtime ends (`cca-webhook serve`,
+/// `cca up`; the Lambda serves it on its scheduled event instead).
+pub fn spawn_turns(app: std::sync::Arc<App>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TURNS_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            start_turns(&app, now()).await;
+        }
+    })
+}
+
 /// Branch, PR (agent sessions) and task of a claimed session. On failure the session ends
 /// `FAILED`, the PR (or issue) is told once, and the reason is handed back.
 async fn provision(
+    app: &App,
+    session: Session,
+    pr_plan: Option<&PrPlan>,
+    now: i64,
+) -> Result<(Session, Option<PullRef>), String> {
+    let (session, pr) = open_pr(app, session, pr_plan, now).await?;
+    Ok((launch(app, session, now).await?, pr))
+}
+
+/// The branch and draft PR a new agent session opens (nothing for others), recorded.
+async fn open_pr(
     app: &App,
     mut session: Session,
     pr_plan: Option<&PrPlan>,
@@ -364,6 +523,11 @@ async fn provision(
         };
         pr = Some(opened);
     }
+    Ok((session, pr))
+}
+
+/// The task of a provisioning session, recorded.
+async fn launch(app: &App, mut session: Session, now: i64) -> Result<Session, String> {
     let req = LaunchRequest {
         session_id: session.session_id.clone(),
         kind: session.session_type,
@@ -393,7 +557,7 @@ async fn provision(
         }
     }
     info!(task = %launched.task_arn, "session launched");
-    Ok((session, pr))
+    Ok(session)
 }
 
 async fn open_branch_and_pr(
@@ -462,6 +626,9 @@ async fn stop(app: &App, stop: Stop, now: i64) -> Result<Outcome, ActError> {
     }
     if let (Some(p), false) = (&stop.then, stopped.is_empty()) {
         post(app, p).await;
+    }
+    if !stopped.is_empty() {
+        start_turns(app, now).await;
     }
     Ok(Outcome::Stopping(stopped))
 }

@@ -68,6 +68,8 @@ pub struct WebhookArgs {
     pub trigger_label: Option<String>,
     #[arg(long, env = "TRIGGER_LABEL_STAGING")]
     pub trigger_label_staging: Option<String>,
+    #[arg(long, env = "PLAN_LABEL")]
+    pub plan_label: Option<String>,
     #[arg(long, env = "UAT_LABEL")]
     pub uat_label: Option<String>,
     #[arg(long, env = "UAT_LABEL_STAGING")]
@@ -78,6 +80,9 @@ pub struct WebhookArgs {
     /// Forward every human comment on a session's PR, mention or not.
     #[arg(long, env = "FORWARD_ALL_COMMENTS")]
     pub forward_all_comments: Option<bool>,
+    /// The most agent sessions of one installation that run at once; more wait in line.
+    #[arg(long, env = "MAX_ACTIVE_SESSIONS")]
+    pub max_active_sessions: Option<String>,
     /// S3 bucket agents keep their CLI's conversation in (through URLs presigned here).
     #[arg(long, env = "CONVERSATION_BUCKET")]
     pub conversation_bucket: Option<String>,
@@ -448,11 +453,28 @@ impl Config {
         };
         set(&mut rules.agent_label, &a.trigger_label);
         set(&mut rules.agent_staging_label, &a.trigger_label_staging);
+        set(&mut rules.agent_plan_label, &a.plan_label);
         set(&mut rules.preview_label, &a.uat_label);
         set(&mut rules.preview_staging_label, &a.uat_label_staging);
         set(&mut rules.mention, &a.claude_mention);
         rules.forward_all_comments = a.forward_all_comments.unwrap_or(false);
         rules.jira_actors = jira_actors(&a)?;
+        if let Some(v) = a
+            .max_active_sessions
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            rules.max_active_sessions = match v.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "MAX_ACTIVE_SESSIONS",
+                        reason: format!("{v:?} is not a whole number above 0"),
+                    });
+                }
+            };
+        }
 
         let allowed = match a
             .agent_allowed_cidrs

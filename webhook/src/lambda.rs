@@ -18,11 +18,11 @@ use crate::app::now;
 
 /// Serves invocations until the runtime stops.
 pub async fn run(app: Arc<App>, sweeper: Sweeper) -> Result<(), Error> {
-    let router = crate::router(app);
+    let router = crate::router(app.clone());
     let sweeper = Arc::new(sweeper);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (router, sweeper) = (router.clone(), Arc::clone(&sweeper));
-        async move { handle(router, &sweeper, event).await }
+        let (router, sweeper, app) = (router.clone(), Arc::clone(&sweeper), app.clone());
+        async move { handle(router, &app, &sweeper, event).await }
     }))
     .await
 }
@@ -36,12 +36,15 @@ pub fn is_scheduled(event: &Value) -> bool {
 
 async fn handle(
     router: Router,
+    app: &App,
     sweeper: &Sweeper,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
     if is_scheduled(&payload) {
         let report = sweeper.sweep(now(), false).await?;
+        // Sessions the sweep ended, or that ended by themselves, leave places to the queue.
+        crate::act::start_turns(app, now()).await;
         for line in report.lines() {
             tracing::info!(target: "cca_sweep", "{line}");
         }

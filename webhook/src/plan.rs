@@ -67,6 +67,22 @@ pub struct Needs {
     /// The review a single diff comment was submitted with: when that review is itself for the
     /// agent, its own event carries the comment.
     pub comment_review: Option<ReviewQuery>,
+    /// The agent sessions of an installation that have not ended: a start counts them against
+    /// [`Rules::max_active_sessions`].
+    pub installation_load: Option<LoadQuery>,
+}
+
+/// Whose active sessions a start counts, and whether only when a comment relaunches the PR's
+/// ended session (a comment for a running one starts nothing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadQuery {
+    pub installation: Option<u64>,
+    pub only_for_relaunch: bool,
+}
+
+/// Whether a comment on a PR with these sessions starts its agent session again.
+pub fn relaunches(on_pr: &[Session]) -> bool {
+    matches!(plan_comment(on_pr), CommentPlan::Relaunch(_))
 }
 
 /// What is read of checks, through which installation: a failed suite's runs, or, for a
@@ -127,6 +143,8 @@ pub struct Snapshot {
     pub failed_checks: Vec<CheckRun>,
     /// The id a new agent session gets (drawn at random by the reader).
     pub fresh_id: Option<SessionId>,
+    /// The agent sessions of [`Needs::installation_load`] that have not ended.
+    pub installation_active: Vec<Session>,
 }
 
 /// A comment to post on an issue or PR.
@@ -177,6 +195,36 @@ pub struct Start {
     pub jira: Option<JiraKey>,
     /// The answer's message once started.
     pub message: &'static str,
+    /// The installation has [`Rules::max_active_sessions`] running: the session waits, its
+    /// branch and PR made, at this place in line (1 = next), and the issue is told.
+    pub queue: Option<Queued>,
+}
+
+/// Where a session waits for its turn, and what it is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub place: usize,
+    /// The comment saying so.
+    pub body: String,
+    /// The GitHub issue or PR it goes to; `None`: the PR opened for the session (a JIRA issue
+    /// is told too).
+    pub number: Option<u64>,
+}
+
+/// The place a start of session `id` waits at under the ceiling, and what it is told on
+/// `number`.
+fn queue_for(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    id: &SessionId,
+    number: Option<u64>,
+) -> Option<Queued> {
+    let max = ctx.rules.max_active_sessions;
+    place_in_line(&snap.installation_active, id, max).map(|place| Queued {
+        place,
+        body: texts::session_queued(place, max),
+        number,
+    })
 }
 
 /// How a session is claimed in the store.
@@ -272,6 +320,8 @@ pub enum Outcome {
         message: &'static str,
         session: Box<Session>,
     },
+    /// A session waits for a place under the installation's ceiling.
+    Queued { session: Box<Session>, place: usize },
     /// A claimed session could not be started: it is `FAILED` with this reason.
     StartFailed(String),
     /// These sessions are stopping.
@@ -313,9 +363,9 @@ impl Outcome {
 }
 
 /// The most repositories one installation delivery makes labels in, one request at a time as
-/// GitHub asks of content-creating requests: four labels each stay within its 10 s for an
-/// answer.
-pub const LABEL_REPOS_PER_DELIVERY: usize = 5;
+/// GitHub asks of content-creating requests: five labels each (twenty labels in all, as before
+/// the plan label) stay within its 10 s for an answer.
+pub const LABEL_REPOS_PER_DELIVERY: usize = 4;
 
 /// The repository and installation an intent acts on, and who must be able to write there.
 fn permission_query(intent: &Intent) -> Option<PermissionQuery> {
@@ -382,9 +432,18 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
         ..Needs::default()
     };
     match intent {
-        Intent::StartAgent { repo, issue, .. } => {
+        Intent::StartAgent {
+            repo,
+            issue,
+            installation_id,
+            ..
+        } => {
             n.active = Some(ActiveKey::issue(repo, issue.number));
             n.wait_for_stop = true;
+            n.installation_load = Some(LoadQuery {
+                installation: *installation_id,
+                only_for_relaunch: false,
+            });
         }
         Intent::StartPreview { repo, pr, .. } => {
             if let Some(branch) = preview_branch(pr) {
@@ -453,9 +512,28 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
             if jira_repo(ctx, project_key).is_some() {
                 n.active = Some(ActiveKey::jira(key));
                 n.wait_for_stop = true;
+                n.installation_load = Some(LoadQuery {
+                    installation: ctx.default_installation,
+                    only_for_relaunch: false,
+                });
             }
         }
         Intent::EnsureLabels { .. } | Intent::Ignore(_) => {}
+    }
+    if let Intent::Prompt {
+        installation_id, ..
+    }
+    | Intent::Review {
+        installation_id, ..
+    }
+    | Intent::Command {
+        installation_id, ..
+    } = intent
+    {
+        n.installation_load = Some(LoadQuery {
+            installation: *installation_id,
+            only_for_relaunch: true,
+        });
     }
     n
 }
@@ -508,9 +586,10 @@ pub fn plan(intent: Intent, snap: &Snapshot, ctx: &Context<'_>) -> Plan {
             repo,
             issue,
             channel,
+            plan,
             installation_id,
             ..
-        } => start_issue(ctx, snap, repo, &issue, channel, installation_id),
+        } => start_issue(ctx, snap, repo, &issue, (channel, plan), installation_id),
         Intent::StartPreview {
             repo,
             pr,
@@ -738,7 +817,7 @@ fn start_issue(
     snap: &Snapshot,
     repo: RepoName,
     issue: &Issue,
-    channel: ImageChannel,
+    (channel, plan_mode): (ImageChannel, bool),
     installation_id: Option<u64>,
 ) -> Plan {
     let prompt = texts::issue_prompt(issue.number, &issue.title, &issue.body);
@@ -757,12 +836,18 @@ fn start_issue(
         s.installation_id = installation_id;
         s.initial_prompt = Some(prompt.clone());
         s.uat_url = Some(ctx.urls.url(&id));
+        s.plan_mode = plan_mode;
         s
     };
-    let claim = match claim(ctx, snap, fresh, Some(prompt.clone())) {
+    let mut claim = match claim(ctx, snap, fresh, Some(prompt.clone())) {
         Ok(c) => c,
         Err(plan) => return *plan,
     };
+    if let Claim::Relaunch { patch, .. } = &mut claim {
+        // The label given now decides: a plan label plans again, another one implements.
+        patch.plan_mode = Some(plan_mode);
+    }
+    let queue = queue_for(ctx, snap, &claim.session().session_id, Some(issue.number));
     let url = claim.session().uat_url.clone().unwrap_or_default();
     Plan::Start(Box::new(Start {
         claim,
@@ -775,7 +860,51 @@ fn start_issue(
         if_taken: None,
         jira: None,
         message: "Session started",
+        queue,
     }))
+}
+
+/// The place in line of a start of session `id` (1 = next), when it must wait: the
+/// installation's other agent sessions that have not ended (`active`) hold `max` places, or
+/// others already wait (they go first).
+pub fn place_in_line(active: &[Session], id: &SessionId, max: usize) -> Option<usize> {
+    let others = || active.iter().filter(|s| s.session_id != *id);
+    let waiting = others().filter(|s| s.status == Status::Queued).count();
+    let busy = others().filter(|s| holds_a_place(s.status)).count();
+    (busy >= max || waiting > 0).then_some(waiting + 1)
+}
+
+/// Whether a session counts against the ceiling: it runs, or is about to. One that is stopping
+/// is ending (its agent pushes and exits within seconds) and leaves its place to the next.
+fn holds_a_place(status: Status) -> bool {
+    !status.is_terminal() && !matches!(status, Status::Queued | Status::Stopping)
+}
+
+/// The queued sessions whose turn it is, oldest first: per installation, as many as the places
+/// its running agent sessions leave under `max`. `active` holds every session that has not
+/// ended.
+pub fn turns(active: &[Session], max: usize) -> Vec<Session> {
+    let mut by_installation: BTreeMap<Option<u64>, (usize, Vec<&Session>)> = BTreeMap::new();
+    for s in active
+        .iter()
+        .filter(|s| s.session_type == SessionType::Agent && !s.status.is_terminal())
+    {
+        let entry = by_installation.entry(s.installation_id).or_default();
+        match s.status {
+            Status::Queued => entry.1.push(s),
+            status if holds_a_place(status) => entry.0 += 1,
+            _ => {}
+        }
+    }
+    let mut due = Vec::new();
+    for (busy, mut waiting) in by_installation.into_values() {
+        waiting.sort_by(|a, b| {
+            (a.updated_at, a.session_id.as_str()).cmp(&(b.updated_at, b.session_id.as_str()))
+        });
+        let free = max.saturating_sub(busy);
+        due.extend(waiting.into_iter().take(free).cloned());
+    }
+    due
 }
 
 fn start_preview(
@@ -857,6 +986,7 @@ fn start_preview(
         if_taken: Some(busy),
         jira: None,
         message: "Preview started",
+        queue: None,
     }))
 }
 
@@ -900,6 +1030,7 @@ fn start_jira(
     };
     let url = claim.session().uat_url.clone().unwrap_or_default();
     let browse = cca_jira::browse_url(jira.base_url, key.as_str());
+    let queue = queue_for(ctx, snap, &claim.session().session_id, None);
     Plan::Start(Box::new(Start {
         claim,
         trigger: Trigger::Label,
@@ -911,6 +1042,7 @@ fn start_jira(
         if_taken: None,
         jira: Some(key),
         message: "Session started",
+        queue,
     }))
 }
 
@@ -1082,11 +1214,45 @@ fn command_plan(
         }
         Command::Retry => RETRY_ROUTE,
         Command::Budget { .. } => BUDGET_ROUTE,
+        Command::Approve => {
+            if !newest.is_some_and(|s| s.plan_mode) {
+                let why = "this PR's agent session has no plan waiting for approval".to_owned();
+                return answer_with(
+                    texts::command_refused("approve", &why),
+                    Outcome::Refused(why),
+                );
+            }
+            APPROVE_ROUTE
+        }
     };
+    if let (Command::Approve, CommentPlan::Relaunch(s)) = (command, plan_comment(&snap.on_pr)) {
+        let queue = queue_for(ctx, snap, &s.session_id, Some(pr_number));
+        // The plan's session ended (idle stop, crash): it starts again to implement the plan,
+        // in the conversation kept for it.
+        return Plan::Start(Box::new(Start {
+            claim: Claim::Relaunch {
+                patch: Box::new(SessionPatch {
+                    initial_prompt: Some(texts::approved_prompt(author)),
+                    plan_mode: Some(false),
+                    ..SessionPatch::default()
+                }),
+                last: s,
+            },
+            trigger: Trigger::Comment,
+            pr: None,
+            if_taken: None,
+            jira: None,
+            message: "Session relaunched to implement the approved plan",
+            queue,
+        }));
+    }
     let CommentPlan::Forward(session) = plan_comment(&snap.on_pr) else {
         let why = match command {
             // The raised limit lives in the running agent (the record keeps none yet).
-            Command::Budget { .. } => "a budget is raised in a running session, and this one is not running (one that stopped at its cost limit cannot be raised yet)".to_owned(),
+            // A session whose limit can be raised waits at it rather than stopping.
+            Command::Budget { .. } => {
+                "a budget is raised in a running session, and this one is not running".to_owned()
+            }
             _ => format!(
                 "the agent session is not running; mention {} to start it again",
                 ctx.rules.mention
@@ -1111,6 +1277,9 @@ fn command_plan(
         session,
     }))
 }
+
+/// The agent's control route for `/claude approve`.
+pub const APPROVE_ROUTE: &str = "/approve";
 
 /// The agent's control route for `/claude retry`.
 pub const RETRY_ROUTE: &str = "/retry";
@@ -1174,6 +1343,7 @@ fn prompt(
             outcome: Outcome::NotReady(s.session_id),
         },
         CommentPlan::Relaunch(s) => Plan::Start(Box::new(Start {
+            queue: queue_for(ctx, snap, &s.session_id, Some(pr_number)),
             claim: Claim::Relaunch {
                 patch: Box::new(SessionPatch {
                     initial_prompt: Some(follow_up.relaunch_prompt),
@@ -1230,6 +1400,8 @@ pub enum Provisioning {
     Launch,
     /// Recording the task that was launched (the task is stopped).
     RecordTask,
+    /// Recording that the session waits for its turn.
+    Queue,
 }
 
 /// What a failed provisioning step comes to: the session's recorded error, and the one comment
@@ -1263,6 +1435,10 @@ pub fn start_failed(
         Provisioning::RecordTask => (
             format!("cannot record the task: {error}"),
             session.pr_number,
+        ),
+        Provisioning::Queue => (
+            format!("cannot queue the session: {error}"),
+            session.pr_number.or(session.issue_number),
         ),
     };
     let (what, retry) = match session.session_type {

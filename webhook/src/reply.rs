@@ -87,6 +87,14 @@ impl Reply {
                     "uat_url": session.uat_url,
                 }),
             ),
+            Outcome::Queued { session, place } => Self::ok_with(
+                "Session queued",
+                json!({
+                    "session_id": session.session_id,
+                    "pr_number": session.pr_number,
+                    "place": place,
+                }),
+            ),
             Outcome::StartFailed(reason) => {
                 Self::error(StatusCode::BAD_GATEWAY, masker.mask(&reason))
             }

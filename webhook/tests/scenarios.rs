@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use cca_domain::control::control_token;
+use cca_domain::decide::Rules;
 use cca_domain::session::SessionPatch;
 use cca_domain::{ImageChannel, SessionType, Source, Status};
 use cca_testkit::control::FakeAgent;
@@ -377,12 +378,17 @@ async fn installing_the_app_creates_the_labels_it_acts_on() {
             .map(|l| (l.name, l.color))
             .collect();
         names.sort();
-        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(names.len(), 5, "{names:?}");
         assert!(
             names.contains(&("UAT".into(), "ff0000".into())),
             "left as it was: {names:?}"
         );
-        for wanted in ["claude-dev", "claude-dev-staging", "uat-staging"] {
+        for wanted in [
+            "claude-dev",
+            "claude-dev-staging",
+            "claude-plan",
+            "uat-staging",
+        ] {
             assert!(
                 names.iter().any(|(n, _)| n == wanted),
                 "{wanted} missing: {names:?}"
@@ -406,7 +412,7 @@ async fn installing_the_app_creates_the_labels_it_acts_on() {
             .deliver("installation_repositories", &added, &id)
             .await;
         assert_eq!(status, StatusCode::OK, "the redelivery is handled: {reply}");
-        assert_eq!(stand.github.labels(second).len(), 4);
+        assert_eq!(stand.github.labels(second).len(), 5);
         // Nothing else of an installation is acted on.
         let suspended = cca_testkit::fixtures::github_example("installation", Some("suspend"));
         let (status, reply) = stand.deliver("installation", &suspended, &delivery()).await;
@@ -1667,6 +1673,213 @@ async fn records_pointing_outside_the_allowed_ranges_get_no_control_call() {
             assert_eq!(stand.status(&s.session_id).await, Status::Stopped, "{ip}");
             assert!(agent.requests().is_empty(), "{ip}");
         }
+    })
+    .await;
+}
+
+/// `MAX_ACTIVE_SESSIONS=1`: a second and third label wait in line with their places said on
+/// their issues; the first one's stop starts the second at once, and when the second ends by
+/// itself (as an idle agent records it) the queue serving that follows starts the third.
+#[tokio::test]
+async fn beyond_the_ceiling_sessions_wait_in_line_and_start_as_others_end() {
+    let opts = Options {
+        rules: Rules {
+            max_active_sessions: 1,
+            ..Rules::default()
+        },
+        ..Options::default()
+    };
+    scenario_with(opts, |stand| async move {
+        let label = |n: u64| issue_labeled(n, "T", "B", "claude-dev", "alice");
+        let issues: Vec<u64> = (0..3)
+            .map(|_| stand.github.add_issue(REPO, "T", "B"))
+            .collect();
+        let (_, first) = stand.deliver_new("issues", &label(issues[0])).await;
+        assert_eq!(first["message"], "Session started", "{first}");
+        let mut queued = Vec::new();
+        for (place, &n) in issues[1..].iter().enumerate() {
+            let (status, reply) = stand.deliver_new("issues", &label(n)).await;
+            assert_eq!(
+                (status, reply["message"].as_str()),
+                (StatusCode::OK, Some("Session queued")),
+                "{reply}"
+            );
+            assert_eq!(reply["place"], place + 1, "{reply}");
+            let told = stand.github.comments(REPO, n);
+            let want = if place == 0 {
+                "next in line".to_owned()
+            } else {
+                format!("number {} in line", place + 1)
+            };
+            assert!(
+                told.iter().any(|c| c.body.contains(&want)),
+                "{want}: {told:#?}"
+            );
+            let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+            let s = stand.store.get(&id).await.unwrap().unwrap();
+            assert_eq!(s.status, Status::Queued);
+            assert!(s.pr_number.is_some(), "its branch and PR are made: {s:?}");
+            assert!(s.task_arn.is_none(), "no task while it waits: {s:?}");
+            queued.push(id);
+        }
+        assert_eq!(stand.tasks().await.len(), 1, "one task under the ceiling");
+        // A second label on a waiting issue says it exists, and changes nothing.
+        let (_, again) = stand.deliver_new("issues", &label(issues[1])).await;
+        assert_eq!(again["status"], "QUEUED", "{again}");
+
+        // The first is stopped through the webhook: the next in line starts at once.
+        let mut unlabel = label(issues[0]);
+        unlabel["action"] = json!("unlabeled");
+        let (_, reply) = stand.deliver_new("issues", &unlabel).await;
+        assert_eq!(reply["message"], "Stopping", "{reply}");
+        let second = stand.store.get(&queued[0]).await.unwrap().unwrap();
+        assert_eq!(second.status, Status::Provisioning, "{second:?}");
+        assert!(second.task_arn.is_some(), "{second:?}");
+        assert_eq!(stand.status(&queued[1]).await, Status::Queued);
+        assert_eq!(stand.tasks().await.len(), 2);
+
+        // The second ends by itself, as an agent records its idle stop; the queue is served
+        // (a server does it every few seconds, the Lambda on its scheduled sweep).
+        let now = cca_domain::now();
+        for to in [Status::Stopping, Status::Stopped] {
+            stand
+                .store
+                .transition(&queued[0], to, SessionPatch::default(), now)
+                .await
+                .unwrap();
+        }
+        cca_webhook::act::start_turns(&stand.app, now).await;
+        let third = stand.store.get(&queued[1]).await.unwrap().unwrap();
+        assert_eq!(third.status, Status::Provisioning, "{third:?}");
+        assert!(third.task_arn.is_some(), "{third:?}");
+        // Served again, the queue is empty: nothing more starts.
+        cca_webhook::act::start_turns(&stand.app, now).await;
+        assert_eq!(stand.tasks().await.len(), 3);
+    })
+    .await;
+}
+
+/// `claude-plan` starts a session in plan mode; `/claude approve` reaches its agent only from a
+/// writer, and only while a plan waits.
+#[tokio::test]
+async fn the_plan_label_plans_first_and_only_a_writers_approval_reaches_the_agent() {
+    scenario(|stand| async move {
+        let n = stand.github.add_issue(REPO, "Plan it", "B");
+        let (_, reply) = stand
+            .deliver_new(
+                "issues",
+                &issue_labeled(n, "Plan it", "B", "claude-plan", "alice"),
+            )
+            .await;
+        assert_eq!(reply["message"], "Session started", "{reply}");
+        let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        assert!(stand.store.get(&id).await.unwrap().unwrap().plan_mode);
+
+        let (agent, s) = stand.running_agent().await;
+        let pr = s.pr_number.unwrap();
+        // Nothing is waiting yet: refused with the reason, nothing sent.
+        stand.comment(pr, "/claude approve", "maya").await;
+        assert!(agent.requests().is_empty());
+        assert!(
+            stand
+                .github
+                .comments(REPO, pr)
+                .iter()
+                .any(|c| c.body.contains("no plan waiting"))
+        );
+        let planning = SessionPatch {
+            plan_mode: Some(true),
+            ..SessionPatch::default()
+        };
+        stand
+            .store
+            .update(&s.session_id, planning, cca_domain::now())
+            .await
+            .unwrap();
+        let (_, reply) = stand.comment(pr, "/claude approve", "rita").await;
+        assert!(
+            reply.to_string().contains("lacks write permission"),
+            "a reader's approval: {reply}"
+        );
+        assert!(agent.requests().is_empty());
+        stand.comment(pr, "/claude approve", "maya").await;
+        let reqs = agent.requests();
+        assert_eq!(
+            reqs.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            ["/approve"]
+        );
+        assert_eq!(reqs[0].body["author"], "maya");
+    })
+    .await;
+}
+
+/// GitHub failing while a review's comments or a suite's check runs are read: a 5xx or a rate
+/// limit longer than the delivery has answers 5xx with nothing sent to the agent, and the
+/// redelivery sends it once; a job log GitHub cannot give leaves that check without a log, not
+/// the run without its prompt.
+#[tokio::test]
+async fn github_failing_during_review_and_check_reads_is_answered_for_the_redelivery() {
+    use cca_testkit::github::{ACTIONS_APP, CheckRunSpec};
+    scenario(|stand| async move {
+        let (agent, s) = stand.running_agent().await;
+        let pr = s.pr_number.unwrap();
+        let (review, _) = stand.github.add_review(
+            REPO,
+            pr,
+            "maya",
+            "CHANGES_REQUESTED",
+            "Fix these.",
+            &cca_testkit::github::two_diff_comments(),
+        );
+        let event = stand.github.review_event(REPO, review, INSTALLATION);
+        let id = delivery();
+        stand.github.fail_next("GET", "/comments", 502, 1);
+        let (status, reply) = stand.deliver("pull_request_review", &event, &id).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+        assert!(agent.requests().is_empty());
+        stand
+            .github
+            .rate_limit_next("GET", "/comments", 429, RateLimit::Unspecified, 1);
+        let (status, reply) = stand.deliver("pull_request_review", &event, &id).await;
+        assert!(status.is_server_error(), "{status} {reply}");
+        assert!(reply.to_string().contains("rate-limited"), "{reply}");
+        assert!(agent.requests().is_empty());
+        let (_, reply) = stand.deliver("pull_request_review", &event, &id).await;
+        assert_eq!(reply["message"], "Prompt forwarded", "{reply}");
+        assert_eq!(agent.requests().len(), 1);
+
+        let head = stand
+            .github
+            .pulls(REPO)
+            .into_iter()
+            .find(|p| p.number == pr)
+            .unwrap()
+            .head_sha;
+        let suite = stand.github.add_check_suite(
+            REPO,
+            &head,
+            &[CheckRunSpec {
+                name: "test".into(),
+                conclusion: "failure".into(),
+                app: ACTIONS_APP.into(),
+                log: Some("FAIL: expected 2, got 3\n".into()),
+                ..CheckRunSpec::default()
+            }],
+        );
+        let event = stand.github.check_suite_event(REPO, suite, INSTALLATION);
+        let id = delivery();
+        stand.github.fail_next("GET", "/check-runs", 503, 1);
+        let (status, reply) = stand.deliver("check_suite", &event, &id).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+        assert_eq!(agent.requests().len(), 1, "nothing more sent");
+        stand.github.fail_next("GET", "/logs", 500, 1);
+        let (status, reply) = stand.deliver("check_suite", &event, &id).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let reqs = agent.requests();
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        let prompt = reqs[1].body["prompt"].as_str().unwrap();
+        assert!(prompt.contains("### test (failure)"), "{prompt}");
+        assert!(!prompt.contains("expected 2, got 3"), "no log: {prompt}");
     })
     .await;
 }

@@ -89,6 +89,16 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 struct FileFormat {
     app: Option<AppSection>,
     preview: Option<PreviewSection>,
+    agent: Option<AgentSection>,
+}
+
+/// The `[agent]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    /// New sessions plan first and wait for a writer's `/claude approve`, whatever label
+    /// started them. Read only from the default branch (see [`declares_plan`]).
+    plan: Option<bool>,
 }
 
 /// The `[preview]` table.
@@ -107,6 +117,16 @@ pub fn declares_public(text: &str) -> bool {
         .ok()
         .and_then(|f| f.preview)
         .and_then(|p| p.public)
+        .unwrap_or(false)
+}
+
+/// Whether the settings file `text` (as found on the default branch) makes new sessions plan
+/// first. A file that does not parse declares nothing.
+pub fn declares_plan(text: &str) -> bool {
+    toml::from_str::<FileFormat>(text)
+        .ok()
+        .and_then(|f| f.agent)
+        .and_then(|a| a.plan)
         .unwrap_or(false)
 }
 
@@ -306,6 +326,25 @@ mod tests {
         }
         // The strict parser takes the table.
         assert!(parse(Path::new(".cca.toml"), "[preview]\npublic = true\n").is_ok());
+    }
+
+    #[test]
+    fn plan_first_is_declared_only_by_a_well_formed_agent_table() {
+        assert!(declares_plan("[agent]\nplan = true\n"));
+        assert!(declares_plan(
+            "[preview]\npublic = false\n[agent]\nplan = true\n"
+        ));
+        for text in [
+            "",
+            "[agent]\n",
+            "[agent]\nplan = false\n",
+            "[agent]\nplan = 1\n",
+            "[agent]\nplan = true\nmode = \"yolo\"\n",
+            "[preview]\npublic = true\n",
+        ] {
+            assert!(!declares_plan(text), "{text:?}");
+        }
+        assert!(parse(Path::new(".cca.toml"), "[agent]\nplan = true\n").is_ok());
     }
     use super::*;
 

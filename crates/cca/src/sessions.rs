@@ -320,6 +320,7 @@ fn fields(s: &Session) -> Vec<(&'static str, String)> {
             s.cost_usd.map_or("-".into(), |c| format!("{c:.4}")),
         ),
         ("turns", opt(&s.turns)),
+        ("runs", opt(&s.runs)),
         ("error", opt(&s.error)),
         ("created_at", time(&Some(s.created_at))),
         ("updated_at", time(&Some(s.updated_at))),
@@ -327,6 +328,7 @@ fn fields(s: &Session) -> Vec<(&'static str, String)> {
         ("heartbeat_at", time(&s.heartbeat_at)),
         ("ttl", time(&s.ttl)),
         ("preview_public", s.preview_public.to_string()),
+        ("plan_mode", s.plan_mode.to_string()),
     ]
 }
 

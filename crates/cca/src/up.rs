@@ -652,7 +652,10 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     // While the agents stop, the token broker must still answer (each needs a token to push
     // its work in progress), but no delivery may start new work.
     let (stopping_tx, stopping_rx) = watch::channel(false);
-    let routes: Router = router(Arc::new(app))
+    let app = Arc::new(app);
+    // Queued sessions start as others end, until the stop.
+    let turns = cca_webhook::act::spawn_turns(app.clone());
+    let routes: Router = router(app)
         .merge(setup::configured_router(setup::Configured {
             source: github.clone(),
             app: stored.as_ref().map(|(a, _)| a.clone()),
@@ -758,6 +761,7 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     // which still answers, and records its end), then the webhook, then the proxy, which serves
     // their apps until they are gone.
     let _ = stopping_tx.send(true);
+    turns.abort();
     if local.is_some() {
         eprintln!(
             "cca up: stopping agents (each has {}s to push its work)",

@@ -572,6 +572,8 @@ fn full_patch() -> SessionPatch {
         heartbeat_at: Some(1_100),
         initial_prompt: Some("p".into()),
         preview_public: Some(false),
+        plan_mode: Some(true),
+        runs: Some(2),
     }
 }
 

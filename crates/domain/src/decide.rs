@@ -22,6 +22,9 @@ pub struct Rules {
     pub agent_label: String,
     /// Starts an agent session on the staging image (`claude-dev-staging`).
     pub agent_staging_label: String,
+    /// Starts an agent session in plan mode: the plan is posted and waits for `/claude approve`
+    /// (`claude-plan`).
+    pub agent_plan_label: String,
     /// Starts a PR preview (`uat`).
     pub preview_label: String,
     /// Starts a PR preview on the staging image (`uat-staging`).
@@ -34,19 +37,27 @@ pub struct Rules {
     pub stop_command: String,
     /// Who may start a session from JIRA (nobody unless configured).
     pub jira_actors: JiraActors,
+    /// The most agent sessions of one installation that run at once; a session started beyond
+    /// it waits `QUEUED` for one to end (`MAX_ACTIVE_SESSIONS`).
+    pub max_active_sessions: usize,
 }
+
+/// [`Rules::max_active_sessions`] unless configured.
+pub const DEFAULT_MAX_ACTIVE_SESSIONS: usize = 10;
 
 impl Default for Rules {
     fn default() -> Self {
         Self {
             agent_label: "claude-dev".into(),
             agent_staging_label: "claude-dev-staging".into(),
+            agent_plan_label: "claude-plan".into(),
             preview_label: "uat".into(),
             preview_staging_label: "uat-staging".into(),
             mention: "@claude".into(),
             forward_all_comments: false,
             stop_command: "/claude stop".into(),
             jira_actors: JiraActors::Nobody,
+            max_active_sessions: DEFAULT_MAX_ACTIVE_SESSIONS,
         }
     }
 }
@@ -54,7 +65,7 @@ impl Default for Rules {
 impl Rules {
     /// The labels the system acts on, with the colour and description they are created with
     /// in a repository that lacks them.
-    pub fn labels(&self) -> [(&str, &'static str, &'static str); 4] {
+    pub fn labels(&self) -> [(&str, &'static str, &'static str); 5] {
         [
             (
                 &self.agent_label,
@@ -65,6 +76,11 @@ impl Rules {
                 &self.agent_staging_label,
                 "a28bff",
                 "Claude Cloud Agent: implement this issue with the staging image",
+            ),
+            (
+                &self.agent_plan_label,
+                "d4c5f9",
+                "Claude Cloud Agent: plan this issue first, implement once a writer approves",
             ),
             (
                 &self.preview_label,
@@ -132,11 +148,14 @@ impl JiraActors {
 }
 
 impl Rules {
-    fn agent_channel(&self, label: &str) -> Option<ImageChannel> {
+    /// The image channel a trigger label starts, and whether it starts in plan mode.
+    fn agent_trigger(&self, label: &str) -> Option<(ImageChannel, bool)> {
         if label.eq_ignore_ascii_case(&self.agent_label) {
-            Some(ImageChannel::Latest)
+            Some((ImageChannel::Latest, false))
         } else if label.eq_ignore_ascii_case(&self.agent_staging_label) {
-            Some(ImageChannel::Staging)
+            Some((ImageChannel::Staging, false))
+        } else if label.eq_ignore_ascii_case(&self.agent_plan_label) {
+            Some((ImageChannel::Latest, true))
         } else {
             None
         }
@@ -198,6 +217,7 @@ impl Rules {
         Some(match (verb.as_str(), args.as_slice()) {
             ("status", []) => Command::Status,
             ("retry", []) => Command::Retry,
+            ("approve", []) => Command::Approve,
             ("budget", [amount]) => {
                 let digits = amount.strip_prefix('+').unwrap_or(amount);
                 let digits = digits.strip_prefix('$').unwrap_or(digits);
@@ -236,6 +256,8 @@ pub enum Command {
     Retry,
     /// `/claude budget +N`: raise the session's cost limit by N dollars, up to the cap.
     Budget { add_usd: f64 },
+    /// `/claude approve`: implement the plan the session posted.
+    Approve,
     /// Not a command this system knows (the words after the prefix).
     Unknown(String),
 }
@@ -247,6 +269,7 @@ impl Command {
             Command::Status => "status",
             Command::Retry => "retry",
             Command::Budget { .. } => "budget",
+            Command::Approve => "approve",
             Command::Unknown(words) => words,
         }
     }
@@ -316,6 +339,8 @@ pub enum Intent {
         repo: RepoName,
         issue: Issue,
         channel: ImageChannel,
+        /// Plan first (`claude-plan`): the agent posts a plan and waits for `/claude approve`.
+        plan: bool,
         actor: Actor,
         installation_id: Option<u64>,
     },
@@ -449,21 +474,22 @@ pub fn decide_github(event: GitHubEvent, rules: &Rules) -> Intent {
             sender,
             installation_id,
         } => match action {
-            IssuesAction::Labeled(label) => match rules.agent_channel(&label) {
+            IssuesAction::Labeled(label) => match rules.agent_trigger(&label) {
                 None => ignore(format!("label {label} is not a trigger label")),
                 Some(_) if sender.is_bot => ignore(format!("sender {} is a bot", sender.login)),
                 Some(_) if issue.is_pull_request => {
                     ignore("agent labels on pull requests are not handled")
                 }
-                Some(channel) => Intent::StartAgent {
+                Some((channel, plan)) => Intent::StartAgent {
                     repo,
                     issue,
                     channel,
+                    plan,
                     actor: sender,
                     installation_id,
                 },
             },
-            IssuesAction::Unlabeled(label) => match rules.agent_channel(&label) {
+            IssuesAction::Unlabeled(label) => match rules.agent_trigger(&label) {
                 None => ignore(format!("label {label} is not a trigger label")),
                 Some(_) => Intent::StopIssue {
                     repo,

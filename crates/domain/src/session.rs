@@ -1,7 +1,8 @@
 //! The session record and its state machine.
 //!
 //! `PROVISIONING → STARTING → RUNNING ⇄ IDLE → STOPPING → STOPPED | COMPLETED`, and `FAILED` from
-//! any state that has not ended. The stores refuse an illegal transition with a conditional write
+//! any state that has not ended; `PROVISIONING ⇄ QUEUED` (and `QUEUED → STOPPING`) for a session
+//! that waits for the installation's ceiling on active sessions. The stores refuse an illegal transition with a conditional write
 //! built from [`Status::allowed_predecessors`], so a late or duplicated writer cannot move a
 //! session backwards.
 
@@ -55,6 +56,9 @@ pub enum ImageChannel {
 pub enum Status {
     /// Record made; branch, PR and task being created.
     Provisioning,
+    /// Waiting for a place under the installation's `MAX_ACTIVE_SESSIONS`: branch and PR made,
+    /// no task yet.
+    Queued,
     /// The container has started and is cloning and installing.
     Starting,
     /// Working, or ready for follow-ups.
@@ -73,8 +77,9 @@ pub enum Status {
 
 impl Status {
     /// Every status, in lifecycle order.
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Provisioning,
+        Status::Queued,
         Status::Starting,
         Status::Running,
         Status::Idle,
@@ -88,6 +93,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Provisioning => "PROVISIONING",
+            Status::Queued => "QUEUED",
             Status::Starting => "STARTING",
             Status::Running => "RUNNING",
             Status::Idle => "IDLE",
@@ -109,7 +115,8 @@ impl Status {
         use Status::*;
         match (self, to) {
             (from, Failed) => !from.is_terminal(),
-            (Provisioning, Starting | Stopping) => true,
+            (Provisioning, Starting | Stopping | Queued) => true,
+            (Queued, Provisioning | Stopping) => true,
             (Starting, Running | Stopping) => true,
             (Running, Idle | Stopping) => true,
             (Idle, Running | Stopping) => true,
@@ -133,7 +140,7 @@ impl fmt::Display for Status {
     }
 }
 
-/// A status string that is not one of the eight.
+/// A status string that is not one of the nine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown session status {0:?}")]
 pub struct UnknownStatus(pub String);
@@ -201,6 +208,8 @@ pub struct Session {
     pub claude_session_id: Option<String>,
     pub cost_usd: Option<f64>,
     pub turns: Option<u32>,
+    /// Runs the session's agent made (across relaunches): the next run's number follows it.
+    pub runs: Option<u32>,
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -213,6 +222,10 @@ pub struct Session {
     /// The repository declared its previews public (`[preview] public = true` in `.cca.toml`):
     /// the proxy serves this session without sign-in. Absent (false) unless the agent read it.
     pub preview_public: bool,
+    /// The session plans before it implements (`claude-plan`, or `[agent] plan = true` in the
+    /// default branch's `.cca.toml`): its runs post a plan and commit nothing until a writer's
+    /// `/claude approve` clears this.
+    pub plan_mode: bool,
 }
 
 impl Session {
@@ -248,6 +261,7 @@ impl Session {
             claude_session_id: None,
             cost_usd: None,
             turns: None,
+            runs: None,
             error: None,
             created_at: now,
             updated_at: now,
@@ -255,6 +269,7 @@ impl Session {
             heartbeat_at: None,
             ttl: None,
             preview_public: false,
+            plan_mode: false,
         }
     }
 
@@ -285,6 +300,7 @@ pub struct SessionPatch {
     pub claude_session_id: Option<String>,
     pub cost_usd: Option<f64>,
     pub turns: Option<u32>,
+    pub runs: Option<u32>,
     pub error: Option<String>,
     pub last_activity: Option<i64>,
     /// When the agent last said it was alive (every heartbeat interval while it runs); the
@@ -293,6 +309,8 @@ pub struct SessionPatch {
     pub initial_prompt: Option<String>,
     /// See [`Session::preview_public`].
     pub preview_public: Option<bool>,
+    /// See [`Session::plan_mode`].
+    pub plan_mode: Option<bool>,
 }
 
 /// The uniqueness key of active sessions, e.g. `agent:octo/hello#12`, `jira:PROJ-3`,
@@ -335,6 +353,9 @@ mod tests {
         let legal = [
             (Provisioning, Starting),
             (Provisioning, Stopping),
+            (Provisioning, Queued),
+            (Queued, Provisioning),
+            (Queued, Stopping),
             (Starting, Running),
             (Starting, Stopping),
             (Running, Idle),
@@ -357,7 +378,12 @@ mod tests {
         for from in [Status::Stopped, Status::Completed, Status::Failed] {
             assert!(Status::ALL.iter().all(|to| !from.can_transition_to(*to)));
         }
-        assert_eq!(Status::allowed_predecessors(Status::Provisioning), vec![]);
+        // Only a queued session's turn reaches PROVISIONING by a transition; a new or ended
+        // one gets there by `create` or `relaunch`.
+        assert_eq!(
+            Status::allowed_predecessors(Status::Provisioning),
+            vec![Status::Queued]
+        );
     }
 
     #[test]

@@ -71,6 +71,20 @@ pub fn jira_prompt(key: &JiraKey, summary: &str, description: &str) -> String {
          above. When complete, commit and push your changes."
     )
 }
+/// What a run in plan mode is told before its prompt: plan, change nothing, answer with the plan.
+pub const PLAN_MODE_NOTE: &str = "You are in plan mode. Investigate the repository as needed, but do not \
+     change any file, commit or push. Answer with a concise, numbered implementation plan: the files \
+     to change, what changes in each, and how it will be tested. A writer will approve the plan or \
+     ask for changes to it.";
+
+/// The prompt of the run that implements an approved plan, in the conversation that made it.
+pub fn approved_prompt(author: &str) -> String {
+    format!(
+        "@{author} approved your plan. Implement it now, as planned (with the revisions asked for \
+         in this conversation). When complete, commit and push your changes."
+    )
+}
+
 /// The first prompt of a session relaunched by a comment on its PR.
 pub fn follow_up_prompt(author: &str, body: &str) -> String {
     format!("Follow-up from @{author} on the PR:\n\n{body}")
@@ -268,11 +282,17 @@ pub fn session_status(s: &crate::Session) -> String {
         s.session_id,
         s.status.as_str().to_ascii_lowercase()
     );
+    if let Some(runs) = s.runs {
+        out.push_str(&format!(", {runs} run{}", if runs == 1 { "" } else { "s" }));
+    }
     if let Some(turns) = s.turns {
         out.push_str(&format!(", {turns} turns"));
     }
     if let Some(cost) = s.cost_usd {
         out.push_str(&format!(", ${cost:.2} spent"));
+    }
+    if s.plan_mode {
+        out.push_str(", planning (a writer's `/claude approve` implements the plan)");
     }
     out.push('.');
     if let Some(url) = &s.uat_url {
@@ -297,7 +317,19 @@ pub fn unknown_command(words: &str, stop_command: &str) -> String {
     let prefix = stop_command.split_whitespace().next().unwrap_or("/claude");
     let words = crate::naming::clip(&words.replace('`', "'"), 80).into_owned();
     format!(
-        "{MARKER}\n:grey_question: `{prefix} {words}` is not a command. Known: `{prefix} status`, `{prefix} retry`, `{prefix} budget +N` (dollars), `{stop_command}`."
+        "{MARKER}\n:grey_question: `{prefix} {words}` is not a command. Known: `{prefix} status`, `{prefix} retry`, `{prefix} budget +N` (dollars), `{prefix} approve` (a plan), `{stop_command}`."
+    )
+}
+
+/// A session waits for a place under the installation's ceiling.
+pub fn session_queued(place: usize, max: usize) -> String {
+    let ahead = match place {
+        1 => "it is next in line".to_owned(),
+        n => format!("it is number {n} in line"),
+    };
+    format!(
+        "{MARKER}\n:hourglass_flowing_sand: **Session queued**: {max} agent session{} of this installation already run (`MAX_ACTIVE_SESSIONS`), so {ahead}. It starts by itself when one ends.",
+        if max == 1 { "" } else { "s" }
     )
 }
 

@@ -13,7 +13,7 @@ use crate::{StoreError, StoreResult};
 
 /// Every field of the record, in the order of [`Session`]: the DynamoDB attribute names and the
 /// SQLite column names.
-pub(crate) const FIELDS: [&str; 27] = [
+pub(crate) const FIELDS: [&str; 29] = [
     "session_id",
     "session_type",
     "source",
@@ -41,6 +41,8 @@ pub(crate) const FIELDS: [&str; 27] = [
     "heartbeat_at",
     "ttl",
     "preview_public",
+    "plan_mode",
+    "runs",
 ];
 
 /// The fields `relaunch` clears: what belonged to the previous run's container and ending.
@@ -123,6 +125,8 @@ pub(crate) fn record_values<'a>(
         ("heartbeat_at", int(s.heartbeat_at)),
         ("ttl", int(s.ttl)),
         ("preview_public", s.preview_public.then_some(Value::Int(1))),
+        ("plan_mode", s.plan_mode.then_some(Value::Int(1))),
+        ("runs", uint(s.runs.map(u64::from))),
     ];
     debug_assert!(values.iter().map(|(f, _)| *f).eq(FIELDS));
     Ok(values)
@@ -159,6 +163,8 @@ pub(crate) fn patch_values<'a>(
             "preview_public",
             p.preview_public.map(|v| Value::Int(i64::from(v))),
         ),
+        ("plan_mode", p.plan_mode.map(|v| Value::Int(i64::from(v)))),
+        ("runs", p.runs.map(|v| Value::UInt(v.into()))),
     ];
     Ok(candidates
         .into_iter()
@@ -222,6 +228,8 @@ pub(crate) fn session_from(op: &str, fields: &impl Fields) -> StoreResult<Sessio
         heartbeat_at: r.int("heartbeat_at")?,
         ttl: r.int("ttl")?,
         preview_public: r.int::<i64>("preview_public")?.is_some_and(|v| v != 0),
+        plan_mode: r.int::<i64>("plan_mode")?.is_some_and(|v| v != 0),
+        runs: r.int("runs")?,
     })
 }
 

@@ -24,7 +24,7 @@ use crate::{
 
 /// Version of the schema below, kept in `PRAGMA user_version`. A file written by a newer build is
 /// refused rather than misread.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How long an operation waits for another process's write lock before failing. Operations hold
 /// the lock for milliseconds, so waiting 5 s means the other process is stuck, not busy.
@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_activity     INTEGER,
     heartbeat_at      INTEGER,
     ttl               INTEGER,
-    preview_public    INTEGER
+    preview_public    INTEGER,
+    plan_mode         INTEGER,
+    runs              INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS sessions_by_pr ON sessions (repo_full_name, pr_number);
 CREATE TABLE IF NOT EXISTS claims (
@@ -116,15 +118,18 @@ impl SqliteStore {
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                     .map_err(err)?;
             }
-            // Version 1 had no heartbeat column, version 2 no preview_public.
-            1 | 2 => {
-                let heartbeat = if version == 1 {
-                    "ALTER TABLE sessions ADD COLUMN heartbeat_at INTEGER;"
-                } else {
-                    ""
-                };
+            // Version 1 had no heartbeat column, version 2 no preview_public, version 3 neither
+            // plan_mode nor runs: each older file gains the columns it lacks, in order.
+            1..=3 => {
+                let added = [
+                    "ALTER TABLE sessions ADD COLUMN heartbeat_at INTEGER;",
+                    "ALTER TABLE sessions ADD COLUMN preview_public INTEGER;",
+                    "ALTER TABLE sessions ADD COLUMN plan_mode INTEGER; ALTER TABLE sessions ADD COLUMN runs INTEGER;",
+                ];
+                let from = usize::try_from(version - 1).unwrap_or_default();
                 tx.execute_batch(&format!(
-                    "{heartbeat} ALTER TABLE sessions ADD COLUMN preview_public INTEGER; PRAGMA user_version = {SCHEMA_VERSION}"
+                    "{} PRAGMA user_version = {SCHEMA_VERSION}",
+                    added[from..].concat()
                 ))
                 .map_err(err)?;
             }
@@ -665,7 +670,7 @@ mod tests {
             let v1 = SCHEMA
                 .replace("    heartbeat_at      INTEGER,\n", "")
                 .replace(
-                    "    ttl               INTEGER,\n    preview_public    INTEGER\n",
+                    "    ttl               INTEGER,\n    preview_public    INTEGER,\n    plan_mode         INTEGER,\n    runs              INTEGER\n",
                     "    ttl               INTEGER\n",
                 );
             assert_ne!(v1, SCHEMA);
@@ -684,14 +689,19 @@ mod tests {
         let old = store.get(&id).await.unwrap().expect("kept");
         assert_eq!(old.heartbeat_at, None);
         assert!(!old.preview_public);
+        assert!(!old.plan_mode);
         let patch = SessionPatch {
             heartbeat_at: Some(42),
             preview_public: Some(true),
+            plan_mode: Some(true),
+            runs: Some(2),
             ..SessionPatch::default()
         };
         let s = store.update(&id, patch, 50).await.unwrap();
+        assert_eq!(s.runs, Some(2));
         assert_eq!(s.heartbeat_at, Some(42));
         assert!(s.preview_public);
+        assert!(s.plan_mode);
         drop(store);
         // Opening again finds the current version and changes nothing.
         let again = SqliteStore::open(&path).unwrap();

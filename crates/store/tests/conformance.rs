@@ -167,6 +167,7 @@ fn path_to(status: Status) -> Vec<Status> {
     use Status::*;
     let path = match status {
         Provisioning => vec![],
+        Queued => vec![Queued],
         Starting => vec![Starting],
         Running => vec![Starting, Running],
         Idle => vec![Starting, Running, Idle],
@@ -361,6 +362,8 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         heartbeat_at: Some(175),
         initial_prompt: Some("second ✓".to_owned()),
         preview_public: Some(true),
+        plan_mode: Some(true),
+        runs: Some(4),
     };
     let written = store.update(&s.session_id, patch, 180).await.unwrap();
     let expected = Session {
@@ -378,6 +381,8 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         heartbeat_at: Some(175),
         initial_prompt: Some("second ✓".to_owned()),
         preview_public: true,
+        plan_mode: true,
+        runs: Some(4),
         status: Status::Running,
         updated_at: 180,
         ..expected

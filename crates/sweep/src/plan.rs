@@ -290,6 +290,8 @@ fn plan_session(s: &Session, snap: &Snapshot, limits: &Limits) -> Option<Action>
     // Stopping a task that may run is cheap and safe; only one known to be gone is spared.
     let may_run = task.is_some() && state != Some(false);
     match s.status {
+        // Waiting for a place, with no task: its turn is the webhook's to give.
+        Status::Queued => None,
         Status::Provisioning => {
             let age = now - s.updated_at;
             if age <= START_GRACE_SECS {

@@ -110,6 +110,7 @@ fn start_agent(channel: ImageChannel) -> Intent {
         repo: repo(),
         issue: issue(),
         channel,
+        plan: false,
         actor: actor("alice"),
         installation_id: Some(INSTALLATION),
     }
@@ -1285,10 +1286,97 @@ fn status_is_answered_from_the_record_and_retry_and_budget_go_to_the_running_age
     ));
 }
 
+#[test]
+fn approve_goes_to_a_planning_agent_relaunches_an_ended_plan_and_is_refused_otherwise() {
+    let on = |s: Session| Snapshot {
+        on_pr: vec![s],
+        ..snap()
+    };
+    // No plan waiting: said on the PR, nothing sent.
+    let (posts, outcome) = answer_of(plan_of(
+        command_intent(Command::Approve),
+        &on(ready_agent()),
+    ));
+    assert!(
+        posts[0].body.contains("no plan waiting"),
+        "{}",
+        posts[0].body
+    );
+    assert!(matches!(outcome, Outcome::Refused(_)));
+
+    let mut planning = ready_agent();
+    planning.plan_mode = true;
+    let Plan::Forward(f) = plan_of(command_intent(Command::Approve), &on(planning.clone())) else {
+        panic!("approve not forwarded")
+    };
+    assert_eq!((f.route, f.comment_id), (APPROVE_ROUTE, Some(77)));
+    assert_eq!(f.body["author"], "alice");
+
+    // The plan's session ended: it starts again to implement, planning no more.
+    let mut ended = agent(Status::Stopped);
+    ended.plan_mode = true;
+    let Plan::Start(start) = plan_of(command_intent(Command::Approve), &on(ended)) else {
+        panic!("an ended plan is not relaunched")
+    };
+    let Claim::Relaunch { patch, .. } = &start.claim else {
+        panic!("{:?}", start.claim)
+    };
+    assert_eq!(patch.plan_mode, Some(false));
+    assert!(
+        patch
+            .initial_prompt
+            .as_deref()
+            .is_some_and(|p| p.contains("@alice approved your plan")),
+        "{patch:?}"
+    );
+
+    // A reader's approval is refused before anything is said or sent.
+    let reader = Snapshot {
+        permission: Some(Permission::Read),
+        ..on(planning)
+    };
+    assert!(matches!(
+        answer_of(plan_of(command_intent(Command::Approve), &reader)),
+        (posts, Outcome::Refused(_)) if posts.is_empty()
+    ));
+}
+
+#[test]
+fn the_plan_label_starts_a_planning_session_and_another_label_relaunches_it_implementing() {
+    let mut intent = start_agent(ImageChannel::Latest);
+    if let Intent::StartAgent { plan, .. } = &mut intent {
+        *plan = true;
+    }
+    let Plan::Start(start) = plan_of(intent.clone(), &snap()) else {
+        panic!("not started")
+    };
+    let Claim::Create(s) = &start.claim else {
+        panic!("{:?}", start.claim)
+    };
+    assert!(s.plan_mode);
+    // Relabelled after it ended: the label given now decides.
+    let ended = Snapshot {
+        active: Some(agent(Status::Stopped)),
+        ..snap()
+    };
+    for (plan, want) in [(true, Some(true)), (false, Some(false))] {
+        if let Intent::StartAgent { plan: p, .. } = &mut intent {
+            *p = plan;
+        }
+        let Plan::Start(start) = plan_of(intent.clone(), &ended) else {
+            panic!("not relaunched")
+        };
+        let Claim::Relaunch { patch, .. } = &start.claim else {
+            panic!("{:?}", start.claim)
+        };
+        assert_eq!(patch.plan_mode, want);
+    }
+}
+
 // Installations.
 
 #[test]
-fn labels_are_made_in_five_repositories_a_delivery_and_the_rest_named() {
+fn labels_are_made_in_four_repositories_a_delivery_and_the_rest_named() {
     let repos: Vec<RepoName> = (0..7)
         .map(|i| RepoName::parse(&format!("octo/r{i}")).unwrap())
         .collect();
@@ -1307,7 +1395,7 @@ fn labels_are_made_in_five_repositories_a_delivery_and_the_rest_named() {
             assert_eq!(installation, INSTALLATION);
             assert_eq!(
                 (now.as_slice(), later.as_slice()),
-                (&repos[..5], &repos[5..])
+                (&repos[..4], &repos[4..])
             );
         }
         other => panic!("{other:?}"),

@@ -84,17 +84,26 @@ fn decide(ev: GitHubEvent) -> Intent {
 
 #[test]
 fn trigger_labels_start_agents_on_their_channel() {
-    for (label, channel) in [
-        ("claude-dev", ImageChannel::Latest),
-        ("Claude-Dev-Staging", ImageChannel::Staging),
+    for (label, channel, planned) in [
+        ("claude-dev", ImageChannel::Latest, false),
+        ("Claude-Dev-Staging", ImageChannel::Staging, false),
+        ("claude-plan", ImageChannel::Latest, true),
     ] {
         let i = decide(issues(IssuesAction::Labeled(label.into()), human("alice")));
         assert!(
-            matches!(i, Intent::StartAgent { channel: c, .. } if c == channel),
+            matches!(i, Intent::StartAgent { channel: c, plan, .. } if c == channel && plan == planned),
             "{label}: {i:?}"
         );
         assert_eq!(i.requires_write().map(Login::as_str), Some("alice"));
     }
+    // Removing the plan label stops the session as removing any trigger label does.
+    assert!(matches!(
+        decide(issues(
+            IssuesAction::Unlabeled("claude-plan".into()),
+            human("a")
+        )),
+        Intent::StopIssue { .. }
+    ));
 }
 
 #[test]
@@ -432,6 +441,11 @@ fn commands_are_the_first_line_of_a_comment_and_need_write() {
     let r = Rules::default();
     assert_eq!(r.command("/claude status"), Some(Command::Status));
     assert_eq!(r.command("  /CLAUDE Retry\nplease"), Some(Command::Retry));
+    assert_eq!(r.command("/claude approve"), Some(Command::Approve));
+    assert_eq!(
+        r.command("/claude approve everything"),
+        Some(Command::Unknown("approve everything".into()))
+    );
     assert_eq!(
         r.command("/claude budget +5"),
         Some(Command::Budget { add_usd: 5.0 })

@@ -272,9 +272,34 @@ pub fn session_limit_reached(limit: &Limit) -> String {
     )
 }
 
+/// The session's cost limit forbids another run, and writers may still raise it: the prompt is
+/// kept for `/claude retry`, and the session waits.
+pub fn session_cost_limit_raisable(limit: &Limit, cap_usd: f64) -> String {
+    format!(
+        ":moneybag: **Session limit reached:** {limit}. This prompt did not run. A writer's `/claude budget +N` raises the limit (up to ${cap_usd:.2}, MAX_COST_PER_SESSION_CAP_USD), then `/claude retry` runs it; otherwise the session stops when idle."
+    )
+}
+
 /// Why the session stops at a session limit (the record's error and the stop's reason).
 pub fn session_limit_reason(limit: &Limit) -> String {
     format!("session limit reached: {limit}")
+}
+
+/// The plan a run in plan mode wrote, posted on the PR to be approved or revised.
+pub fn plan_posted(number: u32, plan: &str, succeeded: bool, failure: Option<&str>) -> String {
+    let body = match (succeeded, plan.trim().is_empty()) {
+        (true, false) => clip(plan.trim(), 60_000).into_owned(),
+        (true, true) => "_The run ended without writing a plan._".to_owned(),
+        (false, _) => format!(
+            "_The run failed before it finished the plan: {}_",
+            failure.unwrap_or("no reason given")
+        ),
+    };
+    format!(
+        "{MARKER}\n:clipboard: **Plan (run {number})**: nothing was changed, committed or pushed.\n\n{body}\n\n\
+         ---\nA writer's `/claude approve` implements this plan in the same conversation; any other \
+         mention of the agent asks for a revised plan."
+    )
 }
 
 /// A run that could not begin (its working copy is unreadable).
@@ -507,6 +532,8 @@ pub mod headline {
     pub const STARTING: &str = "🚀 Starting: cloning the repository";
     pub const WORKING: &str = "🛠️ Working on the issue";
     pub const WAITING: &str = "💤 Waiting: comment on the PR to ask for more";
+    pub const PLAN_WAITING: &str =
+        "📋 Plan posted: waiting for a writer's `/claude approve`, or a mention asking for changes";
     pub const PREVIEW_STARTING: &str = "🚀 Preview starting: cloning the branch";
     pub const PREVIEW_INSTALLING: &str = "📦 Preview starting: installing";
 

@@ -39,6 +39,17 @@ pub fn started(
     ])
 }
 
+/// The comment posted when a JIRA issue's session waits for a place (`place` 1 = next).
+pub fn queued(place: usize, max: usize, pr_url: &str) -> Value {
+    doc(vec![
+        paragraph(vec![strong("Claude Agent Queued")]),
+        paragraph(vec![text(&format!(
+            "{max} agent session(s) already run (MAX_ACTIVE_SESSIONS); this one is number {place} in line and starts by itself when one ends."
+        ))]),
+        bullets(vec![vec![text("GitHub PR: "), link(pr_url, pr_url)]]),
+    ])
+}
+
 /// The comment about the first run's outcome; `pr` is the PR's URL and number.
 pub fn run_summary(s: &RunSummary, pr: Option<(&str, u64)>) -> Value {
     let title = if s.succeeded {

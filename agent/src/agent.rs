@@ -117,6 +117,7 @@ async fn start(
         comment_id: None,
         threads: Vec::new(),
         fix: None,
+        approval: None,
     });
     Ok(Started {
         repo,
@@ -237,6 +238,22 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
         if prompt.author.is_some() {
             st.ci.lock().await.person_asked();
         }
+        if let Some(seen) = prompt.approval {
+            if !shared.take_approval(seen) {
+                reporter
+                    .post_logged(texts::PLAN_CHANGED_SINCE_APPROVAL)
+                    .await;
+                continue;
+            }
+            shared.set_planning(false);
+            let patch = SessionPatch {
+                plan_mode: Some(false),
+                ..SessionPatch::default()
+            };
+            if let Err(e) = ready.store.update(&session.session_id, patch, now()).await {
+                warn!(error = %e, "cannot record the approval");
+            }
+        }
         if let Some(commit) = &prompt.fix {
             let head = st.repo.head().await.unwrap_or_default();
             if !st.ci.lock().await.still_fixing(commit, &head) {
@@ -248,6 +265,12 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
         if let Some(limit) = session_limit(ready, st).await {
             let cost = shared.cost_limit();
             if matches!(limit, Limit::SessionCost { .. }) && cost.cap_usd > cost.limit_usd + 1e-9 {
+                st.activity.end();
+                if prompt.fix.is_some() {
+                    // Checks report again on the next push; a writer decides about money.
+                    info!("a fix run is not started at the session's cost limit");
+                    continue;
+                }
                 // The operator lets writers raise it: the session waits for a raise (or its
                 // idle stop) instead of ending with the conversation's context.
                 reporter
@@ -255,7 +278,6 @@ async fn work(ready: &Ready, reporter: &Reporter, st: &Started, session: &Sessio
                     .await;
                 record_error(ready, &texts::session_limit_reason(&limit)).await;
                 ready.shared.set_last_failed(Some(prompt));
-                st.activity.end();
                 continue;
             }
             reporter
@@ -335,6 +357,7 @@ async fn on_checks(ready: &Ready, reporter: &Reporter, st: &Started, report: Che
                 comment_id: None,
                 threads: Vec::new(),
                 fix: Some(report.head_sha.clone()),
+                approval: None,
             });
         }
         Verdict::Passed { attempts } => {
@@ -400,15 +423,18 @@ async fn shutdown(ready: &Ready, reporter: &Reporter, st: &Started, stop: StopRe
     let deadline = Deadline::from_now(ready);
     info!(reason = %stop.reason, "stopping");
     // A run in progress has already committed and pushed its work; this catches anything else.
-    let start = st.repo.head().await.unwrap_or_default();
-    let message = texts::wip_commit_message(&stop.reason);
-    let pushed = tokio::time::timeout(
-        deadline.left(std::time::Duration::from_secs(6)),
-        commit_and_push(ready, reporter, st, &ready.session, &start, &message),
-    )
-    .await;
-    if pushed.is_err() {
-        warn!("pushing the work in progress did not finish before the stop deadline");
+    // A session that plans has no work: whatever is left is not pushed.
+    if !ready.shared.planning() {
+        let start = st.repo.head().await.unwrap_or_default();
+        let message = texts::wip_commit_message(&stop.reason);
+        let pushed = tokio::time::timeout(
+            deadline.left(std::time::Duration::from_secs(6)),
+            commit_and_push(ready, reporter, st, &ready.session, &start, &message),
+        )
+        .await;
+        if pushed.is_err() {
+            warn!("pushing the work in progress did not finish before the stop deadline");
+        }
     }
     if let Some(app) = &st.app {
         let _ = tokio::time::timeout(deadline.left(std::time::Duration::from_secs(4)), app.stop())

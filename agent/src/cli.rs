@@ -95,6 +95,8 @@ pub enum CliEvent {
     Tool { name: String, detail: String },
     /// A tool's result.
     ToolResult { is_error: bool },
+    /// The plan the model presented to leave plan mode (Claude Code's `ExitPlanMode`).
+    Plan(String),
     /// The run's final report.
     Finished(CliResult),
 }
@@ -184,16 +186,26 @@ pub fn parse_claude_line(line: &str) -> Vec<CliEvent> {
         }
         Some("assistant") => content(&v)
             .iter()
-            .filter_map(|block| match block.get("type").and_then(Value::as_str) {
+            .flat_map(|block| match block.get("type").and_then(Value::as_str) {
                 Some("text") => str_of(block, "text")
                     .filter(|t| !t.trim().is_empty())
-                    .map(CliEvent::Text),
+                    .map(CliEvent::Text)
+                    .into_iter()
+                    .collect(),
                 Some("tool_use") => {
                     let name = str_of(block, "name").unwrap_or_else(|| "tool".into());
-                    let detail = block.get("input").map(tool_detail).unwrap_or_default();
-                    Some(CliEvent::Tool { name, detail })
+                    let input = block.get("input");
+                    let detail = input.map(tool_detail).unwrap_or_default();
+                    let plan = (name == "ExitPlanMode")
+                        .then(|| input.and_then(|i| str_of(i, "plan")))
+                        .flatten()
+                        .filter(|p| !p.trim().is_empty())
+                        .map(CliEvent::Plan);
+                    std::iter::once(CliEvent::Tool { name, detail })
+                        .chain(plan)
+                        .collect::<Vec<_>>()
                 }
-                _ => None,
+                _ => Vec::new(),
             })
             .collect(),
         Some("user") => content(&v)

@@ -42,6 +42,8 @@ pub struct Prompt {
     pub threads: Vec<Thread>,
     /// A fix run for failing checks on this commit (not a person's follow-up).
     pub fix: Option<String>,
+    /// `/claude approve` of the plan this many plan runs in (the one its approver saw).
+    pub approval: Option<u32>,
 }
 
 /// A review thread a prompt came from: the id of its first comment (replies go there) and its
@@ -108,8 +110,12 @@ pub struct Shared {
     last_failed: Mutex<Option<Prompt>>,
     /// The session's cost limit and the operator's cap on raising it (`POST /budget`).
     cost: Mutex<CostLimit>,
-    /// The session's runs plan and commit nothing until `POST /approve`.
+    /// The session's runs plan and commit nothing until an approval runs.
     planning: std::sync::atomic::AtomicBool,
+    /// Plans posted so far: an approval is of the plan its approver saw.
+    plans_posted: std::sync::atomic::AtomicU32,
+    /// An approval waits in the queue.
+    approval_queued: std::sync::atomic::AtomicBool,
 }
 
 /// The session's cost limit, which a writer may raise up to the operator's cap.
@@ -144,7 +150,22 @@ impl Shared {
                 cap_usd: f64::INFINITY,
             }),
             planning: std::sync::atomic::AtomicBool::new(false),
+            plans_posted: std::sync::atomic::AtomicU32::new(0),
+            approval_queued: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// A plan run posted its plan.
+    pub fn plan_posted(&self) {
+        self.plans_posted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes a queued approval out of the queue's count; whether it is of the newest plan.
+    pub fn take_approval(&self, seen: u32) -> bool {
+        self.approval_queued
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.plans_posted.load(std::sync::atomic::Ordering::SeqCst) == seen
     }
 
     /// Whether the session's runs plan (until a writer approves).
@@ -440,6 +461,7 @@ async fn prompt(
         comment_id,
         threads,
         fix: None,
+        approval: None,
     });
     acknowledge(&s, comment_id);
     (
@@ -568,18 +590,32 @@ async fn approve(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respo
             "expected JSON {author, comment_id?}: an approval names who approved",
         );
     };
-    if !s.planning.swap(false, std::sync::atomic::Ordering::SeqCst) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if !s.planning() {
         return error(
             StatusCode::CONFLICT,
             "no plan is waiting for approval: the session implements already",
         );
     }
+    let seen = s.plans_posted.load(SeqCst);
+    if seen == 0 {
+        return error(
+            StatusCode::CONFLICT,
+            "no plan has been posted yet: approve it once it is",
+        );
+    }
+    if s.approval_queued.swap(true, SeqCst) {
+        return error(StatusCode::CONFLICT, "an approval is queued already");
+    }
+    // Planning ends when the approval's turn comes: prompts queued before it still revise the
+    // plan, and a plan posted meanwhile is not the one approved.
     let position = s.enqueue(Prompt {
         text: cca_domain::texts::approved_prompt(&author),
         author: Some(author),
         comment_id: body.comment_id,
         threads: Vec::new(),
         fix: None,
+        approval: Some(seen),
     });
     acknowledge(&s, body.comment_id);
     (

@@ -16,6 +16,7 @@
 //! and it is built from the current token on every call, so a refreshed token is used as soon as
 //! it exists.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -387,39 +388,64 @@ impl Repo {
     }
 
     /// The untracked files of the working tree that would be committed (ignored and excluded
-    /// ones left out).
-    pub async fn untracked(&self) -> Result<std::collections::BTreeSet<String>, GitError> {
-        let out = self
-            .git(&["ls-files", "--others", "--exclude-standard", "-z"], None)
-            .await?;
-        Ok(out
-            .split('\0')
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect())
+    /// ones left out), as git names them (bytes: a name need not be UTF-8).
+    pub async fn untracked(&self) -> Result<Untracked, GitError> {
+        let mut full = vec![
+            format!("--git-dir={}", self.git_dir.display()),
+            format!("--work-tree={}", self.dir.display()),
+        ];
+        full.extend(["ls-files", "--others", "--exclude-standard", "-z"].map(str::to_owned));
+        let cwd = self
+            .git_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let out = run_git_bytes(&cwd, &full, None).await?;
+        Ok(Untracked(
+            out.split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+        ))
     }
 
     /// Puts the working tree back as it was at `start` with `before` untracked: what a plan run
-    /// changed, committed or created is gone (files that were there untracked stay).
+    /// changed, committed or created is gone (files that were there untracked stay). A file
+    /// the run hid behind a `.gitignore` of its own comes to light once that file is gone, so
+    /// the listing is repeated until it finds nothing new. Without `before` (it could not be
+    /// read) only tracked files are put back. Files are removed by name, never as patterns.
     pub async fn discard_since(
         &self,
         start: &str,
-        before: &std::collections::BTreeSet<String>,
+        before: Option<&Untracked>,
     ) -> Result<(), GitError> {
         self.git(&["reset", "--quiet", "--hard", start], None)
             .await?;
-        let created: Vec<String> = self
-            .untracked()
-            .await?
-            .into_iter()
-            .filter(|p| !before.contains(p))
-            .collect();
-        for chunk in created.chunks(200) {
-            let mut args = vec!["clean", "--quiet", "-f", "--"];
-            args.extend(chunk.iter().map(String::as_str));
-            self.git(&args, None).await?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        for _ in 0..DISCARD_PASSES {
+            let created: Vec<Vec<u8>> = self
+                .untracked()
+                .await?
+                .0
+                .into_iter()
+                .filter(|p| !before.0.contains(p))
+                .collect();
+            if created.is_empty() {
+                return Ok(());
+            }
+            for name in created {
+                let path = self.dir.join(std::ffi::OsStr::from_bytes(&name));
+                remove_any(&path).map_err(|e| GitError {
+                    command: "clean".into(),
+                    detail: format!("cannot remove {}: {e}", path.display()),
+                })?;
+            }
         }
-        Ok(())
+        Err(GitError {
+            command: "clean".into(),
+            detail: format!("new files still appear after {DISCARD_PASSES} passes"),
+        })
     }
 
     /// Commits everything in the working tree (new files included) with `message`, when there
@@ -613,6 +639,17 @@ async fn run_git<S: AsRef<str>>(
     args: &[S],
     auth: Option<&GitAuth>,
 ) -> Result<String, GitError> {
+    run_git_bytes(cwd, args, auth)
+        .await
+        .map(|out| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`run_git`], its standard output as git wrote it (paths need not be UTF-8).
+async fn run_git_bytes<S: AsRef<str>>(
+    cwd: &Path,
+    args: &[S],
+    auth: Option<&GitAuth>,
+) -> Result<Vec<u8>, GitError> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let name = args
         .iter()
@@ -661,7 +698,7 @@ async fn run_git<S: AsRef<str>>(
             detail: format!("cannot run git: {e}"),
         })?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr);
         Err(GitError {
@@ -670,6 +707,14 @@ async fn run_git<S: AsRef<str>>(
         })
     }
 }
+
+/// Untracked file names of a working tree, as git lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Untracked(std::collections::BTreeSet<Vec<u8>>);
+
+/// How many times [`Repo::discard_since`] lists what is left: each pass can uncover files a
+/// removed `.gitignore` hid, nested as deep as a run made them.
+const DISCARD_PASSES: usize = 8;
 
 /// Removes `path` whatever it is (a directory with its contents, a file, a link: never
 /// followed); nothing when it does not exist.

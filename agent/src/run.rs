@@ -54,9 +54,12 @@ pub(crate) async fn run_one(
     };
     // Read once: an approval that arrives during a plan run makes the next run implement.
     let planning = ready.shared.planning();
+    // What was untracked before a plan run stays; unreadable, nothing untracked is removed.
     let untracked_before = match planning {
-        true => st.repo.untracked().await.unwrap_or_default(),
-        false => Default::default(),
+        true => st.repo.untracked().await.map_err(|e| {
+            warn!(error = %ready.secrets.mask(&e.to_string()), "cannot list the untracked files before the plan run");
+        }).ok(),
+        false => None,
     };
     let req = RunRequest {
         prompt: match planning {
@@ -88,7 +91,7 @@ pub(crate) async fn run_one(
         tx,
     )
     .await;
-    let _ = progress.await;
+    let presented = progress.await.ok().flatten();
 
     let stopping = ready.shared.stop_requested();
     let message = match &stopping {
@@ -102,7 +105,11 @@ pub(crate) async fn run_one(
     } = match planning {
         // A plan changes nothing: whatever the run left, committed or not, is undone.
         true => {
-            if let Err(e) = st.repo.discard_since(&start, &untracked_before).await {
+            if let Err(e) = st
+                .repo
+                .discard_since(&start, untracked_before.as_ref())
+                .await
+            {
                 warn!(error = %ready.secrets.mask(&e.to_string()), "cannot undo what the plan run changed");
             }
             Pushed::default()
@@ -214,10 +221,11 @@ pub(crate) async fn run_one(
         v.last_activity = Some(now());
     });
     if planning {
+        ready.shared.plan_posted();
         reporter
             .post_logged(&texts::plan_posted(
                 number,
-                &summary.text,
+                presented.as_deref().unwrap_or(&summary.text),
                 summary.succeeded,
                 summary.failure.as_deref(),
             ))
@@ -338,13 +346,18 @@ fn conversation_exists(ready: &Ready, id: &str) -> bool {
     found
 }
 
-/// Turns the CLI's events into the status comment's current step.
+/// Turns the CLI's events into the status comment's current step; the last plan the model
+/// presented to leave plan mode, if it did.
 fn spawn_progress(
     reporter: Reporter,
     mut rx: mpsc::UnboundedReceiver<CliEvent>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<Option<String>> {
     tokio::spawn(async move {
+        let mut plan = None;
         while let Some(ev) = rx.recv().await {
+            if let CliEvent::Plan(p) = &ev {
+                plan = Some(p.clone());
+            }
             let step = match &ev {
                 CliEvent::Tool { name, detail } => Some(texts::step::tool(name, detail)),
                 CliEvent::Text(t) => Some(texts::step::text(t)),
@@ -359,5 +372,6 @@ fn spawn_progress(
                 });
             }
         }
+        plan
     })
 }

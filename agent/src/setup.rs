@@ -372,6 +372,7 @@ pub async fn prepare(cfg: Config, mode: Mode) -> anyhow::Result<Ready> {
     let plan_by_default = mode == Mode::Agent
         && declared.plan
         && !session.plan_mode
+        && session.runs.unwrap_or(0) == 0
         && session.claude_session_id.is_none();
     shared.set_planning(mode == Mode::Agent && (session.plan_mode || plan_by_default));
     let patch = SessionPatch {

@@ -120,13 +120,7 @@ async fn an_issue_becomes_a_pushed_commit_a_follow_up_resumes_and_no_token_leaks
         Reply::write("bye.txt", "bye\n"),
         Reply::text("Added bye.txt."),
     ]);
-    let (code, body) = stand
-        .control(
-            "POST",
-            "/prompt",
-            Some(&stand.token()),
-            json!({"prompt": "also add bye.txt", "author": "octocat", "comment_id": comment}),
-        )
+    let (code, body) = stand.post("/prompt", json!({"prompt": "also add bye.txt", "author": "octocat", "comment_id": comment}))
         .await;
     assert_eq!(code, 202, "{body}");
     let second = stand.wait_comment("Run 2 finished", START).await;
@@ -169,13 +163,7 @@ async fn an_issue_becomes_a_pushed_commit_a_follow_up_resumes_and_no_token_leaks
     assert!(status[0].edits >= 2, "{status:#?}");
 
     // Stop: recorded COMPLETED, process gone.
-    let (code, _) = stand
-        .control(
-            "POST",
-            "/stop",
-            Some(&stand.token()),
-            json!({"reason": "PR merged", "final_status": "COMPLETED"}),
-        )
+    let (code, _) = stand.post("/stop", json!({"reason": "PR merged", "final_status": "COMPLETED"}))
         .await;
     assert_eq!(code, 202);
     let exit = stand.wait_exit(&mut agent, Duration::from_secs(25)).await;
@@ -265,14 +253,7 @@ async fn a_failing_model_fails_the_run_with_its_reason_and_the_session_lives_on(
             stand
                 .model
                 .push_all([Reply::write("retry.txt", "ok\n"), Reply::text("Done.")]);
-            let (code, _) = stand
-                .control(
-                    "POST",
-                    "/prompt",
-                    Some(&stand.token()),
-                    json!({"prompt": "try again"}),
-                )
-                .await;
+            let (code, _) = stand.post("/prompt", json!({"prompt": "try again"})).await;
             assert_eq!(code, 202);
             stand.wait_comment("Run 2 finished", START).await;
             assert!(
@@ -492,14 +473,7 @@ async fn reaching_the_session_cost_limit_says_so_and_stops_the_session() {
             // The CLI stops the run at the budget the session has left, and the summary says so.
             let first = stand.wait_comment("Run 1 failed", START).await;
             assert!(first.body.contains("budget of $0.0100"), "{}", first.body);
-            let (code, _) = stand
-                .control(
-                    "POST",
-                    "/prompt",
-                    Some(&stand.token()),
-                    json!({"prompt": "more"}),
-                )
-                .await;
+            let (code, _) = stand.post("/prompt", json!({"prompt": "more"})).await;
             assert_eq!(code, 202);
             let limit = stand.wait_comment("Session limit reached", START).await;
             assert!(
@@ -542,12 +516,7 @@ async fn a_200_kb_prompt_and_a_help_comment_reach_the_model_as_text() {
             // A follow-up that reads like an option is text to the model, not a flag to the CLI.
             stand.model.push_all([Reply::text("That was text.")]);
             let (code, body) = stand
-                .control(
-                    "POST",
-                    "/prompt",
-                    Some(&stand.token()),
-                    json!({"prompt": "--help", "author": "octocat"}),
-                )
+                .post("/prompt", json!({"prompt": "--help", "author": "octocat"}))
                 .await;
             assert_eq!(code, 202, "{body}");
             stand.wait_comment("Run 2 finished", START).await;
@@ -845,23 +814,11 @@ async fn a_review_is_one_run_that_sees_its_inline_comments_and_answers_in_each_t
             { "comment_id": ids[0], "path": "app.js" },
             { "comment_id": ids[1], "path": "README.md" },
         ]);
-        let (code, body) = stand
-            .control(
-                "POST",
-                "/prompt",
-                Some(&stand.token()),
-                json!({ "prompt": prompt, "author": "octocat", "review_threads": threads, "review_comments": ids }),
-            )
+        let (code, body) = stand.post("/prompt", json!({ "prompt": prompt, "author": "octocat", "review_threads": threads, "review_comments": ids }))
             .await;
         assert_eq!(code, 202, "{body}");
         // The same review comments again (the inline comment's own event): nothing more queued.
-        let (code, body) = stand
-            .control(
-                "POST",
-                "/prompt",
-                Some(&stand.token()),
-                json!({ "prompt": "again", "author": "octocat", "review_threads": [threads[0].clone()], "review_comments": [ids[0]] }),
-            )
+        let (code, body) = stand.post("/prompt", json!({ "prompt": "again", "author": "octocat", "review_threads": [threads[0].clone()], "review_comments": [ids[0]] }))
             .await;
         assert_eq!(code, 200, "{body}");
 
@@ -1126,10 +1083,8 @@ async fn failing_checks_on_a_persons_commit_get_no_fix_run() {
             stand.wait_comment("Run 1 finished", START).await;
             assert_eq!(stand.github.git_log(REPO, "claude/1")[0].sha, person);
             let (code, body) = stand
-                .control(
-                    "POST",
+                .post(
                     "/checks",
-                    Some(&stand.token()),
                     json!({
                         "head_sha": person,
                         "passed": false,
@@ -1178,14 +1133,7 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
                 Reply::text("Created hello.txt on the retry."),
             ]);
             let before = stand.model.main_requests().len();
-            let (code, body) = stand
-                .control(
-                    "POST",
-                    "/retry",
-                    Some(&stand.token()),
-                    json!({ "author": "octocat" }),
-                )
-                .await;
+            let (code, body) = stand.post("/retry", json!({ "author": "octocat" })).await;
             assert_eq!(code, 202, "{body}");
             let spent = stand.wait_comment("Run 2 failed", START).await;
             assert!(spent.body.contains("@octocat"), "{}", spent.body);
@@ -1213,10 +1161,8 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
             // A follow-up to the spent session does not run, and the session does not end:
             // writers may still raise its limit.
             let (code, body) = stand
-                .control(
-                    "POST",
+                .post(
                     "/prompt",
-                    Some(&stand.token()),
                     json!({ "prompt": "Now add bye.txt.", "author": "octocat" }),
                 )
                 .await;
@@ -1232,33 +1178,17 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
             assert_eq!(stand.record().await.status, Status::Idle);
 
             // A raise past the cap is refused; one within it lets the spent session retry.
-            let (code, body) = stand
-                .control(
-                    "POST",
-                    "/budget",
-                    Some(&stand.token()),
-                    json!({ "add_usd": 5 }),
-                )
-                .await;
+            let (code, body) = stand.post("/budget", json!({ "add_usd": 5 })).await;
             assert_eq!(code, 409, "{body}");
             assert!(body.to_string().contains("over the cap"), "{body}");
-            let (code, body) = stand
-                .control(
-                    "POST",
-                    "/budget",
-                    Some(&stand.token()),
-                    json!({ "add_usd": 2 }),
-                )
-                .await;
+            let (code, body) = stand.post("/budget", json!({ "add_usd": 2 })).await;
             assert_eq!(code, 202, "{body}");
             assert!(
                 (body["cost_limit_usd"].as_f64().unwrap() - 2.000001).abs() < 1e-6,
                 "{body}"
             );
             let before = stand.model.main_requests().len();
-            let (code, body) = stand
-                .control("POST", "/retry", Some(&stand.token()), json!({}))
-                .await;
+            let (code, body) = stand.post("/retry", json!({})).await;
             assert_eq!(code, 202, "{body}");
             stand.wait_comment("Run 3 finished", START).await;
             let retried = stand.model.main_requests()[before].texts().join("\n");
@@ -1274,9 +1204,7 @@ async fn retry_runs_the_failed_run_again_and_a_budget_raise_lets_a_spent_session
                 "the session was never stopped at its limit"
             );
             // Nothing failed since: nothing to retry.
-            let (code, body) = stand
-                .control("POST", "/retry", Some(&stand.token()), json!({}))
-                .await;
+            let (code, body) = stand.post("/retry", json!({})).await;
             assert_eq!(code, 409, "{body}");
             assert!(body.to_string().contains("nothing to retry"), "{body}");
             stand.stop(&mut agent).await;
@@ -1344,14 +1272,17 @@ async fn a_plan_is_posted_with_nothing_committed_revised_on_a_mention_and_implem
                 .await;
 
             // Another mention revises the plan, still in plan mode.
-            stand.model.push(Reply::text(
-                "1. Create hello.txt saying hello.\n2. Add a test for it.",
-            ));
+            // This time the model presents its plan as Claude Code asks, to leave plan mode.
+            stand.model.push_all([
+                Reply::tool(
+                    "ExitPlanMode",
+                    json!({ "plan": "1. Create hello.txt saying hello.\n2. Add a test for it." }),
+                ),
+                Reply::text("The plan is above."),
+            ]);
             let (code, body) = stand
-                .control(
-                    "POST",
+                .post(
                     "/prompt",
-                    Some(&stand.token()),
                     json!({ "prompt": "Please add a test too.", "author": "octocat" }),
                 )
                 .await;
@@ -1366,23 +1297,14 @@ async fn a_plan_is_posted_with_nothing_committed_revised_on_a_mention_and_implem
 
             // An approval must say who approved; then the next run implements the plan in the
             // same conversation, with permissions bypassed again.
-            let (code, _) = stand
-                .control("POST", "/approve", Some(&stand.token()), json!({}))
-                .await;
+            let (code, _) = stand.post("/approve", json!({})).await;
             assert_eq!(code, 400);
             stand.model.push_all([
                 Reply::write("hello.txt", "hello\n"),
                 Reply::text("Implemented the plan."),
             ]);
             let before = stand.model.main_requests().len();
-            let (code, body) = stand
-                .control(
-                    "POST",
-                    "/approve",
-                    Some(&stand.token()),
-                    json!({ "author": "octocat" }),
-                )
-                .await;
+            let (code, body) = stand.post("/approve", json!({ "author": "octocat" })).await;
             assert_eq!(code, 202, "{body}");
             let done = stand.wait_comment("Run 3 finished", START).await;
             assert!(done.body.contains("`A hello.txt`"), "{}", done.body);
@@ -1396,22 +1318,15 @@ async fn a_plan_is_posted_with_nothing_committed_revised_on_a_mention_and_implem
             let first = stand.model.main_requests()[before].texts().join("\n");
             assert!(first.contains("approved your plan"), "{first}");
             assert!(
-                first.contains("Add a test for it."),
-                "the implementation resumes the conversation that made the plan"
+                first.contains("Please add a test too.") && first.contains("Check it with cat."),
+                "the implementation resumes the conversation that made the plans: {first}"
             );
             assert!(stand.argv_text().contains("--dangerously-skip-permissions"));
             stand
                 .wait_record("implementing", Duration::from_secs(10), |s| !s.plan_mode)
                 .await;
             // Nothing is waiting for approval any more.
-            let (code, body) = stand
-                .control(
-                    "POST",
-                    "/approve",
-                    Some(&stand.token()),
-                    json!({ "author": "octocat" }),
-                )
-                .await;
+            let (code, body) = stand.post("/approve", json!({ "author": "octocat" })).await;
             assert_eq!(code, 409, "{body}");
             stand.stop(&mut agent).await;
         },
@@ -1447,6 +1362,47 @@ async fn the_default_branchs_plan_setting_makes_a_new_session_plan_first() {
                 .wait_record("planning", Duration::from_secs(10), |s| s.plan_mode)
                 .await;
             assert!(s.claude_session_id.is_some(), "{s:?}");
+            stand.stop(&mut agent).await;
+        },
+    )
+    .await;
+}
+
+/// A plan run that changes things anyway (here a command, which no plan mode restrains): a
+/// file hidden behind a `.gitignore` of its own, a file named like a pattern, a plain new file
+/// are all gone after it, nothing reaches the branch, and the approved run commits only its
+/// own work.
+#[tokio::test]
+async fn whatever_a_plan_run_leaves_is_undone_and_never_pushed() {
+    scenario(
+        Stand::new_with(SessionType::Agent, "claude/1", |s| s.plan_mode = true),
+        |mut stand| async move {
+            stand.set("AGENT_CLI", "command");
+            stand.set(
+                "AGENT_CLI_COMMAND",
+                r#"if [ "$CCA_PLAN_MODE" = 1 ]; then mkdir -p x && printf 'payload.js\n' > x/.gitignore && echo evil > x/payload.js && echo star > '*' && echo new > plain.txt && echo "1. Write impl.txt"; else echo impl > impl.txt && echo "implemented"; fi"#,
+            );
+            let base = stand.github.git_log(REPO, "claude/1");
+            let mut agent = stand.spawn("run");
+            let plan = stand.wait_comment("Plan (run 1)", START).await;
+            assert!(plan.body.contains("1. Write impl.txt"), "{}", plan.body);
+            let dir = stand.clone_dir();
+            for left in ["x/payload.js", "x/.gitignore", "*", "plain.txt"] {
+                assert!(!dir.join(left).exists(), "{left} survived the plan run");
+            }
+            assert_eq!(stand.github.git_log(REPO, "claude/1").len(), base.len());
+            let (code, body) = stand.post("/approve", json!({ "author": "octocat" })).await;
+            assert_eq!(code, 202, "{body}");
+            // A second approval while the first waits or runs is refused.
+            let (code, _) = stand.post("/approve", json!({ "author": "octocat" })).await;
+            assert_eq!(code, 409);
+            let done = stand.wait_comment("Run 2 finished", START).await;
+            assert!(done.body.contains("`A impl.txt`"), "{}", done.body);
+            let log = stand.github.git_log(REPO, "claude/1");
+            assert_eq!(log.len(), base.len() + 1, "{log:#?}");
+            for never in ["x/payload.js", "plain.txt", "*"] {
+                assert!(stand.github.file_at(REPO, "claude/1", never).is_none(), "{never}");
+            }
             stand.stop(&mut agent).await;
         },
     )

@@ -368,6 +368,11 @@ async fn queue(
         .await
     {
         Ok(s) => s,
+        // Stopped meanwhile (its label removed, the PR closed): nothing waits.
+        Err(StoreError::IllegalTransition { from, .. }) => {
+            info!(status = %from, "the session moved on before it was queued");
+            return Outcome::Done(format!("the session is {from}, not queued"));
+        }
         Err(e) => {
             let reason = fail(app, &session, Provisioning::Queue, &e.to_string(), now).await;
             return Outcome::StartFailed(reason);
@@ -391,9 +396,16 @@ async fn queue(
         }
     }
     start_turns(app, now).await;
-    Outcome::Queued {
-        session: Box::new(session),
-        place: queued.place,
+    // Its turn may have come at once (the sessions ahead of it started or ended meanwhile).
+    match app.store.get(&session.session_id).await {
+        Ok(Some(s)) if s.status != Status::Queued => Outcome::Started {
+            message: start.message,
+            session: Box::new(s),
+        },
+        _ => Outcome::Queued {
+            session: Box::new(session),
+            place: queued.place,
+        },
     }
 }
 
@@ -461,15 +473,25 @@ pub async fn start_turns(app: &App, now: i64) {
 /// themselves (idle, limits, crashes).
 pub const TURNS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Serves the queue every [`TURNS_INTERVAL`] until the runtime ends (`cca-webhook serve`,
-/// `cca up`; the Lambda serves it on its scheduled event instead).
-pub fn spawn_turns(app: std::sync::Arc<App>) -> tokio::task::JoinHandle<()> {
+/// Serves the queue every [`TURNS_INTERVAL`] until `stop` turns true (`cca-webhook serve`,
+/// `cca up`; the Lambda serves it on its scheduled event instead). A turn being given is
+/// finished first: its launch is never cut between the claim and the task's record.
+pub fn spawn_turns(
+    app: std::sync::Arc<App>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(TURNS_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            every.tick().await;
-            start_turns(&app, now()).await;
+            tokio::select! {
+                _ = every.tick() => start_turns(&app, now()).await,
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
         }
     })
 }

@@ -42,9 +42,11 @@ async fn handle(
 ) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
     if is_scheduled(&payload) {
-        let report = sweeper.sweep(now(), false).await?;
-        // Sessions the sweep ended, or that ended by themselves, leave places to the queue.
+        let report = sweeper.sweep(now(), false).await;
+        // Sessions the sweep ended, or that ended by themselves, leave places to the queue
+        // (served even when the sweep could not finish).
         crate::act::start_turns(app, now()).await;
+        let report = report?;
         for line in report.lines() {
             tracing::info!(target: "cca_sweep", "{line}");
         }

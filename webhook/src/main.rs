@@ -63,7 +63,8 @@ async fn serve(app: Arc<App>, listen: SocketAddr, limits: Limits) -> anyhow::Res
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, ?limits, "cca-webhook serving");
-    let _turns = cca_webhook::act::spawn_turns(app.clone());
+    let (_stop_turns, turns_stop) = tokio::sync::watch::channel(false);
+    let _turns = cca_webhook::act::spawn_turns(app.clone(), turns_stop);
     cca_webhook::serve::serve(listener, router(app), limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })

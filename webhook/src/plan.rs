@@ -520,6 +520,7 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
         }
         Intent::EnsureLabels { .. } | Intent::Ignore(_) => {}
     }
+    // A comment on an ended session relaunches it (commands: only an approval does).
     if let Intent::Prompt {
         installation_id, ..
     }
@@ -527,7 +528,9 @@ pub fn needs(intent: &Intent, ctx: &Context<'_>) -> Needs {
         installation_id, ..
     }
     | Intent::Command {
-        installation_id, ..
+        installation_id,
+        command: Command::Approve,
+        ..
     } = intent
     {
         n.installation_load = Some(LoadQuery {
@@ -1215,7 +1218,8 @@ fn command_plan(
         Command::Retry => RETRY_ROUTE,
         Command::Budget { .. } => BUDGET_ROUTE,
         Command::Approve => {
-            if !newest.is_some_and(|s| s.plan_mode) {
+            // A plan must have been posted (a run made) for there to be one to approve.
+            if !newest.is_some_and(|s| s.plan_mode && s.runs.unwrap_or(0) > 0) {
                 let why = "this PR's agent session has no plan waiting for approval".to_owned();
                 return answer_with(
                     texts::command_refused("approve", &why),
@@ -1492,7 +1496,7 @@ pub fn after_forward(
             body,
         })
     };
-    if matches!(f.route, RETRY_ROUTE | BUDGET_ROUTE) {
+    if matches!(f.route, RETRY_ROUTE | BUDGET_ROUTE | APPROVE_ROUTE) {
         if let Err(ControlError::Status {
             status: 400 | 409,
             body,

@@ -1259,7 +1259,7 @@ async fn a_fork_pr_is_previewed_by_number_and_a_deleted_fork_is_refused_on_the_p
         labeled["pull_request"]["head"]["repo"]["full_name"] = json!("contributor/app");
         let (_, reply) = stand.deliver("pull_request", &labeled, &delivery()).await;
         assert_eq!(reply["message"], "Preview started", "{reply}");
-        let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        let id = session_of(&reply);
         let session = stand.store.get(&id).await.unwrap().unwrap();
         assert_eq!(session.pr_number, Some(pr));
         assert_eq!(session.repo_full_name.as_str(), REPO);
@@ -1715,7 +1715,7 @@ async fn beyond_the_ceiling_sessions_wait_in_line_and_start_as_others_end() {
                 told.iter().any(|c| c.body.contains(&want)),
                 "{want}: {told:#?}"
             );
-            let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+            let id = session_of(&reply);
             let s = stand.store.get(&id).await.unwrap().unwrap();
             assert_eq!(s.status, Status::Queued);
             assert!(s.pr_number.is_some(), "its branch and PR are made: {s:?}");
@@ -1772,7 +1772,7 @@ async fn the_plan_label_plans_first_and_only_a_writers_approval_reaches_the_agen
             )
             .await;
         assert_eq!(reply["message"], "Session started", "{reply}");
-        let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        let id = session_of(&reply);
         assert!(stand.store.get(&id).await.unwrap().unwrap().plan_mode);
 
         let (agent, s) = stand.running_agent().await;
@@ -1789,6 +1789,7 @@ async fn the_plan_label_plans_first_and_only_a_writers_approval_reaches_the_agen
         );
         let planning = SessionPatch {
             plan_mode: Some(true),
+            runs: Some(1),
             ..SessionPatch::default()
         };
         stand

@@ -15,6 +15,8 @@ pub struct JiraIssue {
     /// The PR's link and number, when there is a PR.
     pr: Option<(String, u64)>,
     secrets: Secrets,
+    /// Whether this container told JIRA of a run already.
+    told: std::sync::atomic::AtomicBool,
 }
 
 impl JiraIssue {
@@ -28,6 +30,7 @@ impl JiraIssue {
             key: key.as_str().to_owned(),
             pr: pr_url.zip(ready.session.pr_number),
             secrets: ready.secrets.clone(),
+            told: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -35,8 +38,10 @@ impl JiraIssue {
 impl Destination for JiraIssue {
     fn run_ended<'a>(&'a self, summary: &'a RunSummary, _stopping: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            // JIRA hears of the first run only: later ones are follow-ups on the PR.
-            if summary.number != 1 {
+            // JIRA hears of the first run of the session that implements (plans are posted on
+            // the PR only, and runs are numbered across relaunches): later ones are follow-ups
+            // on the PR.
+            if self.told.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
             let pr = self.pr.as_ref().map(|(url, n)| (url.as_str(), *n));

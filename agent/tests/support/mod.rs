@@ -474,6 +474,11 @@ impl Stand {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST path` to the agent's control API with the session's token, as the webhook calls it.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.control("POST", path, Some(&self.token()), body).await
+    }
+
     /// Stops the agent through its control API and waits for it to exit.
     pub async fn stop(&self, child: &mut Child) {
         let (code, _) = self

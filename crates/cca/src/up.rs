@@ -654,7 +654,8 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let app = Arc::new(app);
     // Queued sessions start as others end, until the stop.
-    let turns = cca_webhook::act::spawn_turns(app.clone());
+    let (stop_turns, turns_stop) = watch::channel(false);
+    let turns = cca_webhook::act::spawn_turns(app.clone(), turns_stop);
     let routes: Router = router(app)
         .merge(setup::configured_router(setup::Configured {
             source: github.clone(),
@@ -761,7 +762,8 @@ async fn serve(running: Running, mut stop: StopSignal) -> anyhow::Result<ExitCod
     // which still answers, and records its end), then the webhook, then the proxy, which serves
     // their apps until they are gone.
     let _ = stopping_tx.send(true);
-    turns.abort();
+    let _ = stop_turns.send(true);
+    let _ = turns.await;
     if local.is_some() {
         eprintln!(
             "cca up: stopping agents (each has {}s to push its work)",

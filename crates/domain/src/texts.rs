@@ -328,7 +328,7 @@ pub fn session_queued(place: usize, max: usize) -> String {
         n => format!("it is number {n} in line"),
     };
     format!(
-        "{MARKER}\n:hourglass_flowing_sand: **Session queued**: {max} agent session{} of this installation already run (`MAX_ACTIVE_SESSIONS`), so {ahead}. It starts by itself when one ends.",
+        "{MARKER}\n:hourglass_flowing_sand: **Session queued**: at most {max} agent session{} of this installation run at once (`MAX_ACTIVE_SESSIONS`) and {ahead}. It starts by itself when its turn comes.",
         if max == 1 { "" } else { "s" }
     )
 }

@@ -662,6 +662,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn files_of_versions_2_and_3_gain_the_columns_they_lack_and_keep_their_sessions() {
+        // Each older schema is today's without the columns added since.
+        let plan_and_runs = (
+            "    preview_public    INTEGER,\n    plan_mode         INTEGER,\n    runs              INTEGER\n",
+            "    preview_public    INTEGER\n",
+        );
+        let v3 = SCHEMA.replace(plan_and_runs.0, plan_and_runs.1);
+        let v2 = SCHEMA.replace(plan_and_runs.0, "").replace(
+            "    ttl               INTEGER,\n",
+            "    ttl               INTEGER\n",
+        );
+        for (version, schema) in [(2, v2), (3, v3)] {
+            assert_ne!(schema, SCHEMA);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sessions.db");
+            {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch(&schema).unwrap();
+                conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .unwrap();
+                conn.execute(
+                    "INSERT INTO sessions (session_id, session_type, source, repo_full_name, branch_name, status, image_channel, created_at, updated_at) \
+                     VALUES ('old1', 'agent', 'github', 'o/r', 'claude/1', 'RUNNING', 'latest', 1, 1)",
+                    [],
+                )
+                .unwrap();
+            }
+            let store = SqliteStore::open(&path).unwrap();
+            let id = SessionId::parse("old1").unwrap();
+            let old = store.get(&id).await.unwrap().expect("kept");
+            assert!(!old.plan_mode && old.runs.is_none(), "version {version}");
+            let patch = SessionPatch {
+                plan_mode: Some(true),
+                runs: Some(3),
+                preview_public: Some(true),
+                ..SessionPatch::default()
+            };
+            let s = store.update(&id, patch, 50).await.unwrap();
+            assert!(s.plan_mode && s.preview_public, "version {version}");
+            assert_eq!(s.runs, Some(3), "version {version}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_version_1_file_gains_the_heartbeat_column_and_keeps_its_sessions() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sessions.db");

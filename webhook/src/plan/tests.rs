@@ -1306,6 +1306,7 @@ fn approve_goes_to_a_planning_agent_relaunches_an_ended_plan_and_is_refused_othe
 
     let mut planning = ready_agent();
     planning.plan_mode = true;
+    planning.runs = Some(1);
     let Plan::Forward(f) = plan_of(command_intent(Command::Approve), &on(planning.clone())) else {
         panic!("approve not forwarded")
     };
@@ -1315,6 +1316,7 @@ fn approve_goes_to_a_planning_agent_relaunches_an_ended_plan_and_is_refused_othe
     // The plan's session ended: it starts again to implement, planning no more.
     let mut ended = agent(Status::Stopped);
     ended.plan_mode = true;
+    ended.runs = Some(1);
     let Plan::Start(start) = plan_of(command_intent(Command::Approve), &on(ended)) else {
         panic!("an ended plan is not relaunched")
     };
@@ -1329,6 +1331,28 @@ fn approve_goes_to_a_planning_agent_relaunches_an_ended_plan_and_is_refused_othe
             .is_some_and(|p| p.contains("@alice approved your plan")),
         "{patch:?}"
     );
+
+    // A plan session that never ran has no plan to approve, ended or not.
+    let mut unplanned = agent(Status::Stopped);
+    unplanned.plan_mode = true;
+    let (posts, outcome) = answer_of(plan_of(command_intent(Command::Approve), &on(unplanned)));
+    assert!(
+        posts[0].body.contains("no plan waiting"),
+        "{}",
+        posts[0].body
+    );
+    assert!(matches!(outcome, Outcome::Refused(_)));
+    // The agent's refusal (a second approval, a plan posted meanwhile) is said with its reason.
+    let (post, outcome) = after_forward(
+        &f,
+        &Err(ControlError::Status {
+            status: 409,
+            body: r#"{"error":"an approval is queued already"}"#.into(),
+        }),
+        &rules(),
+    );
+    assert!(post.unwrap().body.contains("an approval is queued already"));
+    assert!(matches!(outcome, Outcome::Refused(_)));
 
     // A reader's approval is refused before anything is said or sent.
     let reader = Snapshot {
@@ -1637,4 +1661,63 @@ fn only_work_not_done_forgets_the_delivery() {
         Outcome::Stopping(Vec::new()),
     ];
     assert!(!handled.iter().any(Outcome::is_failure));
+}
+
+#[test]
+fn the_ceiling_counts_each_installations_running_sessions_and_gives_turns_oldest_first() {
+    let at = |id: &str, status: Status, installation: u64, updated: i64| {
+        let mut s = session(id, SessionType::Agent, status);
+        s.installation_id = Some(installation);
+        s.updated_at = updated;
+        s
+    };
+    let id = |s: &str| SessionId::parse(s).unwrap();
+    let running = at("run1", Status::Running, 1, 1);
+    // Under the ceiling: no wait; at it: first in line; others waiting: behind them.
+    assert_eq!(
+        place_in_line(std::slice::from_ref(&running), &id("new1"), 2),
+        None
+    );
+    assert_eq!(
+        place_in_line(std::slice::from_ref(&running), &id("new1"), 1),
+        Some(1)
+    );
+    let waiting = at("wait1", Status::Queued, 1, 5);
+    assert_eq!(
+        place_in_line(&[running.clone(), waiting.clone()], &id("new1"), 2),
+        Some(2),
+        "a free place goes to the one waiting first"
+    );
+    // The session itself is not counted (a relaunch reads its own ended record).
+    assert_eq!(
+        place_in_line(std::slice::from_ref(&running), &id("run1"), 1),
+        None
+    );
+    // A stopping session leaves its place.
+    let stopping = at("stop1", Status::Stopping, 1, 2);
+    assert_eq!(
+        place_in_line(std::slice::from_ref(&stopping), &id("new1"), 1),
+        None
+    );
+
+    // Turns: per installation, as many as the places left, oldest first.
+    let active = vec![
+        running,
+        stopping,
+        at("wait2", Status::Queued, 1, 9),
+        waiting,
+        at("other", Status::Running, 2, 1),
+        at("owait1", Status::Queued, 2, 3),
+        at("owait2", Status::Queued, 2, 4),
+        at("ended", Status::Stopped, 1, 0),
+    ];
+    let names = |max| {
+        turns(&active, max)
+            .into_iter()
+            .map(|s| s.session_id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(1), Vec::<String>::new());
+    assert_eq!(names(2), ["wait1", "owait1"]);
+    assert_eq!(names(3), ["wait1", "wait2", "owait1", "owait2"]);
 }

@@ -415,7 +415,7 @@ impl Stand {
             )
             .await;
         assert_eq!(reply["message"], "Session started", "{reply}");
-        let id = cca_domain::SessionId::parse(reply["session_id"].as_str().unwrap()).unwrap();
+        let id = session_of(&reply);
         // As an agent does, it accepts only its session's token.
         agent.set_token(Some(cca_domain::control::control_token(
             CONTROL_KEY.as_bytes(),
@@ -545,6 +545,13 @@ fn adapt_common(p: &mut Value, sender: &str, sender_type: &str) {
     p["sender"]["login"] = json!(sender);
     p["sender"]["type"] = json!(sender_type);
     p["installation"] = json!({ "id": INSTALLATION });
+}
+
+/// The session a webhook answer names.
+pub fn session_of(reply: &Value) -> cca_domain::SessionId {
+    let id = reply["session_id"].as_str();
+    cca_domain::SessionId::parse(id.unwrap_or_else(|| panic!("no session in {reply}")))
+        .expect("a session id")
 }
 
 /// A real `issues.labeled` payload, adapted to the stand's repository and an issue.

@@ -302,6 +302,9 @@ pub fn plan_posted(number: u32, plan: &str, succeeded: bool, failure: Option<&st
     )
 }
 
+/// An approval whose turn came after a revised plan was posted: not the plan approved.
+pub const PLAN_CHANGED_SINCE_APPROVAL: &str = ":arrows_counterclockwise: **Not implemented:** a revised plan was posted after this approval was given. A writer's `/claude approve` implements the plan as it now stands.";
+
 /// A run that could not begin (its working copy is unreadable).
 pub fn run_could_not_start(number: u32, error: &str) -> String {
     format!(":warning: **Run {number} could not start:** {error}")

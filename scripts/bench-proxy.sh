@@ -7,8 +7,11 @@
 #   A  nginx answering every request with a fixed small body (the app),
 #   B  nginx as a plain reverse proxy to A (keep-alive to A, X-Forwarded-* set),
 #   C  cca-uat-proxy (release build) with a SQLite store holding a RUNNING session
-#      `bench` -> 127.0.0.1:A, in local mode.
-# Then runs wrk with keep-alive, the same duration each, against A directly, C with
+#      `bench` -> 127.0.0.1:A, in local mode, sign-in off,
+#   D  the same proxy behind sign-in with GitHub: every request carries a signed-in visitor's
+#      sealed cookie, checked on each request (GitHub's repository check, answered by a
+#      second server of A, is asked once and cached).
+# Then runs wrk with keep-alive, the same duration each, against A directly, C and D with
 # `Host: bench.localhost`, and B, for BENCH_ROUNDS rounds interleaved: under load (-t2 -c64,
 # which saturates a small machine) and on a single connection (-t1 -c1, the latency of one
 # request when the CPU is not the bottleneck). It prints requests/s, p50 and p99 of each run
@@ -88,14 +91,20 @@ free_port() {
 port_a="$(free_port)"
 port_b="$(free_port)"
 port_c="$(free_port)"
+port_d="$(free_port)"
+port_g="$(free_port)"
 
-# Waits until GET <path> with Host <host> on 127.0.0.1:<port> answers 200.
+# Waits until GET <path> with Host <host> (and Cookie <cookie>, if given) on
+# 127.0.0.1:<port> answers 200.
 wait_ready() {
-    local name="$1" pid="$2" port="$3" host="$4" path="$5" deadline=$((SECONDS + START_TIMEOUT_SECS))
-    until python3 - "$port" "$host" "$path" <<'EOF' 2>/dev/null; do
+    local name="$1" pid="$2" port="$3" host="$4" path="$5" cookie="${6:-}" deadline=$((SECONDS + START_TIMEOUT_SECS))
+    until python3 - "$port" "$host" "$path" "$cookie" <<'EOF' 2>/dev/null; do
 import http.client, sys
 conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-conn.request("GET", sys.argv[3], headers={"Host": sys.argv[2]})
+headers = {"Host": sys.argv[2]}
+if sys.argv[4]:
+    headers["Cookie"] = sys.argv[4]
+conn.request("GET", sys.argv[3], headers=headers)
 sys.exit(conn.getresponse().status != 200)
 EOF
         kill -0 "$pid" 2>/dev/null || fail "$name exited before answering (logs in $work)"
@@ -149,6 +158,13 @@ nginx_conf upstream "    server {
         location / {
             return 200 \"ok\\n\";
         }
+    }
+    server {
+        listen 127.0.0.1:$port_g;
+        default_type application/json;
+        location / {
+            return 200 '{\"permissions\":{\"pull\":true,\"push\":false}}';
+        }
     }"
 start_nginx upstream
 pid_a="$started"
@@ -190,6 +206,24 @@ pid_c=$!
 pids+=("$pid_c")
 wait_ready "cca-uat-proxy" "$pid_c" "$port_c" "bench.localhost" /
 
+step "Starting cca-uat-proxy behind sign-in (D) on 127.0.0.1:$port_d"
+cookie_secret="bench-cookie-secret-of-more-than-32-characters"
+CCA_BENCH_COOKIE_SECRET="$cookie_secret" CCA_BENCH_COOKIE_OUT="$work/cookie" \
+    cargo test --quiet -p cca-uat-proxy --test browser -- --ignored --exact mint_cookie_for_benchmark \
+    >"$work/mint.log" 2>&1 || {
+    cat "$work/mint.log" >&2
+    fail "could not mint the visitor's cookie"
+}
+cookie="$(cat "$work/cookie")"
+SESSION_STORE="sqlite:$store" UAT_DOMAIN_SUFFIX=localhost PROXY_LOCAL_MODE=true \
+    PREVIEW_SIGN_IN=github GITHUB_CLIENT_ID=Iv1.cca0test0client GITHUB_CLIENT_SECRET=cca-test-client-secret \
+    PREVIEW_COOKIE_SECRET="$cookie_secret" GITHUB_API_URL="http://127.0.0.1:$port_g" \
+    "$proxy_bin" serve --listen "127.0.0.1:$port_d" </dev/null >"$work/proxy-gate.log" 2>&1 &
+pid_d=$!
+pids+=("$pid_d")
+# Admitted (200, not the sign-in redirect) only with the visitor's cookie.
+wait_ready "cca-uat-proxy behind sign-in" "$pid_d" "$port_d" "bench.localhost" / "$cookie"
+
 # CPU time (user + system, clock ticks) used so far by the given processes.
 cpu_ticks() {
     local pid total=0 stat
@@ -203,13 +237,18 @@ cpu_ticks() {
 }
 clk_tck="$(getconf CLK_TCK)"
 
-# Runs wrk with <threads> and <connections> against <url> with <host>, measuring the CPU time
-# the given server processes spend; prints "<requests/s> <p50 ms> <p99 ms> <CPU µs/request>".
+# Runs wrk with <threads> and <connections> against <url> with <host> (and, when
+# WRK_COOKIE is set, that Cookie header), measuring the CPU time the given server processes
+# spend; prints "<requests/s> <p50 ms> <p99 ms> <CPU µs/request>".
 run_wrk() {
     local threads="$1" conns="$2" secs="$3" url="$4" host="$5" out before after
     shift 5
+    local extra=()
+    if [[ -n "${WRK_COOKIE:-}" ]]; then
+        extra=(-H "Cookie: $WRK_COOKIE")
+    fi
     before="$(cpu_ticks "$@")"
-    out="$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -H "Host: $host" "$url")" ||
+    out="$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -H "Host: $host" "${extra[@]}" "$url")" ||
         fail "wrk against $url"
     after="$(cpu_ticks "$@")"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
@@ -237,10 +276,12 @@ mapfile -t -O 1 pids_a < <(pgrep -P "$pid_a")
 pids_b=("$pid_b")
 mapfile -t -O 1 pids_b < <(pgrep -P "$pid_b")
 pids_c=("$pid_c")
+pids_d=("$pid_d")
 
 url_a="http://127.0.0.1:$port_a/"
 url_b="http://127.0.0.1:$port_b/"
 url_c="http://127.0.0.1:$port_c/"
+url_d="http://127.0.0.1:$port_d/"
 
 # One wrk run of <mode> (load: THREADS x CONNECTIONS; single: one connection) against <target>.
 measure() {
@@ -252,21 +293,22 @@ measure() {
     case "$target" in
     A) run_wrk "$threads" "$conns" "$secs" "$url_a" "127.0.0.1" "${pids_a[@]}" ;;
     C) run_wrk "$threads" "$conns" "$secs" "$url_c" "bench.localhost" "${pids_c[@]}" ;;
+    D) WRK_COOKIE="$cookie" run_wrk "$threads" "$conns" "$secs" "$url_d" "bench.localhost" "${pids_d[@]}" ;;
     B) run_wrk "$threads" "$conns" "$secs" "$url_b" "bench.localhost" "${pids_b[@]}" ;;
     esac
 }
 
 step "Warm-up (${WARMUP_SECS}s each: fills the proxy's session cache and connection pools)"
-for target in A C B; do
+for target in A C D B; do
     measure load "$target" "$WARMUP_SECS" >/dev/null
 done
 
-step "$ROUNDS round(s) of A, C, B: wrk -t$THREADS -c$CONNECTIONS (load), then -t1 -c1 (single); -d${DURATION}s --latency"
+step "$ROUNDS round(s) of A, C, D, B: wrk -t$THREADS -c$CONNECTIONS (load), then -t1 -c1 (single); -d${DURATION}s --latency"
 results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
     for mode in load single; do
-        for target in A C B; do
+        for target in A C D B; do
             line="$(measure "$mode" "$target" "$DURATION")"
             read -r rps p50 p99 cpu <<<"$line"
             printf 'round %s  %-6s  %s  %9s req/s  p50 %7s ms  p99 %7s ms  server CPU %6s µs/request\n' \
@@ -284,21 +326,24 @@ for line in open(sys.argv[1]):
     mode, target, *values = line.split()
     rows.setdefault((mode, target), []).append(tuple(float(v) for v in values))
 med = {k: [statistics.median(col) for col in zip(*r)] for k, r in rows.items()}
-names = {"A": "upstream direct", "C": "cca-uat-proxy", "B": "nginx proxy"}
+names = {"A": "upstream direct", "C": "cca-uat-proxy", "D": "cca-uat-proxy, sign-in", "B": "nginx proxy"}
 titles = {"load": f"load (-t{sys.argv[2]} -c{sys.argv[3]})", "single": "single connection (-t1 -c1)"}
 for mode in ("load", "single"):
     print(titles[mode])
     print(f"  {'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/req':>12}")
-    for t in "ACB":
+    for t in "ACDB":
         rps, p50, p99, cpu = med[(mode, t)]
         print(f"  {t} {names[t]:22}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}{cpu:>12.1f}")
 def m(mode, t):
     return med[(mode, t)]
-print(f"throughput C/B under load: {m('load', 'C')[0] / m('load', 'B')[0]:.2f}x  (target >= 1.0x)")
+for mode, label in (("load", "under load"), ("single", "single connection")):
+    for t, what in (("C", "C/B"), ("D", "D/B (sign-in on)")):
+        print(f"throughput {what} {label}: {m(mode, t)[0] / m(mode, 'B')[0]:.2f}x  (target >= 1.0x)")
+    print(f"CPU per request {label}: C {m(mode, 'C')[3]:.1f} µs, D {m(mode, 'D')[3]:.1f} µs, B {m(mode, 'B')[3]:.1f} µs (target: C, D <= B)")
 for mode, label in (("load", "under load"), ("single", "single connection")):
     added_c = m(mode, "C")[2] - m(mode, "A")[2]
     added_b = m(mode, "B")[2] - m(mode, "A")[2]
-    print(f"p99 added over A, {label}: C {added_c:+.3f} ms (target <= 1 ms), B {added_b:+.3f} ms")
+    print(f"p99 added over A, {label}: C {added_c:+.3f} ms, B {added_b:+.3f} ms (target: C <= B + 0.1 ms)")
 EOF
 
 step "Resident memory at $IDLE_CONNECTIONS open idle keep-alive connections"

@@ -83,6 +83,10 @@ pub struct ProxyArgs {
     /// Address of the Prometheus metrics listener (off when unset).
     #[arg(long, env = "PROXY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Worker threads, each with its own listener and upstream connections (default: one per
+    /// CPU the process may use).
+    #[arg(long, env = "PROXY_WORKERS")]
+    pub workers: Option<String>,
     /// Seconds a client may take to send request headers.
     #[arg(long, env = "PROXY_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<String>,
@@ -210,6 +214,8 @@ pub struct Config {
     pub store: StoreSpec,
     /// The metrics listener, off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Worker threads serving the listen address (`PROXY_WORKERS`).
+    pub workers: usize,
     /// What the server itself needs.
     pub settings: Settings,
 }
@@ -341,9 +347,22 @@ impl Config {
                     })
             })
             .transpose()?;
+        let workers = match non_empty(&args.workers) {
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "PROXY_WORKERS",
+                        reason: format!("{text:?} is not a whole number from 1 to 256"),
+                    });
+                }
+            },
+        };
         Ok(Self {
             store,
             metrics_listen,
+            workers,
             settings,
         })
     }

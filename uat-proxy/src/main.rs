@@ -63,11 +63,10 @@ async fn main() -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
-    let listener = TcpListener::bind(listen)
-        .await
+    let listener = cca_uat_proxy::proxy::shared_listener(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     proxy
-        .serve(listener, stopped(stop_rx))
+        .serve_workers(listener, config.workers, stop_rx)
         .await
         .context("proxy failed")
 }

@@ -120,26 +120,80 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let local = listener.local_addr()?;
+        let core = self.core(local);
+        serve_listener(worker(&core), listener, shutdown).await;
+        Ok(())
+    }
+
+    /// Serves with `workers` threads, each with a runtime of its own, its own listener on the
+    /// address of `first` (bound by [`shared_listener`]; `SO_REUSEPORT` lets the kernel spread
+    /// new connections over them) and its own upstream connections, so that no request is
+    /// handed from thread to thread; the session cache, the gate, the metrics, the activity
+    /// writer and the connection caps are shared. Stops as [`Proxy::serve`] does when
+    /// `shutdown` turns true. With one worker it serves on the calling runtime.
+    pub async fn serve_workers(
+        self,
+        first: TcpListener,
+        workers: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if workers <= 1 {
+            return self.serve(first, stopped(shutdown)).await;
+        }
+        let local = first.local_addr()?;
+        let core = self.core(local);
+        let mut first = Some(first.into_std()?);
+        let mut threads = Vec::with_capacity(workers);
+        for n in 0..workers {
+            let std_listener = match first.take() {
+                Some(l) => l,
+                None => shared_listener(local)?.into_std()?,
+            };
+            let core = Arc::clone(&core);
+            let shutdown = shutdown.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("proxy-worker-{n}"))
+                .spawn(move || -> io::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(std_listener)?;
+                        serve_listener(worker(&core), listener, stopped(shutdown)).await;
+                        Ok(())
+                    })
+                })?;
+            threads.push(thread);
+        }
+        tracing::info!(workers, "proxy workers serving");
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a proxy worker panicked")))
+                })
+                .collect::<io::Result<Vec<()>>>()
+        })
+        .await
+        .map_err(io::Error::other)?;
+        joined.map(|_| ())
+    }
+
+    /// What every worker shares, for a proxy listening on `local`.
+    fn core(self, local: SocketAddr) -> Arc<Core> {
         let mut guard = self.guard;
         guard.refuse_listener(local);
         let suffix = &self.settings.domain_suffix;
         tracing::info!(%local, %suffix, allowed = %guard, "proxy serving");
-
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(self.settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-            .pool_max_idle_per_host(UPSTREAM_POOL_MAX_IDLE)
-            .build(connector);
-        let max_tunnels = self.settings.max_tunnels.max(1);
-        let connections = Arc::new(Semaphore::new(self.settings.max_connections.max(1)));
         let gate = self
             .settings
             .gate
             .clone()
-            .map(|g| Gate::new(g, &self.settings.domain_suffix));
+            .map(|g| Arc::new(Gate::new(g, &self.settings.domain_suffix)));
         match &gate {
             Some(_) => {
                 tracing::info!(auth = %format!("{}.{suffix}", crate::gate::AUTH_LABEL), "previews need sign-in with GitHub")
@@ -148,83 +202,149 @@ impl Proxy {
                 tracing::warn!("previews are open to anyone who reaches the proxy: sign-in is off")
             }
         }
-        let shared = Arc::new(Shared {
+        Arc::new(Core {
             gate,
-            activity: Activity::start(
+            activity: Arc::new(Activity::start(
                 Arc::clone(&self.store),
                 self.settings.activity_interval,
                 Arc::clone(&self.metrics),
-            ),
+            )),
+            connections: Arc::new(Semaphore::new(self.settings.max_connections.max(1))),
+            tunnels: Arc::new(Semaphore::new(self.settings.max_tunnels.max(1))),
             settings: self.settings,
             guard,
             cache: self.cache,
             metrics: self.metrics,
-            client,
-            tunnels: Arc::new(Semaphore::new(max_tunnels)),
-        });
-
-        // Every connection holds a receiver; the sender learns when the last one is gone.
-        let (drain, _) = watch::channel(());
-        let mut shutdown = pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => match Arc::clone(&connections).try_acquire_owned() {
-                        Ok(slot) => spawn_connection(
-                            Arc::clone(&shared),
-                            stream,
-                            peer,
-                            drain.subscribe(),
-                            slot,
-                        ),
-                        // Over the cap: closed at once, before a byte is read.
-                        Err(_) => {
-                            tracing::debug!(%peer, "connection cap reached: closing a new connection");
-                            drop(stream);
-                        }
-                    },
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        tracing::warn!(error = %err, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                () = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        let open = drain.receiver_count();
-        tracing::info!(open, "stopped accepting; draining connections");
-        let _ = drain.send(());
-        let drain_timeout = shared.settings.drain_timeout;
-        if tokio::time::timeout(drain_timeout, drain.closed())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                open = drain.receiver_count(),
-                "drain time-out: closing connections with requests in flight"
-            );
-        } else {
-            tracing::info!("drained");
-        }
-        Ok(())
+        })
     }
 }
 
-/// What every request of a serving proxy shares.
+/// A listener on `addr` that other listeners of this process may share (`SO_REUSEPORT`), as
+/// [`Proxy::serve_workers`] wants its first one.
+pub fn shared_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connections waiting to be accepted, per listener.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// What every worker of a serving proxy shares.
+#[derive(Debug)]
+struct Core {
+    settings: Settings,
+    gate: Option<Arc<Gate>>,
+    guard: Guard,
+    cache: SessionCache,
+    metrics: Arc<Metrics>,
+    activity: Arc<Activity>,
+    /// Slots for client connections (`max_connections`), across workers.
+    connections: Arc<Semaphore>,
+    /// Slots for upgraded tunnels (`max_tunnels`), across workers.
+    tunnels: Arc<Semaphore>,
+}
+
+/// One worker's view: the shared core and an upstream client of its own runtime.
+fn worker(core: &Core) -> Arc<Shared> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(core.settings.connect_timeout));
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(UPSTREAM_POOL_IDLE)
+        .pool_max_idle_per_host(UPSTREAM_POOL_MAX_IDLE)
+        .build(connector);
+    Arc::new(Shared {
+        settings: core.settings.clone(),
+        gate: core.gate.clone(),
+        guard: core.guard.clone(),
+        cache: core.cache.clone(),
+        metrics: Arc::clone(&core.metrics),
+        activity: Arc::clone(&core.activity),
+        client,
+        tunnels: Arc::clone(&core.tunnels),
+        connections: Arc::clone(&core.connections),
+    })
+}
+
+/// Accepts clients from `listener` for `shared` until `shutdown`, then drains as
+/// [`Proxy::serve`] says.
+async fn serve_listener(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Every connection holds a receiver; the sender learns when the last one is gone.
+    let (drain, _) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => match Arc::clone(&shared.connections).try_acquire_owned() {
+                    Ok(slot) => spawn_connection(
+                        Arc::clone(&shared),
+                        stream,
+                        peer,
+                        drain.subscribe(),
+                        slot,
+                    ),
+                    // Over the cap: closed at once, before a byte is read.
+                    Err(_) => {
+                        tracing::debug!(%peer, "connection cap reached: closing a new connection");
+                        drop(stream);
+                    }
+                },
+                Err(err) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let open = drain.receiver_count();
+    tracing::info!(open, "stopped accepting; draining connections");
+    let _ = drain.send(());
+    let drain_timeout = shared.settings.drain_timeout;
+    if tokio::time::timeout(drain_timeout, drain.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = drain.receiver_count(),
+            "drain time-out: closing connections with requests in flight"
+        );
+    } else {
+        tracing::info!("drained");
+    }
+}
+
+/// What every request of one worker shares.
 #[derive(Debug)]
 struct Shared {
     settings: Settings,
     /// Sign-in in front of previews; `None` when it is off.
-    gate: Option<Gate>,
+    gate: Option<Arc<Gate>>,
     guard: Guard,
     cache: SessionCache,
     metrics: Arc<Metrics>,
-    activity: Activity,
+    activity: Arc<Activity>,
+    /// This worker's upstream connections.
     client: Client<HttpConnector, Incoming>,
     /// Slots for upgraded tunnels (`max_tunnels`).
     tunnels: Arc<Semaphore>,
+    /// Slots for client connections (`max_connections`).
+    connections: Arc<Semaphore>,
 }
 
 fn spawn_connection(
@@ -416,20 +536,21 @@ pub enum Blocked {
 
 /// Where a request for `session` goes: its app's address, or why not.
 pub fn decide(session: &Session, guard: &Guard) -> Result<SocketAddr, Blocked> {
-    let pr_link = pages::pr_link(session);
+    // Built only for a page: forwarding, the common case, needs no link.
+    let pr_link = || pages::pr_link(session);
     match session.status {
         Status::Provisioning | Status::Queued | Status::Starting => {
-            Err(Blocked::Page(Page::Starting { pr_link }))
+            Err(Blocked::Page(Page::Starting { pr_link: pr_link() }))
         }
         Status::Running | Status::Idle => match (&session.container_ip, session.app_port) {
             (Some(ip), Some(port)) => guard.check(ip, port).map_err(Blocked::Refused),
-            _ => Err(Blocked::Page(Page::Starting { pr_link })),
+            _ => Err(Blocked::Page(Page::Starting { pr_link: pr_link() })),
         },
         Status::Stopping | Status::Stopped | Status::Completed => {
-            Err(Blocked::Page(Page::Stopped { pr_link }))
+            Err(Blocked::Page(Page::Stopped { pr_link: pr_link() }))
         }
         Status::Failed => Err(Blocked::Page(Page::Failed {
-            pr_link,
+            pr_link: pr_link(),
             error: session.error.clone(),
         })),
     }
@@ -458,13 +579,19 @@ async fn forward(
     };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let Ok(uri) = format!("http://{target}{path}").parse::<Uri>() else {
-        // `OPTIONS *` and the like have no path to forward.
+    // The origin-form target as the client sent it (shared bytes, not copied), on the app's
+    // address; `OPTIONS *` and the like have no path to forward.
+    let path = match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
+        Some(_) => return page(Page::MethodNotAllowed),
+        None => http::uri::PathAndQuery::from_static("/"),
+    };
+    let Ok(uri) = Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(authority(target))
+        .path_and_query(path)
+        .build()
+    else {
         return page(Page::MethodNotAllowed);
     };
     parts.uri = uri;
@@ -549,6 +676,18 @@ async fn forward(
     };
     tracing::debug!(status = response.status().as_u16(), "proxied");
     (outcome, response.map(ProxyBody::upstream))
+}
+
+/// The authority of `addr` (`10.0.3.7:3000`, `[::1]:3000`).
+fn authority(addr: SocketAddr) -> http::uri::Authority {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // A socket address is at most 47 bytes written out.
+    let _ = write!(cursor, "{addr}");
+    let len = usize::try_from(cursor.position()).unwrap_or_default();
+    http::uri::Authority::try_from(&buf[..len])
+        .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
 }
 
 /// Copies bytes both ways between the client and the app once both sides have switched, until

@@ -187,6 +187,23 @@ fn run(gated: bool) {
     }
 }
 
+/// Not a test: prints the session cookie a visitor signed in as `octocat` holds for
+/// `bench.localhost`, sealed with `CCA_BENCH_COOKIE_SECRET` as a local-mode proxy with that
+/// `PREVIEW_COOKIE_SECRET` seals it, for `scripts/bench-proxy.sh` (the proxy behind sign-in).
+#[test]
+#[ignore = "helper of scripts/bench-proxy.sh"]
+fn mint_cookie_for_benchmark() {
+    let secret = std::env::var("CCA_BENCH_COOKIE_SECRET").expect("CCA_BENCH_COOKIE_SECRET");
+    let out = std::env::var("CCA_BENCH_COOKIE_OUT").expect("CCA_BENCH_COOKIE_OUT");
+    let mut settings = cca_uat_proxy::gate::GateSettings::new(CLIENT_ID, CLIENT_SECRET);
+    settings.cookie_secret = Some(secret);
+    settings.secure = false;
+    let gate = cca_uat_proxy::gate::Gate::new(settings, "localhost");
+    let token = format!("ghu_{}", "b".repeat(36));
+    let cookie = gate.issue_cookie("bench.localhost", "octocat", 583231, &token);
+    fs::write(out, format!("{}={cookie}", gate.cookie_name())).expect("write the cookie");
+}
+
 /// Not a test: writes the RUNNING session `bench` → 127.0.0.1:`CCA_BENCH_UPSTREAM_PORT` into the
 /// SQLite store at `CCA_BENCH_STORE`, for `scripts/bench-proxy.sh`.
 #[test]

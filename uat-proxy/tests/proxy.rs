@@ -1079,3 +1079,49 @@ async fn cold_hosts_cost_one_read_and_known_hosts_survive_a_store_outage() {
     })
     .await;
 }
+
+// ---- workers ------------------------------------------------------------------------------
+
+/// Served by several workers (each a thread with a runtime and a listener of its own on one
+/// port), every connection is answered through the app from the one session cache, the
+/// metrics count them all, and a shutdown ends every worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_share_one_port_one_cache_and_one_shutdown() {
+    within(async {
+        let upstream =
+            app(|_req: Request<Incoming>| async { text(StatusCode::OK, "from the app") }).await;
+        let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::in_memory().unwrap());
+        let mut stand = Stand::with_store(Arc::clone(&store), settings(true)).await;
+        stand
+            .running("tt-workers", "127.0.0.1", upstream.port())
+            .await;
+        stand.shut_down().await;
+
+        let proxy = Proxy::new(Arc::clone(&store), settings(true));
+        let metrics = proxy.metrics();
+        let listener =
+            cca_uat_proxy::proxy::shared_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let served = tokio::spawn(proxy.serve_workers(listener, 3, stopped));
+        for _ in 0..24 {
+            let req = Request::get("/")
+                .header(header::HOST, Stand::host("tt-workers"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let reply = Reply::read(send(addr, req).await).await;
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (StatusCode::OK, "from the app")
+            );
+        }
+        assert_eq!(metrics.metrics().requests(Outcome::Proxied), 24);
+        let _ = stop.send(true);
+        served.await.unwrap().unwrap();
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no worker accepts after the shutdown"
+        );
+    })
+    .await;
+}

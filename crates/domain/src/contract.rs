@@ -198,6 +198,7 @@ pub const UAT_PROXY: Contract = Contract {
         "PROXY_NEGATIVE_TTL_MS",
         "PROXY_STALE_SECS",
         "PROXY_METRICS_LISTEN",
+        "PROXY_WORKERS",
         "PROXY_HEADER_TIMEOUT_SECS",
         "PROXY_IDLE_TIMEOUT_SECS",
         "PROXY_CONNECT_TIMEOUT_MS",

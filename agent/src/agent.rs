@@ -111,11 +111,18 @@ async fn start(
     });
 
     let prompt = initial_prompt(ready, session).await?;
+    // A review that relaunched the session: its run answers in the review's threads.
+    let mut threads: Vec<crate::control::Thread> = session
+        .prompt_threads
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    threads.truncate(crate::control::MAX_THREADS);
     ready.shared.enqueue(Prompt {
         text: prompt,
         author: None,
         comment_id: None,
-        threads: Vec::new(),
+        threads,
         fix: None,
         approval: None,
     });

@@ -900,9 +900,19 @@ async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data
                 assert_eq!(mode, 0o600, "{kept:?} is {mode:o}");
             }
 
-            // A new container: nothing of the old one's working copy or home is left.
+            // A new container: nothing of the old one's working copy or home is left. It is
+            // started again by a review, whose thread the relaunched run answers in.
             use cca_store::SessionStore as _;
             std::fs::remove_dir_all(stand.workspace.join(ended.session_id.as_str())).unwrap();
+            let pr = ended.pr_number.unwrap();
+            let (_, ids) = stand.github.add_review(
+                REPO,
+                pr,
+                "octocat",
+                "CHANGES_REQUESTED",
+                "also add bye.txt",
+                &cca_testkit::github::two_diff_comments()[..1],
+            );
             stand
                 .store
                 .relaunch(
@@ -910,6 +920,9 @@ async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data
                     cca_domain::session::SessionPatch {
                         initial_prompt: Some(
                             "Follow-up from @octocat on the PR:\n\nalso add bye.txt".into(),
+                        ),
+                        prompt_threads: Some(
+                            json!([{ "comment_id": ids[0], "path": "app.js" }]).to_string(),
                         ),
                         ..Default::default()
                     },
@@ -960,6 +973,24 @@ async fn a_relaunch_in_a_new_container_resumes_the_conversation_kept_in_the_data
                 stand.github.file_at(REPO, "claude/1", "bye.txt").as_deref(),
                 Some("bye\n")
             );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let replies: Vec<_> = stand
+                    .github
+                    .review_comments(REPO, pr)
+                    .into_iter()
+                    .filter(|c| c.in_reply_to_id == Some(ids[0]))
+                    .collect();
+                if let [reply] = replies.as_slice() {
+                    assert!(reply.body.contains("Run 2"), "{reply:?}");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no reply in the review's thread: {replies:#?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             stand.stop(&mut agent).await;
         },
     )

@@ -1351,6 +1351,17 @@ fn prompt(
             claim: Claim::Relaunch {
                 patch: Box::new(SessionPatch {
                     initial_prompt: Some(follow_up.relaunch_prompt),
+                    // A review's threads go with its prompt, so the first run answers in them.
+                    prompt_threads: (!follow_up.threads.is_empty()).then(|| {
+                        Value::Array(
+                            follow_up
+                                .threads
+                                .iter()
+                                .map(|(id, path)| json!({ "comment_id": id, "path": path }))
+                                .collect(),
+                        )
+                        .to_string()
+                    }),
                     ..SessionPatch::default()
                 }),
                 last: s,

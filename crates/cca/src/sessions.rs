@@ -321,6 +321,7 @@ fn fields(s: &Session) -> Vec<(&'static str, String)> {
         ),
         ("turns", opt(&s.turns)),
         ("runs", opt(&s.runs)),
+        ("prompt_threads", opt(&s.prompt_threads)),
         ("error", opt(&s.error)),
         ("created_at", time(&Some(s.created_at))),
         ("updated_at", time(&Some(s.updated_at))),

@@ -574,6 +574,7 @@ fn full_patch() -> SessionPatch {
         preview_public: Some(false),
         plan_mode: Some(true),
         runs: Some(2),
+        prompt_threads: Some("[]".into()),
     }
 }
 

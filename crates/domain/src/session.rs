@@ -200,6 +200,10 @@ pub struct Session {
     pub installation_id: Option<u64>,
     /// The first prompt; read by the agent from here, since ECS overrides are limited to 8 KB.
     pub initial_prompt: Option<String>,
+    /// The review threads the first prompt came from (a review that relaunched the session),
+    /// as JSON `[{"comment_id": …, "path": …}]`: the first run answers in them. Cleared by
+    /// every relaunch that does not set it.
+    pub prompt_threads: Option<String>,
     pub task_arn: Option<String>,
     pub container_ip: Option<String>,
     pub app_port: Option<u16>,
@@ -253,6 +257,7 @@ impl Session {
             image_channel,
             installation_id: None,
             initial_prompt: None,
+            prompt_threads: None,
             task_arn: None,
             container_ip: None,
             app_port: None,
@@ -307,6 +312,8 @@ pub struct SessionPatch {
     /// sweeper fails sessions whose heartbeat stopped.
     pub heartbeat_at: Option<i64>,
     pub initial_prompt: Option<String>,
+    /// See [`Session::prompt_threads`].
+    pub prompt_threads: Option<String>,
     /// See [`Session::preview_public`].
     pub preview_public: Option<bool>,
     /// See [`Session::plan_mode`].

@@ -13,7 +13,7 @@ use crate::{StoreError, StoreResult};
 
 /// Every field of the record, in the order of [`Session`]: the DynamoDB attribute names and the
 /// SQLite column names.
-pub(crate) const FIELDS: [&str; 29] = [
+pub(crate) const FIELDS: [&str; 30] = [
     "session_id",
     "session_type",
     "source",
@@ -43,10 +43,11 @@ pub(crate) const FIELDS: [&str; 29] = [
     "preview_public",
     "plan_mode",
     "runs",
+    "prompt_threads",
 ];
 
 /// The fields `relaunch` clears: what belonged to the previous run's container and ending.
-pub(crate) const CLEARED_BY_RELAUNCH: [&str; 6] = [
+pub(crate) const CLEARED_BY_RELAUNCH: [&str; 7] = [
     "task_arn",
     "container_ip",
     "error",
@@ -54,6 +55,8 @@ pub(crate) const CLEARED_BY_RELAUNCH: [&str; 6] = [
     "heartbeat_at",
     // Read again from the default branch by the new run.
     "preview_public",
+    // Belong to the prompt of the relaunch that set them.
+    "prompt_threads",
 ];
 
 /// A stored value, before it is written in a backend's own types.
@@ -127,6 +130,7 @@ pub(crate) fn record_values<'a>(
         ("preview_public", s.preview_public.then_some(Value::Int(1))),
         ("plan_mode", s.plan_mode.then_some(Value::Int(1))),
         ("runs", uint(s.runs.map(u64::from))),
+        ("prompt_threads", opt_text(&s.prompt_threads)),
     ];
     debug_assert!(values.iter().map(|(f, _)| *f).eq(FIELDS));
     Ok(values)
@@ -165,6 +169,7 @@ pub(crate) fn patch_values<'a>(
         ),
         ("plan_mode", p.plan_mode.map(|v| Value::Int(i64::from(v)))),
         ("runs", p.runs.map(|v| Value::UInt(v.into()))),
+        ("prompt_threads", text(&p.prompt_threads)),
     ];
     Ok(candidates
         .into_iter()
@@ -230,6 +235,7 @@ pub(crate) fn session_from(op: &str, fields: &impl Fields) -> StoreResult<Sessio
         preview_public: r.int::<i64>("preview_public")?.is_some_and(|v| v != 0),
         plan_mode: r.int::<i64>("plan_mode")?.is_some_and(|v| v != 0),
         runs: r.int("runs")?,
+        prompt_threads: r.text("prompt_threads")?,
     })
 }
 

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     ttl               INTEGER,
     preview_public    INTEGER,
     plan_mode         INTEGER,
-    runs              INTEGER
+    runs              INTEGER,
+    prompt_threads    TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS sessions_by_pr ON sessions (repo_full_name, pr_number);
 CREATE TABLE IF NOT EXISTS claims (
@@ -118,13 +119,14 @@ impl SqliteStore {
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                     .map_err(err)?;
             }
-            // Version 1 had no heartbeat column, version 2 no preview_public, version 3 neither
-            // plan_mode nor runs: each older file gains the columns it lacks, in order.
+            // Version 1 had no heartbeat column, version 2 no preview_public, version 3 none of
+            // plan_mode, runs and prompt_threads: each older file gains the columns it lacks,
+            // in order.
             1..=3 => {
                 let added = [
                     "ALTER TABLE sessions ADD COLUMN heartbeat_at INTEGER;",
                     "ALTER TABLE sessions ADD COLUMN preview_public INTEGER;",
-                    "ALTER TABLE sessions ADD COLUMN plan_mode INTEGER; ALTER TABLE sessions ADD COLUMN runs INTEGER;",
+                    "ALTER TABLE sessions ADD COLUMN plan_mode INTEGER; ALTER TABLE sessions ADD COLUMN runs INTEGER; ALTER TABLE sessions ADD COLUMN prompt_threads TEXT;",
                 ];
                 let from = usize::try_from(version - 1).unwrap_or_default();
                 tx.execute_batch(&format!(
@@ -665,7 +667,7 @@ mod tests {
     async fn files_of_versions_2_and_3_gain_the_columns_they_lack_and_keep_their_sessions() {
         // Each older schema is today's without the columns added since.
         let plan_and_runs = (
-            "    preview_public    INTEGER,\n    plan_mode         INTEGER,\n    runs              INTEGER\n",
+            "    preview_public    INTEGER,\n    plan_mode         INTEGER,\n    runs              INTEGER,\n    prompt_threads    TEXT\n",
             "    preview_public    INTEGER\n",
         );
         let v3 = SCHEMA.replace(plan_and_runs.0, plan_and_runs.1);
@@ -714,7 +716,7 @@ mod tests {
             let v1 = SCHEMA
                 .replace("    heartbeat_at      INTEGER,\n", "")
                 .replace(
-                    "    ttl               INTEGER,\n    preview_public    INTEGER,\n    plan_mode         INTEGER,\n    runs              INTEGER\n",
+                    "    ttl               INTEGER,\n    preview_public    INTEGER,\n    plan_mode         INTEGER,\n    runs              INTEGER,\n    prompt_threads    TEXT\n",
                     "    ttl               INTEGER\n",
                 );
             assert_ne!(v1, SCHEMA);

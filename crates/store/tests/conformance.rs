@@ -364,6 +364,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         preview_public: Some(true),
         plan_mode: Some(true),
         runs: Some(4),
+        prompt_threads: Some(r#"[{"comment_id":1,"path":"a.rs"}]"#.to_owned()),
     };
     let written = store.update(&s.session_id, patch, 180).await.unwrap();
     let expected = Session {
@@ -383,6 +384,7 @@ async fn update_writes_the_patch_and_keeps_the_rest(store: Arc<dyn SessionStore>
         preview_public: true,
         plan_mode: true,
         runs: Some(4),
+        prompt_threads: Some(r#"[{"comment_id":1,"path":"a.rs"}]"#.to_owned()),
         status: Status::Running,
         updated_at: 180,
         ..expected

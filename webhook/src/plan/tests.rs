@@ -985,6 +985,9 @@ fn a_review_of_an_ended_session_relaunches_it_with_the_review_as_prompt() {
         p.starts_with("Review from @rev") && p.contains("`src/a.js`, line 3"),
         "{p}"
     );
+    // The relaunched run answers in the review's thread.
+    let threads: Value = serde_json::from_str(patch.prompt_threads.as_deref().unwrap()).unwrap();
+    assert_eq!(threads, json!([{ "comment_id": 501, "path": "src/a.js" }]));
     assert_eq!(
         answer_of(plan_of(
             review_intent(),

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
-    let listener = cca_uat_proxy::proxy::shared_listener(listen)
+    let listener = cca_uat_proxy::proxy::listener(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     proxy
         .serve_workers(listener, config.workers, stop_rx)

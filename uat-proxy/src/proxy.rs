@@ -55,8 +55,8 @@ pub const MAX_HOPS: usize = 3;
 /// closing would fail the request.
 pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
 
-/// Idle upstream connections kept per app: enough for a browser's parallel requests
-/// (six per host) several times over.
+/// Idle upstream connections kept per app by each worker: enough for a browser's parallel
+/// requests (six per host) several times over.
 pub const UPSTREAM_POOL_MAX_IDLE: usize = 128;
 
 /// This proxy's entry in `Via`, by which it recognises its own requests coming back.
@@ -125,15 +125,18 @@ impl Proxy {
         Ok(())
     }
 
-    /// Serves with `workers` threads, each with a runtime of its own, its own listener on the
-    /// address of `first` (bound by [`shared_listener`]; `SO_REUSEPORT` lets the kernel spread
-    /// new connections over them) and its own upstream connections, so that no request is
-    /// handed from thread to thread; the session cache, the gate, the metrics, the activity
-    /// writer and the connection caps are shared. Stops as [`Proxy::serve`] does when
-    /// `shutdown` turns true. With one worker it serves on the calling runtime.
+    /// Serves with `workers` threads, each with a runtime of its own, a listener of its own on
+    /// the address of `listener` (made by [`listener`]: `SO_REUSEPORT`, the kernel spreads new
+    /// connections over the workers' listeners) and its own upstream connections, so that no
+    /// request is handed from thread to thread; the session cache, the gate, the metrics, the
+    /// activity writer and the connection caps are shared. Stops as [`Proxy::serve`] does when
+    /// `shutdown` turns true, or as soon as any worker ends by itself (an error or a panic),
+    /// and returns once every worker has drained. No runtime is dropped before all have
+    /// drained: a store read or a GitHub connection one worker's runtime drives may serve
+    /// another's requests. With one worker it serves on the calling runtime.
     pub async fn serve_workers(
         self,
-        first: TcpListener,
+        listener: TcpListener,
         workers: usize,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
@@ -141,46 +144,85 @@ impl Proxy {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         if workers <= 1 {
-            return self.serve(first, stopped(shutdown)).await;
+            return self.serve(listener, stopped(shutdown)).await;
         }
-        let local = first.local_addr()?;
-        let core = self.core(local);
-        let mut first = Some(first.into_std()?);
-        let mut threads = Vec::with_capacity(workers);
-        for n in 0..workers {
-            let std_listener = match first.take() {
+        let local = listener.local_addr()?;
+        // Everything that can fail is made before any worker starts.
+        let mut first = Some(listener.into_std()?);
+        let mut parts = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let own = match first.take() {
                 Some(l) => l,
-                None => shared_listener(local)?.into_std()?,
+                None => self::listener(local)?.into_std()?,
             };
-            let core = Arc::clone(&core);
-            let shutdown = shutdown.clone();
-            let thread = std::thread::Builder::new()
+            parts.push((runtime, own));
+        }
+        let core = self.core(local);
+        // Stops every worker: the caller's shutdown, or a worker that ended by itself.
+        let (stop_all, stop_rx) = watch::channel(false);
+        let mut outer = shutdown;
+        let relay = stop_all.clone();
+        tokio::spawn(async move {
+            let _ = outer.wait_for(|stop| *stop).await;
+            let _ = relay.send(true);
+        });
+        let all_drained = Arc::new(tokio::sync::Barrier::new(workers));
+        let mut threads = Vec::with_capacity(workers);
+        for (n, (runtime, std_listener)) in parts.into_iter().enumerate() {
+            let (core, stop_rx, ends_all) = (Arc::clone(&core), stop_rx.clone(), stop_all.clone());
+            let all_drained = Arc::clone(&all_drained);
+            let spawned = std::thread::Builder::new()
                 .name(format!("proxy-worker-{n}"))
                 .spawn(move || -> io::Result<()> {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
+                    // However this worker ends, the others stop and are waited for.
+                    struct Ends(watch::Sender<bool>);
+                    impl Drop for Ends {
+                        fn drop(&mut self) {
+                            let _ = self.0.send(true);
+                        }
+                    }
+                    let ends = Ends(ends_all);
                     runtime.block_on(async move {
-                        let listener = TcpListener::from_std(std_listener)?;
-                        serve_listener(worker(&core), listener, stopped(shutdown)).await;
-                        Ok(())
+                        let served = async {
+                            let listener = TcpListener::from_std(std_listener)?;
+                            serve_listener(worker(&core), listener, stopped(stop_rx)).await;
+                            io::Result::Ok(())
+                        }
+                        .await;
+                        drop(ends);
+                        all_drained.wait().await;
+                        served
                     })
-                })?;
-            threads.push(thread);
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // The workers started so far stop; a barrier they wait at will not fill,
+                    // so the process ends with this error.
+                    let _ = stop_all.send(true);
+                    return Err(e);
+                }
+            }
         }
         tracing::info!(workers, "proxy workers serving");
-        let joined = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a proxy worker panicked")))
-                })
-                .collect::<io::Result<Vec<()>>>()
+        tokio::task::spawn_blocking(move || {
+            let mut first_error = None;
+            for t in threads {
+                let result = t
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a proxy worker panicked")));
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "a proxy worker ended");
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
         })
         .await
-        .map_err(io::Error::other)?;
-        joined.map(|_| ())
+        .map_err(io::Error::other)?
     }
 
     /// What every worker shares, for a proxy listening on `local`.
@@ -219,9 +261,13 @@ impl Proxy {
     }
 }
 
-/// A listener on `addr` that other listeners of this process may share (`SO_REUSEPORT`), as
-/// [`Proxy::serve_workers`] wants its first one.
-pub fn shared_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A listening socket on `addr` that the other workers' listeners join (`SO_REUSEPORT`), with
+/// room for [`LISTEN_BACKLOG`] connections waiting to be accepted. Measured against one socket
+/// shared by every worker, a listener per worker cost a quarter less CPU per request on one
+/// connection (docs/PERFORMANCE.md). The kernel lets only processes of the same user join the
+/// port: a second proxy of that user on the same port would take a share of the connections
+/// rather than fail (docs/SECURITY.md).
+pub fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -229,7 +275,6 @@ pub fn shared_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     #[cfg(unix)]
     socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -582,16 +627,23 @@ async fn forward(
     // The origin-form target as the client sent it (shared bytes, not copied), on the app's
     // address; `OPTIONS *` and the like have no path to forward.
     let path = match parts.uri.path_and_query() {
-        Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
+        Some(pq) if pq.as_str().starts_with('/') => Ok(pq.clone()),
+        // An absolute-form target with a query and no path: its path is `/`.
+        Some(pq) if pq.as_str().starts_with('?') => {
+            http::uri::PathAndQuery::try_from(format!("/{pq}"))
+        }
         Some(_) => return page(Page::MethodNotAllowed),
-        None => http::uri::PathAndQuery::from_static("/"),
+        None => Ok(http::uri::PathAndQuery::from_static("/")),
     };
-    let Ok(uri) = Uri::builder()
-        .scheme(http::uri::Scheme::HTTP)
-        .authority(authority(target))
-        .path_and_query(path)
-        .build()
-    else {
+    let uri = path.ok().and_then(|path| {
+        Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(target.to_string())
+            .path_and_query(path)
+            .build()
+            .ok()
+    });
+    let Some(uri) = uri else {
         return page(Page::MethodNotAllowed);
     };
     parts.uri = uri;
@@ -676,18 +728,6 @@ async fn forward(
     };
     tracing::debug!(status = response.status().as_u16(), "proxied");
     (outcome, response.map(ProxyBody::upstream))
-}
-
-/// The authority of `addr` (`10.0.3.7:3000`, `[::1]:3000`).
-fn authority(addr: SocketAddr) -> http::uri::Authority {
-    use std::io::Write as _;
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    // A socket address is at most 47 bytes written out.
-    let _ = write!(cursor, "{addr}");
-    let len = usize::try_from(cursor.position()).unwrap_or_default();
-    http::uri::Authority::try_from(&buf[..len])
-        .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
 }
 
 /// Copies bytes both ways between the client and the app once both sides have switched, until

@@ -1082,9 +1082,9 @@ async fn cold_hosts_cost_one_read_and_known_hosts_survive_a_store_outage() {
 
 // ---- workers ------------------------------------------------------------------------------
 
-/// Served by several workers (each a thread with a runtime and a listener of its own on one
-/// port), every connection is answered through the app from the one session cache, the
-/// metrics count them all, and a shutdown ends every worker.
+/// Served by several workers (each a thread with a runtime of its own accepting from one
+/// listening socket), every connection is answered through the app from the one session
+/// cache, the metrics count them all, and a shutdown ends every worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workers_share_one_port_one_cache_and_one_shutdown() {
     within(async {
@@ -1099,8 +1099,7 @@ async fn several_workers_share_one_port_one_cache_and_one_shutdown() {
 
         let proxy = Proxy::new(Arc::clone(&store), settings(true));
         let metrics = proxy.metrics();
-        let listener =
-            cca_uat_proxy::proxy::shared_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = cca_uat_proxy::proxy::listener("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let served = tokio::spawn(proxy.serve_workers(listener, 3, stopped));
@@ -1116,6 +1115,12 @@ async fn several_workers_share_one_port_one_cache_and_one_shutdown() {
             );
         }
         assert_eq!(metrics.metrics().requests(Outcome::Proxied), 24);
+        // One cache for all workers: the session was read from the store once.
+        let text = metrics.render();
+        assert!(
+            text.lines().any(|l| l.ends_with("cache_misses_total 1")),
+            "{text}"
+        );
         let _ = stop.send(true);
         served.await.unwrap().unwrap();
         assert!(

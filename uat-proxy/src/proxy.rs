@@ -286,6 +286,7 @@ const LISTEN_BACKLOG: u32 = 1024;
 #[derive(Debug)]
 struct Core {
     settings: Settings,
+    /// Sign-in in front of previews; `None` when it is off.
     gate: Option<Arc<Gate>>,
     guard: Guard,
     cache: SessionCache,
@@ -298,7 +299,7 @@ struct Core {
 }
 
 /// One worker's view: the shared core and an upstream client of its own runtime.
-fn worker(core: &Core) -> Arc<Shared> {
+fn worker(core: &Arc<Core>) -> Arc<Shared> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(core.settings.connect_timeout));
     connector.set_nodelay(true);
@@ -308,15 +309,8 @@ fn worker(core: &Core) -> Arc<Shared> {
         .pool_max_idle_per_host(UPSTREAM_POOL_MAX_IDLE)
         .build(connector);
     Arc::new(Shared {
-        settings: core.settings.clone(),
-        gate: core.gate.clone(),
-        guard: core.guard.clone(),
-        cache: core.cache.clone(),
-        metrics: Arc::clone(&core.metrics),
-        activity: Arc::clone(&core.activity),
+        core: Arc::clone(core),
         client,
-        tunnels: Arc::clone(&core.tunnels),
-        connections: Arc::clone(&core.connections),
     })
 }
 
@@ -374,22 +368,20 @@ async fn serve_listener(
     }
 }
 
-/// What every request of one worker shares.
+/// What every request of one worker shares: the proxy's [`Core`] (through `Deref`) and this
+/// worker's upstream connections.
 #[derive(Debug)]
 struct Shared {
-    settings: Settings,
-    /// Sign-in in front of previews; `None` when it is off.
-    gate: Option<Arc<Gate>>,
-    guard: Guard,
-    cache: SessionCache,
-    metrics: Arc<Metrics>,
-    activity: Arc<Activity>,
-    /// This worker's upstream connections.
+    core: Arc<Core>,
     client: Client<HttpConnector, Incoming>,
-    /// Slots for upgraded tunnels (`max_tunnels`).
-    tunnels: Arc<Semaphore>,
-    /// Slots for client connections (`max_connections`).
-    connections: Arc<Semaphore>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 fn spawn_connection(

@@ -535,17 +535,20 @@ fn acknowledge(s: &Shared, comment_id: Option<u64>) {
     }
 }
 
+/// The refusal of work a preview (`preview` says why) or a stopping session does not take.
+fn refuses_work(s: &Shared, preview: &str) -> Option<Response> {
+    if s.mode == Mode::Preview {
+        return Some(error(StatusCode::CONFLICT, preview));
+    }
+    s.stop_requested()
+        .map(|_| error(StatusCode::CONFLICT, "the session is stopping"))
+}
+
 /// `/claude retry`: the last failed run's prompt queued again.
 async fn retry(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     let body: CommandBody = serde_json::from_slice(&body).unwrap_or_default();
-    if s.mode == Mode::Preview {
-        return error(
-            StatusCode::CONFLICT,
-            "this session is a preview; it runs nothing",
-        );
-    }
-    if s.stop_requested().is_some() {
-        return error(StatusCode::CONFLICT, "the session is stopping");
+    if let Some(refused) = refuses_work(&s, "this session is a preview; it runs nothing") {
+        return refused;
     }
     let failed = s
         .last_failed
@@ -575,14 +578,8 @@ async fn retry(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respons
 /// session plans no more.
 async fn approve(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     let body: CommandBody = serde_json::from_slice(&body).unwrap_or_default();
-    if s.mode == Mode::Preview {
-        return error(
-            StatusCode::CONFLICT,
-            "this session is a preview; it has no plan",
-        );
-    }
-    if s.stop_requested().is_some() {
-        return error(StatusCode::CONFLICT, "the session is stopping");
+    if let Some(refused) = refuses_work(&s, "this session is a preview; it has no plan") {
+        return refused;
     }
     let Some(author) = body.author.filter(|a| !a.is_empty()) else {
         return error(

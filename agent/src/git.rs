@@ -165,6 +165,13 @@ impl Repo {
     }
 
     async fn git(&self, args: &[&str], auth: Option<&GitAuth>) -> Result<String, GitError> {
+        self.git_bytes(args, auth)
+            .await
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// [`Repo::git`], its output as git wrote it (paths need not be UTF-8).
+    async fn git_bytes(&self, args: &[&str], auth: Option<&GitAuth>) -> Result<Vec<u8>, GitError> {
         let mut full = vec![
             format!("--git-dir={}", self.git_dir.display()),
             format!("--work-tree={}", self.dir.display()),
@@ -174,7 +181,7 @@ impl Repo {
             .git_dir
             .parent()
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-        run_git(&cwd, &full, auth).await
+        run_git_bytes(&cwd, &full, auth).await
     }
 
     /// Paths never committed, whatever the repository's `.gitignore` says (kept in the
@@ -390,16 +397,9 @@ impl Repo {
     /// The untracked files of the working tree that would be committed (ignored and excluded
     /// ones left out), as git names them (bytes: a name need not be UTF-8).
     pub async fn untracked(&self) -> Result<Untracked, GitError> {
-        let mut full = vec![
-            format!("--git-dir={}", self.git_dir.display()),
-            format!("--work-tree={}", self.dir.display()),
-        ];
-        full.extend(["ls-files", "--others", "--exclude-standard", "-z"].map(str::to_owned));
-        let cwd = self
-            .git_dir
-            .parent()
-            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-        let out = run_git_bytes(&cwd, &full, None).await?;
+        let out = self
+            .git_bytes(&["ls-files", "--others", "--exclude-standard", "-z"], None)
+            .await?;
         Ok(Untracked(
             out.split(|b| *b == 0)
                 .filter(|p| !p.is_empty())

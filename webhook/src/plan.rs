@@ -1230,25 +1230,15 @@ fn command_plan(
         }
     };
     if let (Command::Approve, CommentPlan::Relaunch(s)) = (command, plan_comment(&snap.on_pr)) {
-        let queue = queue_for(ctx, snap, &s.session_id, Some(pr_number));
         // The plan's session ended (idle stop, crash): it starts again to implement the plan,
         // in the conversation kept for it.
-        return Plan::Start(Box::new(Start {
-            claim: Claim::Relaunch {
-                patch: Box::new(SessionPatch {
-                    initial_prompt: Some(texts::approved_prompt(author)),
-                    plan_mode: Some(false),
-                    ..SessionPatch::default()
-                }),
-                last: s,
-            },
-            trigger: Trigger::Comment,
-            pr: None,
-            if_taken: None,
-            jira: None,
-            message: "Session relaunched to implement the approved plan",
-            queue,
-        }));
+        let patch = SessionPatch {
+            initial_prompt: Some(texts::approved_prompt(author)),
+            plan_mode: Some(false),
+            ..SessionPatch::default()
+        };
+        let message = "Session relaunched to implement the approved plan";
+        return relaunch_by_comment(ctx, snap, s, pr_number, patch, message);
     }
     let CommentPlan::Forward(session) = plan_comment(&snap.on_pr) else {
         let why = match command {
@@ -1346,33 +1336,49 @@ fn prompt(
             ))],
             outcome: Outcome::NotReady(s.session_id),
         },
-        CommentPlan::Relaunch(s) => Plan::Start(Box::new(Start {
-            queue: queue_for(ctx, snap, &s.session_id, Some(pr_number)),
-            claim: Claim::Relaunch {
-                patch: Box::new(SessionPatch {
-                    initial_prompt: Some(follow_up.relaunch_prompt),
-                    // A review's threads go with its prompt, so the first run answers in them.
-                    prompt_threads: (!follow_up.threads.is_empty()).then(|| {
-                        Value::Array(
-                            follow_up
-                                .threads
-                                .iter()
-                                .map(|(id, path)| json!({ "comment_id": id, "path": path }))
-                                .collect(),
-                        )
-                        .to_string()
-                    }),
-                    ..SessionPatch::default()
+        CommentPlan::Relaunch(s) => {
+            let patch = SessionPatch {
+                initial_prompt: Some(follow_up.relaunch_prompt),
+                // A review's threads go with its prompt, so the first run answers in them.
+                prompt_threads: (!follow_up.threads.is_empty()).then(|| {
+                    Value::Array(
+                        follow_up
+                            .threads
+                            .iter()
+                            .map(|(id, path)| json!({ "comment_id": id, "path": path }))
+                            .collect(),
+                    )
+                    .to_string()
                 }),
-                last: s,
-            },
-            trigger: Trigger::Comment,
-            pr: None,
-            if_taken: None,
-            jira: None,
-            message: "Session relaunched",
-        })),
+                ..SessionPatch::default()
+            };
+            relaunch_by_comment(ctx, snap, s, pr_number, patch, "Session relaunched")
+        }
     }
+}
+
+/// A comment on a PR starts its ended agent session `last` again with `patch` (its prompt),
+/// waiting in line when the installation is at its ceiling.
+fn relaunch_by_comment(
+    ctx: &Context<'_>,
+    snap: &Snapshot,
+    last: Session,
+    pr_number: u64,
+    patch: SessionPatch,
+    message: &'static str,
+) -> Plan {
+    Plan::Start(Box::new(Start {
+        queue: queue_for(ctx, snap, &last.session_id, Some(pr_number)),
+        claim: Claim::Relaunch {
+            patch: Box::new(patch),
+            last,
+        },
+        trigger: Trigger::Comment,
+        pr: None,
+        if_taken: None,
+        jira: None,
+        message,
+    }))
 }
 
 /// Why the store refused a claim: another delivery got there first.

@@ -1698,6 +1698,10 @@ async fn beyond_the_ceiling_sessions_wait_in_line_and_start_as_others_end() {
         assert_eq!(first["message"], "Session started", "{first}");
         let mut queued = Vec::new();
         for (place, &n) in issues[1..].iter().enumerate() {
+            // The line is kept to the second (the record's times): one label a second.
+            if place > 0 {
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
             let (status, reply) = stand.deliver_new("issues", &label(n)).await;
             assert_eq!(
                 (status, reply["message"].as_str()),
@@ -1881,6 +1885,65 @@ async fn github_failing_during_review_and_check_reads_is_answered_for_the_redeli
         let prompt = reqs[1].body["prompt"].as_str().unwrap();
         assert!(prompt.contains("### test (failure)"), "{prompt}");
         assert!(!prompt.contains("expected 2, got 3"), "no log: {prompt}");
+    })
+    .await;
+}
+
+/// A queued session whose turn comes while ECS refuses its task ends `FAILED`, told on its PR,
+/// and takes no place from those behind it.
+#[tokio::test]
+async fn a_queued_session_that_cannot_be_launched_fails_and_says_so() {
+    let opts = Options {
+        missing_agent_task_definition: true,
+        rules: Rules {
+            max_active_sessions: 1,
+            ..Rules::default()
+        },
+        ..Options::default()
+    };
+    scenario_with(opts, |stand| async move {
+        let first = stand.github.add_issue(REPO, "T", "B");
+        let second = stand.github.add_issue(REPO, "U", "B");
+        // The staging task definition exists; the latest one does not.
+        let staging = issue_labeled(first, "T", "B", "claude-dev-staging", "alice");
+        let (_, reply) = stand.deliver_new("issues", &staging).await;
+        assert_eq!(reply["message"], "Session started", "{reply}");
+        let (_, reply) = stand
+            .deliver_new(
+                "issues",
+                &issue_labeled(second, "U", "B", "claude-dev", "alice"),
+            )
+            .await;
+        assert_eq!(reply["message"], "Session queued", "{reply}");
+        let waiting = session_of(&reply);
+
+        let mut unlabel = staging;
+        unlabel["action"] = json!("unlabeled");
+        let (_, reply) = stand.deliver_new("issues", &unlabel).await;
+        assert_eq!(reply["message"], "Stopping", "{reply}");
+        let failed = stand.store.get(&waiting).await.unwrap().unwrap();
+        assert_eq!(failed.status, Status::Failed, "{failed:?}");
+        assert!(
+            failed
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("could not be launched")),
+            "{failed:?}"
+        );
+        let pr = failed.pr_number.unwrap();
+        assert!(
+            stand
+                .github
+                .comments(REPO, pr)
+                .iter()
+                .any(|c| c.body.contains("could not be launched")),
+            "the PR is told"
+        );
+        assert_eq!(
+            stand.tasks().await.len(),
+            1,
+            "only the first's task ever ran"
+        );
     })
     .await;
 }
